@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The official ngrok clients live in environments of their own: the agent SDK
+# (`ngrok`) and the REST client (`ngrok-api`) install into the same import package.
+NGROK_API_ENV := .venvs/ngrok-api
+
+.PHONY: serve test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,postgres]'
+	touch $@
+
+$(NGROK_API_ENV)/.installed:
+	$(PYTHON) -m venv $(NGROK_API_ENV)
+	$(NGROK_API_ENV)/bin/pip install -q 'ngrok-api==0.19.0'
+	touch $@
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/burrow serve $(ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy --strict src/burrow/domain
+
+test: $(VENV)/.installed $(NGROK_API_ENV)/.installed lint
+	$(VENV)/bin/pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) bench/api.py
+
+clean:
+	rm -rf $(VENV) .venvs .burrow
