@@ -1,0 +1,153 @@
+"""The ASGI application: routes, error shaping, request logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from burrow.domain import errors
+from burrow.store.store import Store
+
+from . import http
+from .openapi import openapi_document
+from .resources import SPECS, ResourceHandlers
+
+access_log = logging.getLogger("burrow.access")
+error_log = logging.getLogger("burrow.error")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(handler: Endpoint) -> Endpoint:
+    """Turn a domain error raised by ``handler`` into ngrok's error body."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except errors.BurrowError as error:
+            return http.error_response(request, error)
+
+    return endpoint
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        error = errors.METHOD_NOT_ALLOWED(method=request.method, path=request.url.path, allowed=allowed)
+        response = http.error_response(request, error)
+        response.headers["Allow"] = allowed
+        return response
+    if exc.status_code == 404:
+        error = errors.PATH_NOT_FOUND()
+        error.details["path"] = request.url.path
+        return http.error_response(request, error)
+    return http.error_response(
+        request, errors.BurrowError("ERR_NGROK_90400", exc.status_code, str(exc.detail))
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    op = http.operation_id(request)
+    error_log.exception("unhandled error in %s %s (operation %s)", request.method, request.url.path, op)
+    return http.error_response(request, errors.INTERNAL_ERROR(op=op))
+
+
+class AccessLog:
+    """One structured line per request: no query string, no headers, so no secrets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            state = scope.get("state") or {}
+            client = scope.get("client")
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "operation_id": state.get("operation_id"),
+                        "client": f"{client[0]}:{client[1]}" if client else None,
+                    }
+                },
+            )
+
+
+def create_app(store: Store, public_url: str | None = None) -> ASGIApp:
+    routes: list[Route] = []
+    for spec in SPECS:
+        handlers = ResourceHandlers(spec, store, public_url)
+        routes += [
+            Route(spec.path, _guarded(handlers.list), methods=["GET"]),
+            Route(spec.path, _guarded(handlers.create), methods=["POST"]),
+            Route(spec.path + "/{id}", _guarded(handlers.get), methods=["GET"]),
+            Route(spec.path + "/{id}", _guarded(handlers.update), methods=["PATCH"]),
+            Route(spec.path + "/{id}", _guarded(handlers.delete), methods=["DELETE"]),
+        ]
+    document = openapi_document(SPECS)
+
+    async def openapi(request: Request) -> Response:
+        return http.json_response(request, document)
+
+    async def healthz(request: Request) -> Response:
+        return http.json_response(request, {"status": "ok"})
+
+    routes += [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    handlers_by_error: dict[Any, Any] = {HTTPException: _http_exception, Exception: _unexpected}
+    app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
+    return AccessLog(app)
+
+
+def _merge_methods(routes: list[Route]) -> list[Route]:
+    """One Route per path, dispatching on method, so a wrong method answers 405."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for route in routes:
+        for method in route.methods or ():
+            if method != "HEAD":
+                by_path.setdefault(route.path, {})[method] = route.endpoint
+    merged = []
+    for path, endpoints in by_path.items():
+        merged.append(Route(path, _dispatch(endpoints), methods=list(endpoints)))
+    return merged
+
+
+def _dispatch(endpoints: dict[str, Endpoint]) -> Endpoint:
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return endpoint

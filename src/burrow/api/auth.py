@@ -1,0 +1,30 @@
+"""API key authentication: ``Authorization: Bearer <API key token>``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from burrow.domain import errors, ids, tokens
+from burrow.domain.models import Principal
+from burrow.store.store import Store
+
+
+def authenticate(request: Request, store: Store) -> Principal:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise errors.MISSING_AUTHORIZATION()
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise errors.UNPARSABLE_AUTHORIZATION()
+    key_id = tokens.resource_id(token, ids.API_KEY, other_prefixes=(ids.CREDENTIAL,))
+    if key_id is tokens.TokenProblem.OTHER_KIND:
+        raise errors.AUTHTOKEN_AS_API_KEY()
+    if key_id is tokens.TokenProblem.ID_NOT_TOKEN and token.startswith(f"{ids.API_KEY}_"):
+        raise errors.API_KEY_ID_AS_TOKEN()
+    if not isinstance(key_id, str):
+        raise errors.MALFORMED_API_KEY()
+    principal = store.authenticate_api_key(key_id, token)
+    if principal is None:
+        raise errors.INVALID_API_KEY()
+    return principal

@@ -1,0 +1,209 @@
+"""The ``burrow`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from burrow.domain.models import ROLES
+from burrow.store.store import Store
+
+from . import logs
+
+app = typer.Typer(
+    help="Burrow: a self-hosted tunnel service that speaks ngrok's protocols.",
+    no_args_is_help=True,
+    add_completion=True,
+)
+admin_app = typer.Typer(help="Operator commands that work on the data directory directly.", no_args_is_help=True)
+users_app = typer.Typer(help="Users of an account (they have no REST endpoint).", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+admin_app.add_typer(users_app, name="users")
+admin_app.add_typer(accounts_app, name="accounts")
+
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", envvar="BURROW_DATA_DIR",
+        help="Where Burrow keeps its SQLite database and server secret.",
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", envvar="BURROW_DATABASE_URL",
+        help="A SQLAlchemy database URL (e.g. postgresql+psycopg://...); default: SQLite in the data directory.",
+    ),
+]
+DEFAULT_DATA_DIR = Path(".burrow")
+DEFAULT_API_ADDR = "127.0.0.1:4080"
+FIRST_RUN_EMAIL = "admin@localhost"
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+def _check_email(email: str) -> str:
+    local, at, domain = email.partition("@")
+    if not at or not local or not domain or any(c.isspace() for c in email) or len(email) > 320:
+        raise _fail(f"{email!r} is not an email address")
+    return email
+
+
+def _open(data_dir: Path, database_url: str | None) -> Store:
+    return Store.open(data_dir, database_url)
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise _fail(f"{addr!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@app.command()
+def init(
+    admin_email: Annotated[str, typer.Option("--admin-email", help="Email of the new account's admin user.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create the database if needed, then a new account with an admin and its first API key.
+
+    The API key's token is printed alone on stdout, once: store it now.
+    Run it again with another email to create another, isolated account.
+    """
+    store = _open(data_dir, database_url)
+    try:
+        _user, token = store.create_account(_check_email(admin_email))
+    finally:
+        store.close()
+    sys.stdout.write(token + "\n")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    api_addr: Annotated[
+        str, typer.Option("--api-addr", envvar="BURROW_API_ADDR", help="HOST:PORT for the REST API.")
+    ] = DEFAULT_API_ADDR,
+    database_url: DatabaseUrl = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url", envvar="BURROW_PUBLIC_URL",
+            help="Base URL for the API's uri fields (default: from each request's Host).",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log one line per API request.")
+    ] = True,
+) -> None:
+    """Run Burrow: the REST API (and, on an empty data directory, create the first account)."""
+    import uvicorn
+
+    from burrow.api.app import create_app
+
+    logs.configure(log_level, access_log)
+    host, port = _split_addr(api_addr)
+    store = _open(data_dir, database_url)
+    try:
+        if not store.accounts():
+            _user, token = store.create_account(FIRST_RUN_EMAIL)
+            err.print(
+                f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
+                f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
+            )
+        config = uvicorn.Config(
+            create_app(store, public_url=public_url.rstrip("/") if public_url else None),
+            host=host, port=port, log_config=None, access_log=False, lifespan="off",
+            server_header=False, timeout_graceful_shutdown=10,
+        )
+        asyncio.run(uvicorn.Server(config).serve())
+    finally:
+        store.close()
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option("--email", help="The new user's email.")],
+    role: Annotated[str, typer.Option("--role", help="admin or member.")] = "member",
+    account_id: Annotated[
+        str | None, typer.Option("--account", help="Account id (needed when there are several).")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add a user to an account; prints the user's first API key token alone on stdout."""
+    if role not in ROLES:
+        raise _fail(f"--role must be one of {', '.join(ROLES)}")
+    store = _open(data_dir, database_url)
+    try:
+        account_id = account_id or _only_account(store)
+        if account_id not in {acct for acct, _ in store.accounts()}:
+            raise _fail(f"no account {account_id!r}; see 'burrow admin accounts list'")
+        if any(u.email == email for u in store.users(account_id)):
+            raise _fail(f"{email} is already a user of {account_id}")
+        _user, token = store.create_user(account_id, _check_email(email), role)
+    finally:
+        store.close()
+    sys.stdout.write(token + "\n")
+
+
+def _only_account(store: Store) -> str:
+    accounts = store.accounts()
+    if len(accounts) == 1:
+        return accounts[0][0]
+    if not accounts:
+        raise _fail("no accounts yet; run 'burrow init --admin-email EMAIL' first")
+    raise _fail("several accounts exist; choose one with --account (see 'burrow admin accounts list')")
+
+
+@users_app.command("list")
+def users_list(
+    account_id: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List users."""
+    store = _open(data_dir, database_url)
+    try:
+        table = Table("id", "account", "email", "role", "active", "created_at")
+        for user in store.users(account_id):
+            table.add_row(
+                user.id, user.account_id, user.email, user.role, str(user.active),
+                user.created_at.isoformat() + "Z",
+            )
+    finally:
+        store.close()
+    Console().print(table)
+
+
+@accounts_app.command("list")
+def accounts_list(data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None) -> None:
+    """List accounts."""
+    store = _open(data_dir, database_url)
+    try:
+        table = Table("id", "name")
+        for account_id, name in store.accounts():
+            table.add_row(account_id, name)
+    finally:
+        store.close()
+    Console().print(table)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,68 @@
+"""The database schema, in SQLAlchemy Core. Alembic migrations create and upgrade it.
+
+Owners are polymorphic (a user or a bot user), so ``owner_id`` has no foreign key; the
+store keeps it consistent. Timestamps are stored as naive UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+ID = String(40)
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("role", String(16), nullable=False),  # "admin" or "member"
+    Column("active", Boolean(), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_users_account_email", "account_id", "email", unique=True),
+)
+
+bot_users = Table(
+    "bot_users", metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("active", Boolean(), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_bot_users_account_id", "account_id", "id"),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("owner_id", ID, nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("token_digest", String(64), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_api_keys_account_id", "account_id", "id"),
+    Index("ix_api_keys_owner_id", "owner_id"),
+)
+
+credentials = Table(
+    "credentials", metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("owner_id", ID, nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("acl", Text(), nullable=False),  # a JSON list of rule strings
+    Column("token_digest", String(64), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_credentials_account_id", "account_id", "id"),
+    Index("ix_credentials_owner_id", "owner_id"),
+)

@@ -1,0 +1,354 @@
+"""Queries: everything Burrow reads and writes in its database.
+
+Methods are synchronous. With SQLite the API calls them on the event loop: a point read
+takes a few microseconds, less than handing the call to a thread would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from burrow.domain import errors, ids, tokens
+from burrow.domain.models import ApiKey, BotUser, Credential, Principal, User
+from burrow.store import database, schema
+from burrow.store.fastpath import PointRead, PointReader
+
+T = TypeVar("T", ApiKey, Credential, BotUser)
+
+
+def utcnow() -> datetime:
+    """Now, as stored: naive UTC with whole seconds (the API shows seconds)."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """One resource type: its table, id prefix and how a row becomes a model."""
+
+    name: str
+    table: Table
+    prefix: str
+    from_row: Callable[[Mapping[str, Any]], T]
+
+
+def _api_key(row: Mapping[str, Any]) -> ApiKey:
+    return ApiKey(
+        row["id"], row["account_id"], row["owner_id"], row["description"], row["metadata"],
+        row["created_at"],
+    )
+
+
+def _credential(row: Mapping[str, Any]) -> Credential:
+    acl = row["acl"]
+    return Credential(
+        row["id"], row["account_id"], row["owner_id"], row["description"], row["metadata"],
+        tuple(json.loads(acl)) if isinstance(acl, str) else tuple(acl), row["created_at"],
+    )
+
+
+def _bot_user(row: Mapping[str, Any]) -> BotUser:
+    return BotUser(row["id"], row["account_id"], row["name"], row["active"], row["created_at"])
+
+
+API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
+CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
+BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
+
+_PUBLIC_COLUMNS = {
+    kind.name: [c for c in kind.table.c if c.name != "token_digest"]
+    for kind in (API_KEYS, CREDENTIALS, BOT_USERS)
+}
+
+
+@dataclass(frozen=True)
+class AuthRecord:
+    """What authenticating a token needs: its digest and its owner's standing."""
+
+    digest: str
+    account_id: str
+    owner_id: str
+    owner_is_admin: bool
+    owner_active: bool
+
+
+class Store:
+    def __init__(self, engine: Engine, secret: bytes) -> None:
+        self.engine = engine
+        self.secret = secret
+        self._reader = PointReader(engine)
+        owner_joins = {}
+        for name, table in (("api_key", schema.api_keys), ("credential", schema.credentials)):
+            users, bots = schema.users, schema.bot_users
+            owner_joins[name] = PointRead(
+                engine,
+                select(
+                    table.c.token_digest, table.c.account_id, table.c.owner_id,
+                    users.c.role, users.c.active, bots.c.active,
+                )
+                .select_from(
+                    table.outerjoin(users, users.c.id == table.c.owner_id).outerjoin(
+                        bots, bots.c.id == table.c.owner_id
+                    )
+                )
+                .where(table.c.id == bindparam("id")),
+            )
+        self._auth_reads = owner_joins
+        self._get_reads = {
+            kind.name: PointRead(
+                engine,
+                select(*_PUBLIC_COLUMNS[kind.name]).where(
+                    kind.table.c.id == bindparam("id"),
+                    kind.table.c.account_id == bindparam("account_id"),
+                ),
+            )
+            for kind in (API_KEYS, CREDENTIALS, BOT_USERS)
+        }
+
+    @classmethod
+    def open(cls, data_dir: Path, database_url: str | None = None) -> Store:
+        """Open (creating and migrating as needed) the store of a data directory."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        engine = database.open_engine(database_url or database.sqlite_url(data_dir))
+        database.migrate(engine)
+        return cls(engine, database.load_secret(data_dir))
+
+    def close(self) -> None:
+        self._reader.close()
+        self.engine.dispose()
+
+    # Accounts and users -------------------------------------------------------------
+
+    def create_account(self, admin_email: str, name: str = "") -> tuple[User, str]:
+        """A new account with its admin user and that user's first API key token."""
+        account_id = ids.new_id(ids.ACCOUNT)
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(schema.accounts),
+                {"id": account_id, "name": name or admin_email, "created_at": utcnow()},
+            )
+            user = self._insert_user(connection, account_id, admin_email, "admin")
+            token = self._insert_api_key(connection, account_id, user.id, "first API key", "")[1]
+        return user, token
+
+    def create_user(self, account_id: str, email: str, role: str) -> tuple[User, str]:
+        with self.engine.begin() as connection:
+            if self._account_exists(connection, account_id) is False:
+                raise errors.NOT_FOUND()
+            user = self._insert_user(connection, account_id, email, role)
+            token = self._insert_api_key(connection, account_id, user.id, "first API key", "")[1]
+        return user, token
+
+    def _account_exists(self, connection: Connection, account_id: str) -> bool:
+        found = connection.execute(
+            select(schema.accounts.c.id).where(schema.accounts.c.id == account_id)
+        ).first()
+        return found is not None
+
+    def _insert_user(self, connection: Connection, account_id: str, email: str, role: str) -> User:
+        user = User(ids.new_id(ids.USER), account_id, email, role, True, utcnow())
+        connection.execute(
+            insert(schema.users),
+            {
+                "id": user.id, "account_id": account_id, "email": email, "role": role,
+                "active": True, "created_at": user.created_at,
+            },
+        )
+        return user
+
+    def users(self, account_id: str | None = None) -> list[User]:
+        query = select(schema.users).order_by(schema.users.c.id)
+        if account_id is not None:
+            query = query.where(schema.users.c.account_id == account_id)
+        with self.engine.connect() as connection:
+            return [User(**row._mapping) for row in connection.execute(query)]
+
+    def accounts(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(schema.accounts.c.id, schema.accounts.c.name).order_by(schema.accounts.c.id)
+            )
+            return [(row.id, row.name) for row in rows]
+
+    def find_user_by_email(self, email: str) -> list[User]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(schema.users).where(schema.users.c.email == email))
+            return [User(**row._mapping) for row in rows]
+
+    # Authentication -----------------------------------------------------------------
+
+    def auth_record(self, kind_name: str, resource_id: str) -> AuthRecord | None:
+        """The digest and owner standing of an API key or credential, by id."""
+        row = self._reader.fetch_one(self._auth_reads[kind_name], {"id": resource_id})
+        if row is None:
+            return None
+        digest, account_id, owner_id, role, user_active, bot_active = row
+        return AuthRecord(
+            digest, account_id, owner_id, role == "admin", bool(user_active or bot_active)
+        )
+
+    def authenticate_api_key(self, key_id: str, token: str) -> Principal | None:
+        record = self.auth_record("api_key", key_id)
+        if record is None or not tokens.matches(self.secret, token, record.digest):
+            return None
+        if not record.owner_active:
+            return None
+        return Principal(record.account_id, record.owner_id, record.owner_is_admin, key_id)
+
+    # Owners -------------------------------------------------------------------------
+
+    def resolve_owner(self, account_id: str, reference: str) -> str:
+        """The id of the user (by id or email) or bot user ``reference`` names."""
+        with self.engine.connect() as connection:
+            if reference.startswith(f"{ids.BOT_USER}_"):
+                row = connection.execute(
+                    select(schema.bot_users.c.id, schema.bot_users.c.active).where(
+                        schema.bot_users.c.id == reference,
+                        schema.bot_users.c.account_id == account_id,
+                    )
+                ).first()
+            else:
+                column = (
+                    schema.users.c.id if reference.startswith(f"{ids.USER}_") else schema.users.c.email
+                )
+                row = connection.execute(
+                    select(schema.users.c.id, schema.users.c.active).where(
+                        column == reference, schema.users.c.account_id == account_id
+                    )
+                ).first()
+        if row is None:
+            raise errors.NO_OWNER(reason=f"no user or bot user {reference!r} in this account")
+        if not row.active:
+            raise errors.OWNER_INACTIVE()
+        return str(row.id)
+
+    def owner_is_active(self, owner_id: str) -> bool:
+        table = schema.bot_users if owner_id.startswith(f"{ids.BOT_USER}_") else schema.users
+        with self.engine.connect() as connection:
+            row = connection.execute(select(table.c.active).where(table.c.id == owner_id)).first()
+        return bool(row and row.active)
+
+    # Resources ----------------------------------------------------------------------
+
+    def get(self, kind: Kind[T], account_id: str, resource_id: str) -> T | None:
+        row = self._reader.fetch_one(
+            self._get_reads[kind.name], {"id": resource_id, "account_id": account_id}
+        )
+        if row is None:
+            return None
+        columns = _PUBLIC_COLUMNS[kind.name]
+        return kind.from_row({c.name: v for c, v in zip(columns, row, strict=True)})
+
+    def iterate(
+        self, kind: Kind[T], account_id: str, before_id: str | None, batch: int = 100
+    ) -> Iterator[T]:
+        """The account's resources, newest first, older than ``before_id``, lazily."""
+        table = kind.table
+        columns = _PUBLIC_COLUMNS[kind.name]
+        cursor = before_id
+        while True:
+            query = select(*columns).where(table.c.account_id == account_id)
+            if cursor is not None:
+                query = query.where(table.c.id < cursor)
+            query = query.order_by(table.c.id.desc()).limit(batch)
+            with self.engine.connect() as connection:
+                rows = [row._mapping for row in connection.execute(query)]
+            for row in rows:
+                yield kind.from_row(row)
+            if len(rows) < batch:
+                return
+            cursor = rows[-1]["id"]
+
+    def create_api_key(
+        self, account_id: str, owner_id: str, description: str, metadata: str
+    ) -> tuple[ApiKey, str]:
+        with self.engine.begin() as connection:
+            return self._insert_api_key(connection, account_id, owner_id, description, metadata)
+
+    def _insert_api_key(
+        self, connection: Connection, account_id: str, owner_id: str, description: str,
+        metadata: str,
+    ) -> tuple[ApiKey, str]:
+        issued = tokens.issue(ids.API_KEY)
+        key = ApiKey(issued.id, account_id, owner_id, description, metadata, utcnow())
+        connection.execute(
+            insert(schema.api_keys),
+            {
+                "id": key.id, "account_id": account_id, "owner_id": owner_id,
+                "description": description, "metadata": metadata,
+                "token_digest": tokens.digest(self.secret, issued.token),
+                "created_at": key.created_at,
+            },
+        )
+        return key, issued.token
+
+    def create_credential(
+        self, account_id: str, owner_id: str, description: str, metadata: str,
+        acl: list[str],
+    ) -> tuple[Credential, str]:
+        issued = tokens.issue(ids.CREDENTIAL)
+        credential = Credential(
+            issued.id, account_id, owner_id, description, metadata, tuple(acl), utcnow()
+        )
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(schema.credentials),
+                {
+                    "id": credential.id, "account_id": account_id, "owner_id": owner_id,
+                    "description": description, "metadata": metadata, "acl": json.dumps(acl),
+                    "token_digest": tokens.digest(self.secret, issued.token),
+                    "created_at": credential.created_at,
+                },
+            )
+        return credential, issued.token
+
+    def create_bot_user(self, account_id: str, name: str, active: bool) -> BotUser:
+        bot = BotUser(ids.new_id(ids.BOT_USER), account_id, name, active, utcnow())
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(schema.bot_users),
+                {
+                    "id": bot.id, "account_id": account_id, "name": name, "active": active,
+                    "created_at": bot.created_at,
+                },
+            )
+        return bot
+
+    def update(
+        self, kind: Kind[T], account_id: str, resource_id: str, values: Mapping[str, Any]
+    ) -> T | None:
+        stored = dict(values)
+        if "acl" in stored:
+            stored["acl"] = json.dumps(list(stored["acl"]))
+        table = kind.table
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(table)
+                .where(and_(table.c.id == resource_id, table.c.account_id == account_id))
+                .values(**stored)
+            )
+            if result.rowcount == 0:
+                return None
+            row = connection.execute(
+                select(*_PUBLIC_COLUMNS[kind.name]).where(table.c.id == resource_id)
+            ).one()
+        return kind.from_row(row._mapping)
+
+    def delete(self, kind: Kind[Any], account_id: str, resource_id: str) -> bool:
+        table = kind.table
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(table).where(table.c.id == resource_id, table.c.account_id == account_id)
+            )
+            if result.rowcount and kind is BOT_USERS:
+                # What a bot owned goes with it, so none of its tokens outlive it.
+                for owned in (schema.api_keys, schema.credentials):
+                    connection.execute(delete(owned).where(owned.c.owner_id == resource_id))
+            return bool(result.rowcount)
