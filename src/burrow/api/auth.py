@@ -17,6 +17,9 @@ def authenticate(request: Request, store: Store) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
         raise errors.UNPARSABLE_AUTHORIZATION()
+    principal = store.cached_principal(token)
+    if principal is not None:
+        return principal
     key_id = tokens.resource_id(token, ids.API_KEY, other_prefixes=(ids.CREDENTIAL,))
     if key_id is tokens.TokenProblem.OTHER_KIND:
         raise errors.AUTHTOKEN_AS_API_KEY()

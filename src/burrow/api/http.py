@@ -19,7 +19,7 @@ def operation_id(request: Request) -> str:
     state = request.scope.setdefault("state", {})
     op = state.get("operation_id")
     if op is None:
-        op = state["operation_id"] = ids.new_id(ids.OPERATION)
+        op = state["operation_id"] = ids.new_operation_id()
     return str(op)
 
 
@@ -134,7 +134,7 @@ def absolute_base(request: Request, public_url: str | None) -> str:
     """The scheme and host that ``uri`` fields carry: the configured one, or the request's."""
     if public_url:
         return public_url
-    scheme = request.url.scheme
+    scheme = request.scope.get("scheme", "http")  # request.url would build a whole URL
     host = request.headers.get("host")
     if not host:
         server = request.scope.get("server") or ("localhost", 80)

@@ -31,7 +31,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def timestamp(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC with whole seconds; stored times are naive UTC."""
+    return value.replace(microsecond=0).isoformat() + "Z"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ SERVICE_USER_SPEC = ResourceSpec(
     "/service_users", "service_users", BOT_USERS, (fields.NAME, fields.ACTIVE),
     (fields.NAME, fields.ACTIVE), admin_only_writes=True, title="service user",
 )
-SPECS = (API_KEY_SPEC, CREDENTIAL_SPEC, BOT_USER_SPEC, SERVICE_USER_SPEC)
+SPECS = (CREDENTIAL_SPEC, API_KEY_SPEC, BOT_USER_SPEC, SERVICE_USER_SPEC)
 
 
 def represent(

@@ -22,7 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
 )
-admin_app = typer.Typer(help="Operator commands that work on the data directory directly.", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Operator commands that work on the data directory directly.", no_args_is_help=True
+)
 users_app = typer.Typer(help="Users of an account (they have no REST endpoint).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
@@ -42,7 +44,7 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url", envvar="BURROW_DATABASE_URL",
-        help="A SQLAlchemy database URL (e.g. postgresql+psycopg://...); default: SQLite in the data directory.",
+        help="A SQLAlchemy database URL (postgresql+psycopg://...); default: SQLite in the data dir.",
     ),
 ]
 DEFAULT_DATA_DIR = Path(".burrow")
@@ -131,7 +133,9 @@ def serve(
             host=host, port=port, log_config=None, access_log=False, lifespan="off",
             server_header=False, timeout_graceful_shutdown=10,
         )
-        asyncio.run(uvicorn.Server(config).serve())
+        # uvicorn's loop factory picks uvloop when it is installed.
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(uvicorn.Server(config).serve())
     finally:
         store.close()
 

@@ -8,14 +8,16 @@ Ids made by one process strictly increase, even within one microsecond.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import threading
 import time
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 BODY_LENGTH = 27
-_MAX_BODY_VALUE = (1 << 160) - 1
+_BASE62 = re.compile("[0-9A-Za-z]*")
 
 API_KEY = "ak"
 CREDENTIAL = "cr"
@@ -45,7 +47,11 @@ def b62decode(text: str) -> int:
 
 
 def is_base62(text: str) -> bool:
-    return all(char in _INDEX for char in text)
+    return _BASE62.fullmatch(text) is not None
+
+
+# Fixed width and an ASCII-ordered alphabet: string order is numeric order.
+_MAX_BODY = b62encode((1 << 160) - 1, BODY_LENGTH)
 
 
 class _Clock:
@@ -76,9 +82,16 @@ def new_id(prefix: str) -> str:
 
 
 def is_valid_body(body: str) -> bool:
-    return (
-        len(body) == BODY_LENGTH and is_base62(body) and b62decode(body) <= _MAX_BODY_VALUE
-    )
+    return len(body) == BODY_LENGTH and is_base62(body) and body <= _MAX_BODY
+
+
+_operation_prefix = b62encode(int.from_bytes(os.urandom(10), "big"), 14)
+_operation_counter = itertools.count(1)
+
+
+def new_operation_id() -> str:
+    """A unique id for one API operation; cheaper than :func:`new_id`, as it is made per request."""
+    return f"{OPERATION}_{_operation_prefix}{next(_operation_counter):013d}"
 
 
 def split_id(value: str) -> tuple[str, str] | None:

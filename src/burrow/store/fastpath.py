@@ -9,7 +9,8 @@ stays portable across databases while skipping the per-call machinery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine, Select
@@ -20,43 +21,86 @@ class PointRead:
         dialect = engine.dialect
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        self._positional_names: tuple[str, ...] | None = (
-            tuple(compiled.positiontup or ()) if compiled.positional else None
+        names = tuple(compiled.positiontup or ()) if compiled.positional else ()
+        self._positional: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = (
+            (lambda values: tuple(values[name] for name in names)) if compiled.positional else None
         )
-        self._processors: list[Callable[[Any], Any] | None] = [
+        processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         ]
+        self._processors: list[tuple[int, Callable[[Any], Any]]] = [
+            (index, processor) for index, processor in enumerate(processors) if processor is not None
+        ]
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | Mapping[str, Any]:
-        if self._positional_names is None:
+        if self._positional is None:
             return values
-        return tuple(values[name] for name in self._positional_names)
+        return self._positional(values)
 
     def decode(self, row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
-        if row is None:
-            return None
-        return tuple(
-            value if processor is None or value is None else processor(value)
-            for processor, value in zip(self._processors, row, strict=True)
-        )
+        if row is None or not self._processors:
+            return row
+        values = list(row)
+        for index, processor in self._processors:
+            if values[index] is not None:
+                values[index] = processor(values[index])
+        return tuple(values)
 
 
 class PointReader:
-    """Runs :class:`PointRead` statements on one dedicated connection, outside transactions."""
+    """Runs :class:`PointRead` statements on one dedicated connection, outside transactions.
+
+    With SQLite, results are cached until the database changes. Commits made through
+    this process's engine clear the cache at once (see :meth:`invalidate`); commits by
+    other processes are noticed through ``PRAGMA data_version``, checked at most every
+    :attr:`RECHECK_SECONDS`. The check costs two ``fcntl`` calls, more than a cached
+    read, which is why it is not made on every read.
+    """
+
+    MAX_CACHED = 65536
+    RECHECK_SECONDS = 0.001
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._connection = engine.raw_connection()
         self._driver: Any = self._connection.driver_connection
+        self.cache: dict[Hashable, Any] = {}
+        self._data_version: Any = None
+        self._checked_at = 0.0
+
+    @property
+    def caches(self) -> bool:
+        return self._is_sqlite
+
+    def invalidate(self) -> None:
+        self.cache.clear()
+
+    def validate_cache(self) -> None:
+        """Drop cached results if another process may have changed the database."""
+        now = time.monotonic()
+        if now - self._checked_at < self.RECHECK_SECONDS and len(self.cache) < self.MAX_CACHED:
+            return
+        self._checked_at = now
+        version = self._driver.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version or len(self.cache) >= self.MAX_CACHED:
+            self.cache.clear()
+            self._data_version = version
 
     def fetch_one(self, read: PointRead, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         parameters = read.parameters(values)
         if self._is_sqlite:
+            self.validate_cache()
+            key = (read.sql, parameters if isinstance(parameters, tuple) else tuple(parameters.items()))
+            try:
+                return self.cache[key]  # type: ignore[no-any-return]
+            except KeyError:
+                pass
             # Python's sqlite3 opens no transaction for a SELECT, so each read sees the
             # newest committed data.
-            return read.decode(self._driver.execute(read.sql, parameters).fetchone())
+            row = read.decode(self._driver.execute(read.sql, parameters).fetchone())
+            self.cache[key] = row
+            return row
         cursor = self._connection.cursor()
         try:
             cursor.execute(read.sql, parameters)

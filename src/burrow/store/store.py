@@ -6,6 +6,7 @@ takes a few microseconds, less than handing the call to a thread would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, delete, event, insert, select, update
 from sqlalchemy.engine import Connection
 
 from burrow.domain import errors, ids, tokens
@@ -83,7 +84,9 @@ class Store:
     def __init__(self, engine: Engine, secret: bytes) -> None:
         self.engine = engine
         self.secret = secret
+        self._cache_key = hashlib.sha256(b"burrow principal cache" + secret).digest()[:32]
         self._reader = PointReader(engine)
+        event.listen(engine, "commit", lambda _connection: self._reader.invalidate())
         owner_joins = {}
         for name, table in (("api_key", schema.api_keys), ("credential", schema.credentials)):
             users, bots = schema.users, schema.bot_users
@@ -194,13 +197,29 @@ class Store:
             digest, account_id, owner_id, role == "admin", bool(user_active or bot_active)
         )
 
+    def _principal_cache_key(self, token: str) -> tuple[str, bytes]:
+        # A keyed hash, so the cache never holds a token itself.
+        return ("principal", hashlib.blake2b(token.encode(), key=self._cache_key).digest())
+
+    def cached_principal(self, token: str) -> Principal | None:
+        """Who ``token`` is, if it authenticated since the database last changed."""
+        if not self._reader.caches:
+            return None
+        self._reader.validate_cache()
+        cached = self._reader.cache.get(self._principal_cache_key(token))
+        return cached if isinstance(cached, Principal) else None
+
     def authenticate_api_key(self, key_id: str, token: str) -> Principal | None:
+        """Who ``token``, a well-formed token of the API key ``key_id``, is; None if nobody."""
         record = self.auth_record("api_key", key_id)
         if record is None or not tokens.matches(self.secret, token, record.digest):
             return None
         if not record.owner_active:
             return None
-        return Principal(record.account_id, record.owner_id, record.owner_is_admin, key_id)
+        principal = Principal(record.account_id, record.owner_id, record.owner_is_admin, key_id)
+        if self._reader.caches:
+            self._reader.cache[self._principal_cache_key(token)] = principal
+        return principal
 
     # Owners -------------------------------------------------------------------------
 
@@ -238,13 +257,23 @@ class Store:
     # Resources ----------------------------------------------------------------------
 
     def get(self, kind: Kind[T], account_id: str, resource_id: str) -> T | None:
-        row = self._reader.fetch_one(
+        reader = self._reader
+        if reader.caches:
+            reader.validate_cache()
+            cache_key = ("model", kind.name, account_id, resource_id)
+            cached = reader.cache.get(cache_key)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        row = reader.fetch_one(
             self._get_reads[kind.name], {"id": resource_id, "account_id": account_id}
         )
         if row is None:
             return None
         columns = _PUBLIC_COLUMNS[kind.name]
-        return kind.from_row({c.name: v for c, v in zip(columns, row, strict=True)})
+        item = kind.from_row({c.name: v for c, v in zip(columns, row, strict=True)})
+        if reader.caches:
+            reader.cache[cache_key] = item
+        return item
 
     def iterate(
         self, kind: Kind[T], account_id: str, before_id: str | None, batch: int = 100

@@ -1,0 +1,168 @@
+"""Throughput and latency of Burrow's API against a bare Starlette app, in one run.
+
+Not a test: run ``make bench`` (or ``.venv/bin/python bench/api.py``). It starts a real
+``burrow serve`` (one process, access log off) and, on the same ASGI server with the same
+settings, a bare Starlette app returning a JSON object of the same shape, then drives each
+with wrk at 32 concurrent connections (installing Debian's wrk if it is missing) and
+prints requests/s, p50 and p99 latency, and the ratios against the bare app.
+
+Target (issue 2): authenticated GET /credentials/{id} >= 0.5x the bare app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CONNECTIONS = 32
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+
+BARE_APP = textwrap.dedent(
+    """
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    CREDENTIAL = {
+        "id": "cr_00DfGQMwoxDxSQg0xzPH2R2eoD0",
+        "uri": "http://127.0.0.1/credentials/cr_00DfGQMwoxDxSQg0xzPH2R2eoD0",
+        "created_at": "2026-11-22T11:36:43Z", "description": "bench", "metadata": "",
+        "token": None, "acl": ["bind:foo.example.com"], "owner_id": "usr_00DfGQKivZijnhAVX99ewmHamcl",
+    }
+
+    async def get(request):
+        return JSONResponse(CREDENTIAL)
+
+    app = Starlette(routes=[Route("/credentials/{id}", get)])
+    """
+)
+
+POST_SCRIPT = textwrap.dedent(
+    """
+    wrk.method = "POST"
+    wrk.body = '{"description":"bench","metadata":"","acl":["bind:*.example.com"]}'
+    wrk.headers["Content-Type"] = "application/json"
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError as problem:
+            if getattr(problem, "code", None):  # an HTTP error still means it is up
+                return
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def run_wrk(wrk: str, url: str, headers: dict[str, str], script: str | None = None) -> dict[str, float]:
+    command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if script:
+        command += ["-s", script]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if non_2xx:
+        raise RuntimeError(f"{url}: {non_2xx.group(1)} error responses\n{output}")
+
+    def percentile(name: str) -> float:
+        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": rate, "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+
+
+def main() -> None:
+    wrk = ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="burrow-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        (work / "bare_app.py").write_text(BARE_APP)
+        (work / "post.lua").write_text(POST_SCRIPT)
+        bare_port, burrow_port = free_port(), free_port()
+        processes.append(subprocess.Popen(
+            [str(BIN / "uvicorn"), "bare_app:app", "--port", str(bare_port), "--no-access-log",
+             "--log-level", "warning", "--no-server-header"],
+            cwd=work,
+        ))
+        data_dir = work / "data"
+        token = subprocess.run(
+            [str(BIN / "burrow"), "init", "--data-dir", str(data_dir), "--admin-email", "bench@localhost"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        processes.append(subprocess.Popen(
+            [str(BIN / "burrow"), "serve", "--data-dir", str(data_dir), "--api-addr",
+             f"127.0.0.1:{burrow_port}", "--no-access-log", "--log-level", "warning"],
+            stderr=subprocess.DEVNULL,
+        ))
+        bare = f"http://127.0.0.1:{bare_port}"
+        burrow = f"http://127.0.0.1:{burrow_port}"
+        wait_until_up(f"{bare}/credentials/x")
+        wait_until_up(f"{burrow}/healthz")
+        headers = {"Authorization": f"Bearer {token}", "Ngrok-Version": "2"}
+        request = urllib.request.Request(
+            f"{burrow}/credentials", method="POST", headers={**headers, "Content-Type": "application/json"},
+            data=json.dumps({"description": "bench", "acl": ["bind:foo.example.com"]}).encode(),
+        )
+        credential_id = json.load(urllib.request.urlopen(request))["id"]
+
+        results = {
+            "bare Starlette GET": run_wrk(wrk, f"{bare}/credentials/{credential_id}", {}),
+            "Burrow GET /credentials/{id}": run_wrk(wrk, f"{burrow}/credentials/{credential_id}", headers),
+            "Burrow POST /credentials": run_wrk(
+                wrk, f"{burrow}/credentials", headers, str(work / "post.lua")
+            ),
+        }
+        baseline = results["bare Starlette GET"]["rps"]
+        print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}; wrk -t1 -c{CONNECTIONS} -d{DURATION}")
+        print(f"{'':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7}")
+        for name, figures in results.items():
+            print(f"{name:32} {figures['rps']:10.0f} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
+                  f"{figures['rps'] / baseline:7.2f}")
+        ratio = results["Burrow GET /credentials/{id}"]["rps"] / baseline
+        verdict = "met" if ratio >= 0.5 else "NOT met"
+        print(f"authenticated GET / bare = {ratio:.2f} (target >= 0.5: {verdict})")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
