@@ -114,28 +114,53 @@ def main() -> None:
         (work / "bare_app.py").write_text(BARE_APP)
         (work / "post.lua").write_text(POST_SCRIPT)
         bare_port, burrow_port = free_port(), free_port()
-        processes.append(subprocess.Popen(
-            [str(BIN / "uvicorn"), "bare_app:app", "--port", str(bare_port), "--no-access-log",
-             "--log-level", "warning", "--no-server-header"],
-            cwd=work,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "uvicorn"),
+                    "bare_app:app",
+                    "--port",
+                    str(bare_port),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                    "--no-server-header",
+                ],
+                cwd=work,
+            )
+        )
         data_dir = work / "data"
         token = subprocess.run(
             [str(BIN / "burrow"), "init", "--data-dir", str(data_dir), "--admin-email", "bench@localhost"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
-        processes.append(subprocess.Popen(
-            [str(BIN / "burrow"), "serve", "--data-dir", str(data_dir), "--api-addr",
-             f"127.0.0.1:{burrow_port}", "--no-access-log", "--log-level", "warning"],
-            stderr=subprocess.DEVNULL,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "burrow"),
+                    "serve",
+                    "--data-dir",
+                    str(data_dir),
+                    "--api-addr",
+                    f"127.0.0.1:{burrow_port}",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+        )
         bare = f"http://127.0.0.1:{bare_port}"
         burrow = f"http://127.0.0.1:{burrow_port}"
         wait_until_up(f"{bare}/credentials/x")
         wait_until_up(f"{burrow}/healthz")
         headers = {"Authorization": f"Bearer {token}", "Ngrok-Version": "2"}
         request = urllib.request.Request(
-            f"{burrow}/credentials", method="POST", headers={**headers, "Content-Type": "application/json"},
+            f"{burrow}/credentials",
+            method="POST",
+            headers={**headers, "Content-Type": "application/json"},
             data=json.dumps({"description": "bench", "acl": ["bind:foo.example.com"]}).encode(),
         )
         credential_id = json.load(urllib.request.urlopen(request))["id"]
@@ -148,12 +173,16 @@ def main() -> None:
             ),
         }
         baseline = results["bare Starlette GET"]["rps"]
-        print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}; wrk -t1 -c{CONNECTIONS} -d{DURATION}")
+        print(
+            f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; wrk -t1 -c{CONNECTIONS} -d{DURATION}"
+        )
         print(f"{'':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7}")
         for name, figures in results.items():
-            print(f"{name:32} {figures['rps']:10.0f} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
-                  f"{figures['rps'] / baseline:7.2f}")
+            print(
+                f"{name:32} {figures['rps']:10.0f} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
+                f"{figures['rps'] / baseline:7.2f}"
+            )
         ratio = results["Burrow GET /credentials/{id}"]["rps"] / baseline
         verdict = "met" if ratio >= 0.5 else "NOT met"
         print(f"authenticated GET / bare = {ratio:.2f} (target >= 0.5: {verdict})")

@@ -25,7 +25,9 @@ def operation_id(request: Request) -> str:
 
 def json_response(request: Request, data: Any, status: int = 200) -> Response:
     return Response(
-        orjson.dumps(data), status, {OPERATION_ID_HEADER: operation_id(request)},
+        orjson.dumps(data),
+        status,
+        {OPERATION_ID_HEADER: operation_id(request)},
         media_type="application/json",
     )
 
@@ -140,4 +142,3 @@ def absolute_base(request: Request, public_url: str | None) -> str:
         server = request.scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"
     return f"{scheme}://{host}"
-

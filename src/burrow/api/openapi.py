@@ -51,14 +51,19 @@ def _resource_schema(spec: Any) -> dict[str, Any]:
     string = {"type": "string"}
     if spec.kind.name == "bot_user":
         properties: dict[str, Any] = {
-            "id": string, "uri": {"type": "string", "format": "uri"}, "name": string,
-            "active": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"},
+            "id": string,
+            "uri": {"type": "string", "format": "uri"},
+            "name": string,
+            "active": {"type": "boolean"},
+            "created_at": {"type": "string", "format": "date-time"},
         }
     else:
         properties = {
-            "id": string, "uri": {"type": "string", "format": "uri"},
+            "id": string,
+            "uri": {"type": "string", "format": "uri"},
             "created_at": {"type": "string", "format": "date-time"},
-            "description": string, "metadata": string,
+            "description": string,
+            "metadata": string,
             "token": {"type": ["string", "null"], "description": "only in the create response"},
             "owner_id": string,
         }
@@ -116,7 +121,8 @@ def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
         tag = spec.title
         paths[spec.path] = {
             "get": {
-                "operationId": f"list_{spec.list_key}", "tags": [tag],
+                "operationId": f"list_{spec.list_key}",
+                "tags": [tag],
                 "summary": f"List {spec.title}s, newest first",
                 "parameters": [
                     version_header,
@@ -127,7 +133,8 @@ def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
                 "responses": {"200": _json(list_ref, "a page"), **_errors(*common_errors)},
             },
             "post": {
-                "operationId": f"create_{spec.list_key}", "tags": [tag],
+                "operationId": f"create_{spec.list_key}",
+                "tags": [tag],
                 "summary": f"Create a {spec.title}",
                 "parameters": [version_header],
                 "requestBody": create_body,
@@ -136,20 +143,23 @@ def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
         }
         paths[f"{spec.path}/{{id}}"] = {
             "get": {
-                "operationId": f"get_{spec.list_key}", "tags": [tag],
+                "operationId": f"get_{spec.list_key}",
+                "tags": [tag],
                 "summary": f"Get a {spec.title}",
                 "parameters": [version_header, id_parameter],
                 "responses": {"200": _json(item_ref, "found"), **_errors(*common_errors)},
             },
             "patch": {
-                "operationId": f"update_{spec.list_key}", "tags": [tag],
+                "operationId": f"update_{spec.list_key}",
+                "tags": [tag],
                 "summary": f"Update a {spec.title}",
                 "parameters": [version_header, id_parameter],
                 "requestBody": update_body,
                 "responses": {"200": _json(item_ref, "updated"), **_errors(*common_errors, 403)},
             },
             "delete": {
-                "operationId": f"delete_{spec.list_key}", "tags": [tag],
+                "operationId": f"delete_{spec.list_key}",
+                "tags": [tag],
                 "summary": f"Delete a {spec.title}",
                 "parameters": [version_header, id_parameter],
                 "responses": {"204": {"description": "deleted"}, **_errors(*common_errors, 403)},
@@ -157,16 +167,28 @@ def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
         }
     paths["/healthz"] = {
         "get": {
-            "operationId": "healthz", "summary": "Liveness", "security": [],
-            "responses": {"200": {"description": "the server is up", "content": {
-                "application/json": {"schema": {"type": "object"}}}}},
+            "operationId": "healthz",
+            "summary": "Liveness",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "the server is up",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
         }
     }
     paths["/openapi.json"] = {
         "get": {
-            "operationId": "openapi", "summary": "This document", "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": {
-                "application/json": {"schema": {"type": "object"}}}}},
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.1",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
         }
     }
     return {
@@ -182,7 +204,9 @@ def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "parameters": {
                 "NgrokVersion": {
-                    "name": "Ngrok-Version", "in": "header", "required": True,
+                    "name": "Ngrok-Version",
+                    "in": "header",
+                    "required": True,
                     "schema": {"type": "string", "enum": ["2"]},
                 }
             },

@@ -50,24 +50,40 @@ class ResourceSpec:
 
 
 API_KEY_SPEC = ResourceSpec(
-    "/api_keys", "keys", API_KEYS,
+    "/api_keys",
+    "keys",
+    API_KEYS,
     (fields.DESCRIPTION, fields.METADATA, fields.OWNER_ID),
     (fields.DESCRIPTION, fields.METADATA),
-    admin_only_writes=False, title="API key",
+    admin_only_writes=False,
+    title="API key",
 )
 CREDENTIAL_SPEC = ResourceSpec(
-    "/credentials", "credentials", CREDENTIALS,
+    "/credentials",
+    "credentials",
+    CREDENTIALS,
     (fields.DESCRIPTION, fields.METADATA, fields.ACL, fields.OWNER_ID),
     (fields.DESCRIPTION, fields.METADATA, fields.ACL),
-    admin_only_writes=False, title="tunnel credential",
+    admin_only_writes=False,
+    title="tunnel credential",
 )
 BOT_USER_SPEC = ResourceSpec(
-    "/bot_users", "bot_users", BOT_USERS, (fields.NAME, fields.ACTIVE),
-    (fields.NAME, fields.ACTIVE), admin_only_writes=True, title="bot user",
+    "/bot_users",
+    "bot_users",
+    BOT_USERS,
+    (fields.NAME, fields.ACTIVE),
+    (fields.NAME, fields.ACTIVE),
+    admin_only_writes=True,
+    title="bot user",
 )
 SERVICE_USER_SPEC = ResourceSpec(
-    "/service_users", "service_users", BOT_USERS, (fields.NAME, fields.ACTIVE),
-    (fields.NAME, fields.ACTIVE), admin_only_writes=True, title="service user",
+    "/service_users",
+    "service_users",
+    BOT_USERS,
+    (fields.NAME, fields.ACTIVE),
+    (fields.NAME, fields.ACTIVE),
+    admin_only_writes=True,
+    title="service user",
 )
 SPECS = (CREDENTIAL_SPEC, API_KEY_SPEC, BOT_USER_SPEC, SERVICE_USER_SPEC)
 
@@ -79,12 +95,19 @@ def represent(
     uri = spec.uri(base, item.id)
     if isinstance(item, BotUser):
         return {
-            "id": item.id, "uri": uri, "name": item.name, "active": item.active,
+            "id": item.id,
+            "uri": uri,
+            "name": item.name,
+            "active": item.active,
             "created_at": timestamp(item.created_at),
         }
     shape: dict[str, Any] = {
-        "id": item.id, "uri": uri, "created_at": timestamp(item.created_at),
-        "description": item.description, "metadata": item.metadata, "token": token,
+        "id": item.id,
+        "uri": uri,
+        "created_at": timestamp(item.created_at),
+        "description": item.description,
+        "metadata": item.metadata,
+        "token": token,
     }
     if isinstance(item, Credential):
         shape["acl"] = list(item.acl)
@@ -177,9 +200,7 @@ class ResourceHandlers:
                 item, token = store.create_credential(
                     account_id, owner_id, description, metadata, values.get("acl", [])
                 )
-        return http.json_response(
-            request, represent(self.spec, self._base(request), item, token), 201
-        )
+        return http.json_response(request, represent(self.spec, self._base(request), item, token), 201)
 
     def _owner(self, principal: Principal, reference: str | None) -> str:
         if not reference or reference == principal.owner_id:
@@ -197,8 +218,11 @@ class ResourceHandlers:
         http.single_query_values(request, ())
         body = await http.json_body(request)
         if isinstance(body, dict) and "owner_id" in body and self.spec.kind is not BOT_USERS:
-            raise (errors.OWNER_IS_PERMANENT_KEY if self.spec.kind is API_KEYS
-                   else errors.OWNER_IS_PERMANENT_CREDENTIAL)()
+            raise (
+                errors.OWNER_IS_PERMANENT_KEY
+                if self.spec.kind is API_KEYS
+                else errors.OWNER_IS_PERMANENT_CREDENTIAL
+            )()
         values = fields.validate(body, self.spec.update_fields)
         if not values:
             raise errors.NOTHING_TO_UPDATE()
@@ -236,5 +260,3 @@ def parse_limit(text: str | None) -> int:
     if not 1 <= value <= MAX_PAGE:
         raise errors.LIMIT_OUT_OF_RANGE(max=MAX_PAGE, value=value)
     return value
-
-

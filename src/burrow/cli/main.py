@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -36,14 +41,16 @@ err = Console(stderr=True)
 DataDir = Annotated[
     Path,
     typer.Option(
-        "--data-dir", envvar="BURROW_DATA_DIR",
+        "--data-dir",
+        envvar="BURROW_DATA_DIR",
         help="Where Burrow keeps its SQLite database and server secret.",
     ),
 ]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
-        "--database-url", envvar="BURROW_DATABASE_URL",
+        "--database-url",
+        envvar="BURROW_DATABASE_URL",
         help="A SQLAlchemy database URL (postgresql+psycopg://...); default: SQLite in the data dir.",
     ),
 ]
@@ -104,7 +111,8 @@ def serve(
     public_url: Annotated[
         str | None,
         typer.Option(
-            "--public-url", envvar="BURROW_PUBLIC_URL",
+            "--public-url",
+            envvar="BURROW_PUBLIC_URL",
             help="Base URL for the API's uri fields (default: from each request's Host).",
         ),
     ] = None,
@@ -114,8 +122,6 @@ def serve(
     ] = True,
 ) -> None:
     """Run Burrow: the REST API (and, on an empty data directory, create the first account)."""
-    import uvicorn
-
     from burrow.api.app import create_app
 
     logs.configure(log_level, access_log)
@@ -130,22 +136,53 @@ def serve(
             )
         config = uvicorn.Config(
             create_app(store, public_url=public_url.rstrip("/") if public_url else None),
-            host=host, port=port, log_config=None, access_log=False, lifespan="off",
-            server_header=False, timeout_graceful_shutdown=10,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=10,
         )
         # uvicorn's loop factory picks uvloop when it is installed.
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(uvicorn.Server(config).serve())
+            runner.run(_run_until_signalled(_Server(config)))
     finally:
         store.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus its signal handling: ``burrow serve`` owns the process's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _run_until_signalled(server: uvicorn.Server) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully (a second signal forces it)."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    await server.serve()
 
 
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Option("--email", help="The new user's email.")],
     role: Annotated[str, typer.Option("--role", help="admin or member.")] = "member",
-    account_id: Annotated[
-        str | None, typer.Option("--account", help="Account id (needed when there are several).")
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="The account: its id, or the email of a user in it (needed when there are several).",
+        ),
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
@@ -155,15 +192,24 @@ def users_create(
         raise _fail(f"--role must be one of {', '.join(ROLES)}")
     store = _open(data_dir, database_url)
     try:
-        account_id = account_id or _only_account(store)
-        if account_id not in {acct for acct, _ in store.accounts()}:
-            raise _fail(f"no account {account_id!r}; see 'burrow admin accounts list'")
+        account_id = _find_account(store, account) if account else _only_account(store)
         if any(u.email == email for u in store.users(account_id)):
             raise _fail(f"{email} is already a user of {account_id}")
         _user, token = store.create_user(account_id, _check_email(email), role)
     finally:
         store.close()
     sys.stdout.write(token + "\n")
+
+
+def _find_account(store: Store, reference: str) -> str:
+    if reference in {account_id for account_id, _ in store.accounts()}:
+        return reference
+    accounts = {user.account_id for user in store.find_user_by_email(reference)}
+    if len(accounts) == 1:
+        return accounts.pop()
+    if accounts:
+        raise _fail(f"{reference} is a user of several accounts; give the account id")
+    raise _fail(f"no account {reference!r}; see 'burrow admin accounts list'")
 
 
 def _only_account(store: Store) -> str:
@@ -175,37 +221,57 @@ def _only_account(store: Store) -> str:
     raise _fail("several accounts exist; choose one with --account (see 'burrow admin accounts list')")
 
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]
+
+
 @users_app.command("list")
 def users_list(
     account_id: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """List users."""
     store = _open(data_dir, database_url)
     try:
-        table = Table("id", "account", "email", "role", "active", "created_at")
-        for user in store.users(account_id):
-            table.add_row(
-                user.id, user.account_id, user.email, user.role, str(user.active),
-                user.created_at.isoformat() + "Z",
-            )
+        users = store.users(account_id)
     finally:
         store.close()
+    rows = [
+        {
+            "id": user.id,
+            "account_id": user.account_id,
+            "email": user.email,
+            "role": user.role,
+            "active": user.active,
+            "created_at": user.created_at.isoformat() + "Z",
+        }
+        for user in users
+    ]
+    _print_rows(rows, as_json)
+
+
+def _print_rows(rows: list[dict[str, object]], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(*(rows[0] if rows else ["id"]))
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
     Console().print(table)
 
 
 @accounts_app.command("list")
-def accounts_list(data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None) -> None:
+def accounts_list(
+    data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+) -> None:
     """List accounts."""
     store = _open(data_dir, database_url)
     try:
-        table = Table("id", "name")
-        for account_id, name in store.accounts():
-            table.add_row(account_id, name)
+        accounts = store.accounts()
     finally:
         store.close()
-    Console().print(table)
+    _print_rows([{"id": account_id, "name": name} for account_id, name in accounts], as_json)
 
 
 def main() -> None:

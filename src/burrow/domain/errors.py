@@ -15,9 +15,7 @@ from typing import Any
 class BurrowError(Exception):
     """An error with an HTTP status and an ngrok-style code, safe to show the caller."""
 
-    def __init__(
-        self, code: str, status: int, message: str, details: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, code: str, status: int, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
@@ -41,42 +39,49 @@ _DOCS = "Check your API client implementation and review the API documentation."
 
 # Transport, versioning and request shape.
 MISSING_VERSION = ErrorKind(
-    "ERR_NGROK_218", 400,
+    "ERR_NGROK_218",
+    400,
     "Your request has not specified an API version. Include the version you wish to use "
     f"in the Ngrok-Version header. Supported versions: {SUPPORTED_VERSIONS}.",
 )
 BAD_VERSION = ErrorKind(
-    "ERR_NGROK_217", 400,
+    "ERR_NGROK_217",
+    400,
     "The provided API version {version!r} is invalid or unsupported. Supported versions: "
     f"{SUPPORTED_VERSIONS}. Check your API client implementation.",
 )
 UNSUPPORTED_CONTENT_TYPE = ErrorKind(
-    "ERR_NGROK_210", 415,
-    "The content type you specified {content_type!r} is not supported by the API. "
-    "Use application/json.",
+    "ERR_NGROK_210",
+    415,
+    "The content type you specified {content_type!r} is not supported by the API. Use application/json.",
 )
 MISSING_CONTENT_TYPE = ErrorKind(
-    "ERR_NGROK_216", 415,
+    "ERR_NGROK_216",
+    415,
     "You did not provide a Content-Type with your request. Use application/json.",
 )
 UNEXPECTED_BODY = ErrorKind(
-    "ERR_NGROK_211", 400,
+    "ERR_NGROK_211",
+    400,
     "The {method} request you made does not expect a body, but you provided one. " + _DOCS,
 )
 UNREADABLE_BODY = ErrorKind(
     "ERR_NGROK_212", 400, "The server was unable to read the complete request body. " + _DOCS
 )
 UNPARSABLE_BODY = ErrorKind(
-    "ERR_NGROK_213", 400, "The application/json request body could not be parsed: {reason}. "
-    + _DOCS,
+    "ERR_NGROK_213",
+    400,
+    "The application/json request body could not be parsed: {reason}. " + _DOCS,
 )
 UNKNOWN_FIELD = ErrorKind(
-    "ERR_NGROK_214", 400,
+    "ERR_NGROK_214",
+    400,
     "The request parameter {name!r} is unknown and not expected. The supported fields are: "
     "{supported}. " + _DOCS,
 )
 INVALID_FIELD = ErrorKind(
-    "ERR_NGROK_215", 400,
+    "ERR_NGROK_215",
+    400,
     "The value provided for the request parameter {name!r} is invalid: {reason}. " + _DOCS,
 )
 INVALID_ID = ErrorKind("ERR_NGROK_223", 400, "{value!r} is not a valid resource reference identifier.")
@@ -84,19 +89,22 @@ WRONG_ID_PREFIX = ErrorKind(
     "ERR_NGROK_227", 400, "The ID {value!r} is invalid. Expected an ID with a prefix of {prefix!r}."
 )
 WRONG_ID_PREFIXES = ErrorKind(
-    "ERR_NGROK_243", 400,
+    "ERR_NGROK_243",
+    400,
     "The ID {value!r} is invalid. Expected an ID with prefix one of {prefixes}.",
 )
 INVALID_QUERY = ErrorKind(
     "ERR_NGROK_230", 400, "The query part of the requested URI is invalid: {reason}. " + _DOCS
 )
 UNKNOWN_QUERY_PARAMETER = ErrorKind(
-    "ERR_NGROK_231", 400,
+    "ERR_NGROK_231",
+    400,
     "The query part of the requested URI includes unknown parameters: {unknown}. The supported "
     "parameters are: {supported}. " + _DOCS,
 )
 REPEATED_QUERY_PARAMETER = ErrorKind(
-    "ERR_NGROK_232", 400,
+    "ERR_NGROK_232",
+    400,
     "The request must specify only a single value for the {name!r} parameter but got {count}: "
     "{values}. " + _DOCS,
 )
@@ -104,7 +112,8 @@ LIMIT_OUT_OF_RANGE = ErrorKind(
     "ERR_NGROK_233", 400, "The page size limit must be between 1 and {max} but {value} was provided."
 )
 LIMIT_NOT_A_NUMBER = ErrorKind(
-    "ERR_NGROK_244", 400,
+    "ERR_NGROK_244",
+    400,
     "The page size limit must be a number between 1 and {max} but {value!r} was provided.",
 )
 INVALID_FILTER = ErrorKind("ERR_NGROK_250", 400, "Invalid CEL query: {detail}")
@@ -114,68 +123,76 @@ RATE_LIMITED = ErrorKind(
 
 # Authentication.
 MISSING_AUTHORIZATION = ErrorKind(
-    "ERR_NGROK_200", 401,
+    "ERR_NGROK_200",
+    401,
     "The API requires that you set the Authorization header for authentication: "
     "'Authorization: Bearer <API key>'.",
 )
 UNPARSABLE_AUTHORIZATION = ErrorKind(
-    "ERR_NGROK_201", 401,
+    "ERR_NGROK_201",
+    401,
     "The API requires that you use Bearer authentication via the Authorization header. "
     "It could not parse the header in this request.",
 )
 MALFORMED_API_KEY = ErrorKind(
-    "ERR_NGROK_202", 401,
+    "ERR_NGROK_202",
+    401,
     "The API authentication you specified does not look like a valid credential.",
 )
 INVALID_API_KEY = ErrorKind(
-    "ERR_NGROK_203", 401,
+    "ERR_NGROK_203",
+    401,
     "The API authentication you specified is properly formed, but it is invalid.",
 )
 AUTHTOKEN_AS_API_KEY = ErrorKind(
-    "ERR_NGROK_207", 401,
+    "ERR_NGROK_207",
+    401,
     "The authentication you specified is actually an authtoken, not an API key token. "
     "Check your records for an API key with the form FIRSTPART_SECONDPART.",
 )
 API_KEY_ID_AS_TOKEN = ErrorKind(
-    "ERR_NGROK_208", 401,
+    "ERR_NGROK_208",
+    401,
     "The authentication you specified is actually an API key ID, not an API key token. "
     "Check your records for an API key with the form FIRSTPART_SECONDPART.",
 )
 
 # Resource fields and ownership.
 INVALID_ACL_RULE = ErrorKind(
-    "ERR_NGROK_600", 400,
+    "ERR_NGROK_600",
+    400,
     "Invalid ACL rule. An ACL rule must be '*' or start with 'bind:'. The bind value must match "
     "the format of a domain, address, or label. You specified: {rule!r}.",
 )
 DESCRIPTION_TOO_LONG = ErrorKind(
-    "ERR_NGROK_604", 400,
+    "ERR_NGROK_604",
+    400,
     "A description is limited to {max} bytes; you have entered {value} bytes.",
 )
 METADATA_TOO_LONG = ErrorKind(
     "ERR_NGROK_605", 400, "Metadata is limited to {max} bytes; you have entered {value} bytes."
 )
 NOTHING_TO_UPDATE = ErrorKind(
-    "ERR_NGROK_606", 400,
+    "ERR_NGROK_606",
+    400,
     "The update failed because no values were provided. Specify at least one value.",
 )
 OWNER_IS_PERMANENT_CREDENTIAL = ErrorKind(
-    "ERR_NGROK_627", 400,
+    "ERR_NGROK_627",
+    400,
     "The auth token is already owned by a user and cannot be re-assigned ownership.",
 )
 OWNER_IS_PERMANENT_KEY = ErrorKind(
-    "ERR_NGROK_628", 400,
+    "ERR_NGROK_628",
+    400,
     "The API key is already owned by a user and cannot be re-assigned ownership.",
 )
-NOT_ADMIN_FOR_OWNER = ErrorKind(
-    "ERR_NGROK_630", 403, "You must be an admin to set credential ownership."
-)
+NOT_ADMIN_FOR_OWNER = ErrorKind("ERR_NGROK_630", 403, "You must be an admin to set credential ownership.")
 NO_OWNER = ErrorKind("ERR_NGROK_634", 400, "No credential owner could be determined: {reason}.")
-OWNER_INACTIVE = ErrorKind(
-    "ERR_NGROK_636", 400, "The credential owner is marked as inactive on the account."
-)
+OWNER_INACTIVE = ErrorKind("ERR_NGROK_636", 400, "The credential owner is marked as inactive on the account.")
 NOT_PERMITTED = ErrorKind(
-    "ERR_NGROK_635", 403,
+    "ERR_NGROK_635",
+    403,
     "API access requires that the caller owns this {resource} or is an account admin.",
 )
 BOT_NAME_REQUIRED = ErrorKind("ERR_NGROK_215", 400, "A bot user must have a non-empty name.")

@@ -28,19 +28,25 @@ class Field:
 
 
 DESCRIPTION = Field(
-    "description", "string", "human-readable description; optional, max 255 bytes",
+    "description",
+    "string",
+    "human-readable description; optional, max 255 bytes",
     MAX_DESCRIPTION_BYTES,
 )
 METADATA = Field(
-    "metadata", "string", "arbitrary user-defined machine-readable data; optional, max 4096 bytes",
+    "metadata",
+    "string",
+    "arbitrary user-defined machine-readable data; optional, max 4096 bytes",
     MAX_METADATA_BYTES,
 )
 OWNER_ID = Field(
-    "owner_id", "string",
+    "owner_id",
+    "string",
     "the user (id or email) or bot user that owns this; only admins may name someone else",
 )
 ACL = Field(
-    "acl", "string_list",
+    "acl",
+    "string_list",
     "bind rules: '*', 'bind:*', 'bind:<domain>', 'bind:*.<domain>', 'bind:<host>:<port>', "
     "'bind:<key>=<value>' ('*' allowed for key or value); empty means no restriction",
 )
@@ -75,9 +81,7 @@ def validate(body: object, accepted: tuple[Field, ...]) -> dict[str, Any]:
     for name, value in body.items():
         spec = by_name.get(name)
         if spec is None:
-            raise errors.UNKNOWN_FIELD(
-                name=name, supported=", ".join(s.name for s in accepted) or "(none)"
-            )
+            raise errors.UNKNOWN_FIELD(name=name, supported=", ".join(s.name for s in accepted) or "(none)")
         if value is None:
             continue
         if spec.kind == "string":

@@ -13,14 +13,16 @@ metadata = MetaData()
 ID = String(40)
 
 accounts = Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     Column("id", ID, primary_key=True),
     Column("name", String(255), nullable=False),
     Column("created_at", DateTime(), nullable=False),
 )
 
 users = Table(
-    "users", metadata,
+    "users",
+    metadata,
     Column("id", ID, primary_key=True),
     Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
     Column("email", String(320), nullable=False),
@@ -31,7 +33,8 @@ users = Table(
 )
 
 bot_users = Table(
-    "bot_users", metadata,
+    "bot_users",
+    metadata,
     Column("id", ID, primary_key=True),
     Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
     Column("name", String(255), nullable=False),
@@ -41,7 +44,8 @@ bot_users = Table(
 )
 
 api_keys = Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     Column("id", ID, primary_key=True),
     Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
     Column("owner_id", ID, nullable=False),
@@ -54,7 +58,8 @@ api_keys = Table(
 )
 
 credentials = Table(
-    "credentials", metadata,
+    "credentials",
+    metadata,
     Column("id", ID, primary_key=True),
     Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
     Column("owner_id", ID, nullable=False),

@@ -42,7 +42,11 @@ class Kind(Generic[T]):
 
 def _api_key(row: Mapping[str, Any]) -> ApiKey:
     return ApiKey(
-        row["id"], row["account_id"], row["owner_id"], row["description"], row["metadata"],
+        row["id"],
+        row["account_id"],
+        row["owner_id"],
+        row["description"],
+        row["metadata"],
         row["created_at"],
     )
 
@@ -50,8 +54,13 @@ def _api_key(row: Mapping[str, Any]) -> ApiKey:
 def _credential(row: Mapping[str, Any]) -> Credential:
     acl = row["acl"]
     return Credential(
-        row["id"], row["account_id"], row["owner_id"], row["description"], row["metadata"],
-        tuple(json.loads(acl)) if isinstance(acl, str) else tuple(acl), row["created_at"],
+        row["id"],
+        row["account_id"],
+        row["owner_id"],
+        row["description"],
+        row["metadata"],
+        tuple(json.loads(acl)) if isinstance(acl, str) else tuple(acl),
+        row["created_at"],
     )
 
 
@@ -93,8 +102,12 @@ class Store:
             owner_joins[name] = PointRead(
                 engine,
                 select(
-                    table.c.token_digest, table.c.account_id, table.c.owner_id,
-                    users.c.role, users.c.active, bots.c.active,
+                    table.c.token_digest,
+                    table.c.account_id,
+                    table.c.owner_id,
+                    users.c.role,
+                    users.c.active,
+                    bots.c.active,
                 )
                 .select_from(
                     table.outerjoin(users, users.c.id == table.c.owner_id).outerjoin(
@@ -160,8 +173,12 @@ class Store:
         connection.execute(
             insert(schema.users),
             {
-                "id": user.id, "account_id": account_id, "email": email, "role": role,
-                "active": True, "created_at": user.created_at,
+                "id": user.id,
+                "account_id": account_id,
+                "email": email,
+                "role": role,
+                "active": True,
+                "created_at": user.created_at,
             },
         )
         return user
@@ -193,9 +210,7 @@ class Store:
         if row is None:
             return None
         digest, account_id, owner_id, role, user_active, bot_active = row
-        return AuthRecord(
-            digest, account_id, owner_id, role == "admin", bool(user_active or bot_active)
-        )
+        return AuthRecord(digest, account_id, owner_id, role == "admin", bool(user_active or bot_active))
 
     def _principal_cache_key(self, token: str) -> tuple[str, bytes]:
         # A keyed hash, so the cache never holds a token itself.
@@ -234,9 +249,7 @@ class Store:
                     )
                 ).first()
             else:
-                column = (
-                    schema.users.c.id if reference.startswith(f"{ids.USER}_") else schema.users.c.email
-                )
+                column = schema.users.c.id if reference.startswith(f"{ids.USER}_") else schema.users.c.email
                 row = connection.execute(
                     select(schema.users.c.id, schema.users.c.active).where(
                         column == reference, schema.users.c.account_id == account_id
@@ -264,9 +277,7 @@ class Store:
             cached = reader.cache.get(cache_key)
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
-        row = reader.fetch_one(
-            self._get_reads[kind.name], {"id": resource_id, "account_id": account_id}
-        )
+        row = reader.fetch_one(self._get_reads[kind.name], {"id": resource_id, "account_id": account_id})
         if row is None:
             return None
         columns = _PUBLIC_COLUMNS[kind.name]
@@ -275,9 +286,7 @@ class Store:
             reader.cache[cache_key] = item
         return item
 
-    def iterate(
-        self, kind: Kind[T], account_id: str, before_id: str | None, batch: int = 100
-    ) -> Iterator[T]:
+    def iterate(self, kind: Kind[T], account_id: str, before_id: str | None, batch: int = 100) -> Iterator[T]:
         """The account's resources, newest first, older than ``before_id``, lazily."""
         table = kind.table
         columns = _PUBLIC_COLUMNS[kind.name]
@@ -302,7 +311,11 @@ class Store:
             return self._insert_api_key(connection, account_id, owner_id, description, metadata)
 
     def _insert_api_key(
-        self, connection: Connection, account_id: str, owner_id: str, description: str,
+        self,
+        connection: Connection,
+        account_id: str,
+        owner_id: str,
+        description: str,
         metadata: str,
     ) -> tuple[ApiKey, str]:
         issued = tokens.issue(ids.API_KEY)
@@ -310,8 +323,11 @@ class Store:
         connection.execute(
             insert(schema.api_keys),
             {
-                "id": key.id, "account_id": account_id, "owner_id": owner_id,
-                "description": description, "metadata": metadata,
+                "id": key.id,
+                "account_id": account_id,
+                "owner_id": owner_id,
+                "description": description,
+                "metadata": metadata,
                 "token_digest": tokens.digest(self.secret, issued.token),
                 "created_at": key.created_at,
             },
@@ -319,19 +335,25 @@ class Store:
         return key, issued.token
 
     def create_credential(
-        self, account_id: str, owner_id: str, description: str, metadata: str,
+        self,
+        account_id: str,
+        owner_id: str,
+        description: str,
+        metadata: str,
         acl: list[str],
     ) -> tuple[Credential, str]:
         issued = tokens.issue(ids.CREDENTIAL)
-        credential = Credential(
-            issued.id, account_id, owner_id, description, metadata, tuple(acl), utcnow()
-        )
+        credential = Credential(issued.id, account_id, owner_id, description, metadata, tuple(acl), utcnow())
         with self.engine.begin() as connection:
             connection.execute(
                 insert(schema.credentials),
                 {
-                    "id": credential.id, "account_id": account_id, "owner_id": owner_id,
-                    "description": description, "metadata": metadata, "acl": json.dumps(acl),
+                    "id": credential.id,
+                    "account_id": account_id,
+                    "owner_id": owner_id,
+                    "description": description,
+                    "metadata": metadata,
+                    "acl": json.dumps(acl),
                     "token_digest": tokens.digest(self.secret, issued.token),
                     "created_at": credential.created_at,
                 },
@@ -344,15 +366,16 @@ class Store:
             connection.execute(
                 insert(schema.bot_users),
                 {
-                    "id": bot.id, "account_id": account_id, "name": name, "active": active,
+                    "id": bot.id,
+                    "account_id": account_id,
+                    "name": name,
+                    "active": active,
                     "created_at": bot.created_at,
                 },
             )
         return bot
 
-    def update(
-        self, kind: Kind[T], account_id: str, resource_id: str, values: Mapping[str, Any]
-    ) -> T | None:
+    def update(self, kind: Kind[T], account_id: str, resource_id: str, values: Mapping[str, Any]) -> T | None:
         stored = dict(values)
         if "acl" in stored:
             stored["acl"] = json.dumps(list(stored["acl"]))

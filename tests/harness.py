@@ -1,0 +1,141 @@
+"""Running real Burrow servers for tests: ``burrow serve`` subprocesses on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BURROW = str(BIN / "burrow")
+OFFICIAL_CLIENT_PYTHON = ROOT / ".venvs" / "ngrok-api" / "bin" / "python"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def burrow(
+    *args: str, env: Mapping[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BURROW, *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+class BurrowServer:
+    """A ``burrow serve`` process on its own data directory and port."""
+
+    def __init__(self, data_dir: Path, admin_email: str = "admin@example.com") -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.api_key = burrow(
+            "init", "--data-dir", str(data_dir), "--admin-email", admin_email
+        ).stdout.strip()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> BurrowServer:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                BURROW,
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--api-addr",
+                f"127.0.0.1:{self.port}",
+                *extra,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"burrow serve exited: {self.log_path.read_text()}")
+            try:
+                httpx.get(f"{self.base_url}/healthz", timeout=1)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("burrow serve did not come up")
+
+    def stop(self) -> int:
+        if self.process is None:
+            return 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=15)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._log.close()
+            self.process = None
+        return code
+
+    def create_user(self, email: str, role: str = "member", account: str | None = None) -> str:
+        args = [
+            "admin",
+            "users",
+            "create",
+            "--data-dir",
+            str(self.data_dir),
+            "--email",
+            email,
+            "--role",
+            role,
+        ]
+        if account:
+            args += ["--account", account]
+        return burrow(*args).stdout.strip()
+
+    def new_account(self, admin_email: str) -> str:
+        """A new, separate account in the same data directory; its admin's API key token."""
+        return burrow("init", "--data-dir", str(self.data_dir), "--admin-email", admin_email).stdout.strip()
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key or self.api_key}", "Ngrok-Version": "2"},
+            timeout=30,
+        )
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "burrow.db"
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table, to show that a refused request changed nothing."""
+        with sqlite3.connect(self.database) as connection:
+            tables = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
+                )
+            ]
+            return {
+                table: sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
+                for table in tables
+            }
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -1,0 +1,170 @@
+"""The command line: first run, init, operator commands, help, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from burrow.domain import ids, tokens
+from tests.harness import BURROW, BurrowServer, burrow, free_port
+
+
+def test_init_prints_only_the_token(tmp_path: Path) -> None:
+    result = burrow("init", "--data-dir", str(tmp_path / "d"), "--admin-email", "ops@example.com")
+    token = result.stdout
+    assert token.endswith("\n") and token.count("\n") == 1
+    assert isinstance(tokens.resource_id(token.strip(), ids.API_KEY), str)
+    second = burrow(
+        "init", "--data-dir", str(tmp_path / "d"), "--admin-email", "dev@example.com"
+    ).stdout.strip()
+    assert second != token.strip()
+    accounts = burrow("admin", "accounts", "list", "--data-dir", str(tmp_path / "d")).stdout
+    assert len(re.findall(r"acct_\w{27}", accounts)) == 2
+
+
+def test_init_refuses_a_bad_email(tmp_path: Path) -> None:
+    result = burrow("init", "--data-dir", str(tmp_path / "d"), "--admin-email", "not an email", check=False)
+    assert result.returncode != 0 and result.stdout == "" and "email" in result.stderr
+
+
+def test_serve_on_an_empty_data_dir_creates_the_first_account(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [BURROW, "serve", "--data-dir", str(tmp_path / "fresh"), "--api-addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    assert process.returncode == 0
+    shown = re.findall(r"\b(\w{27}_\w{28})\b", err)
+    assert len(shown) == 1 and "admin@localhost" in err
+    users = json.loads(
+        burrow("admin", "users", "list", "--json", "--data-dir", str(tmp_path / "fresh")).stdout
+    )
+    assert [(u["email"], u["role"]) for u in users] == [("admin@localhost", "admin")]
+
+
+def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [BURROW, "serve", "--data-dir", str(tmp_path / "first"), "--api-addr", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        token = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            found = re.search(r"\b(\w{27}_\w{28})\b", line)
+            if found:
+                token = found.group(1)
+                break
+        assert token
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/credentials",
+                    headers={"Authorization": f"Bearer {token}", "Ngrok-Version": "2"},
+                )
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert response.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    # A second start on the same directory creates nothing and shows no token.
+    again = subprocess.Popen(
+        [BURROW, "serve", "--data-dir", str(tmp_path / "first"), "--api-addr", f"127.0.0.1:{free_port()}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    again.send_signal(signal.SIGTERM)
+    _, err = again.communicate(timeout=15)
+    assert not re.search(r"\b\w{27}_\w{28}\b", err) and "First run" not in err
+
+
+def test_admin_users_create_adds_a_member_with_a_working_key(burrow_server: BurrowServer) -> None:
+    token = burrow_server.create_user("member@example.com")
+    assert "\n" not in token and len(token) == tokens.TOKEN_LENGTH
+    with burrow_server.client(token) as http:
+        assert http.get("/credentials").status_code == 200
+    duplicate = burrow(
+        "admin",
+        "users",
+        "create",
+        "--data-dir",
+        str(burrow_server.data_dir),
+        "--email",
+        "member@example.com",
+        check=False,
+    )
+    assert duplicate.returncode != 0 and duplicate.stdout == ""
+    bad_role = burrow(
+        "admin",
+        "users",
+        "create",
+        "--data-dir",
+        str(burrow_server.data_dir),
+        "--email",
+        "x@example.com",
+        "--role",
+        "owner",
+        check=False,
+    )
+    assert bad_role.returncode != 0 and "role" in bad_role.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["init"],
+        ["serve"],
+        ["admin"],
+        ["admin", "users"],
+        ["admin", "users", "create"],
+        ["admin", "users", "list"],
+        ["admin", "accounts", "list"],
+    ],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = burrow(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
+    assert len(result.stdout.strip().splitlines()) > 3
+
+
+def test_serve_help_names_the_script_contract() -> None:
+    out = burrow("serve", "--help").stdout
+    assert "--data-dir" in out and "--api-addr" in out and "--database-url" in out
+
+
+def test_sigterm_lets_in_flight_requests_finish(make_server: Callable[..., BurrowServer]) -> None:
+    server = make_server()
+    with server.client() as http:
+        assert http.get("/credentials").status_code == 200
+    assert server.stop() == 0
+    assert "Shutting down" in server.log() or "shutdown" in server.log().lower()
