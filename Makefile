@@ -24,7 +24,7 @@ serve: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/mypy --strict src/burrow/domain
+	$(VENV)/bin/mypy --strict src/burrow
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed lint
 	$(VENV)/bin/pytest -q

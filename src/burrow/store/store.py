@@ -37,7 +37,7 @@ class Kind(Generic[T]):
     name: str
     table: Table
     prefix: str
-    from_row: Callable[[Mapping[str, Any]], T]
+    from_row: Callable[[Any], T]  # a Mapping of column name to value
 
 
 def _api_key(row: Mapping[str, Any]) -> ApiKey:

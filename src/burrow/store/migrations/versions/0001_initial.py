@@ -5,6 +5,8 @@ Revises:
 Create Date: 2026-11-22
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -43,7 +45,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_bot_users_account_id", "bot_users", ["account_id", "id"])
     for table in ("api_keys", "credentials"):
-        columns = [
+        columns: list[sa.Column[Any]] = [
             sa.Column("id", ID, primary_key=True),
             sa.Column("account_id", ID, sa.ForeignKey("accounts.id"), nullable=False),
             sa.Column("owner_id", ID, nullable=False),
