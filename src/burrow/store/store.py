@@ -261,12 +261,6 @@ class Store:
             raise errors.OWNER_INACTIVE()
         return str(row.id)
 
-    def owner_is_active(self, owner_id: str) -> bool:
-        table = schema.bot_users if owner_id.startswith(f"{ids.BOT_USER}_") else schema.users
-        with self.engine.connect() as connection:
-            row = connection.execute(select(table.c.active).where(table.c.id == owner_id)).first()
-        return bool(row and row.active)
-
     # Resources ----------------------------------------------------------------------
 
     def get(self, kind: Kind[T], account_id: str, resource_id: str) -> T | None:
