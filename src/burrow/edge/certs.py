@@ -1,0 +1,154 @@
+"""The agent listener's TLS: an operator's certificate, or a local CA Burrow makes itself.
+
+On first start without ``--tls-cert``/``--tls-key``, Burrow creates a CA (``ca.pem``,
+``ca-key.pem``) in the data directory and a server certificate it signs (``server.pem``,
+``server-key.pem``) for localhost, 127.0.0.1, ::1 and the configured names. Agents must
+trust ``ca.pem`` (the SDK's ``ca_cert``/``root_cas``, the agent's ``root_cas``). The
+server certificate is made again when the names it must carry change. Private keys are
+written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_FILE = "ca.pem"
+CA_KEY_FILE = "ca-key.pem"
+SERVER_FILE = "server.pem"
+SERVER_KEY_FILE = "server-key.pem"
+DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    cert_path: Path
+    key_path: Path
+    ca_path: Path | None  # None when the operator gave their own certificate
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, 0o600)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _subject_names(names: Iterable[str]) -> list[x509.GeneralName]:
+    result: list[x509.GeneralName] = []
+    for name in dict.fromkeys(names):
+        try:
+            result.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            result.append(x509.DNSName(name))
+    return result
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _load_or_make_ca(data_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_path, key_path = data_dir / CA_FILE, data_dir / CA_KEY_FILE
+    if ca_path.exists() and key_path.exists():
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return x509.load_pem_x509_certificate(ca_path.read_bytes()), key
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Burrow local CA")])
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(key_path, _key_pem(key))
+    ca_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return certificate, key
+
+
+def _current_names(path: Path) -> set[str] | None:
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (FileNotFoundError, ValueError, x509.ExtensionNotFound):
+        return None
+    if certificate.not_valid_after_utc < _now() + datetime.timedelta(days=30):
+        return None
+    return {str(n.value) for n in names}
+
+
+def ensure_server_certificate(data_dir: Path, names: Iterable[str] = ()) -> ServerCertificate:
+    """The local CA and a server certificate for ``names`` (plus the defaults), made if needed."""
+    wanted = list(dict.fromkeys([*DEFAULT_NAMES, *names]))
+    cert_path, key_path = data_dir / SERVER_FILE, data_dir / SERVER_KEY_FILE
+    ca_certificate, ca_key = _load_or_make_ca(data_dir)
+    wanted_values = {str(n.value) for n in _subject_names(wanted)}
+    if _current_names(cert_path) == wanted_values and key_path.exists():
+        return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, wanted[0])]))
+        .issuer_name(ca_certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(_subject_names(wanted)), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(key_path, _key_pem(key))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+
+
+def server_context(certificate: ServerCertificate) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate.cert_path, certificate.key_path)
+    return context

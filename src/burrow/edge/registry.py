@@ -1,0 +1,159 @@
+"""What is bound where: live agent sessions, their tunnels, and the names they hold.
+
+Pure state, no I/O: the agent handler asks it to bind and unbind, the public listeners
+ask it where a connection goes, the REST API lists it. A hostname, TCP port or TLS name
+is held by one tunnel at a time; a second bind is refused, unless it comes from the agent
+that held it reconnecting (its new session names the old one), which takes it over.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Proto = Literal["http", "https", "tcp", "tls", "labeled"]
+
+
+class BindConflict(Exception):
+    """The name is held by another session."""
+
+
+@dataclass
+class Tunnel:
+    id: str
+    session_id: str
+    proto: Proto
+    url: str
+    forwards_to: str
+    metadata: str
+    created_at: datetime
+    hostname: str | None = None  # http, https, tls
+    port: int | None = None  # tcp
+    labels: dict[str, str] = field(default_factory=dict)  # labeled
+
+
+@dataclass
+class AgentSession:
+    id: str
+    account_id: str
+    credential_id: str
+    owner_id: str
+    agent_version: str
+    os: str
+    user_agent: str
+    client_addr: str
+    metadata: str
+    started_at: datetime
+    tunnels: dict[str, Tunnel] = field(default_factory=dict)
+
+
+def _http_key(hostname: str) -> str:
+    return hostname.lower().rstrip(".")
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.sessions: dict[str, AgentSession] = {}
+        self._http: dict[str, Tunnel] = {}
+        self._tls: dict[str, Tunnel] = {}
+        self._tcp: dict[int, Tunnel] = {}
+        self._labeled: dict[str, Tunnel] = {}
+        self._round_robin = itertools.count()
+
+    # Sessions ---------------------------------------------------------------------
+
+    def add_session(self, session: AgentSession) -> None:
+        self.sessions[session.id] = session
+
+    def remove_session(self, session_id: str) -> AgentSession | None:
+        session = self.sessions.get(session_id)
+        if session is not None:
+            for tunnel_id in list(session.tunnels):
+                self.remove_tunnel(session_id, tunnel_id)
+            del self.sessions[session_id]
+        return session
+
+    def sessions_of_credential(self, credential_id: str) -> list[AgentSession]:
+        return [s for s in self.sessions.values() if s.credential_id == credential_id]
+
+    # Binding ----------------------------------------------------------------------
+
+    def _holder(self, tunnel: Tunnel) -> tuple[dict[object, Tunnel], object] | None:
+        if tunnel.proto in ("http", "https") and tunnel.hostname:
+            return self._http, _http_key(tunnel.hostname)  # type: ignore[return-value]
+        if tunnel.proto == "tls" and tunnel.hostname:
+            return self._tls, _http_key(tunnel.hostname)  # type: ignore[return-value]
+        if tunnel.proto == "tcp" and tunnel.port is not None:
+            return self._tcp, tunnel.port  # type: ignore[return-value]
+        return None
+
+    def is_free(self, proto: Proto, name: str | int, reconnecting_from: str | None = None) -> bool:
+        table: dict[object, Tunnel] = (
+            self._tcp if proto == "tcp" else self._tls if proto == "tls" else self._http  # type: ignore[assignment]
+        )
+        key: object = name if isinstance(name, int) else _http_key(name)
+        holder = table.get(key)
+        return holder is None or (reconnecting_from is not None and holder.session_id == reconnecting_from)
+
+    def add_tunnel(self, tunnel: Tunnel, reconnecting_from: str | None = None) -> None:
+        """Bind ``tunnel``; raises :class:`BindConflict` if its name is held by another."""
+        session = self.sessions[tunnel.session_id]
+        place = self._holder(tunnel)
+        if place is not None:
+            table, key = place
+            holder = table.get(key)
+            if holder is not None and holder.session_id != tunnel.session_id:
+                if reconnecting_from is None or holder.session_id != reconnecting_from:
+                    raise BindConflict(tunnel.hostname or str(tunnel.port))
+                self.remove_tunnel(holder.session_id, holder.id)
+            elif holder is not None:
+                self.remove_tunnel(holder.session_id, holder.id)
+            table[key] = tunnel
+        elif tunnel.proto == "labeled":
+            self._labeled[tunnel.id] = tunnel
+        session.tunnels[tunnel.id] = tunnel
+
+    def remove_tunnel(self, session_id: str, tunnel_id: str) -> Tunnel | None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            return None
+        tunnel = session.tunnels.pop(tunnel_id, None)
+        if tunnel is None:
+            return None
+        place = self._holder(tunnel)
+        if place is not None:
+            table, key = place
+            if table.get(key) is tunnel:
+                del table[key]
+        self._labeled.pop(tunnel.id, None)
+        return tunnel
+
+    # Routing ----------------------------------------------------------------------
+
+    def http_tunnel(self, hostname: str) -> Tunnel | None:
+        return self._http.get(_http_key(hostname))
+
+    def tls_tunnel(self, hostname: str) -> Tunnel | None:
+        return self._tls.get(_http_key(hostname))
+
+    def tcp_tunnel(self, port: int) -> Tunnel | None:
+        return self._tcp.get(port)
+
+    def labeled_tunnel(self, selector: dict[str, str], account_id: str | None = None) -> Tunnel | None:
+        """A labeled tunnel whose labels include ``selector``, taking turns among them."""
+        matching = [
+            t
+            for t in self._labeled.values()
+            if (account_id is None or self.sessions[t.session_id].account_id == account_id)
+            and all(t.labels.get(k) == v for k, v in selector.items())
+        ]
+        if not matching:
+            return None
+        return matching[next(self._round_robin) % len(matching)]
+
+    def tunnels(self) -> Iterator[Tunnel]:
+        for session in self.sessions.values():
+            yield from session.tunnels.values()
