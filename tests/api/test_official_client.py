@@ -195,3 +195,16 @@ def test_deactivated_bot_owner_is_refused(burrow_server: BurrowServer) -> None:
     assert out["before"] is True
     assert out["after"]["status"] == 401 and out["after"]["code"] == "ERR_NGROK_203"
     assert out["reactivated"] is None
+
+
+def test_tunnel_listings_parse_when_nothing_is_live(burrow_server: BurrowServer) -> None:
+    out = run_official(
+        burrow_server,
+        """
+        out["sessions"] = [s.id for s in client.tunnel_sessions.list()]
+        out["tunnels"] = [t.id for t in client.tunnels.list()]
+        out["missing"] = error(lambda: client.tunnel_sessions.get("ts_" + "0" * 27))
+    """,
+    )
+    assert out["sessions"] == [] and out["tunnels"] == []
+    assert out["missing"]["type"] == "NotFoundError"

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from starlette.routing import Route
 
+from burrow.api.app import create_app
+from burrow.api.openapi import openapi_document
+from burrow.api.resources import SPECS
+from burrow.domain import ids
+from burrow.store.store import Store
 from tests.harness import BurrowServer
 
 METHODS = ("get", "post", "patch", "delete", "put")
@@ -32,14 +39,16 @@ def test_document_is_valid_openapi_3_1(burrow_server: BurrowServer) -> None:
 def test_every_documented_operation_is_served_and_nothing_else(burrow_server: BurrowServer) -> None:
     doc = document(burrow_server)
     with burrow_server.client() as http:
-        ids = {
+        resource_ids = {
             "/credentials/{id}": http.post("/credentials", json={}).json()["id"],
             "/api_keys/{id}": http.post("/api_keys", json={}).json()["id"],
             "/bot_users/{id}": http.post("/bot_users", json={"name": "o"}).json()["id"],
             "/service_users/{id}": http.post("/service_users", json={"name": "o"}).json()["id"],
+            "/tunnel_sessions/{id}": ids.new_id(ids.TUNNEL_SESSION),
+            "/tunnel_sessions/{id}/stop": ids.new_id(ids.TUNNEL_SESSION),
         }
         for path, operations in doc["paths"].items():
-            url = path.replace("{id}", ids.get(path, ""))
+            url = path.replace("{id}", resource_ids.get(path, ""))
             for method in METHODS:
                 response = http.request(method.upper(), url, json={} if method in ("post", "patch") else None)
                 if method in operations:
@@ -48,6 +57,23 @@ def test_every_documented_operation_is_served_and_nothing_else(burrow_server: Bu
                 else:
                     assert response.status_code == 405, (method, path)
         assert http.get("/undocumented").status_code == 404
+
+
+def test_the_document_lists_every_served_route(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    try:
+        app: Any = create_app(store)
+        served = {
+            (route.path, method.lower())
+            for route in app.app.routes
+            if isinstance(route, Route)
+            for method in route.methods or ()
+            if method != "HEAD"
+        }
+    finally:
+        store.close()
+    documented = {(path, method) for path, ops in openapi_document(SPECS)["paths"].items() for method in ops}
+    assert served == documented
 
 
 def test_real_responses_match_their_schemas(burrow_server: BurrowServer) -> None:

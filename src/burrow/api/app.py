@@ -20,6 +20,7 @@ from burrow.store.store import Store
 from . import http
 from .openapi import openapi_document
 from .resources import SPECS, ResourceHandlers
+from .tunnels import EdgeControl, NoEdge, TunnelHandlers
 
 access_log = logging.getLogger("burrow.access")
 error_log = logging.getLogger("burrow.error")
@@ -101,7 +102,7 @@ class AccessLog:
             )
 
 
-def create_app(store: Store, public_url: str | None = None) -> ASGIApp:
+def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | None = None) -> ASGIApp:
     routes: list[Route] = []
     for spec in SPECS:
         handlers = ResourceHandlers(spec, store, public_url)
@@ -112,6 +113,13 @@ def create_app(store: Store, public_url: str | None = None) -> ASGIApp:
             Route(spec.path + "/{id}", _guarded(handlers.update), methods=["PATCH"]),
             Route(spec.path + "/{id}", _guarded(handlers.delete), methods=["DELETE"]),
         ]
+    tunnels = TunnelHandlers(store, edge or NoEdge(), public_url)
+    routes += [
+        Route("/tunnel_sessions", _guarded(tunnels.list_sessions), methods=["GET"]),
+        Route("/tunnel_sessions/{id}", _guarded(tunnels.get_session), methods=["GET"]),
+        Route("/tunnel_sessions/{id}/stop", _guarded(tunnels.stop_session), methods=["POST"]),
+        Route("/tunnels", _guarded(tunnels.list_tunnels), methods=["GET"]),
+    ]
     document = openapi_document(SPECS)
 
     async def openapi(request: Request) -> Response:

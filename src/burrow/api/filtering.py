@@ -8,5 +8,5 @@ from typing import Any
 from burrow.domain import errors
 
 
-def compile_list_filter(spec: Any, expression: str) -> Callable[[Mapping[str, Any]], bool]:
+def compile_list_filter(list_key: str, expression: str) -> Callable[[Mapping[str, Any]], bool]:
     raise errors.INVALID_FILTER(detail="filters are not supported yet")

@@ -89,6 +89,99 @@ def _json(ref: str, description: str) -> dict[str, Any]:
     }
 
 
+def _add_tunnel_paths(
+    paths: dict[str, Any], schemas: dict[str, Any], version_header: Any, id_parameter: Any
+) -> None:
+    string = {"type": "string"}
+    ref = {
+        "type": "object",
+        "required": ["id", "uri"],
+        "properties": {"id": string, "uri": {"type": "string", "format": "uri"}},
+    }
+    session_properties: dict[str, Any] = {
+        "id": string,
+        "uri": {"type": "string", "format": "uri"},
+        "agent_version": string,
+        "credential": ref,
+        "ip": string,
+        "metadata": string,
+        "os": string,
+        "region": string,
+        "started_at": {"type": "string", "format": "date-time"},
+        "transport": string,
+    }
+    tunnel_properties: dict[str, Any] = {
+        "id": string,
+        "public_url": string,
+        "started_at": {"type": "string", "format": "date-time"},
+        "metadata": string,
+        "proto": string,
+        "region": string,
+        "tunnel_session": ref,
+        "endpoint": {"oneOf": [ref, {"type": "null"}]},
+        "labels": {"type": "object", "additionalProperties": string},
+        "backends": {"type": "array", "items": ref},
+        "forwards_to": string,
+    }
+    for name, properties, list_key in (
+        ("TunnelSession", session_properties, "tunnel_sessions"),
+        ("Tunnel", tunnel_properties, "tunnels"),
+    ):
+        schemas[name] = {"type": "object", "required": list(properties), "properties": properties}
+        schemas[f"{name}List"] = {
+            "type": "object",
+            "required": [list_key, "uri", "next_page_uri"],
+            "properties": {
+                list_key: {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
+                "uri": {"type": "string", "format": "uri"},
+                "next_page_uri": {"type": ["string", "null"], "format": "uri"},
+            },
+        }
+    list_parameters = [
+        version_header,
+        {"name": "before_id", "in": "query", "schema": string},
+        {"name": "limit", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+        {"name": "filter", "in": "query", "schema": string},
+    ]
+    errors = (400, 401, 404, 405, 413, 415)
+    paths["/tunnel_sessions"] = {
+        "get": {
+            "operationId": "list_tunnel_sessions",
+            "tags": ["tunnel session"],
+            "summary": "List the account's live agent sessions, newest first",
+            "parameters": list_parameters,
+            "responses": {"200": _json("TunnelSessionList", "a page"), **_errors(*errors)},
+        }
+    }
+    paths["/tunnel_sessions/{id}"] = {
+        "get": {
+            "operationId": "get_tunnel_sessions",
+            "tags": ["tunnel session"],
+            "summary": "Get a live agent session",
+            "parameters": [version_header, id_parameter],
+            "responses": {"200": _json("TunnelSession", "found"), **_errors(*errors)},
+        }
+    }
+    paths["/tunnel_sessions/{id}/stop"] = {
+        "post": {
+            "operationId": "stop_tunnel_sessions",
+            "tags": ["tunnel session"],
+            "summary": "Tell the agent to stop, and end its session",
+            "parameters": [version_header, id_parameter],
+            "responses": {"204": {"description": "stopped"}, **_errors(*errors, 403)},
+        }
+    }
+    paths["/tunnels"] = {
+        "get": {
+            "operationId": "list_tunnels",
+            "tags": ["tunnel"],
+            "summary": "List the account's live tunnels, newest first",
+            "parameters": list_parameters,
+            "responses": {"200": _json("TunnelList", "a page"), **_errors(*errors)},
+        }
+    }
+
+
 def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
     version_header = {"$ref": "#/components/parameters/NgrokVersion"}
     id_parameter = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -165,6 +258,7 @@ def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
                 "responses": {"204": {"description": "deleted"}, **_errors(*common_errors, 403)},
             },
         }
+    _add_tunnel_paths(paths, schemas, version_header, id_parameter)
     paths["/healthz"] = {
         "get": {
             "operationId": "healthz",

@@ -6,12 +6,10 @@ same for all of them, and the OpenAPI document is generated from the same specs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,12 +18,8 @@ from burrow.domain import errors, fields
 from burrow.domain.models import ApiKey, BotUser, Credential, Principal
 from burrow.store.store import API_KEYS, BOT_USERS, CREDENTIALS, Kind, Store
 
-from . import http
+from . import http, paging
 from .auth import authenticate
-from .filtering import compile_list_filter
-
-MAX_PAGE = 100
-LIST_PARAMETERS = ("before_id", "limit", "filter")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -151,32 +145,20 @@ class ResourceHandlers:
 
     async def list(self, request: Request) -> Response:
         principal = self._begin(request)
-        query = http.single_query_values(request, LIST_PARAMETERS)
+        query = paging.ListQuery(request, self.prefixes)
         await http.refuse_body(request)
-        before_id = query.get("before_id") or None
-        if before_id is not None:
-            http.check_id(before_id, self.prefixes)
-        limit = parse_limit(query.get("limit"))
         base = self._base(request)
-        items: Iterator[Any] = self.store.iterate(self.spec.kind, principal.account_id, before_id)
-        expression = query.get("filter")
-        if expression:
-            keep = compile_list_filter(self.spec, expression)
-            items = (item for item in items if keep(represent(self.spec, base, item)))
-        page = list(islice(items, limit + 1))
-        next_page_uri = None
-        if len(page) > limit:
-            page = page[:limit]
-            next_query = {**query, "before_id": page[-1].id}
-            next_page_uri = f"{base}{self.spec.path}?{urlencode(next_query)}"
-        return http.json_response(
+        items = self.store.iterate(self.spec.kind, principal.account_id, query.before_id)
+        body = paging.page(
             request,
-            {
-                self.spec.list_key: [represent(self.spec, base, item) for item in page],
-                "uri": f"{base}{self.spec.path}",
-                "next_page_uri": next_page_uri,
-            },
+            query,
+            base,
+            self.spec.path,
+            self.spec.list_key,
+            items,
+            lambda item: represent(self.spec, base, item),
         )
+        return http.json_response(request, body)
 
     async def create(self, request: Request) -> Response:
         principal = self._begin(request)
@@ -247,14 +229,3 @@ class ResourceHandlers:
         if not self.store.delete(self.spec.kind, principal.account_id, resource_id):
             raise errors.NOT_FOUND()
         return http.empty_response(request)
-
-
-def parse_limit(text: str | None) -> int:
-    if text is None or text == "":
-        return MAX_PAGE
-    if not text.isascii() or not text.lstrip("-").isdigit() or len(text) > 12:
-        raise errors.LIMIT_NOT_A_NUMBER(max=MAX_PAGE, value=text)
-    value = int(text)
-    if not 1 <= value <= MAX_PAGE:
-        raise errors.LIMIT_OUT_OF_RANGE(max=MAX_PAGE, value=value)
-    return value
