@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from burrow.edge.registry import AgentSession, BindConflict, Registry, Tunnel
+from burrow.domain.tunnels import AgentSession, BindConflict, Registry, Tunnel
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
