@@ -1,0 +1,80 @@
+"""Reading where a public connection wants to go, without consuming it.
+
+The HTTP listener routes by the ``Host`` header and the TLS listener by the ClientHello's
+server name (SNI), which it never decrypts. Both are pure functions over the bytes read so
+far: they answer the name, :data:`NEED_MORE`, or None when the bytes cannot carry one.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+NEED_MORE: Final = "need-more"
+NeedMore = Literal["need-more"]
+
+MAX_HTTP_HEAD = 64 * 1024
+MAX_CLIENT_HELLO = 16 * 1024 + 5
+
+
+def http_host(data: bytes) -> str | NeedMore | None:
+    """The Host of an HTTP/1.x request head (without its port), lower-cased."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None if len(data) > MAX_HTTP_HEAD else NEED_MORE
+    lines = data[:end].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or not request_line[2].startswith(b"HTTP/1."):
+        return None
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"host":
+            host = value.strip().decode("latin-1").lower()
+            if host.startswith("["):  # [v6]:port
+                return host[: host.find("]") + 1] if "]" in host else None
+            return host.rsplit(":", 1)[0] if ":" in host else host
+    return None
+
+
+def tls_server_name(data: bytes) -> str | NeedMore | None:
+    """The SNI host name of a TLS ClientHello, lower-cased."""
+    if len(data) < 5:
+        return NEED_MORE
+    if data[0] != 0x16 or data[1] != 0x03:  # handshake record, TLS 1.x
+        return None
+    record_length = int.from_bytes(data[3:5], "big")
+    if len(data) < 5 + record_length:
+        return None if 5 + record_length > MAX_CLIENT_HELLO else NEED_MORE
+    body = data[5 : 5 + record_length]
+    try:
+        return _server_name(body)
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _server_name(hello: bytes) -> str | None:
+    if hello[0] != 0x01:  # client_hello
+        return None
+    position = 4 + 2 + 32  # handshake header, version, random
+    position += 1 + hello[position]  # session id
+    position += 2 + int.from_bytes(hello[position : position + 2], "big")  # cipher suites
+    position += 1 + hello[position]  # compression methods
+    if position + 2 > len(hello):
+        return None
+    extensions_end = position + 2 + int.from_bytes(hello[position : position + 2], "big")
+    position += 2
+    while position + 4 <= min(extensions_end, len(hello)):
+        kind = int.from_bytes(hello[position : position + 2], "big")
+        length = int.from_bytes(hello[position + 2 : position + 4], "big")
+        position += 4
+        if kind == 0:  # server_name
+            names = hello[position : position + length]
+            cursor = 2
+            while cursor + 3 <= len(names):
+                name_type = names[cursor]
+                name_length = int.from_bytes(names[cursor + 1 : cursor + 3], "big")
+                if name_type == 0:
+                    return names[cursor + 3 : cursor + 3 + name_length].decode("ascii").lower()
+                cursor += 3 + name_length
+            return None
+        position += length
+    return None
