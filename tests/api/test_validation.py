@@ -344,3 +344,12 @@ def test_authtoken_and_key_id_are_not_api_keys(server: BurrowServer) -> None:
     )  # type: ignore[attr-defined]
     with server.client() as http:
         assert http.delete(f"/credentials/{created['id']}").status_code == 204
+
+
+def test_filters_are_refused_until_supported(server: BurrowServer) -> None:
+    refused(
+        server,
+        400,
+        "ERR_NGROK_250",
+        lambda h: h.get("/credentials", params={"filter": 'obj.description == "x"'}, headers=auth(server)),
+    )
