@@ -209,3 +209,58 @@ BODY_TOO_LARGE = ErrorKind(
 INTERNAL_ERROR = ErrorKind(
     "ERR_NGROK_90500", 500, "An internal error occurred. It has been logged; operation {op}."
 )
+
+# The edge: errors answered to agents in a message's "Error" field.
+AGENT_TOKEN_MALFORMED = ErrorKind(
+    "ERR_NGROK_105", 400, "The authtoken you specified does not look like a proper ngrok authtoken."
+)
+AGENT_TOKEN_INVALID = ErrorKind(
+    "ERR_NGROK_107", 400, "The authtoken you specified is properly formed, but it is invalid."
+)
+AGENT_OWNER_INACTIVE = ErrorKind(
+    "ERR_NGROK_107",
+    400,
+    "The authtoken you specified is properly formed, but its owner is inactive on the account.",
+)
+CREDENTIAL_REVOKED = ErrorKind(
+    "ERR_NGROK_300", 400, "The authtoken credential {id} has been revoked and is no longer valid."
+)
+BIND_INVALID = ErrorKind("ERR_NGROK_301", 400, "The bind payload you specified is not valid: {reason}.")
+ADDRESS_UNAVAILABLE = ErrorKind(
+    "ERR_NGROK_307",
+    400,
+    "The address {addr} is not available: this server binds TCP tunnels on {host}, ports {ports}.",
+)
+TCP_ADDRESS_DENIED = ErrorKind(
+    "ERR_NGROK_308",
+    400,
+    "The credential ACL policy does not permit binding this address: {addr}. Credential: {id}.",
+)
+HOSTNAME_DENIED = ErrorKind(
+    "ERR_NGROK_316",
+    400,
+    "The credential ACL policy does not permit binding this name: {name}. Credential: {id}.",
+)
+INVALID_DOMAIN = ErrorKind("ERR_NGROK_326", 400, "The name {name!r} is not a valid domain name.")
+UNSUPPORTED_PROTO = ErrorKind("ERR_NGROK_332", 400, "{proto!r} is not a supported tunnel protocol.")
+ENDPOINT_ONLINE = ErrorKind(
+    "ERR_NGROK_334",
+    400,
+    "The endpoint {url} is already online. Either stop your existing endpoint first, or use a "
+    "different name.",
+)
+RANDOM_TCP_DENIED = ErrorKind(
+    "ERR_NGROK_356",
+    400,
+    "The credential ACL policy does not permit binding random TCP addresses. Credential: {id}.",
+)
+LABEL_DENIED = ErrorKind(
+    "ERR_NGROK_399",
+    400,
+    "The credential ACL policy does not permit binding this label: {labels}. Credential: {id}.",
+)
+NO_COMMON_VERSION = ErrorKind(
+    "ERR_NGROK_811",
+    400,
+    "Could not negotiate a protocol version. Requested: {requested}, Supported: 3, 2.",
+)

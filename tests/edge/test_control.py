@@ -1,0 +1,185 @@
+"""The edge's decisions: authentication, version negotiation, bind authorization."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from burrow.domain import ids, tokens
+from burrow.domain.tunnels import Registry
+from burrow.edge.control import AgentError, Authenticated, EdgeControl, EdgeSettings
+from burrow.store.store import BOT_USERS, CREDENTIALS, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def edge(store: Store) -> EdgeControl:
+    return EdgeControl(store, Registry(), EdgeSettings(tcp_ports=range(20000, 20003)))
+
+
+def credential(store: Store, acl: list[str], owner: str | None = None) -> tuple[str, str, str]:
+    """A new credential's id and token, and its account."""
+    user, _ = store.create_account(f"{ids.new_id_body()}@example.com")
+    item, token = store.create_credential(user.account_id, owner or user.id, "", "", acl)
+    return item.id, token, user.account_id
+
+
+def auth(
+    edge: EdgeControl, token: str, versions: list[str] | None = None, client_id: str = ""
+) -> Authenticated:
+    return edge.authenticate(
+        {
+            "Version": versions or ["3", "2"],
+            "ClientId": client_id,
+            "Extra": {"AuthToken": token, "OS": "linux"},
+        },
+        "127.0.0.1:5555",
+    )
+
+
+def code(error: pytest.ExceptionInfo[AgentError]) -> str:
+    return error.value.wire.strip().splitlines()[-1]
+
+
+def bind(edge: EdgeControl, session: Authenticated, proto: str, **opts: Any) -> dict[str, Any]:
+    return edge.bind(
+        session, {"Id": "", "Proto": proto, "ForwardsTo": "localhost:80", "Opts": opts, "Extra": {}}
+    )
+
+
+def test_auth_accepts_a_credential_and_negotiates_versions(edge: EdgeControl, store: Store) -> None:
+    credential_id, token, account = credential(store, [])
+    session = auth(edge, token)
+    assert session.version == "3" and session.session.credential_id == credential_id
+    assert session.session.account_id == account and session.session.id.startswith("ts_")
+    response = edge.auth_response(session)
+    assert (
+        response["ClientId"] == session.session.id and response["Error"] == "" and response["Version"] == "3"
+    )
+    assert auth(edge, token, ["2"]).version == "2"
+    with pytest.raises(AgentError) as error:
+        auth(edge, token, ["4"])
+    assert code(error) == "ERR_NGROK_811"
+    # Go agents spell the key "Authtoken".
+    assert edge.authenticate({"Version": ["2"], "Extra": {"Authtoken": token}}, "x:1").version == "2"
+
+
+@pytest.mark.parametrize("token", ["", "nonsense", "x" * 56, None])
+def test_malformed_tokens(edge: EdgeControl, token: str | None) -> None:
+    with pytest.raises(AgentError) as error:
+        auth(edge, token)  # type: ignore[arg-type]
+    assert code(error) == "ERR_NGROK_105"
+    assert error.value.wire.endswith("\n\nERR_NGROK_105\n")
+
+
+def test_invalid_tokens(edge: EdgeControl, store: Store) -> None:
+    _, _, account = credential(store, [])
+    api_key = store.create_user(account, "m@example.com", "member")[1]
+    for wrong in (tokens.issue(ids.CREDENTIAL).token, api_key):
+        with pytest.raises(AgentError) as error:
+            auth(edge, wrong)
+        assert code(error) in ("ERR_NGROK_107", "ERR_NGROK_105")
+    with pytest.raises(AgentError) as error:
+        auth(edge, tokens.issue(ids.CREDENTIAL).token)
+    assert code(error) == "ERR_NGROK_107"
+
+
+def test_inactive_owner_is_refused(edge: EdgeControl, store: Store) -> None:
+    user, _ = store.create_account("o@example.com")
+    bot = store.create_bot_user(user.account_id, "b", True)
+    _, token = store.create_credential(user.account_id, bot.id, "", "", [])
+    assert auth(edge, token)
+    store.update(BOT_USERS, user.account_id, bot.id, {"active": False})
+    with pytest.raises(AgentError) as error:
+        auth(edge, token)
+    assert code(error) == "ERR_NGROK_107"
+
+
+def test_http_binds_follow_the_acl(edge: EdgeControl, store: Store) -> None:
+    credential_id, token, _ = credential(store, ["bind:*.example.com", "bind:app.burrow.localhost"])
+    session = auth(edge, token)
+    response = bind(edge, session, "https", Hostname="a.example.com", Auth="")
+    assert response["Error"] == "" and response["URL"] == "http://a.example.com:8080"
+    assert response["Opts"] == {"Hostname": "a.example.com", "Auth": ""} and response["Id"].startswith("tn_")
+    assert bind(edge, session, "http", Subdomain="app")["Opts"]["Hostname"] == "app.burrow.localhost"
+    with pytest.raises(AgentError) as error:
+        bind(edge, session, "https", Hostname="evil.org")
+    assert code(error) == "ERR_NGROK_316" and credential_id in error.value.wire
+    with pytest.raises(AgentError) as error:
+        bind(edge, session, "https")  # an assigned name passes the same check
+    assert code(error) == "ERR_NGROK_316"
+    with pytest.raises(AgentError) as error:
+        bind(edge, session, "https", Hostname="bad_name.example.com")
+    assert code(error) == "ERR_NGROK_326"
+    with pytest.raises(AgentError) as error:
+        bind(edge, session, "udp")
+    assert code(error) == "ERR_NGROK_332"
+
+
+def test_names_have_one_holder_until_the_agent_reconnects(edge: EdgeControl, store: Store) -> None:
+    _, token, _ = credential(store, [])
+    first = auth(edge, token)
+    assigned = bind(edge, first, "https")["Opts"]["Hostname"]
+    assert assigned.endswith(".burrow.localhost")
+    second = auth(edge, token)
+    with pytest.raises(AgentError) as error:
+        bind(edge, second, "https", Hostname=assigned)
+    assert code(error) == "ERR_NGROK_334"
+    again = auth(edge, token, client_id=first.session.id)
+    assert bind(edge, again, "https", Hostname=assigned)["Error"] == ""
+    assert edge.registry.http_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
+
+
+def test_tcp_binds(edge: EdgeControl, store: Store) -> None:
+    _, open_token, _ = credential(store, [])
+    session = auth(edge, open_token)
+    assigned = bind(edge, session, "tcp", Addr="")
+    port = int(assigned["URL"].rsplit(":", 1)[1])
+    assert 20000 <= port < 20003 and assigned["Opts"]["Addr"] == f"127.0.0.1:{port}"
+    credential_id, token, _ = credential(store, ["bind:127.0.0.1:20001", "bind:127.0.0.1:20002"])
+    limited = auth(edge, token)
+    with pytest.raises(AgentError) as error:
+        bind(edge, limited, "tcp", Addr="")
+    assert code(error) == "ERR_NGROK_356"
+    free = [p for p in (20001, 20002) if p != port]
+    assert bind(edge, limited, "tcp", Addr=f"127.0.0.1:{free[0]}")["URL"] == f"tcp://127.0.0.1:{free[0]}"
+    with pytest.raises(AgentError) as error:
+        bind(edge, limited, "tcp", Addr="127.0.0.1:20000")
+    assert code(error) in ("ERR_NGROK_308", "ERR_NGROK_334") and credential_id in error.value.wire
+    with pytest.raises(AgentError) as error:
+        bind(edge, limited, "tcp", Addr="127.0.0.1:9999")
+    assert code(error) == "ERR_NGROK_307"
+
+
+def test_labels(edge: EdgeControl, store: Store) -> None:
+    _, token, _ = credential(store, ["bind:edge=web"])
+    session = auth(edge, token)
+    response = edge.start_labeled(session, {"Labels": {"edge": "web"}, "ForwardsTo": "x"})
+    assert response["Error"] == "" and response["Id"].startswith("tn_")
+    with pytest.raises(AgentError) as error:
+        edge.start_labeled(session, {"Labels": {"edge": "api"}})
+    assert code(error) == "ERR_NGROK_399"
+    assert edge.unbind(session, {"Id": response["Id"]}) == {"Error": ""}
+    assert edge.unbind(session, {"Id": response["Id"]}) == {"Error": ""}
+    assert edge.registry.labeled_tunnel({"edge": "web"}) is None
+
+
+def test_deleted_credential_cannot_bind(edge: EdgeControl, store: Store) -> None:
+    credential_id, token, account = credential(store, [])
+    session = auth(edge, token)
+    store.delete(CREDENTIALS, account, credential_id)
+    with pytest.raises(AgentError) as error:
+        bind(edge, session, "https")
+    assert code(error) == "ERR_NGROK_300"
+    with pytest.raises(AgentError) as error:
+        auth(edge, token)
+    assert code(error) == "ERR_NGROK_107"
