@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 # The official ngrok clients live in environments of their own: the agent SDK
 # (`ngrok`) and the REST client (`ngrok-api`) install into the same import package.
 NGROK_API_ENV := .venvs/ngrok-api
+NGROK_SDK_ENV := .venvs/ngrok-sdk
 
 .PHONY: serve test lint bench clean
 
@@ -12,6 +13,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,postgres]'
+	touch $@
+
+$(NGROK_SDK_ENV)/.installed:
+	$(PYTHON) -m venv $(NGROK_SDK_ENV)
+	$(NGROK_SDK_ENV)/bin/pip install -q "ngrok>=1.4,<1.5"
 	touch $@
 
 $(NGROK_API_ENV)/.installed:
@@ -26,7 +32,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy --strict src/burrow
 
-test: $(VENV)/.installed $(NGROK_API_ENV)/.installed lint
+test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed lint
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.installed

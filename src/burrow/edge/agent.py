@@ -1,0 +1,230 @@
+"""One agent's session: the typed streams it opens, and the proxy streams we open to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import struct
+import time
+from typing import Any
+
+from . import muxado_protocol as mux
+from .control import AgentError, Authenticated, EdgeControl
+from .muxado_streams import MuxConnection, MuxStream
+
+log = logging.getLogger("burrow.edge")
+
+# Typed streams: the first 4 bytes of every stream.
+AUTH, BIND, UNBIND, PROXY, RESTART, STOP, UPDATE, START_LABELED, SRV_INFO, STOP_TUNNEL = range(10)
+HEARTBEAT = 0xFFFFFFFF
+MAX_MESSAGE = 256 * 1024
+RPC_TIMEOUT = 15.0
+DEFAULT_HEARTBEAT = 10.0 + 15.0  # the SDK's interval plus tolerance
+
+
+async def read_message(stream: MuxStream, until_eof: bool = False) -> dict[str, Any]:
+    """One JSON object; the requester sends no FIN after it, so parse as bytes arrive."""
+    decoder = json.JSONDecoder()
+    buffer = bytearray()
+    while True:
+        data = await stream.read()
+        if data:
+            buffer += data
+            if len(buffer) > MAX_MESSAGE:
+                raise ValueError("message too large")
+        if not until_eof or not data:
+            text = buffer.decode("utf-8", errors="strict").lstrip()
+            if text:
+                try:
+                    value, _ = decoder.raw_decode(text)
+                except json.JSONDecodeError:
+                    if not data:
+                        raise
+                else:
+                    if not isinstance(value, dict):
+                        raise ValueError("a message must be a JSON object")
+                    return value
+        if not data:
+            raise ValueError("the stream ended before a message")
+
+
+async def respond(stream: MuxStream, message: dict[str, Any]) -> None:
+    await stream.write(json.dumps(message).encode())
+    await stream.write_eof()
+
+
+class AgentSession:
+    """Drives one agent connection from Auth to its end."""
+
+    def __init__(self, connection: MuxConnection, control: EdgeControl, client_addr: str) -> None:
+        self.connection = connection
+        self.control = control
+        self.client_addr = client_addr
+        self.authenticated: Authenticated | None = None
+        self.auth_done = asyncio.Event()
+        self.last_heartbeat = time.monotonic()
+        self.liveness = DEFAULT_HEARTBEAT
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def session_id(self) -> str | None:
+        return self.authenticated.session.id if self.authenticated else None
+
+    async def run(self) -> None:
+        watchdog = asyncio.create_task(self._watch_heartbeats())
+        try:
+            while (stream := await self.connection.accept_stream()) is not None:
+                task = asyncio.create_task(self._serve_stream(stream))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            watchdog.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            if self.authenticated is not None:
+                self.control.end(self.authenticated)
+            await self.connection.close()
+
+    async def _serve_stream(self, stream: MuxStream) -> None:
+        try:
+            kind = struct.unpack(">I", await asyncio.wait_for(stream.readexactly(4), RPC_TIMEOUT))[0]
+            if kind == HEARTBEAT:
+                await self._heartbeats(stream)
+            elif kind == AUTH:
+                await self._auth(stream)
+            elif self.authenticated is None:
+                await self._fail(f"stream type {kind} before Auth")
+            elif kind in (BIND, UNBIND, START_LABELED, SRV_INFO):
+                await self._rpc(kind, stream)
+            else:
+                await self._fail(f"unknown stream type {kind}")
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError, UnicodeDecodeError) as error:
+            await self._fail(f"bad stream: {error}")
+        except (ConnectionError, asyncio.CancelledError):
+            stream.reset()
+
+    async def _fail(self, reason: str) -> None:
+        log.info("closing agent session", extra={"fields": {"session": self.session_id, "reason": reason}})
+        await self.connection.close(mux.ErrorCode.PROTOCOL, reason)
+
+    async def _auth(self, stream: MuxStream) -> None:
+        request = await asyncio.wait_for(read_message(stream), RPC_TIMEOUT)
+        if self.authenticated is not None:
+            await self._fail("a second Auth")
+            return
+        try:
+            self.authenticated = self.control.authenticate(request, self.client_addr)
+        except AgentError as error:
+            await respond(stream, {"Version": "", "ClientId": "", "Error": error.wire, "Extra": {}})
+            log.info(
+                "agent refused",
+                extra={"fields": {"client": self.client_addr, "error": error.wire.split()[-1]}},
+            )
+            await asyncio.sleep(0.1)  # let the answer leave before the connection does
+            await self.connection.close(mux.ErrorCode.NONE, "authentication failed")
+            return
+        extra = request.get("Extra") or {}
+        interval = _seconds(extra.get("HeartbeatInterval")) if isinstance(extra, dict) else None
+        tolerance = _seconds(extra.get("HeartbeatTolerance")) if isinstance(extra, dict) else None
+        if interval and tolerance:
+            self.liveness = interval + tolerance
+        self.last_heartbeat = time.monotonic()
+        await respond(stream, self.control.auth_response(self.authenticated))
+        self.auth_done.set()
+        session = self.authenticated.session
+        log.info(
+            "agent session started",
+            extra={
+                "fields": {
+                    "session": session.id,
+                    "credential": session.credential_id,
+                    "client": self.client_addr,
+                    "agent": session.user_agent,
+                }
+            },
+        )
+
+    async def _rpc(self, kind: int, stream: MuxStream) -> None:
+        request = await asyncio.wait_for(read_message(stream), RPC_TIMEOUT)
+        authenticated = self.authenticated
+        assert authenticated is not None
+        try:
+            if kind == BIND:
+                response = self.control.bind(authenticated, request)
+            elif kind == START_LABELED:
+                response = self.control.start_labeled(authenticated, request)
+            elif kind == UNBIND:
+                response = self.control.unbind(authenticated, request)
+            else:
+                response = self.control.srv_info()
+        except AgentError as error:
+            if kind == BIND:
+                response = {
+                    "Id": "",
+                    "URL": "",
+                    "Proto": "",
+                    "Opts": {},
+                    "Extra": {"Token": ""},
+                    "Error": error.wire,
+                }
+            else:
+                response = {"Id": "", "Error": error.wire}
+        await respond(stream, response)
+
+    async def _heartbeats(self, stream: MuxStream) -> None:
+        while True:
+            beat = await stream.readexactly(4)
+            self.last_heartbeat = time.monotonic()
+            await stream.write(beat)
+
+    async def _watch_heartbeats(self) -> None:
+        """End sessions whose agent went silent: no heartbeat within interval + tolerance."""
+        while True:
+            await asyncio.sleep(1)
+            if time.monotonic() - self.last_heartbeat > self.liveness:
+                await self._fail("no heartbeat")
+                return
+
+    # Server-initiated streams -----------------------------------------------------------
+
+    async def open_proxy(
+        self, tunnel_id: str, client_addr: str, proto: str, edge_type: str = ""
+    ) -> MuxStream:
+        stream = self.connection.open_stream()
+        header = json.dumps(
+            {
+                "Id": tunnel_id,
+                "ClientAddr": client_addr,
+                "Proto": proto,
+                "EdgeType": edge_type,
+                "PassthroughTLS": False,
+            }
+        ).encode()
+        await stream.write(struct.pack(">I", PROXY) + struct.pack("<q", len(header)) + header)
+        return stream
+
+    async def send_command(self, kind: int, message: dict[str, Any], timeout: float = 2.0) -> None:
+        """Send Stop, StopTunnel, Restart or Update, and wait briefly for the agent's answer."""
+        with contextlib.suppress(Exception):
+            stream = self.connection.open_stream()
+            await stream.write(struct.pack(">I", kind) + json.dumps(message).encode())
+            if kind != STOP_TUNNEL:
+                await asyncio.wait_for(read_message(stream, until_eof=True), timeout)
+            stream.close()
+
+    async def stop(self, message: str, error_code: str = "") -> None:
+        """Tell the agent its tunnels are stopped, then end the session."""
+        if self.authenticated is not None:
+            for tunnel_id in list(self.authenticated.session.tunnels):
+                await self.send_command(
+                    STOP_TUNNEL, {"Id": tunnel_id, "Message": message, "ErrorCode": error_code}
+                )
+        await self.connection.close(mux.ErrorCode.NONE, message)
+
+
+def _seconds(nanoseconds: object) -> float | None:
+    if isinstance(nanoseconds, int | float) and 0 < nanoseconds < 3600e9:
+        return float(nanoseconds) / 1e9
+    return None

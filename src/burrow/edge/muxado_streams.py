@@ -1,0 +1,259 @@
+"""muxado over asyncio: a thin driver for :mod:`muxado_protocol` on a reader/writer pair.
+
+One task reads the transport and feeds the protocol; streams are read and written by
+whoever holds them. Backpressure is the protocol's: a stream's reader that stops reading
+returns no window credit, so its peer stops sending; a writer waits for credit and for
+the transport to drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from . import muxado_protocol as mux
+
+READ_SIZE = 256 * 1024
+
+
+class StreamReset(ConnectionError):
+    pass
+
+
+class MuxStream:
+    def __init__(self, connection: MuxConnection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self._buffer = bytearray()
+        self._eof = False
+        self._reset: int | None = None
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+
+    # Reading ------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        self._buffer += data
+        self._readable.set()
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        self._readable.set()
+
+    def _feed_reset(self, code: int) -> None:
+        self._reset = code
+        self._readable.set()
+        self._writable.set()
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all buffered if -1); b"" once the peer has ended the stream."""
+        while not self._buffer:
+            if self._eof:
+                return b""
+            if self._reset is not None:
+                raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
+            self._readable.clear()
+            await self._readable.wait()
+        size = len(self._buffer) if n < 0 else min(n, len(self._buffer))
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self.connection._consumed(self.stream_id, size)
+        return data
+
+    async def readexactly(self, n: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < n:
+            data = await self.read(n - len(chunks))
+            if not data:
+                raise asyncio.IncompleteReadError(bytes(chunks), n)
+            chunks += data
+        return bytes(chunks)
+
+    async def read_all(self, limit: int) -> bytes:
+        """Everything until the peer ends the stream; at most ``limit`` bytes."""
+        chunks = bytearray()
+        while data := await self.read():
+            chunks += data
+            if len(chunks) > limit:
+                raise ValueError(f"more than {limit} bytes")
+        return bytes(chunks)
+
+    # Writing ------------------------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        connection = self.connection
+        while True:
+            if self._reset is not None:
+                raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
+            if connection.closed:
+                raise ConnectionResetError("the muxado connection is closed")
+            try:
+                taken = connection.protocol.send_data(self.stream_id, bytes(view))
+            except mux.ProtocolError as error:
+                raise ConnectionResetError(str(error)) from None
+            connection._flush()
+            view = view[taken:]
+            if not view:
+                break
+            if taken == 0:
+                self._writable.clear()
+                await self._writable.wait()
+        await connection._drain()
+
+    async def write_eof(self) -> None:
+        self.connection.protocol.end_stream(self.stream_id)
+        self.connection._flush()
+        await self.connection._drain()
+
+    def reset(self, code: mux.ErrorCode = mux.ErrorCode.CANCELLED) -> None:
+        if self._reset is None:
+            self._feed_reset(int(code))
+        self.connection.protocol.reset_stream(self.stream_id, code)
+        self.connection._flush()
+        self.connection._streams.pop(self.stream_id, None)
+
+    def close(self) -> None:
+        """Done with the stream both ways: half-close, and drop it without waiting."""
+        if self.stream_id in self.connection.protocol.streams:
+            self.connection.protocol.end_stream(self.stream_id)
+            self.connection._flush()
+        self.connection._streams.pop(self.stream_id, None)
+
+
+class MuxConnection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client_side: bool,
+        max_streams: int = 1024,
+        accept_backlog: int = 128,
+    ) -> None:
+        self.protocol = mux.Connection(client_side=client_side, max_streams=max_streams)
+        self._reader = reader
+        self._writer = writer
+        self._streams: dict[int, MuxStream] = {}
+        self._accepted: asyncio.Queue[MuxStream | None] = asyncio.Queue(accept_backlog)
+        self.closed = False
+        self.close_reason: str = ""
+        self.done = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    # Public API ---------------------------------------------------------------------
+
+    async def accept_stream(self) -> MuxStream | None:
+        """The next stream the peer opens; None once the connection is over."""
+        if self.closed and self._accepted.empty():
+            return None
+        stream = await self._accepted.get()
+        if stream is None:
+            self._accepted.put_nowait(None)  # wake any other acceptor too
+        return stream
+
+    def open_stream(self) -> MuxStream:
+        if self.closed:
+            raise ConnectionResetError("the muxado connection is closed")
+        stream_id = self.protocol.open_stream()
+        stream = self._streams[stream_id] = MuxStream(self, stream_id)
+        return stream
+
+    async def close(self, code: mux.ErrorCode = mux.ErrorCode.NONE, message: str = "") -> None:
+        """Send GOAWAY, close the transport and wake everything waiting on it."""
+        if not self.protocol.closed:
+            self.protocol.go_away(code, message)
+            self._flush()
+        self._shutdown(message or "closed")
+        with contextlib.suppress(Exception):
+            self._writer.close()
+            await asyncio.wait_for(self._writer.wait_closed(), 2)
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    # Internals ----------------------------------------------------------------------
+
+    def _consumed(self, stream_id: int, size: int) -> None:
+        if size:
+            self.protocol.acknowledge_received_data(stream_id, size)
+            self._flush()
+
+    def _flush(self) -> None:
+        out = self.protocol.data_to_send()
+        if out and not self._writer.is_closing():
+            self._writer.write(out)
+
+    async def _drain(self) -> None:
+        try:
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError) as error:
+            self._shutdown(str(error))
+            raise ConnectionResetError("the transport is closed") from None
+
+    async def _read_loop(self) -> None:
+        reason = "peer closed the connection"
+        try:
+            while not self.closed:
+                data = await self._reader.read(READ_SIZE)
+                if not data:
+                    break
+                for event in self.protocol.receive_data(data):
+                    self._dispatch(event)
+                self._flush()
+                if self.protocol.closed:
+                    reason = "protocol error"
+                    break
+        except (ConnectionError, OSError) as error:
+            reason = str(error)
+        except asyncio.CancelledError:
+            reason = "closed"
+        finally:
+            self._shutdown(reason)
+            with contextlib.suppress(Exception):
+                self._writer.close()
+
+    def _dispatch(self, event: mux.Event) -> None:
+        if isinstance(event, mux.DataReceived):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream._feed(event.data)
+        elif isinstance(event, mux.StreamOpened):
+            stream = self._streams[event.stream_id] = MuxStream(self, event.stream_id)
+            try:
+                self._accepted.put_nowait(stream)
+            except asyncio.QueueFull:
+                self._streams.pop(event.stream_id)
+                self.protocol.reset_stream(event.stream_id, mux.ErrorCode.ACCEPT_QUEUE_FULL)
+        elif isinstance(event, mux.StreamEnded):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream._feed_eof()
+        elif isinstance(event, mux.StreamReset):
+            stream = self._streams.pop(event.stream_id, None)
+            if stream is not None:
+                stream._feed_reset(event.code)
+        elif isinstance(event, mux.WindowUpdated):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream._writable.set()
+        elif isinstance(event, mux.GoAwayReceived):
+            self.close_reason = event.message.decode(errors="replace")
+        elif isinstance(event, mux.ConnectionTerminated):
+            self.close_reason = event.message
+
+    def _shutdown(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = self.close_reason or reason
+        for stream in list(self._streams.values()):
+            stream._feed_reset(int(mux.ErrorCode.SESSION_CLOSED))
+        self._streams.clear()
+        while True:
+            try:
+                self._accepted.put_nowait(None)
+                break
+            except asyncio.QueueFull:
+                self._accepted.get_nowait()
+        self.done.set()
