@@ -27,6 +27,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def edge_args() -> list[str]:
+    """Free loopback ports for the edge's listeners, so servers never collide."""
+    tcp = free_port()
+    return [
+        "--agent-addr",
+        f"127.0.0.1:{free_port()}",
+        "--http-addr",
+        f"127.0.0.1:{free_port()}",
+        "--tls-addr",
+        f"127.0.0.1:{free_port()}",
+        "--tcp-ports",
+        f"{tcp}-{tcp}",
+    ]
+
+
 def burrow(
     *args: str, env: Mapping[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -55,6 +70,7 @@ class BurrowServer:
 
     def start(self, *extra: str) -> BurrowServer:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.edge = edge_args()
         self.process = subprocess.Popen(
             [
                 BURROW,
@@ -63,6 +79,7 @@ class BurrowServer:
                 str(self.data_dir),
                 "--api-addr",
                 f"127.0.0.1:{self.port}",
+                *self.edge,
                 *extra,
             ],
             stdout=self._log,
@@ -136,6 +153,29 @@ class BurrowServer:
                 table: sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
                 for table in tables
             }
+
+    def edge_addr(self, option: str) -> str:
+        return self.edge[self.edge.index(option) + 1]
+
+    @property
+    def agent_addr(self) -> str:
+        return self.edge_addr("--agent-addr")
+
+    @property
+    def http_addr(self) -> str:
+        return self.edge_addr("--http-addr")
+
+    @property
+    def tls_addr(self) -> str:
+        return self.edge_addr("--tls-addr")
+
+    @property
+    def tcp_port(self) -> int:
+        return int(self.edge_addr("--tcp-ports").split("-")[0])
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / "ca.pem"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from burrow.domain import ids, tokens
-from tests.harness import BURROW, BurrowServer, burrow, free_port
+from tests.harness import BURROW, BurrowServer, burrow, edge_args, free_port
 
 
 def test_init_prints_only_the_token(tmp_path: Path) -> None:
@@ -38,7 +38,15 @@ def test_init_refuses_a_bad_email(tmp_path: Path) -> None:
 def test_serve_on_an_empty_data_dir_creates_the_first_account(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [BURROW, "serve", "--data-dir", str(tmp_path / "fresh"), "--api-addr", f"127.0.0.1:{port}"],
+        [
+            BURROW,
+            "serve",
+            "--data-dir",
+            str(tmp_path / "fresh"),
+            "--api-addr",
+            f"127.0.0.1:{port}",
+            *edge_args(),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -67,7 +75,15 @@ def test_serve_on_an_empty_data_dir_creates_the_first_account(tmp_path: Path) ->
 def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [BURROW, "serve", "--data-dir", str(tmp_path / "first"), "--api-addr", f"127.0.0.1:{port}"],
+        [
+            BURROW,
+            "serve",
+            "--data-dir",
+            str(tmp_path / "first"),
+            "--api-addr",
+            f"127.0.0.1:{port}",
+            *edge_args(),
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -97,7 +113,15 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
         process.wait(timeout=15)
     # A second start on the same directory creates nothing and shows no token.
     again = subprocess.Popen(
-        [BURROW, "serve", "--data-dir", str(tmp_path / "first"), "--api-addr", f"127.0.0.1:{free_port()}"],
+        [
+            BURROW,
+            "serve",
+            "--data-dir",
+            str(tmp_path / "first"),
+            "--api-addr",
+            f"127.0.0.1:{free_port()}",
+            *edge_args(),
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
