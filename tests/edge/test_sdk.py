@@ -1,0 +1,284 @@
+"""Unmodified ngrok agents (the PyPI ``ngrok`` SDK, in its own environment) against Burrow.
+
+The SDK and the official REST client both install the import package ``ngrok``, so the
+agent runs as a subprocess under .venvs/ngrok-sdk (made by ``make``); see sdk_agent.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import select
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from burrow.edge.certs import ensure_server_certificate
+from tests.harness import ROOT, BurrowServer
+
+SDK_PYTHON = ROOT / ".venvs" / "ngrok-sdk" / "bin" / "python"
+AGENT = Path(__file__).with_name("sdk_agent.py")
+
+
+class Agent:
+    def __init__(self, process: subprocess.Popen[str], ready: dict[str, Any]) -> None:
+        self.process = process
+        self.ready = ready
+
+    def url(self, name: str) -> str:
+        entry = self.ready["ready"][name]
+        assert "url" in entry, entry
+        return str(entry["url"])
+
+    def error(self, name: str) -> list[str]:
+        return list(self.ready["ready"][name].get("error", []))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_agent() -> Iterator[Callable[..., Agent]]:
+    agents: list[Agent] = []
+
+    def start(server: BurrowServer, token: str, endpoints: list[dict[str, Any]], **extra: Any) -> Agent:
+        if not SDK_PYTHON.exists():
+            pytest.fail(
+                "the agent SDK's environment is missing: run 'make test' (it builds .venvs/ngrok-sdk)"
+            )
+        config = {
+            "token": token,
+            "server_addr": server.agent_addr,
+            "ca": str(server.ca_path),
+            "endpoints": endpoints,
+            **extra,
+        }
+        process = subprocess.Popen(
+            [str(SDK_PYTHON), str(AGENT), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            process.kill()
+            pytest.fail(f"the agent printed nothing: {process.stderr.read() if process.stderr else ''}")
+        agent = Agent(process, json.loads(line))
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurrowServer]:
+    server = BurrowServer(tmp_path_factory.mktemp("edge") / "data").start(
+        "--label-route", "web.burrow.localhost=app=web"
+    )
+    yield server
+    server.stop()
+
+
+def credential(server: BurrowServer, acl: list[str]) -> dict[str, Any]:
+    with server.client() as http:
+        response = http.post("/credentials", json={"description": "agent", "acl": acl})
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+def public_get(server: BurrowServer, host: str, path: str = "/") -> httpx.Response:
+    return httpx.get(f"http://{server.http_addr}{path}", headers={"Host": host}, timeout=30)
+
+
+def test_http_tunnel_on_an_allowed_domain(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    token = credential(server, ["bind:*.allowed.example"])["token"]
+    agent = start_agent(server, token, [{"name": "web", "kind": "http", "domain": "app.allowed.example"}])
+    port = server.http_addr.rsplit(":", 1)[1]
+    assert agent.url("web") == f"http://app.allowed.example:{port}"
+    response = public_get(server, "app.allowed.example", "/hello?x=1")
+    assert response.status_code == 200
+    assert response.json() == {"service": "http", "path": "/hello?x=1", "host": "app.allowed.example"}
+    missing = public_get(server, "other.allowed.example")
+    assert missing.status_code == 404 and "ERR_NGROK_3200" in missing.text
+
+
+def test_denied_domain_is_refused_with_316(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    made = credential(server, ["bind:only.example"])
+    agent = start_agent(server, made["token"], [{"name": "web", "kind": "http", "domain": "evil.example"}])
+    error = agent.error("web")
+    assert "ERR_NGROK_316" in error and any(made["id"] in part for part in error)
+    assert public_get(server, "evil.example").status_code == 404
+
+
+def test_bad_token_is_refused_with_107(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    made = credential(server, [])
+    with server.client() as http:
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+    agent = start_agent(server, made["token"], [])
+    assert "ERR_NGROK_107" in agent.ready["error"]
+    malformed = start_agent(server, "not-a-token", [])
+    assert "ERR_NGROK_105" in malformed.ready["error"]
+
+
+def test_tcp_tunnel_carries_traffic(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    token = credential(server, [])["token"]
+    agent = start_agent(server, token, [{"name": "tcp", "kind": "tcp"}])
+    assert agent.url("tcp") == f"tcp://127.0.0.1:{server.tcp_port}"
+    with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=10) as connection:
+        for message in (b"ping", b"x" * 100_000):
+            connection.sendall(message)
+            received = b""
+            while len(received) < len(message):
+                received += connection.recv(65536)
+            assert received == message
+
+
+def test_tcp_random_address_needs_an_open_acl(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    made = credential(server, ["bind:*.example.com"])
+    agent = start_agent(server, made["token"], [{"name": "tcp", "kind": "tcp"}])
+    assert "ERR_NGROK_356" in agent.error("tcp")
+    specific = credential(server, [f"bind:127.0.0.1:{server.tcp_port + 1}"])
+    agent = start_agent(
+        server,
+        specific["token"],
+        [{"name": "tcp", "kind": "tcp", "remote_addr": f"127.0.0.1:{server.tcp_port}"}],
+    )
+    assert "ERR_NGROK_308" in agent.error("tcp")
+
+
+def test_tls_tunnel_carries_traffic_without_decrypting(
+    server: BurrowServer, start_agent: Callable[..., Agent], tmp_path: Path
+) -> None:
+    local = ensure_server_certificate(tmp_path, ["secure.burrow.localhost"])
+    token = credential(server, ["bind:secure.burrow.localhost"])["token"]
+    agent = start_agent(
+        server,
+        token,
+        [{"name": "tls", "kind": "tls", "domain": "secure.burrow.localhost"}],
+        tls_cert=str(local.cert_path),
+        tls_key=str(local.key_path),
+    )
+    assert agent.url("tls").startswith("tls://secure.burrow.localhost")
+    context = ssl.create_default_context(cafile=str(local.ca_path))
+    host, port = server.tls_addr.rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="secure.burrow.localhost") as tls,
+    ):
+        tls.sendall(b"hello")
+        assert tls.recv(100) == b"tls:hello"
+
+
+def test_labeled_tunnels_receive_traffic_in_turn(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    token = credential(server, ["bind:app=web"])["token"]
+    first = start_agent(
+        server, token, [{"name": "l", "kind": "labeled", "labels": {"app": "web"}}], label="one"
+    )
+    second = start_agent(
+        server, token, [{"name": "l", "kind": "labeled", "labels": {"app": "web"}}], label="two"
+    )
+    assert "id" in first.ready["ready"]["l"] and "id" in second.ready["ready"]["l"]
+    seen = {public_get(server, "web.burrow.localhost").json()["service"] for _ in range(6)}
+    assert seen == {"one", "two"}
+    denied = start_agent(server, token, [{"name": "l", "kind": "labeled", "labels": {"app": "api"}}])
+    assert "ERR_NGROK_399" in denied.error("l")
+
+
+def test_20_mib_up_and_down_arrive_intact(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    token = credential(server, [])["token"]
+    start_agent(server, token, [{"name": "web", "kind": "http", "domain": "bulk.burrow.localhost"}])
+    size = 20 * 1024 * 1024
+    down = public_get(server, "bulk.burrow.localhost", f"/bytes/{size}")
+    expected = (bytes(range(256)) * 4096 * (size // (256 * 4096) + 1))[:size]
+    assert down.status_code == 200 and len(down.content) == size
+    assert hashlib.sha256(down.content).hexdigest() == hashlib.sha256(expected).hexdigest()
+    payload = bytes(reversed(expected))
+    up = httpx.post(
+        f"http://{server.http_addr}/sha256",
+        content=payload,
+        headers={"Host": "bulk.burrow.localhost"},
+        timeout=60,
+    )
+    assert up.json() == {"received": size, "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+def test_deleting_the_credential_ends_the_session_within_a_second(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    made = credential(server, [])
+    start_agent(server, made["token"], [{"name": "web", "kind": "http", "domain": "doomed.burrow.localhost"}])
+    assert public_get(server, "doomed.burrow.localhost").status_code == 200
+    with server.client() as http:
+        sessions = http.get("/tunnel_sessions").json()["tunnel_sessions"]
+        mine = [s for s in sessions if s["credential"]["id"] == made["id"]]
+        assert len(mine) == 1
+        deleted_at = time.monotonic()
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+        while True:
+            live = [
+                s for s in http.get("/tunnel_sessions").json()["tunnel_sessions"] if s["id"] == mine[0]["id"]
+            ]
+            if not live and public_get(server, "doomed.burrow.localhost").status_code == 404:
+                break
+            assert time.monotonic() - deleted_at < 1.0, "the session outlived its credential"
+            time.sleep(0.05)
+
+
+def test_live_sessions_and_tunnels_are_listed(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    made = credential(server, [])
+    agent = start_agent(
+        server,
+        made["token"],
+        [
+            {"name": "web", "kind": "http", "domain": "listed.burrow.localhost"},
+            {"name": "l", "kind": "labeled", "labels": {"team": "x"}},
+        ],
+    )
+    with server.client() as http:
+        sessions = [
+            s
+            for s in http.get("/tunnel_sessions").json()["tunnel_sessions"]
+            if s["credential"]["id"] == made["id"]
+        ]
+        assert len(sessions) == 1
+        session = sessions[0]
+        assert session["credential"]["uri"].endswith(f"/credentials/{made['id']}")
+        assert session["os"] and session["agent_version"] and session["ip"] == "127.0.0.1"
+        assert http.get(f"/tunnel_sessions/{session['id']}").json() == session
+        tunnels = [
+            t for t in http.get("/tunnels").json()["tunnels"] if t["tunnel_session"]["id"] == session["id"]
+        ]
+        by_url = {t["public_url"]: t for t in tunnels}
+        assert agent.url("web") in by_url and len(tunnels) == 2
+        assert [t["labels"] for t in tunnels if t["labels"]] == [{"team": "x"}]
+        # Stopping it through the API ends it.
+        assert http.post(f"/tunnel_sessions/{session['id']}/stop").status_code == 204
+        deadline = time.monotonic() + 5
+        while http.get(f"/tunnel_sessions/{session['id']}").status_code != 404:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
