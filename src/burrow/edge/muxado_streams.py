@@ -88,8 +88,9 @@ class MuxStream:
                 raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
             if connection.closed:
                 raise ConnectionResetError("the muxado connection is closed")
+            window = connection.protocol.send_window(self.stream_id)
             try:
-                taken = connection.protocol.send_data(self.stream_id, bytes(view))
+                taken = connection.protocol.send_data(self.stream_id, bytes(view[:window]))
             except mux.ProtocolError as error:
                 raise ConnectionResetError(str(error)) from None
             connection._flush()
