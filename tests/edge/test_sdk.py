@@ -215,3 +215,28 @@ def test_live_sessions_and_tunnels_are_listed(
         while http.get(f"/tunnel_sessions/{session['id']}").status_code != 404:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_official_client_lists_live_sessions_and_tunnels(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    from tests.api.test_official_client import run_official
+
+    made = credential(server, [])
+    agent = start_agent(
+        server, made["token"], [{"name": "web", "kind": "http", "domain": "official.burrow.localhost"}]
+    )
+    out = run_official(
+        server,
+        """
+        out["sessions"] = [(s.id, s.credential.id, s.os, s.region) for s in client.tunnel_sessions.list()]
+        out["tunnels"] = [
+            (t.public_url, t.proto, t.tunnel_session.id, t.forwards_to) for t in client.tunnels.list()
+        ]
+        """,
+    )
+    mine = [s for s in out["sessions"] if s[1] == made["id"]]
+    assert len(mine) == 1 and mine[0][3] == "local"
+    tunnels = [t for t in out["tunnels"] if t[2] == mine[0][0]]
+    assert [t[0] for t in tunnels] == [agent.url("web")]
+    assert tunnels[0][1] == "https" and tunnels[0][3].startswith("http://127.0.0.1:")
