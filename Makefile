@@ -35,8 +35,9 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed lint
 	$(VENV)/bin/pytest -q
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
 	$(PY) bench/api.py
+	$(PY) bench/edge.py
 
 clean:
 	rm -rf $(VENV) .venvs .burrow

@@ -1,0 +1,260 @@
+"""Tunnel throughput and request rate against the same local service reached directly.
+
+Not a test: run ``make bench-edge`` (or ``.venv/bin/python bench/edge.py``). It starts a
+small, fast HTTP service (asyncio + uvloop), a real ``burrow serve`` and a real ngrok
+agent (the PyPI ``ngrok`` SDK, from .venvs/ngrok-sdk) forwarding an HTTP tunnel to that
+service, then measures in one run:
+
+(a) a 256 MiB download with curl, through the tunnel and directly; target ratio >= 0.5;
+(b) small requests with wrk at 32 connections, through the tunnel and directly;
+    target ratio >= 0.3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SDK_PYTHON = ROOT / ".venvs" / "ngrok-sdk" / "bin" / "python"
+DOWNLOAD = 256 * 1024 * 1024
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+HOST = "bench.burrow.localhost"
+
+SERVICE = textwrap.dedent(
+    """
+    import asyncio, sys, uvloop
+    BLOCK = bytes(range(256)) * 4096
+    SMALL = b"HTTP/1.1 200 OK\\r\\nContent-Length: 13\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello, burrow"
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                path = head.split(b" ", 2)[1]
+                if path.startswith(b"/bytes/"):
+                    size = int(path[7:])
+                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % size)
+                    while size:
+                        chunk = BLOCK[: min(size, len(BLOCK))]
+                        writer.write(chunk)
+                        size -= len(chunk)
+                        await writer.drain()
+                else:
+                    writer.write(SMALL)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=512)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(main())
+    """
+)
+
+AGENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from ngrok import ngrok
+
+    async def main():
+        token, server_addr, ca, domain, upstream = sys.argv[1:6]
+        session = await (ngrok.SessionBuilder().authtoken(token).server_addr(server_addr)
+                         .ca_cert(bytearray(open(ca, "rb").read())).connect())
+        listener = await session.http_endpoint().domain(domain).listen_and_forward(upstream)
+        print(listener.url(), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(main())
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def need(tool: str) -> str:
+    found = shutil.which(tool)
+    if found:
+        return found
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", tool], check=True)
+    return shutil.which(tool) or tool
+
+
+def download_rate(curl: str, url: str, host: str | None) -> float:
+    """Bytes per second for the whole 256 MiB, best of three."""
+    command = [curl, "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url]
+    if host:
+        command[1:1] = ["-H", f"Host: {host}"]
+    best = 0.0
+    for _ in range(3):
+        speed, size = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+        if int(float(size)) != DOWNLOAD:
+            raise RuntimeError(f"{url}: got {size} bytes")
+        best = max(best, float(speed))
+    return best
+
+
+def request_rate(wrk: str, url: str, host: str | None) -> tuple[float, float, float]:
+    command = [wrk, "-t1", "-c32", f"-d{DURATION}", "--latency", url]
+    if host:
+        command[1:1] = ["-H", f"Host: {host}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(output)
+
+    def percentile(name: str) -> float:
+        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    return rate, percentile("50"), percentile("99")
+
+
+def main() -> None:
+    if not SDK_PYTHON.exists():
+        raise SystemExit("run 'make test' first: it builds .venvs/ngrok-sdk with the agent SDK")
+    curl, wrk = need("curl"), need("wrk")
+    work = Path(tempfile.mkdtemp(prefix="burrow-edge-bench-"))
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        (work / "service.py").write_text(SERVICE)
+        (work / "agent.py").write_text(AGENT)
+        service_port = free_port()
+        processes.append(
+            subprocess.Popen([sys.executable, str(work / "service.py"), str(service_port)], text=True)
+        )
+        data_dir = work / "data"
+        api_key = subprocess.run(
+            [str(BIN / "burrow"), "init", "--data-dir", str(data_dir), "--admin-email", "bench@localhost"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        api_port, agent_port, http_port, tls_port, tcp_port = (free_port() for _ in range(5))
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "burrow"),
+                    "serve",
+                    "--data-dir",
+                    str(data_dir),
+                    "--api-addr",
+                    f"127.0.0.1:{api_port}",
+                    "--agent-addr",
+                    f"127.0.0.1:{agent_port}",
+                    "--http-addr",
+                    f"127.0.0.1:{http_port}",
+                    "--tls-addr",
+                    f"127.0.0.1:{tls_port}",
+                    "--tcp-ports",
+                    f"{tcp_port}-{tcp_port}",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+        wait_for_port(service_port)
+        wait_for_port(api_port)
+        wait_for_port(agent_port)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/credentials",
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Ngrok-Version": "2",
+                "Content-Type": "application/json",
+            },
+            data=json.dumps({"description": "bench", "acl": [f"bind:{HOST}"]}).encode(),
+        )
+        token = json.load(urllib.request.urlopen(request))["token"]
+        agent = subprocess.Popen(
+            [
+                str(SDK_PYTHON),
+                str(work / "agent.py"),
+                token,
+                f"127.0.0.1:{agent_port}",
+                str(data_dir / "ca.pem"),
+                HOST,
+                f"http://127.0.0.1:{service_port}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(agent)
+        assert agent.stdout is not None
+        print(f"tunnel: {agent.stdout.readline().strip()}")
+
+        direct = f"http://127.0.0.1:{service_port}"
+        tunnel = f"http://127.0.0.1:{http_port}"
+        download_direct = download_rate(curl, f"{direct}/bytes/{DOWNLOAD}", None)
+        download_tunnel = download_rate(curl, f"{tunnel}/bytes/{DOWNLOAD}", HOST)
+        small_direct = request_rate(wrk, f"{direct}/", None)
+        small_tunnel = request_rate(wrk, f"{tunnel}/", HOST)
+
+        print(
+            f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}"
+        )
+        print(
+            f"(a) 256 MiB download: direct {download_direct / 2**20:8.1f} MiB/s, "
+            f"tunnel {download_tunnel / 2**20:8.1f} MiB/s, ratio {download_tunnel / download_direct:.2f} "
+            f"(target >= 0.5)"
+        )
+        print(
+            f"(b) small requests, 32 connections, {DURATION}: direct {small_direct[0]:8.0f} req/s "
+            f"(p50 {small_direct[1]:.2f} ms, p99 {small_direct[2]:.2f} ms), "
+            f"tunnel {small_tunnel[0]:8.0f} req/s "
+            f"(p50 {small_tunnel[1]:.2f} ms, p99 {small_tunnel[2]:.2f} ms), "
+            f"ratio {small_tunnel[0] / small_direct[0]:.2f} (target >= 0.3)"
+        )
+    finally:
+        for process in reversed(processes):
+            if process.stdin:
+                process.stdin.close()
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
