@@ -73,7 +73,7 @@ def test_a_slow_reader_stalls_the_writer_at_the_window() -> None:
         assert incoming is not None
         await asyncio.sleep(0.3)
         assert not writing.done()  # blocked on window credit
-        assert len(incoming._buffer) <= mux.WINDOW  # memory bounded by the window
+        assert incoming._buffered <= mux.WINDOW  # memory bounded by the window
         assert client.protocol.send_window(stream.stream_id) == 0
         received = 0
         while received < 4 * mux.WINDOW:

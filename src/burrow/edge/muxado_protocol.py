@@ -159,20 +159,31 @@ class Connection:
         """Process received bytes; the events they carry, in order."""
         if self.closed:
             return []
-        self._in += data
+        if self._in:
+            self._in += data
+            buffer: bytes | bytearray = self._in
+        else:
+            buffer = data  # the common case: parse the received bytes without copying them
         events: list[Event] = []
+        position = 0
         try:
-            while len(self._in) >= HEADER.size:
-                word, stream_id = HEADER.unpack_from(self._in)
+            while len(buffer) - position >= HEADER.size:
+                word, stream_id = HEADER.unpack_from(buffer, position)
                 length, kind, flags = word >> 8, (word >> 4) & 0xF, word & 0xF
                 stream_id &= 0x7FFFFFFF
                 if length > self.max_payload:
                     raise ProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
-                if len(self._in) < HEADER.size + length:
+                end = position + HEADER.size + length
+                if len(buffer) < end:
                     break
-                payload = bytes(self._in[HEADER.size : HEADER.size + length])
-                del self._in[: HEADER.size + length]
+                payload = bytes(buffer[position + HEADER.size : end])
+                position = end
                 self._frame(kind, flags, stream_id, payload, events)
+            # Keep only the unparsed tail, shifted once per call rather than once per frame.
+            if buffer is self._in:
+                del self._in[:position]
+            else:
+                self._in = bytearray(buffer[position:])
         except ProtocolError as error:
             self.go_away(error.code, str(error))
             self._in.clear()
