@@ -69,6 +69,35 @@ SERVICE = textwrap.dedent(
     """
 )
 
+# A typical Python web app as the local service: Starlette on uvicorn, one worker.
+APP_SERVICE = textwrap.dedent(
+    """
+    import sys, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, StreamingResponse
+    from starlette.routing import Route
+    BLOCK = bytes(range(256)) * 4096
+
+    async def small(request):
+        return PlainTextResponse("hello, burrow")
+
+    async def data(request):
+        size = int(request.path_params["size"])
+
+        async def body():
+            left = size
+            while left:
+                chunk = BLOCK[: min(left, len(BLOCK))]
+                left -= len(chunk)
+                yield chunk
+
+        return StreamingResponse(body(), headers={"Content-Length": str(size)})
+
+    app = Starlette(routes=[Route("/", small), Route("/bytes/{size}", data)])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    """
+)
+
 AGENT = textwrap.dedent(
     """
     import asyncio, sys
@@ -143,14 +172,11 @@ def request_rate(wrk: str, url: str, host: str | None) -> tuple[float, float, fl
     return rate, percentile("50"), percentile("99")
 
 
-def main() -> None:
-    if not SDK_PYTHON.exists():
-        raise SystemExit("run 'make test' first: it builds .venvs/ngrok-sdk with the agent SDK")
-    curl, wrk = need("curl"), need("wrk")
-    work = Path(tempfile.mkdtemp(prefix="burrow-edge-bench-"))
+def measure(curl: str, wrk: str, service_source: str, work: Path) -> dict[str, float]:
+    """Both measurements for one local service, direct and through a fresh tunnel."""
     processes: list[subprocess.Popen[str]] = []
     try:
-        (work / "service.py").write_text(SERVICE)
+        (work / "service.py").write_text(service_source)
         (work / "agent.py").write_text(AGENT)
         service_port = free_port()
         processes.append(
@@ -189,9 +215,8 @@ def main() -> None:
                 text=True,
             )
         )
-        wait_for_port(service_port)
-        wait_for_port(api_port)
-        wait_for_port(agent_port)
+        for port in (service_port, api_port, agent_port):
+            wait_for_port(port)
         request = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/credentials",
             method="POST",
@@ -219,31 +244,22 @@ def main() -> None:
         )
         processes.append(agent)
         assert agent.stdout is not None
-        print(f"tunnel: {agent.stdout.readline().strip()}")
-
-        direct = f"http://127.0.0.1:{service_port}"
-        tunnel = f"http://127.0.0.1:{http_port}"
-        download_direct = download_rate(curl, f"{direct}/bytes/{DOWNLOAD}", None)
-        download_tunnel = download_rate(curl, f"{tunnel}/bytes/{DOWNLOAD}", HOST)
-        small_direct = request_rate(wrk, f"{direct}/", None)
-        small_tunnel = request_rate(wrk, f"{tunnel}/", HOST)
-
-        print(
-            f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}"
+        agent.stdout.readline()
+        direct, tunnel = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{http_port}"
+        small_direct, small_tunnel = (
+            request_rate(wrk, f"{direct}/", None),
+            request_rate(wrk, f"{tunnel}/", HOST),
         )
-        print(
-            f"(a) 256 MiB download: direct {download_direct / 2**20:8.1f} MiB/s, "
-            f"tunnel {download_tunnel / 2**20:8.1f} MiB/s, ratio {download_tunnel / download_direct:.2f} "
-            f"(target >= 0.5)"
-        )
-        print(
-            f"(b) small requests, 32 connections, {DURATION}: direct {small_direct[0]:8.0f} req/s "
-            f"(p50 {small_direct[1]:.2f} ms, p99 {small_direct[2]:.2f} ms), "
-            f"tunnel {small_tunnel[0]:8.0f} req/s "
-            f"(p50 {small_tunnel[1]:.2f} ms, p99 {small_tunnel[2]:.2f} ms), "
-            f"ratio {small_tunnel[0] / small_direct[0]:.2f} (target >= 0.3)"
-        )
+        return {
+            "download_direct": download_rate(curl, f"{direct}/bytes/{DOWNLOAD}", None),
+            "download_tunnel": download_rate(curl, f"{tunnel}/bytes/{DOWNLOAD}", HOST),
+            "small_direct": small_direct[0],
+            "small_direct_p50": small_direct[1],
+            "small_direct_p99": small_direct[2],
+            "small_tunnel": small_tunnel[0],
+            "small_tunnel_p50": small_tunnel[1],
+            "small_tunnel_p99": small_tunnel[2],
+        }
     finally:
         for process in reversed(processes):
             if process.stdin:
@@ -253,6 +269,35 @@ def main() -> None:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        shutil.rmtree(work / "data", ignore_errors=True)
+
+
+def main() -> None:
+    if not SDK_PYTHON.exists():
+        raise SystemExit("run 'make test' first: it builds .venvs/ngrok-sdk with the agent SDK")
+    curl, wrk = need("curl"), need("wrk")
+    work = Path(tempfile.mkdtemp(prefix="burrow-edge-bench-"))
+    try:
+        print(
+            f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; wrk -t1 -c32 -d{DURATION}; curl, best of 3"
+        )
+        for name, source in (("raw uvloop responder", SERVICE), ("Starlette app on uvicorn", APP_SERVICE)):
+            r = measure(curl, wrk, source, work)
+            print(f"local service: {name}")
+            print(
+                f"  (a) 256 MiB download: direct {r['download_direct'] / 2**20:7.1f} MiB/s, "
+                f"tunnel {r['download_tunnel'] / 2**20:7.1f} MiB/s, "
+                f"ratio {r['download_tunnel'] / r['download_direct']:.2f} (target >= 0.5)"
+            )
+            print(
+                f"  (b) small requests: direct {r['small_direct']:7.0f} req/s "
+                f"(p50 {r['small_direct_p50']:.2f} ms, p99 {r['small_direct_p99']:.2f} ms), "
+                f"tunnel {r['small_tunnel']:7.0f} req/s "
+                f"(p50 {r['small_tunnel_p50']:.2f} ms, p99 {r['small_tunnel_p99']:.2f} ms), "
+                f"ratio {r['small_tunnel'] / r['small_direct']:.2f} (target >= 0.3)"
+            )
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
