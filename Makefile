@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 # (`ngrok`) and the REST client (`ngrok-api`) install into the same import package.
 NGROK_API_ENV := .venvs/ngrok-api
 NGROK_SDK_ENV := .venvs/ngrok-sdk
+# The ngrok v2 agent binary (2.3.41), as npm ships it, for protocol version 2.
+NGROK_BIN_DIR := .venvs/ngrok-bin
 
 .PHONY: serve test lint bench clean
 
@@ -20,6 +22,11 @@ $(NGROK_SDK_ENV)/.installed:
 	$(NGROK_SDK_ENV)/bin/pip install -q "ngrok>=1.4,<1.5"
 	touch $@
 
+$(NGROK_BIN_DIR)/.installed:
+	mkdir -p $(NGROK_BIN_DIR)
+	npm install --silent --no-audit --no-fund --prefix $(NGROK_BIN_DIR) @expo/ngrok-bin-linux-x64@2.3.41
+	touch $@
+
 $(NGROK_API_ENV)/.installed:
 	$(PYTHON) -m venv $(NGROK_API_ENV)
 	$(NGROK_API_ENV)/bin/pip install -q 'ngrok-api==0.19.0'
@@ -32,7 +39,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy --strict src/burrow
 
-test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed lint
+test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed lint
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
