@@ -1,0 +1,143 @@
+"""The resources, as immutable values shared by the sync and async clients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def parse_time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"not a timestamp: {value!r}")
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    id: str
+    uri: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Ref:
+        return cls(str(data["id"]), str(data["uri"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    uri: str
+    description: str
+    metadata: str
+    created_at: datetime
+    owner_id: str
+    token: str | None = field(default=None, repr=False)  # only on the create response
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApiKey:
+        return cls(
+            data["id"],
+            data["uri"],
+            data.get("description", ""),
+            data.get("metadata", ""),
+            parse_time(data["created_at"]),
+            data.get("owner_id", ""),
+            data.get("token"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: str
+    uri: str
+    description: str
+    metadata: str
+    created_at: datetime
+    owner_id: str
+    acl: tuple[str, ...]
+    token: str | None = field(default=None, repr=False)  # only on the create response
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Credential:
+        return cls(
+            data["id"],
+            data["uri"],
+            data.get("description", ""),
+            data.get("metadata", ""),
+            parse_time(data["created_at"]),
+            data.get("owner_id", ""),
+            tuple(data.get("acl") or ()),
+            data.get("token"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BotUser:
+    id: str
+    uri: str
+    name: str
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BotUser:
+        return cls(
+            data["id"], data["uri"], data["name"], bool(data["active"]), parse_time(data["created_at"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSession:
+    id: str
+    uri: str
+    agent_version: str
+    credential: Ref
+    ip: str
+    metadata: str
+    os: str
+    region: str
+    started_at: datetime
+    transport: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TunnelSession:
+        return cls(
+            data["id"],
+            data["uri"],
+            data.get("agent_version", ""),
+            Ref.from_json(data["credential"]),
+            data.get("ip", ""),
+            data.get("metadata", ""),
+            data.get("os", ""),
+            data.get("region", ""),
+            parse_time(data["started_at"]),
+            data.get("transport", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    id: str
+    public_url: str
+    started_at: datetime
+    metadata: str
+    proto: str
+    region: str
+    tunnel_session: Ref
+    labels: Mapping[str, str]
+    forwards_to: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Tunnel:
+        return cls(
+            data["id"],
+            data.get("public_url", ""),
+            parse_time(data["started_at"]),
+            data.get("metadata", ""),
+            data.get("proto", ""),
+            data.get("region", ""),
+            Ref.from_json(data["tunnel_session"]),
+            dict(data.get("labels") or {}),
+            data.get("forwards_to", ""),
+        )

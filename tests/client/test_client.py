@@ -1,0 +1,196 @@
+"""burrow.client, sync and async, against a real ``burrow serve`` (and a real 429 server)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+
+from burrow.client import ApiKey, AsyncClient, BotUser, Client, Credential, Error, NotFoundError
+from tests.harness import BurrowServer, free_port
+
+
+def test_sync_client_every_operation(burrow_server: BurrowServer) -> None:
+    with Client(burrow_server.api_key, base_url=burrow_server.base_url) as client:
+        key = client.api_keys.create(description="k", metadata="m")
+        assert isinstance(key, ApiKey) and key.token and key.created_at.tzinfo is not None
+        got = client.api_keys.get(key.id)
+        assert (got.id, got.description, got.metadata, got.token) == (key.id, "k", "m", None)
+        assert client.api_keys.update(key.id, description="k2").description == "k2"
+        assert key.id in {k.id for k in client.api_keys.list()}
+        client.api_keys.delete(key.id)
+        with pytest.raises(NotFoundError) as missing:
+            client.api_keys.get(key.id)
+        assert missing.value.http_status_code == 404 and missing.value.operation_id
+
+        credential = client.credentials.create(description="c", acl=["bind:*.example.com"])
+        assert isinstance(credential, Credential) and credential.acl == ("bind:*.example.com",)
+        assert client.credentials.update(credential.id, acl=["*"]).acl == ("*",)
+        assert client.credentials.get(credential.id).token is None
+        client.credentials.delete(credential.id)
+
+        for users in (client.bot_users, client.service_users):
+            bot = users.create(name="b")
+            assert isinstance(bot, BotUser) and bot.active
+            assert users.update(bot.id, active=False).active is False
+            assert users.get(bot.id).name == "b"
+            assert bot.id in {b.id for b in users.list()}
+            users.delete(bot.id)
+        assert list(client.tunnel_sessions.list()) == [] and list(client.tunnels.list()) == []
+
+
+def test_async_client_every_operation(burrow_server: BurrowServer) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(burrow_server.api_key, base_url=burrow_server.base_url) as client:
+            key = await client.api_keys.create(description="async")
+            assert (await client.api_keys.get(key.id)).description == "async"
+            assert (await client.api_keys.update(key.id, metadata="x")).metadata == "x"
+            assert key.id in [k.id async for k in await client.api_keys.list()]
+            await client.api_keys.delete(key.id)
+            with pytest.raises(NotFoundError):
+                await client.api_keys.get(key.id)
+            credential = await client.credentials.create(acl=["bind:a.example.com"])
+            assert (await client.credentials.update(credential.id, description="d")).description == "d"
+            await client.credentials.delete(credential.id)
+            bot = await client.bot_users.create(name="ab")
+            assert (await client.service_users.get(bot.id)).name == "ab"
+            await client.bot_users.delete(bot.id)
+            assert [s async for s in await client.tunnel_sessions.list()] == []
+
+    asyncio.run(scenario())
+
+
+def test_paging_across_pages_both_clients(make_server: object) -> None:
+    server = make_server()  # type: ignore[operator]
+    with Client(server.api_key, base_url=server.base_url) as client:
+        made = [client.credentials.create(description=f"c{i}").id for i in range(7)]
+        listing = client.credentials.list(limit=2)
+        assert len(listing.items) == 2 and listing.next_page_uri
+        assert [c.id for c in listing] == list(reversed(made))  # 4 pages, lazily
+
+    async def scenario() -> list[str]:
+        async with AsyncClient(server.api_key, base_url=server.base_url) as client:
+            return [c.id async for c in await client.credentials.list(limit="3")]
+
+    assert asyncio.run(scenario()) == list(reversed(made))
+
+
+def test_each_error_kind(burrow_server: BurrowServer) -> None:
+    with Client(burrow_server.api_key, base_url=burrow_server.base_url) as client:
+        with pytest.raises(Error) as too_long:
+            client.credentials.create(description="x" * 256)
+        assert (too_long.value.error_code, too_long.value.http_status_code) == ("ERR_NGROK_604", 400)
+        with pytest.raises(Error) as bad_acl:
+            client.credentials.create(acl=["nope"])
+        assert bad_acl.value.error_code == "ERR_NGROK_600" and bad_acl.value.message
+        with pytest.raises(Error) as bad_id:
+            client.credentials.get("cr_bad")
+        assert bad_id.value.error_code == "ERR_NGROK_223"
+        with pytest.raises(NotFoundError):
+            client.credentials.get("cr_" + "0" * 27)
+    with Client(burrow_server.api_key[:-3] + "abc", base_url=burrow_server.base_url) as wrong:
+        with pytest.raises(Error) as unauthorized:
+            wrong.credentials.list()
+        assert unauthorized.value.http_status_code == 401 and unauthorized.value.error_code == "ERR_NGROK_202"
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[tuple[str, list[float]]]:
+    """A real HTTP server that answers 429 (Retry-After: 1) twice, then 200."""
+    seen: list[float] = []
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            import time
+
+            seen.append(time.monotonic())
+            if len(seen) <= 2:
+                body = json.dumps(
+                    {
+                        "error_code": "ERR_NGROK_226",
+                        "status_code": 429,
+                        "msg": "slow down",
+                        "details": {"operation_id": "op_x"},
+                    }
+                ).encode()
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+            else:
+                body = json.dumps(
+                    {
+                        "id": "bot_1",
+                        "uri": "u",
+                        "name": "n",
+                        "active": True,
+                        "created_at": "2026-01-01T00:00:00Z",
+                    }
+                ).encode()
+                self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_retries_429_honouring_retry_after(flaky_server: tuple[str, list[float]]) -> None:
+    url, seen = flaky_server
+    with Client("key", base_url=url) as client:
+        bot = client.bot_users.get("bot_1")
+    assert bot.name == "n" and bot.created_at == datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    assert len(seen) == 3 and seen[1] - seen[0] >= 0.95 and seen[2] - seen[1] >= 0.95
+
+
+def test_gives_up_after_max_retries(flaky_server: tuple[str, list[float]]) -> None:
+    url, seen = flaky_server
+
+    async def scenario() -> None:
+        async with AsyncClient("key", base_url=url, max_retries=1) as client:
+            with pytest.raises(Error) as limited:
+                await client.bot_users.get("bot_1")
+            assert limited.value.http_status_code == 429 and limited.value.error_code == "ERR_NGROK_226"
+
+    asyncio.run(scenario())
+    assert len(seen) == 2
+
+
+def test_connection_errors_are_retried_then_raised() -> None:
+    port = free_port()  # nothing listens here
+    client = Client("key", base_url=f"http://127.0.0.1:{port}", max_retries=2, backoff=0.01)
+    with client, pytest.raises(httpx.ConnectError):
+        client.credentials.list()
+
+
+def test_environment_defaults(burrow_server: BurrowServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BURROW_API_KEY", burrow_server.api_key)
+    monkeypatch.setenv("BURROW_API_URL", burrow_server.base_url)
+    with Client() as client:
+        assert client.credentials.list().items is not None
+    monkeypatch.delenv("BURROW_API_KEY")
+    with pytest.raises(ValueError):
+        Client()
+
+
+def test_the_client_imports_nothing_server_side() -> None:
+    code = (
+        "import sys, burrow.client; "
+        "print(sorted(m for m in sys.modules"
+        " if m.startswith('burrow.') and not m.startswith('burrow.client')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
