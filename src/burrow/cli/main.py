@@ -24,6 +24,7 @@ from burrow.edge.server import Edge, EdgeConfig
 from burrow.store.store import Store
 
 from . import logs
+from .resources import api_keys_app, bot_users_app, credentials_app, login
 
 app = typer.Typer(
     help="Burrow: a self-hosted tunnel service that speaks ngrok's protocols.",
@@ -35,6 +36,10 @@ admin_app = typer.Typer(
 )
 users_app = typer.Typer(help="Users of an account (they have no REST endpoint).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_help=True)
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(bot_users_app, name="bot-users")
+app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")
 admin_app.add_typer(accounts_app, name="accounts")

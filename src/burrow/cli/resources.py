@@ -1,0 +1,360 @@
+"""``burrow api-keys|credentials|bot-users ...`` and ``burrow login``: the API from the shell.
+
+The API key and URL come from ``--api-key``/``--api-url``, else ``BURROW_API_KEY``/
+``BURROW_API_URL``, else the config file ``burrow login`` writes (``$BURROW_CONFIG``, or
+``$XDG_CONFIG_HOME/burrow/config.json``, mode 0600).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from burrow.client import Client, Error
+from burrow.client._calls import DEFAULT_BASE_URL
+
+T = TypeVar("T")
+out = Console()
+err = Console(stderr=True)
+
+ApiKeyOption = Annotated[
+    str | None, typer.Option("--api-key", help="API key (default: BURROW_API_KEY, then login).")
+]
+ApiUrlOption = Annotated[
+    str | None, typer.Option("--api-url", help="API URL (default: BURROW_API_URL, then login).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]
+LimitOption = Annotated[int | None, typer.Option("--limit", min=1, max=100, help="Items per page (1-100).")]
+BeforeOption = Annotated[str | None, typer.Option("--before-id", help="Only items older than this id.")]
+FilterOption = Annotated[str | None, typer.Option("--filter", help="A CEL filter expression.")]
+AllOption = Annotated[bool, typer.Option("--all", help="Page through everything.")]
+DescriptionOption = Annotated[
+    str | None, typer.Option("--description", help="Human-readable description (255 bytes).")
+]
+MetadataOption = Annotated[
+    str | None, typer.Option("--metadata", help="Machine-readable metadata (4096 bytes).")
+]
+OwnerOption = Annotated[
+    str | None, typer.Option("--owner-id", help="Owner: user id, user email or bot user id.")
+]
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("BURROW_CONFIG")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "burrow" / "config.json"
+
+
+def _saved() -> dict[str, str]:
+    try:
+        data = json.loads(config_path().read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def client(api_key: str | None, api_url: str | None) -> Client:
+    saved = _saved()
+    key = api_key or os.environ.get("BURROW_API_KEY") or saved.get("api_key")
+    url = api_url or os.environ.get("BURROW_API_URL") or saved.get("api_url") or DEFAULT_BASE_URL
+    if not key:
+        err.print("[bold red]error:[/] no API key: pass --api-key, set BURROW_API_KEY, or run 'burrow login'")
+        raise typer.Exit(2)
+    return Client(key, base_url=url)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def show_one(item: Any, as_json: bool) -> None:
+    data = _plain(item)
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        if key == "token" and value is None:
+            continue
+        table.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, list | dict) else str(value))
+    out.print(table)
+    if data.get("token"):
+        err.print("[yellow]Store this token now: it is shown only once.[/]")
+
+
+def show_many(items: Iterable[Any], columns: list[str], as_json: bool) -> None:
+    rows = [_plain(item) for item in items]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(json.dumps(row[c]) if isinstance(row[c], list) else str(row[c]) for c in columns))
+    out.print(table)
+
+
+def run(action: Callable[[], T]) -> T:
+    """Run an API call; errors go to stderr with their code, and exit non-zero."""
+    try:
+        return action()
+    except Error as error:
+        where = f" (operation {error.operation_id})" if error.operation_id else ""
+        err.print(f"[bold red]error[/] {error.error_code or error.http_status_code}: {error.message}{where}")
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as error:
+        err.print(f"[bold red]error:[/] cannot reach the API: {error}")
+        raise typer.Exit(1) from None
+
+
+def _listing(listing: Any, all_pages: bool) -> list[Any]:
+    return list(listing) if all_pages else list(listing.items)
+
+
+# api-keys ---------------------------------------------------------------------------
+
+api_keys_app = typer.Typer(help="API keys: they authenticate to the REST API.", no_args_is_help=True)
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    owner_id: OwnerOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key; its token is shown once."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.api_keys.create(description or "", metadata or "", owner_id)), as_json)
+
+
+@api_keys_app.command("get")
+def api_keys_get(
+    id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None, as_json: JsonOption = False
+) -> None:
+    """Show one API key."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.api_keys.get(id)), as_json)
+
+
+@api_keys_app.command("list")
+def api_keys_list(
+    limit: LimitOption = None,
+    before_id: BeforeOption = None,
+    filter: FilterOption = None,
+    all_pages: AllOption = False,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List API keys, newest first."""
+    with client(api_key, api_url) as c:
+        items = run(lambda: _listing(c.api_keys.list(before_id, limit, filter), all_pages))
+        show_many(items, ["id", "description", "owner_id", "created_at"], as_json)
+
+
+@api_keys_app.command("update")
+def api_keys_update(
+    id: str,
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an API key's description or metadata."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.api_keys.update(id, description, metadata)), as_json)
+
+
+@api_keys_app.command("delete")
+def api_keys_delete(id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None) -> None:
+    """Delete an API key: it stops working at once."""
+    with client(api_key, api_url) as c:
+        run(lambda: c.api_keys.delete(id))
+    err.print(f"deleted {id}")
+
+
+# credentials ------------------------------------------------------------------------
+
+credentials_app = typer.Typer(
+    help="Tunnel credentials: authtokens agents start sessions with.", no_args_is_help=True
+)
+AclOption = Annotated[
+    list[str] | None, typer.Option("--acl", help="A bind rule, e.g. 'bind:*.example.com'; repeat for more.")
+]
+
+
+@credentials_app.command("create")
+def credentials_create(
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    acl: AclOption = None,
+    owner_id: OwnerOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a credential; its authtoken is shown once."""
+    with client(api_key, api_url) as c:
+        show_one(
+            run(lambda: c.credentials.create(description or "", metadata or "", acl or [], owner_id)), as_json
+        )
+
+
+@credentials_app.command("get")
+def credentials_get(
+    id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None, as_json: JsonOption = False
+) -> None:
+    """Show one credential."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.credentials.get(id)), as_json)
+
+
+@credentials_app.command("list")
+def credentials_list(
+    limit: LimitOption = None,
+    before_id: BeforeOption = None,
+    filter: FilterOption = None,
+    all_pages: AllOption = False,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List credentials, newest first."""
+    with client(api_key, api_url) as c:
+        items = run(lambda: _listing(c.credentials.list(before_id, limit, filter), all_pages))
+        show_many(items, ["id", "description", "acl", "owner_id", "created_at"], as_json)
+
+
+@credentials_app.command("update")
+def credentials_update(
+    id: str,
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    acl: AclOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a credential's description, metadata or ACL (--acl replaces the whole list)."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.credentials.update(id, description, metadata, acl)), as_json)
+
+
+@credentials_app.command("delete")
+def credentials_delete(id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None) -> None:
+    """Delete a credential: its agent sessions end within a second."""
+    with client(api_key, api_url) as c:
+        run(lambda: c.credentials.delete(id))
+    err.print(f"deleted {id}")
+
+
+# bot-users --------------------------------------------------------------------------
+
+bot_users_app = typer.Typer(
+    help="Bot users: owners of API keys and credentials for automation.", no_args_is_help=True
+)
+NameOption = Annotated[str | None, typer.Option("--name", help="The bot user's name.")]
+ActiveOption = Annotated[bool | None, typer.Option("--active/--inactive", help="Whether its keys work.")]
+
+
+@bot_users_app.command("create")
+def bot_users_create(
+    name: Annotated[str, typer.Option("--name", help="The bot user's name.")],
+    active: ActiveOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a bot user (admins only)."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.bot_users.create(name, active)), as_json)
+
+
+@bot_users_app.command("get")
+def bot_users_get(
+    id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None, as_json: JsonOption = False
+) -> None:
+    """Show one bot user."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.bot_users.get(id)), as_json)
+
+
+@bot_users_app.command("list")
+def bot_users_list(
+    limit: LimitOption = None,
+    before_id: BeforeOption = None,
+    filter: FilterOption = None,
+    all_pages: AllOption = False,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List bot users, newest first."""
+    with client(api_key, api_url) as c:
+        items = run(lambda: _listing(c.bot_users.list(before_id, limit, filter), all_pages))
+        show_many(items, ["id", "name", "active", "created_at"], as_json)
+
+
+@bot_users_app.command("update")
+def bot_users_update(
+    id: str,
+    name: NameOption = None,
+    active: ActiveOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rename a bot user, or (de)activate it: an inactive bot's keys stop working at once."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.bot_users.update(id, name, active)), as_json)
+
+
+@bot_users_app.command("delete")
+def bot_users_delete(id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None) -> None:
+    """Delete a bot user, with its API keys and credentials."""
+    with client(api_key, api_url) as c:
+        run(lambda: c.bot_users.delete(id))
+    err.print(f"deleted {id}")
+
+
+# login ------------------------------------------------------------------------------
+
+
+def login(
+    api_key: Annotated[str, typer.Option("--api-key", prompt=True, hide_input=True, help="Your API key.")],
+    api_url: Annotated[str, typer.Option("--api-url", help="The API's URL.")] = DEFAULT_BASE_URL,
+) -> None:
+    """Check an API key against the API, then save it (0600) for later commands."""
+    with Client(api_key, base_url=api_url) as c:
+        run(lambda: c.api_keys.list(limit=1))
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump({"api_key": api_key, "api_url": api_url.rstrip("/")}, handle)
+    os.chmod(path, 0o600)
+    err.print(f"saved to {path}")
