@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from burrow.domain.models import ROLES
-from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
-from burrow.edge.control import EdgeSettings
-from burrow.edge.server import Edge, EdgeConfig
-from burrow.store.store import Store
 
 from . import logs
+
+if TYPE_CHECKING:
+    from burrow.store.store import Store
 from .resources import api_keys_app, bot_users_app, credentials_app, login
 
 app = typer.Typer(
@@ -80,14 +75,9 @@ def _check_email(email: str) -> str:
 
 
 def _open(data_dir: Path, database_url: str | None) -> Store:
+    from burrow.store.store import Store  # imported here: client commands need no database
+
     return Store.open(data_dir, database_url)
-
-
-def _split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise _fail(f"{addr!r} is not HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 @app.command()
@@ -174,15 +164,24 @@ def serve(
     ] = True,
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
+    import uvicorn
+
     from burrow.api.app import create_app
 
+    from . import serving
+
     logs.configure(log_level, access_log)
-    host, port = _split_addr(api_addr)
-    edge_config = (
-        _edge_config(agent_addr, http_addr, tls_addr, tcp_ports, tcp_host, domain, label_routes or [])
-        if edge
-        else None
-    )
+    try:
+        host, port = serving.split_addr(api_addr)
+        edge_config = (
+            serving.edge_config(
+                agent_addr, http_addr, tls_addr, tcp_ports, tcp_host, domain, label_routes or []
+            )
+            if edge
+            else None
+        )
+    except serving.CommandError as problem:
+        raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
         raise _fail("--tls-cert and --tls-key go together")
     store = _open(data_dir, database_url)
@@ -193,7 +192,9 @@ def serve(
                 f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
                 f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
             )
-        edge_server = _make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge_config else None
+        edge_server = (
+            serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge_config else None
+        )
         config = uvicorn.Config(
             create_app(store, public_url=public_url.rstrip("/") if public_url else None, edge=edge_server),
             host=host,
@@ -206,94 +207,9 @@ def serve(
         )
         # uvicorn's loop factory picks uvloop when it is installed.
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(_run_until_signalled(_Server(config), edge_server))
+            runner.run(serving.run_until_signalled(serving.ApiServer(config), edge_server))
     finally:
         store.close()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, minus its signal handling: ``burrow serve`` owns the process's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def _run_until_signalled(server: uvicorn.Server, edge: Edge | None) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully (a second signal forces it)."""
-    loop = asyncio.get_running_loop()
-    if edge is not None:
-        await edge.start()
-        config = edge.config
-        err.print(
-            f"Agents connect to [cyan]{config.agent_addr[0]}:{config.agent_addr[1]}[/] (trust "
-            f"[cyan]{edge.ca_path or 'your certificate'}[/]); public HTTP on "
-            f"[cyan]{_show(config.http_addr)}[/], TLS on [cyan]{_show(config.tls_addr)}[/], TCP ports "
-            f"[cyan]{config.settings.tcp_ports.start}-{config.settings.tcp_ports.stop - 1}[/]."
-        )
-
-    def stop() -> None:
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop)
-    try:
-        await server.serve()
-    finally:
-        if edge is not None:
-            await edge.stop()
-
-
-def _show(addr: tuple[str, int] | None) -> str:
-    return f"{addr[0]}:{addr[1]}" if addr else "(off)"
-
-
-def _edge_config(
-    agent_addr: str,
-    http_addr: str,
-    tls_addr: str,
-    tcp_ports: str,
-    tcp_host: str,
-    domain: str,
-    label_routes: list[str],
-) -> EdgeConfig:
-    first, sep, last = tcp_ports.partition("-")
-    if not first.isdigit() or (sep and not last.isdigit()):
-        raise _fail(f"--tcp-ports {tcp_ports!r} is not FIRST-LAST")
-    ports = range(int(first), int(last or first) + 1)
-    if not ports or ports.start < 1 or ports.stop > 65536 or len(ports) > 10000:
-        raise _fail(f"--tcp-ports {tcp_ports!r} must be 1 to 10000 ports within 1-65535")
-    http, tls = _split_addr(http_addr), _split_addr(tls_addr)
-    routes: dict[str, dict[str, str]] = {}
-    for route in label_routes:
-        host, _, labels = route.partition("=")
-        pairs = [pair.partition("=") for pair in labels.split(",") if pair]
-        if not host or not pairs or any(not k or not v for k, _, v in pairs):
-            raise _fail(f"--label-route {route!r} is not HOST=KEY=VALUE[,KEY=VALUE]")
-        routes[host.lower()] = {k: v for k, _, v in pairs}
-    settings = EdgeSettings(
-        domain=domain.lower().strip("."),
-        http_url_port=None if http[1] == 80 else http[1],
-        tls_url_port=None if tls[1] == 443 else tls[1],
-        tcp_host=tcp_host,
-        tcp_ports=ports,
-    )
-    return EdgeConfig(_split_addr(agent_addr), http, tls, settings, routes)
-
-
-def _make_edge(
-    store: Store, data_dir: Path, config: EdgeConfig, tls_cert: Path | None, tls_key: Path | None
-) -> Edge:
-    if tls_cert is not None and tls_key is not None:
-        certificate = ServerCertificate(tls_cert, tls_key, None)
-    else:
-        names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
-        certificate = ensure_server_certificate(data_dir, names)
-    edge = Edge(store, config, server_context(certificate))
-    edge.ca_path = certificate.ca_path
-    return edge
 
 
 @users_app.command("create")
