@@ -194,3 +194,33 @@ def test_the_client_imports_nothing_server_side() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_list_results_look_like_the_official_clients(burrow_server: BurrowServer) -> None:
+    with Client(burrow_server.api_key, base_url=burrow_server.base_url) as client:
+        made = client.credentials.create(description="shape")
+        listing = client.credentials.list()
+        assert made.id in [c.id for c in listing.credentials] and listing.uri.endswith("/credentials")
+        assert client.api_keys.list().keys and client.bot_users.list().bot_users is not None
+        with pytest.raises(AttributeError):
+            _ = listing.keys
+        client.credentials.delete(made.id)
+
+
+def test_ids_cannot_escape_their_path(burrow_server: BurrowServer) -> None:
+    with Client(burrow_server.api_key, base_url=burrow_server.base_url) as client:
+        with pytest.raises(Error) as escaped:
+            client.credentials.get("../api_keys")
+        assert escaped.value.error_code in ("ERR_NGROK_223", "ERR_NGROK_90404")
+        with pytest.raises(ValueError):
+            client.credentials.get("")
+
+
+def test_errors_take_the_official_argument_order() -> None:
+    error = Error("ERR_NGROK_604", "too long", 400, {"operation_id": "op_1"})
+    assert (error.error_code, error.message, error.http_status_code, error.operation_id) == (
+        "ERR_NGROK_604",
+        "too long",
+        400,
+        "op_1",
+    )

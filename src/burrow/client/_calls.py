@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -36,6 +37,14 @@ class Page(Generic[T]):
     items: list[T]
     uri: str
     next_page_uri: str | None
+    list_key: str = ""  # the key the API lists items under: "keys", "credentials", ...
+
+
+def segment(id: str) -> str:
+    """An id as one URL path segment: escaped, so ``"../x"`` cannot reach another route."""
+    if not isinstance(id, str) or not id:
+        raise ValueError("an id must be a non-empty string")
+    return quote(id, safe="")
 
 
 def drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,7 +53,7 @@ def drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def page_parser(list_key: str, item: Callable[[Mapping[str, Any]], T]) -> Callable[[Any], Page[T]]:
     def parse(data: Any) -> Page[T]:
-        return Page([item(x) for x in data[list_key]], data["uri"], data.get("next_page_uri"))
+        return Page([item(x) for x in data[list_key]], data["uri"], data.get("next_page_uri"), list_key)
 
     return parse
 
@@ -62,10 +71,10 @@ class Resource(Generic[T]):
         self.page = page_parser(list_key, item)
 
     def get(self, id: str) -> Call[T]:
-        return Call("GET", f"{self.path}/{id}", self.item)
+        return Call("GET", f"{self.path}/{segment(id)}", self.item)
 
     def delete(self, id: str) -> Call[None]:
-        return Call("DELETE", f"{self.path}/{id}", none)
+        return Call("DELETE", f"{self.path}/{segment(id)}", none)
 
     def list(self, before_id: str | None, limit: str | int | None, filter: str | None) -> Call[Page[T]]:
         params = drop_none(
@@ -77,7 +86,7 @@ class Resource(Generic[T]):
         return Call("POST", self.path, self.item, body=drop_none(body))
 
     def update(self, id: str, body: Mapping[str, Any]) -> Call[T]:
-        return Call("PATCH", f"{self.path}/{id}", self.item, body=drop_none(body))
+        return Call("PATCH", f"{self.path}/{segment(id)}", self.item, body=drop_none(body))
 
     def next_page(self, uri: str) -> Call[Page[T]]:
         return Call("GET", uri, self.page)
@@ -117,13 +126,13 @@ def read(response: httpx.Response, parse: Callable[[Any], T]) -> T:
     if response.is_success and data is not None:
         return parse(data)
     if not isinstance(data, dict):
-        raise Error(None, response.status_code, response.text[:500] or response.reason_phrase)
+        raise Error(None, response.text[:500] or response.reason_phrase, response.status_code)
     kind = NotFoundError if response.status_code == 404 else Error
     details = data.get("details") if isinstance(data.get("details"), dict) else {}
     raise kind(
         data.get("error_code"),
-        int(data.get("status_code", response.status_code)),
         str(data.get("msg", "")),
+        int(data.get("status_code", response.status_code)),
         details,
     )
 

@@ -47,6 +47,16 @@ class Listing(Generic[T]):
     def next_page_uri(self) -> str | None:
         return self.page.next_page_uri
 
+    @property
+    def uri(self) -> str:
+        return self.page.uri
+
+    def __getattr__(self, name: str) -> list[T]:
+        # The official client's list objects name their items after the API's list key.
+        if name == self.page.list_key:
+            return self.page.items
+        raise AttributeError(name)
+
     def __iter__(self) -> Iterator[T]:
         page = self.page
         while True:
@@ -221,7 +231,7 @@ class TunnelSessionsClient:
         return self._c._list(calls.TUNNEL_SESSIONS, before_id, limit, filter)
 
     def stop(self, id: str) -> None:
-        self._c._send(Call("POST", f"/tunnel_sessions/{id}/stop", calls.none))
+        self._c._send(Call("POST", f"/tunnel_sessions/{calls.segment(id)}/stop", calls.none))
 
 
 class TunnelsClient:
@@ -252,6 +262,15 @@ class AsyncListing(Generic[T]):
     @property
     def next_page_uri(self) -> str | None:
         return self.page.next_page_uri
+
+    @property
+    def uri(self) -> str:
+        return self.page.uri
+
+    def __getattr__(self, name: str) -> list[T]:
+        if name == self.page.list_key:
+            return self.page.items
+        raise AttributeError(name)
 
     async def __aiter__(self) -> AsyncIterator[T]:
         page = self.page
@@ -427,7 +446,7 @@ class AsyncTunnelSessionsClient:
         return await self._c._list(calls.TUNNEL_SESSIONS, before_id, limit, filter)
 
     async def stop(self, id: str) -> None:
-        await self._c._send(Call("POST", f"/tunnel_sessions/{id}/stop", calls.none))
+        await self._c._send(Call("POST", f"/tunnel_sessions/{calls.segment(id)}/stop", calls.none))
 
 
 class AsyncTunnelsClient:

@@ -12,10 +12,11 @@ class Error(Exception):
     def __init__(
         self,
         error_code: str | None,
-        http_status_code: int,
         message: str,
+        http_status_code: int,
         details: dict[str, Any] | None = None,
     ) -> None:
+        # The official client's argument order, so code that constructs errors keeps working.
         super().__init__(f"{error_code or 'HTTP ' + str(http_status_code)}: {message}")
         self.error_code = error_code
         self.http_status_code = http_status_code
