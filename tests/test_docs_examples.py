@@ -1,0 +1,54 @@
+"""The Python snippets and shell commands in docs/client.md run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import BIN, BurrowServer
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "client.md"
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def env(server: BurrowServer, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BURROW_API_KEY": server.api_key,
+        "BURROW_API_URL": server.base_url,
+        "BURROW_CONFIG": str(tmp_path / "config.json"),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
+
+
+@pytest.mark.parametrize("index", range(len(blocks("python"))))
+def test_python_snippets_run(burrow_server: BurrowServer, tmp_path: Path, index: int) -> None:
+    snippet = blocks("python")[index]
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(burrow_server, tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_shell_commands_run(burrow_server: BurrowServer, tmp_path: Path) -> None:
+    for command in blocks("sh")[0].strip().splitlines():
+        result = subprocess.run(
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env(burrow_server, tmp_path),
+        )
+        assert result.returncode == 0, (command, result.stderr)
