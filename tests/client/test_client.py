@@ -224,3 +224,33 @@ def test_errors_take_the_official_argument_order() -> None:
         400,
         "op_1",
     )
+
+
+def test_objects_update_and_delete_themselves(burrow_server: BurrowServer) -> None:
+    with Client(burrow_server.api_key, base_url=burrow_server.base_url) as client:
+        credential = client.credentials.create(description="self")
+        updated = credential.update(acl=["bind:x.example.com"])
+        assert updated.acl == ("bind:x.example.com",) and updated.description == "self"
+        listed = next(c for c in client.credentials.list() if c.id == credential.id)
+        assert listed.update(metadata="from the list").metadata == "from the list"
+        bot = client.bot_users.create(name="self-bot")
+        assert bot.update(active=False).active is False
+        key = client.api_keys.create(description="self-key")
+        assert key.update(description="renamed").description == "renamed"
+        for item in (credential, bot, key):
+            item.delete()
+        with pytest.raises(NotFoundError):
+            client.credentials.get(credential.id)
+    detached = Credential("cr_x", "u", "", "", datetime.now(), "usr_x", ())
+    with pytest.raises(RuntimeError):
+        detached.delete()
+
+    async def scenario() -> None:
+        async with AsyncClient(burrow_server.api_key, base_url=burrow_server.base_url) as aclient:
+            made = await aclient.credentials.create(description="async self")
+            assert (await made.update(description="changed")).description == "changed"
+            await made.delete()
+            with pytest.raises(NotFoundError):
+                await aclient.credentials.get(made.id)
+
+    asyncio.run(scenario())

@@ -82,7 +82,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        # The client reference that lets objects update themselves is not data.
+        return {
+            f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "service"
+        }
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value

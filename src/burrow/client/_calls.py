@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import random
 import time
@@ -67,8 +68,20 @@ class Resource(Generic[T]):
 
     def __init__(self, path: str, list_key: str, item: Callable[[Mapping[str, Any]], T]) -> None:
         self.path = path
+        self.list_key = list_key
         self.item = item
         self.page = page_parser(list_key, item)
+
+    def bound(self, service: object) -> Resource[T]:
+        """The same calls, whose objects remember ``service`` (for ``obj.update()``)."""
+
+        def item(data: Mapping[str, Any]) -> T:
+            made = self.item(data)
+            if dataclasses.is_dataclass(made) and hasattr(made, "service"):
+                return dataclasses.replace(made, service=service)  # type: ignore[type-var]
+            return made
+
+        return Resource(self.path, self.list_key, item)
 
     def get(self, id: str) -> Call[T]:
         return Call("GET", f"{self.path}/{segment(id)}", self.item)

@@ -133,30 +133,32 @@ class Client:
 class APIKeysClient:
     def __init__(self, client: Client) -> None:
         self._c = client
+        self._r = calls.API_KEYS.bound(self)
 
     def create(self, description: str = "", metadata: str = "", owner_id: str | None = None) -> ApiKey:
         return self._c._send(
-            calls.API_KEYS.create({"description": description, "metadata": metadata, "owner_id": owner_id})
+            self._r.create({"description": description, "metadata": metadata, "owner_id": owner_id})
         )
 
     def get(self, id: str) -> ApiKey:
-        return self._c._send(calls.API_KEYS.get(id))
+        return self._c._send(self._r.get(id))
 
     def list(
         self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
     ) -> Listing[ApiKey]:
-        return self._c._list(calls.API_KEYS, before_id, limit, filter)
+        return self._c._list(self._r, before_id, limit, filter)
 
     def update(self, id: str, description: str | None = None, metadata: str | None = None) -> ApiKey:
-        return self._c._send(calls.API_KEYS.update(id, {"description": description, "metadata": metadata}))
+        return self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
 
     def delete(self, id: str) -> None:
-        self._c._send(calls.API_KEYS.delete(id))
+        self._c._send(self._r.delete(id))
 
 
 class CredentialsClient:
     def __init__(self, client: Client) -> None:
         self._c = client
+        self._r = calls.CREDENTIALS.bound(self)
 
     def create(
         self,
@@ -171,15 +173,15 @@ class CredentialsClient:
             "acl": calls.acl_list(acl),
             "owner_id": owner_id,
         }
-        return self._c._send(calls.CREDENTIALS.create(body))
+        return self._c._send(self._r.create(body))
 
     def get(self, id: str) -> Credential:
-        return self._c._send(calls.CREDENTIALS.get(id))
+        return self._c._send(self._r.get(id))
 
     def list(
         self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
     ) -> Listing[Credential]:
-        return self._c._list(calls.CREDENTIALS, before_id, limit, filter)
+        return self._c._list(self._r, before_id, limit, filter)
 
     def update(
         self,
@@ -189,16 +191,16 @@ class CredentialsClient:
         acl: Sequence[str] | None = None,
     ) -> Credential:
         body = {"description": description, "metadata": metadata, "acl": calls.acl_list(acl)}
-        return self._c._send(calls.CREDENTIALS.update(id, body))
+        return self._c._send(self._r.update(id, body))
 
     def delete(self, id: str) -> None:
-        self._c._send(calls.CREDENTIALS.delete(id))
+        self._c._send(self._r.delete(id))
 
 
 class BotUsersClient:
     def __init__(self, client: Client, resource: Resource[BotUser]) -> None:
         self._c = client
-        self._r = resource
+        self._r = resource.bound(self)
 
     def create(self, name: str | None = None, active: bool | None = None) -> BotUser:
         return self._c._send(self._r.create({"name": name, "active": active}))
@@ -346,32 +348,32 @@ class AsyncClient:
 class AsyncAPIKeysClient:
     def __init__(self, client: AsyncClient) -> None:
         self._c = client
+        self._r = calls.API_KEYS.bound(self)
 
     async def create(self, description: str = "", metadata: str = "", owner_id: str | None = None) -> ApiKey:
         return await self._c._send(
-            calls.API_KEYS.create({"description": description, "metadata": metadata, "owner_id": owner_id})
+            self._r.create({"description": description, "metadata": metadata, "owner_id": owner_id})
         )
 
     async def get(self, id: str) -> ApiKey:
-        return await self._c._send(calls.API_KEYS.get(id))
+        return await self._c._send(self._r.get(id))
 
     async def list(
         self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
     ) -> AsyncListing[ApiKey]:
-        return await self._c._list(calls.API_KEYS, before_id, limit, filter)
+        return await self._c._list(self._r, before_id, limit, filter)
 
     async def update(self, id: str, description: str | None = None, metadata: str | None = None) -> ApiKey:
-        return await self._c._send(
-            calls.API_KEYS.update(id, {"description": description, "metadata": metadata})
-        )
+        return await self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
 
     async def delete(self, id: str) -> None:
-        await self._c._send(calls.API_KEYS.delete(id))
+        await self._c._send(self._r.delete(id))
 
 
 class AsyncCredentialsClient:
     def __init__(self, client: AsyncClient) -> None:
         self._c = client
+        self._r = calls.CREDENTIALS.bound(self)
 
     async def create(
         self,
@@ -386,15 +388,15 @@ class AsyncCredentialsClient:
             "acl": calls.acl_list(acl),
             "owner_id": owner_id,
         }
-        return await self._c._send(calls.CREDENTIALS.create(body))
+        return await self._c._send(self._r.create(body))
 
     async def get(self, id: str) -> Credential:
-        return await self._c._send(calls.CREDENTIALS.get(id))
+        return await self._c._send(self._r.get(id))
 
     async def list(
         self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
     ) -> AsyncListing[Credential]:
-        return await self._c._list(calls.CREDENTIALS, before_id, limit, filter)
+        return await self._c._list(self._r, before_id, limit, filter)
 
     async def update(
         self,
@@ -404,16 +406,16 @@ class AsyncCredentialsClient:
         acl: Sequence[str] | None = None,
     ) -> Credential:
         body = {"description": description, "metadata": metadata, "acl": calls.acl_list(acl)}
-        return await self._c._send(calls.CREDENTIALS.update(id, body))
+        return await self._c._send(self._r.update(id, body))
 
     async def delete(self, id: str) -> None:
-        await self._c._send(calls.CREDENTIALS.delete(id))
+        await self._c._send(self._r.delete(id))
 
 
 class AsyncBotUsersClient:
     def __init__(self, client: AsyncClient, resource: Resource[BotUser]) -> None:
         self._c = client
-        self._r = resource
+        self._r = resource.bound(self)
 
     async def create(self, name: str | None = None, active: bool | None = None) -> BotUser:
         return await self._c._send(self._r.create({"name": name, "active": active}))

@@ -5,7 +5,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+
+
+class _Service(Protocol):
+    """The service that made an object: sync (answers) or async (awaitables)."""
+
+    def update(self, id: str, *args: Any, **changes: Any) -> Any: ...
+
+    def delete(self, id: str) -> Any: ...
+
+
+class _Bound:
+    """``update``/``delete`` on the object itself, through the client that fetched it.
+
+    From :class:`Client` they return the result; from :class:`AsyncClient`, an awaitable
+    (``await credential.delete()``).
+    """
+
+    __slots__ = ()
+    id: str
+    service: _Service | None
+
+    def _service(self) -> _Service:
+        if self.service is None:
+            raise RuntimeError("this object was not fetched through a client")
+        return self.service
+
+    def delete(self) -> Any:
+        return self._service().delete(self.id)
 
 
 def parse_time(value: object) -> datetime:
@@ -25,7 +53,7 @@ class Ref:
 
 
 @dataclass(frozen=True, slots=True)
-class ApiKey:
+class ApiKey(_Bound):
     id: str
     uri: str
     description: str
@@ -33,6 +61,10 @@ class ApiKey:
     created_at: datetime
     owner_id: str
     token: str | None = field(default=None, repr=False)  # only on the create response
+    service: _Service | None = field(default=None, repr=False, compare=False)
+
+    def update(self, description: str | None = None, metadata: str | None = None) -> Any:
+        return self._service().update(self.id, description=description, metadata=metadata)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApiKey:
@@ -48,7 +80,7 @@ class ApiKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(_Bound):
     id: str
     uri: str
     description: str
@@ -57,6 +89,12 @@ class Credential:
     owner_id: str
     acl: tuple[str, ...]
     token: str | None = field(default=None, repr=False)  # only on the create response
+    service: _Service | None = field(default=None, repr=False, compare=False)
+
+    def update(
+        self, description: str | None = None, metadata: str | None = None, acl: list[str] | None = None
+    ) -> Any:
+        return self._service().update(self.id, description=description, metadata=metadata, acl=acl)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Credential:
@@ -73,12 +111,16 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
-class BotUser:
+class BotUser(_Bound):
     id: str
     uri: str
     name: str
     active: bool
     created_at: datetime
+    service: _Service | None = field(default=None, repr=False, compare=False)
+
+    def update(self, name: str | None = None, active: bool | None = None) -> Any:
+        return self._service().update(self.id, name=name, active=active)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BotUser:
