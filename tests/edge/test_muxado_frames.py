@@ -52,8 +52,8 @@ def test_flag_and_type_values_are_the_ones_agents_use() -> None:
     assert (FLAG_FIN, FLAG_SYN) == (0x1, 0x2)  # not PROTOCOL.md's 0x10 for SYN
     assert [t.value for t in FrameType] == [0, 1, 2, 3]
     assert [c.value for c in ErrorCode] == list(range(16))
-    assert ErrorCode.FLOW_CONTROL == 3 and ErrorCode.ENHANCE_YOUR_CALM == 0xA
-    assert ErrorCode.PEER_EOF == 0xF and ErrorCode.SESSION_CLOSED == 0xE
+    assert ErrorCode.FLOW_CONTROL.value == 3 and ErrorCode.ENHANCE_YOUR_CALM.value == 0xA
+    assert ErrorCode.PEER_EOF.value == 0xF and ErrorCode.SESSION_CLOSED.value == 0xE
 
 
 def test_data_frame_bytes() -> None:
@@ -161,6 +161,17 @@ def test_partial_frames_wait_for_more_bytes() -> None:
     parser.feed(wire[12:])
     assert parser.next_frame() == DataFrame(3, b"0123456789")
     assert parser.next_frame() is None and parser.buffered == 0
+
+
+def test_fed_buffers_may_be_reused_by_the_caller() -> None:
+    parser = FrameParser()
+    buffer = bytearray(DataFrame(3, b"abc").encode() + DataFrame(3, b"de").encode()[:9])
+    parser.feed(buffer)  # parsed in place only if immutable; this one is copied
+    buffer[:] = bytes(len(buffer))
+    parser.feed(b"e")
+    assert list(parser) == [DataFrame(3, b"abc"), DataFrame(3, b"de")]
+    parser.feed(b"")
+    assert parser.buffered == 0 and parser.next_frame() is None
 
 
 def test_max_frame_size_must_be_sane() -> None:

@@ -34,6 +34,8 @@ FLAG_SYN: Final = 0x2
 DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
 
 _U32: Final = struct.Struct(">I")
+# Plain ints for the parser's hot path: comparing against enum members costs a lookup each.
+_RST, _DATA, _WNDINC, _GOAWAY = 0, 1, 2, 3
 _GOAWAY_FIXED: Final = struct.Struct(">II")
 
 
@@ -178,8 +180,8 @@ class FrameParser:
         if not 8 <= max_frame_size <= MAX_PAYLOAD:
             raise ValueError(f"max_frame_size must be between 8 and {MAX_PAYLOAD}")
         self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
-        self._offset = 0  # start of the first unparsed byte; compacted on the next feed
+        self._buffer: bytes | bytearray = b""
+        self._offset = 0  # start of the first unparsed byte
         self._error: ProtocolError | None = None
 
     @property
@@ -188,12 +190,17 @@ class FrameParser:
         return len(self._buffer) - self._offset
 
     def feed(self, data: bytes) -> None:
-        if self._error is not None:
+        if self._error is not None or not data:
             return
-        if self._offset:
+        if self._offset == len(self._buffer):
+            # The common case, everything before was parsed: parse the bytes where they are.
+            self._buffer = data if isinstance(data, bytes) else bytes(data)
+        elif isinstance(self._buffer, bytearray):
             del self._buffer[: self._offset]  # once per feed, not once per frame
-            self._offset = 0
-        self._buffer += data
+            self._buffer += data
+        else:
+            self._buffer = bytearray(memoryview(self._buffer)[self._offset :]) + data
+        self._offset = 0
 
     def __iter__(self) -> Iterator[Frame]:
         while (frame := self.next_frame()) is not None:
@@ -209,46 +216,55 @@ class FrameParser:
         word, stream_id = HEADER.unpack_from(buffer, start)
         length, frame_type, flags = word >> 8, (word >> 4) & 0xF, word & 0xF
         stream_id &= MAX_STREAM_ID
-        try:
+        if frame_type != _DATA or stream_id == 0 or length > self.max_frame_size:
             self._check_header(length, frame_type, stream_id)
-        except ProtocolError as error:
-            self._fail(error)
-            raise
         end = start + HEADER_SIZE + length
         if len(buffer) < end:
             return None
-        with memoryview(buffer) as view:
-            payload = bytes(view[start + HEADER_SIZE : end])
+        if isinstance(buffer, bytes):
+            payload = buffer[start + HEADER_SIZE : end]
+        else:
+            with memoryview(buffer) as view:  # released at once, or the buffer cannot shrink
+                payload = bytes(view[start + HEADER_SIZE : end])
         self._offset = end
-        if frame_type == FrameType.DATA:
+        if frame_type == _DATA:
             return DataFrame(stream_id, payload, bool(flags & FLAG_SYN), bool(flags & FLAG_FIN))
-        if frame_type == FrameType.WNDINC:
+        if frame_type == _WNDINC:
             return WndIncFrame(stream_id, _U32.unpack(payload)[0] & MAX_INCREMENT)
-        if frame_type == FrameType.RST:
+        if frame_type == _RST:
             return RstFrame(stream_id, error_code(_U32.unpack(payload)[0]))
         last_stream_id, code = _GOAWAY_FIXED.unpack_from(payload)
         return GoAwayFrame(last_stream_id & MAX_STREAM_ID, error_code(code), payload[8:])
 
     def _check_header(self, length: int, frame_type: int, stream_id: int) -> None:
-        if frame_type > FrameType.GOAWAY:
-            raise ProtocolError(ErrorCode.PROTOCOL, f"unknown frame type {frame_type}")
-        if length > self.max_frame_size:
-            raise ProtocolError(
-                ErrorCode.FRAME_SIZE, f"frame of {length} bytes exceeds the limit of {self.max_frame_size}"
-            )
-        name = FrameType(frame_type).name
-        if frame_type == FrameType.GOAWAY:
-            if stream_id != 0:
-                raise ProtocolError(ErrorCode.PROTOCOL, f"GOAWAY on stream {stream_id}")
-            if length < 8:
-                raise ProtocolError(ErrorCode.FRAME_SIZE, f"GOAWAY of {length} bytes")
-            return
-        if stream_id == 0:
-            raise ProtocolError(ErrorCode.PROTOCOL, f"{name} on stream 0")
-        if frame_type != FrameType.DATA and length != 4:
-            raise ProtocolError(ErrorCode.FRAME_SIZE, f"{name} of {length} bytes")
+        """Raise (and stay failed) if the header is malformed."""
+        error = _header_error(length, frame_type, stream_id, self.max_frame_size)
+        if error is not None:
+            self._fail(error)
+            raise error
 
     def _fail(self, error: ProtocolError) -> None:
         self._error = error
-        self._buffer = bytearray()
+        self._buffer = b""
         self._offset = 0
+
+
+def _header_error(length: int, frame_type: int, stream_id: int, max_frame_size: int) -> ProtocolError | None:
+    if frame_type > _GOAWAY:
+        return ProtocolError(ErrorCode.PROTOCOL, f"unknown frame type {frame_type}")
+    if length > max_frame_size:
+        return ProtocolError(
+            ErrorCode.FRAME_SIZE, f"frame of {length} bytes exceeds the limit of {max_frame_size}"
+        )
+    name = FrameType(frame_type).name
+    if frame_type == _GOAWAY:
+        if stream_id != 0:
+            return ProtocolError(ErrorCode.PROTOCOL, f"GOAWAY on stream {stream_id}")
+        if length < 8:
+            return ProtocolError(ErrorCode.FRAME_SIZE, f"GOAWAY of {length} bytes")
+        return None
+    if stream_id == 0:
+        return ProtocolError(ErrorCode.PROTOCOL, f"{name} on stream 0")
+    if frame_type != _DATA and length != 4:
+        return ProtocolError(ErrorCode.FRAME_SIZE, f"{name} of {length} bytes")
+    return None
