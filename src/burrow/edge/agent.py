@@ -22,6 +22,7 @@ HEARTBEAT = 0xFFFFFFFF
 MAX_MESSAGE = 256 * 1024
 RPC_TIMEOUT = 15.0
 DEFAULT_HEARTBEAT = 10.0 + 15.0  # the SDK's interval plus tolerance
+MAX_STREAMS_PER_AGENT = 480
 
 
 async def read_message(stream: MuxStream, until_eof: bool = False) -> dict[str, Any]:

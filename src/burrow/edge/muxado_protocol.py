@@ -246,13 +246,15 @@ class Connection:
         stream = self.streams.get(stream_id)
         if flags & SYN:
             remote_parity = 0 if self.client_side else 1
-            if stream_id % 2 != remote_parity or stream_id <= self._last_remote_id:
+            # Peers choose an id when they open a stream but send its SYN on the first write,
+            # so concurrent streams' SYNs may arrive out of order: only parity and reuse count.
+            if stream_id % 2 != remote_parity or stream is not None:
                 raise ProtocolError(ErrorCode.PROTOCOL, f"stream {stream_id} may not be opened")
             if self.remote_going_away:
                 raise ProtocolError(ErrorCode.PROTOCOL, "new stream after GOAWAY")
             if len(self.streams) >= self.max_streams:
                 raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, f"more than {self.max_streams} streams")
-            self._last_remote_id = stream_id
+            self._last_remote_id = max(self._last_remote_id, stream_id)
             stream = self.streams[stream_id] = _Stream()
             events.append(StreamOpened(stream_id))
         elif stream is None:

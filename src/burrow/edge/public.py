@@ -39,6 +39,14 @@ def not_found_page(host: str) -> bytes:
     return head + body
 
 
+_BUSY = b"The tunnel's agent has too many open connections.\n"
+BUSY_PAGE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    + f"Content-Length: {len(_BUSY)}\r\nConnection: close\r\n\r\n".encode()
+    + _BUSY
+)
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
@@ -140,7 +148,8 @@ class PublicListeners:
             tunnel = self.registry.labeled_tunnel(self.label_routes[host])
         stream = await self.open_proxy(tunnel, _peer(writer), "http") if tunnel else None
         if stream is None:
-            writer.write(not_found_page(host))
+            # A tunnel that cannot take one more connection is busy, not missing.
+            writer.write(not_found_page(host) if tunnel is None else BUSY_PAGE)
             await writer.drain()
             return
         await splice(reader, writer, stream, first)
