@@ -346,10 +346,11 @@ def test_authtoken_and_key_id_are_not_api_keys(server: BurrowServer) -> None:
         assert http.delete(f"/credentials/{created['id']}").status_code == 204
 
 
-def test_filters_are_refused_until_supported(server: BurrowServer) -> None:
-    refused(
+def test_invalid_filter(server: BurrowServer) -> None:
+    body = refused(
         server,
         400,
         "ERR_NGROK_250",
-        lambda h: h.get("/credentials", params={"filter": 'obj.description == "x"'}, headers=auth(server)),
+        lambda h: h.get("/credentials", params={"filter": "obj.nope == 1"}, headers=auth(server)),
     )
+    assert body["msg"].startswith("Invalid CEL query: ")

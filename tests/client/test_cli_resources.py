@@ -92,6 +92,8 @@ def test_paging_with_limit_and_all(make_server: Any) -> None:
     assert [c["id"] for c in first] == made[::-1][:3]
     everything = data(cli(server, "credentials", "list", "--limit", "3", "--all", "--json"))
     assert [c["id"] for c in everything] == made[::-1]  # three pages
+    picked = data(cli(server, "credentials", "list", "--filter", 'obj.description in ["c1", "c5"]', "--json"))
+    assert [c["id"] for c in picked] == [made[5], made[1]]
     older = data(cli(server, "credentials", "list", "--before-id", made[3], "--json"))
     assert [c["id"] for c in older] == made[:3][::-1]
 
@@ -101,7 +103,7 @@ def test_errors_go_to_stderr_with_their_code(burrow_server: BurrowServer) -> Non
     assert too_long.returncode == 1 and "ERR_NGROK_604" in too_long.stderr and too_long.stdout == ""
     bad_rule = cli(burrow_server, "credentials", "create", "--acl", "nope", "--json")
     assert bad_rule.returncode == 1 and "ERR_NGROK_600" in bad_rule.stderr and bad_rule.stdout == ""
-    filtered = cli(burrow_server, "credentials", "list", "--filter", 'obj.description == "x"')
+    filtered = cli(burrow_server, "credentials", "list", "--filter", "obj.description ==")
     assert filtered.returncode == 1 and "ERR_NGROK_250" in filtered.stderr
     no_key = cli(None, "credentials", "list")
     assert no_key.returncode == 2 and "API key" in no_key.stderr

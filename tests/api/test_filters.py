@@ -1,0 +1,52 @@
+"""?filter= with ngrok's CEL subset, through the API, the official client and ours."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from burrow.client import Client
+from tests.api.test_official_client import run_official
+from tests.harness import BurrowServer
+
+
+def test_filters_select_and_page(make_server: Callable[..., BurrowServer]) -> None:
+    server = make_server()
+    with server.client() as http:
+        made = {}
+        for i in range(9):
+            acl = ["bind:*.example.com"] if i % 3 == 0 else []
+            made[i] = http.post(
+                "/credentials", json={"description": f"c{i}", "metadata": str(i % 2), "acl": acl}
+            ).json()
+        expression = 'obj.metadata == "1" && obj.created_at > timestamp(time.now).subtract("1h")'
+        first = http.get("/credentials", params={"filter": expression, "limit": "2"}).json()
+        assert [c["description"] for c in first["credentials"]] == ["c7", "c5"]
+        assert parse_qs(urlsplit(first["next_page_uri"]).query)["filter"] == [expression]
+        rest = http.get(first["next_page_uri"]).json()
+        assert [c["description"] for c in rest["credentials"]] == ["c3", "c1"] and rest[
+            "next_page_uri"
+        ] is None
+        no_acl = http.get("/credentials", params={"filter": "obj.acl == null"}).json()["credentials"]
+        assert sorted(c["description"] for c in no_acl) == ["c1", "c2", "c4", "c5", "c7", "c8"]
+        old = http.get(
+            "/credentials", params={"filter": 'obj.created_at < timestamp("2000-01-01T00:00:00Z")'}
+        )
+        assert old.json()["credentials"] == []
+        bots = http.get("/bot_users", params={"filter": "obj.active == true"})
+        assert bots.status_code == 200
+
+
+def test_both_clients_pass_filters(make_server: Callable[..., BurrowServer]) -> None:
+    server = make_server()
+    with Client(server.api_key, base_url=server.base_url) as client:
+        for name in ("alpha", "beta", "gamma"):
+            client.credentials.create(description=name)
+        ours = [c.description for c in client.credentials.list(filter='obj.description != "beta"')]
+    official = run_official(
+        server,
+        """
+        out["names"] = [c.description for c in client.credentials.list(filter='obj.description != "beta"')]
+    """,
+    )
+    assert ours == official["names"] == ["gamma", "alpha"]
