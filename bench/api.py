@@ -14,20 +14,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
 
+from common import free_port, run_wrk, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-CONNECTIONS = 32
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 
 BARE_APP = textwrap.dedent(
@@ -59,55 +57,7 @@ POST_SCRIPT = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError as problem:
-            if getattr(problem, "code", None):  # an HTTP error still means it is up
-                return
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    return shutil.which("wrk") or "wrk"
-
-
-def run_wrk(wrk: str, url: str, headers: dict[str, str], script: str | None = None) -> dict[str, float]:
-    command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    if script:
-        command += ["-s", script]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    if non_2xx:
-        raise RuntimeError(f"{url}: {non_2xx.group(1)} error responses\n{output}")
-
-    def percentile(name: str) -> float:
-        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    return {"rps": rate, "p50_ms": percentile("50"), "p99_ms": percentile("99")}
-
-
 def main() -> None:
-    wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="burrow-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -154,8 +104,8 @@ def main() -> None:
         )
         bare = f"http://127.0.0.1:{bare_port}"
         burrow = f"http://127.0.0.1:{burrow_port}"
-        wait_until_up(f"{bare}/credentials/x")
-        wait_until_up(f"{burrow}/healthz")
+        wait_for_port(bare_port)
+        wait_for_port(burrow_port)
         headers = {"Authorization": f"Bearer {token}", "Ngrok-Version": "2"}
         request = urllib.request.Request(
             f"{burrow}/credentials",
@@ -166,16 +116,18 @@ def main() -> None:
         credential_id = json.load(urllib.request.urlopen(request))["id"]
 
         results = {
-            "bare Starlette GET": run_wrk(wrk, f"{bare}/credentials/{credential_id}", {}),
-            "Burrow GET /credentials/{id}": run_wrk(wrk, f"{burrow}/credentials/{credential_id}", headers),
+            "bare Starlette GET": run_wrk(f"{bare}/credentials/{credential_id}", DURATION),
+            "Burrow GET /credentials/{id}": run_wrk(
+                f"{burrow}/credentials/{credential_id}", DURATION, headers
+            ),
             "Burrow POST /credentials": run_wrk(
-                wrk, f"{burrow}/credentials", headers, str(work / "post.lua")
+                f"{burrow}/credentials", DURATION, headers, str(work / "post.lua")
             ),
         }
         baseline = results["bare Starlette GET"]["rps"]
         print(
             f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}; wrk -t1 -c{CONNECTIONS} -d{DURATION}"
+            f"Python {platform.python_version()}; wrk -t1 -c32 -d{DURATION}"
         )
         print(f"{'':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7}")
         for name, figures in results.items():

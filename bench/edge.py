@@ -15,16 +15,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
+
+from common import free_port, need, run_wrk, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -116,32 +115,6 @@ AGENT = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
-
-
-def need(tool: str) -> str:
-    found = shutil.which(tool)
-    if found:
-        return found
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", tool], check=True)
-    return shutil.which(tool) or tool
-
-
 def download_rate(curl: str, url: str, host: str | None) -> float:
     """Bytes per second for the whole 256 MiB, best of three."""
     command = [curl, "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url]
@@ -156,23 +129,12 @@ def download_rate(curl: str, url: str, host: str | None) -> float:
     return best
 
 
-def request_rate(wrk: str, url: str, host: str | None) -> tuple[float, float, float]:
-    command = [wrk, "-t1", "-c32", f"-d{DURATION}", "--latency", url]
-    if host:
-        command[1:1] = ["-H", f"Host: {host}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in output or "Socket errors" in output:
-        raise RuntimeError(output)
-
-    def percentile(name: str) -> float:
-        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    return rate, percentile("50"), percentile("99")
+def request_rate(url: str, host: str | None) -> tuple[float, float, float]:
+    figures = run_wrk(url, DURATION, {"Host": host} if host else None)
+    return figures["rps"], figures["p50_ms"], figures["p99_ms"]
 
 
-def measure(curl: str, wrk: str, service_source: str, work: Path) -> dict[str, float]:
+def measure(curl: str, service_source: str, work: Path) -> dict[str, float]:
     """Both measurements for one local service, direct and through a fresh tunnel."""
     processes: list[subprocess.Popen[str]] = []
     try:
@@ -247,8 +209,8 @@ def measure(curl: str, wrk: str, service_source: str, work: Path) -> dict[str, f
         agent.stdout.readline()
         direct, tunnel = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{http_port}"
         small_direct, small_tunnel = (
-            request_rate(wrk, f"{direct}/", None),
-            request_rate(wrk, f"{tunnel}/", HOST),
+            request_rate(f"{direct}/", None),
+            request_rate(f"{tunnel}/", HOST),
         )
         return {
             "download_direct": download_rate(curl, f"{direct}/bytes/{DOWNLOAD}", None),
@@ -275,7 +237,7 @@ def measure(curl: str, wrk: str, service_source: str, work: Path) -> dict[str, f
 def main() -> None:
     if not SDK_PYTHON.exists():
         raise SystemExit("run 'make test' first: it builds .venvs/ngrok-sdk with the agent SDK")
-    curl, wrk = need("curl"), need("wrk")
+    curl = need("curl")
     work = Path(tempfile.mkdtemp(prefix="burrow-edge-bench-"))
     try:
         print(
@@ -283,7 +245,7 @@ def main() -> None:
             f"Python {platform.python_version()}; wrk -t1 -c32 -d{DURATION}; curl, best of 3"
         )
         for name, source in (("raw uvloop responder", SERVICE), ("Starlette app on uvicorn", APP_SERVICE)):
-            r = measure(curl, wrk, source, work)
+            r = measure(curl, source, work)
             print(f"local service: {name}")
             print(
                 f"  (a) 256 MiB download: direct {r['download_direct'] / 2**20:7.1f} MiB/s, "

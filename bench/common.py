@@ -1,0 +1,61 @@
+"""What both benchmarks need: free ports, tools from Debian, and wrk's figures."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def need(tool: str) -> str:
+    """The tool's path, installing Debian's package of that name if it is missing."""
+    found = shutil.which(tool)
+    if found:
+        return found
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", tool], check=True)
+    return shutil.which(tool) or tool
+
+
+def run_wrk(
+    url: str,
+    duration: str,
+    headers: dict[str, str] | None = None,
+    script: str | None = None,
+    connections: int = 32,
+) -> dict[str, float]:
+    """Requests/s and p50/p99 latency in ms; any error response or socket error fails the run."""
+    command = [need("wrk"), "-t1", "-c32", f"-d{duration}", "--latency"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    if script:
+        command += ["-s", script]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"{url}: errors during the run\n{output}")
+
+    def percentile(name: str) -> float:
+        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    return {"rps": rate, "p50_ms": percentile("50"), "p99_ms": percentile("99")}
