@@ -134,9 +134,47 @@ def _listing(listing: Any, all_pages: bool) -> list[Any]:
     return list(listing) if all_pages else list(listing.items)
 
 
+def add_read_and_delete(app: typer.Typer, service: str, noun: str, columns: list[str], deleted: str) -> None:
+    """``get``, ``list`` and ``delete``: the same for every resource but for names."""
+
+    @app.command("get", help=f"Show one {noun}.")
+    def get(
+        id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None, as_json: JsonOption = False
+    ) -> None:
+        with client(api_key, api_url) as c:
+            show_one(run(lambda: getattr(c, service).get(id)), as_json)
+
+    @app.command("list", help=f"List {noun}s, newest first.")
+    def list_(
+        limit: LimitOption = None,
+        before_id: BeforeOption = None,
+        filter: FilterOption = None,
+        all_pages: AllOption = False,
+        api_key: ApiKeyOption = None,
+        api_url: ApiUrlOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        with client(api_key, api_url) as c:
+            items = run(lambda: _listing(getattr(c, service).list(before_id, limit, filter), all_pages))
+            show_many(items, columns, as_json)
+
+    @app.command("delete", help=f"Delete a {noun}: {deleted}.")
+    def delete(id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None) -> None:
+        with client(api_key, api_url) as c:
+            run(lambda: getattr(c, service).delete(id))
+        err.print(f"deleted {id}")
+
+
 # api-keys ---------------------------------------------------------------------------
 
 api_keys_app = typer.Typer(help="API keys: they authenticate to the REST API.", no_args_is_help=True)
+add_read_and_delete(
+    api_keys_app,
+    "api_keys",
+    "API key",
+    ["id", "description", "owner_id", "created_at"],
+    "it stops working at once",
+)
 
 
 @api_keys_app.command("create")
@@ -153,31 +191,6 @@ def api_keys_create(
         show_one(run(lambda: c.api_keys.create(description or "", metadata or "", owner_id)), as_json)
 
 
-@api_keys_app.command("get")
-def api_keys_get(
-    id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None, as_json: JsonOption = False
-) -> None:
-    """Show one API key."""
-    with client(api_key, api_url) as c:
-        show_one(run(lambda: c.api_keys.get(id)), as_json)
-
-
-@api_keys_app.command("list")
-def api_keys_list(
-    limit: LimitOption = None,
-    before_id: BeforeOption = None,
-    filter: FilterOption = None,
-    all_pages: AllOption = False,
-    api_key: ApiKeyOption = None,
-    api_url: ApiUrlOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List API keys, newest first."""
-    with client(api_key, api_url) as c:
-        items = run(lambda: _listing(c.api_keys.list(before_id, limit, filter), all_pages))
-        show_many(items, ["id", "description", "owner_id", "created_at"], as_json)
-
-
 @api_keys_app.command("update")
 def api_keys_update(
     id: str,
@@ -192,18 +205,17 @@ def api_keys_update(
         show_one(run(lambda: c.api_keys.update(id, description, metadata)), as_json)
 
 
-@api_keys_app.command("delete")
-def api_keys_delete(id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None) -> None:
-    """Delete an API key: it stops working at once."""
-    with client(api_key, api_url) as c:
-        run(lambda: c.api_keys.delete(id))
-    err.print(f"deleted {id}")
-
-
 # credentials ------------------------------------------------------------------------
 
 credentials_app = typer.Typer(
     help="Tunnel credentials: authtokens agents start sessions with.", no_args_is_help=True
+)
+add_read_and_delete(
+    credentials_app,
+    "credentials",
+    "credential",
+    ["id", "description", "acl", "owner_id", "created_at"],
+    "its agent sessions end within a second",
 )
 AclOption = Annotated[
     list[str] | None, typer.Option("--acl", help="A bind rule, e.g. 'bind:*.example.com'; repeat for more.")
@@ -227,31 +239,6 @@ def credentials_create(
         )
 
 
-@credentials_app.command("get")
-def credentials_get(
-    id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None, as_json: JsonOption = False
-) -> None:
-    """Show one credential."""
-    with client(api_key, api_url) as c:
-        show_one(run(lambda: c.credentials.get(id)), as_json)
-
-
-@credentials_app.command("list")
-def credentials_list(
-    limit: LimitOption = None,
-    before_id: BeforeOption = None,
-    filter: FilterOption = None,
-    all_pages: AllOption = False,
-    api_key: ApiKeyOption = None,
-    api_url: ApiUrlOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List credentials, newest first."""
-    with client(api_key, api_url) as c:
-        items = run(lambda: _listing(c.credentials.list(before_id, limit, filter), all_pages))
-        show_many(items, ["id", "description", "acl", "owner_id", "created_at"], as_json)
-
-
 @credentials_app.command("update")
 def credentials_update(
     id: str,
@@ -267,18 +254,17 @@ def credentials_update(
         show_one(run(lambda: c.credentials.update(id, description, metadata, acl)), as_json)
 
 
-@credentials_app.command("delete")
-def credentials_delete(id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None) -> None:
-    """Delete a credential: its agent sessions end within a second."""
-    with client(api_key, api_url) as c:
-        run(lambda: c.credentials.delete(id))
-    err.print(f"deleted {id}")
-
-
 # bot-users --------------------------------------------------------------------------
 
 bot_users_app = typer.Typer(
     help="Bot users: owners of API keys and credentials for automation.", no_args_is_help=True
+)
+add_read_and_delete(
+    bot_users_app,
+    "bot_users",
+    "bot user",
+    ["id", "name", "active", "created_at"],
+    "its API keys and credentials go with it",
 )
 NameOption = Annotated[str | None, typer.Option("--name", help="The bot user's name.")]
 ActiveOption = Annotated[bool | None, typer.Option("--active/--inactive", help="Whether its keys work.")]
@@ -297,31 +283,6 @@ def bot_users_create(
         show_one(run(lambda: c.bot_users.create(name, active)), as_json)
 
 
-@bot_users_app.command("get")
-def bot_users_get(
-    id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None, as_json: JsonOption = False
-) -> None:
-    """Show one bot user."""
-    with client(api_key, api_url) as c:
-        show_one(run(lambda: c.bot_users.get(id)), as_json)
-
-
-@bot_users_app.command("list")
-def bot_users_list(
-    limit: LimitOption = None,
-    before_id: BeforeOption = None,
-    filter: FilterOption = None,
-    all_pages: AllOption = False,
-    api_key: ApiKeyOption = None,
-    api_url: ApiUrlOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List bot users, newest first."""
-    with client(api_key, api_url) as c:
-        items = run(lambda: _listing(c.bot_users.list(before_id, limit, filter), all_pages))
-        show_many(items, ["id", "name", "active", "created_at"], as_json)
-
-
 @bot_users_app.command("update")
 def bot_users_update(
     id: str,
@@ -334,14 +295,6 @@ def bot_users_update(
     """Rename a bot user, or (de)activate it: an inactive bot's keys stop working at once."""
     with client(api_key, api_url) as c:
         show_one(run(lambda: c.bot_users.update(id, name, active)), as_json)
-
-
-@bot_users_app.command("delete")
-def bot_users_delete(id: str, api_key: ApiKeyOption = None, api_url: ApiUrlOption = None) -> None:
-    """Delete a bot user, with its API keys and credentials."""
-    with client(api_key, api_url) as c:
-        run(lambda: c.bot_users.delete(id))
-    err.print(f"deleted {id}")
 
 
 # login ------------------------------------------------------------------------------
