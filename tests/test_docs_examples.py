@@ -52,3 +52,12 @@ def test_shell_commands_run(burrow_server: BurrowServer, tmp_path: Path) -> None
             env=env(burrow_server, tmp_path),
         )
         assert result.returncode == 0, (command, result.stderr)
+
+
+def test_no_other_doc_shows_commands_untested() -> None:
+    """Commands and snippets live in docs/client.md (run above) and README.md (test_readme.py)."""
+    assert len(blocks("sh")) == 1
+    for page in DOC.parent.glob("*.md"):
+        if page != DOC:
+            shown = re.findall(r"^```(sh|bash|console|python|yaml)$", page.read_text(), flags=re.M)
+            assert not shown, f"{page.name} shows {shown}: run them in a test"
