@@ -263,3 +263,23 @@ def test_syns_may_arrive_out_of_order() -> None:
         mux.StreamOpened(5),
     ]
     assert not server.closed
+
+
+def test_an_oversized_frame_is_refused_from_a_partial_header() -> None:
+    """The header alone, even split across reads, is enough to refuse a frame too large."""
+    server = mux.Connection(client_side=False)
+    header = struct.pack(">II", (0xFFFFFF << 8) | 0x10, 1)
+    assert server.receive_data(encode_frame(FrameType.DATA, 1, b"x", mux.SYN) + header[:3]) != []
+    assert not server.closed
+    assert terminated(server.receive_data(header[3:])) == ErrorCode.FRAME_SIZE
+    assert server.closed
+
+
+def test_a_frame_completed_across_reads_keeps_the_data_that_follows() -> None:
+    server = mux.Connection(client_side=False)
+    wire = encode_frame(FrameType.DATA, 1, b"a" * 100, mux.SYN) + encode_frame(FrameType.DATA, 1, b"b" * 50)
+    first = server.receive_data(wire[:60])
+    rest = server.receive_data(wire[60:] + encode_frame(FrameType.DATA, 1, b"c" * 10, mux.FIN))
+    data = b"".join(e.data for e in first + rest if isinstance(e, mux.DataReceived))
+    assert data == b"a" * 100 + b"b" * 50 + b"c" * 10
+    assert isinstance(rest[-1], mux.StreamEnded)

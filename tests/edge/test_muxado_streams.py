@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -16,15 +17,13 @@ Scenario = Callable[[MuxConnection, MuxConnection], Awaitable[None]]
 
 def run(scenario: Scenario) -> None:
     async def main() -> None:
-        accepted: asyncio.Future[MuxConnection] = asyncio.get_running_loop().create_future()
-
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            accepted.set_result(MuxConnection(reader, writer, client_side=False))
-
-        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+        accepted: asyncio.Future[MuxConnection] = loop.create_future()
+        server = await loop.create_server(
+            lambda: MuxConnection(client_side=False, on_connected=accepted.set_result), "127.0.0.1", 0
+        )
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        client = MuxConnection(reader, writer, client_side=True)
+        client = await MuxConnection.connect("127.0.0.1", port)
         server_side = await asyncio.wait_for(accepted, 5)
         try:
             await asyncio.wait_for(scenario(client, server_side), 30)
@@ -135,9 +134,63 @@ def test_go_away_wakes_every_waiter() -> None:
 
 def test_garbage_ends_the_connection_with_a_go_away() -> None:
     async def scenario(client: MuxConnection, server: MuxConnection) -> None:
-        client._writer.write(b"\xff" * 64)  # not muxado
+        assert client.transport is not None
+        client.transport.write(b"\xff" * 64)  # not muxado
         await asyncio.wait_for(server.done.wait(), 5)
         await asyncio.wait_for(client.done.wait(), 5)
         assert "unknown frame type" in server.close_reason or "frame of" in server.close_reason
+
+    run(scenario)
+
+
+def test_forward_to_a_slow_socket_holds_back_credit_then_delivers_everything() -> None:
+    """forward_to() writes from the receive callback; credit returns only as the socket takes it."""
+    size = 16 * mux.WINDOW
+    payload = hashlib.sha256(b"forward").digest() * (size // 32)
+
+    async def scenario(client: MuxConnection, server: MuxConnection) -> None:
+        connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connected.set_result((reader, writer))
+
+        # Small kernel buffers, so the sink fills up well before the payload is through.
+        listening = socket.socket()
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        listening.bind(("127.0.0.1", 0))
+        sink_server = await asyncio.start_server(on_connect, sock=listening)
+        sending_socket = socket.socket()
+        sending_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        sending_socket.connect(listening.getsockname())
+        _, sink = await asyncio.open_connection(sock=sending_socket)
+        slow_reader, slow_writer = await connected
+        slow_reader._transport.pause_reading()  # type: ignore[attr-defined]
+
+        stream = client.open_stream()
+        await stream.write(b"")  # the SYN alone: forwarding starts before any data arrives
+        incoming = await server.accept_stream()
+        assert incoming is not None
+        forwarding = asyncio.create_task(incoming.forward_to(sink))
+        await asyncio.sleep(0)
+
+        async def send() -> None:
+            await stream.write(payload)
+            await stream.write_eof()
+
+        sending = asyncio.create_task(send())
+        await asyncio.sleep(0.5)
+        # Stalled: the sender is stuck on the window while the sink is not read.
+        assert not sending.done() and not forwarding.done()
+        assert client.protocol.send_window(stream.stream_id) == 0
+        slow_reader._transport.resume_reading()  # type: ignore[attr-defined]
+        received = await asyncio.wait_for(slow_reader.readexactly(size), 20)
+        await sending
+        await asyncio.wait_for(forwarding, 5)
+        assert received == payload
+        for writer in (sink, slow_writer):
+            writer.close()
+        sink_server.close()
 
     run(scenario)

@@ -111,7 +111,7 @@ class _PendingData:
     """DATA payloads being gathered into one :class:`DataReceived` (internal)."""
 
     stream_id: int
-    parts: list[bytes | bytearray]
+    parts: list[memoryview]
 
 
 Event = (
@@ -151,7 +151,8 @@ class Connection:
     closed: bool = False
     _next_local_id: int = 0
     _last_remote_id: int = 0
-    _in: bytearray = field(default_factory=bytearray)
+    _in: bytearray = field(default_factory=bytearray)  # a partial frame, held until complete
+    _held: bytes = b""
     _out: list[bytes] = field(default_factory=list)
     remote_going_away: bool = False
 
@@ -167,42 +168,21 @@ class Connection:
         """Process received bytes; the events they carry, in order."""
         if self.closed:
             return []
-        if self._in:
-            self._in += data
-            buffer: bytes | bytearray = self._in
-        else:
-            buffer = data  # the common case: parse the received bytes without copying them
         events: list[Event | _PendingData] = []
-        position = 0
         try:
-            while len(buffer) - position >= HEADER.size:
-                word, stream_id = HEADER.unpack_from(buffer, position)
-                length, kind, flags = word >> 8, (word >> 4) & 0xF, word & 0xF
-                stream_id &= 0x7FFFFFFF
-                if length > self.max_payload:
-                    raise ProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
-                end = position + HEADER.size + length
-                if len(buffer) < end:
-                    break
-                start, position = position + HEADER.size, end
-                if kind == FrameType.DATA and not flags and length:
-                    # The hot path: plain DATA. Runs of it for one stream become one event,
-                    # as agents send 8 KiB frames and each event costs far more than a byte.
-                    stream = self.streams.get(stream_id)
-                    if stream is not None and not stream.remote_ended and length <= stream.receive_window:
-                        stream.receive_window -= length
-                        last = events[-1] if events else None
-                        if isinstance(last, _PendingData) and last.stream_id == stream_id:
-                            last.parts.append(buffer[start:end])
-                        else:
-                            events.append(_PendingData(stream_id, [buffer[start:end]]))
-                        continue
-                self._frame(kind, flags, stream_id, bytes(buffer[start:end]), events)
-            # Keep only the unparsed tail, shifted once per call rather than once per frame.
-            if buffer is self._in:
-                del self._in[:position]
-            else:
-                self._in = bytearray(buffer[position:])
+            position = 0
+            if self._in:
+                # Complete the one partial frame held back, borrowing from ``data``; the rest
+                # of ``data`` is then parsed in place rather than appended to a buffer.
+                position = self._complete_held_frame(data)
+                if self._in:
+                    return []
+                self._parse(self._held, 0, events)
+                self._held = b""
+            position = self._parse(data, position, events)
+            if position < len(data):
+                self._in += memoryview(data)[position:]
+                self._check_held_header()
         except ProtocolError as error:
             self.go_away(error.code, str(error))
             self._in.clear()
@@ -210,6 +190,64 @@ class Connection:
         return [
             DataReceived(e.stream_id, b"".join(e.parts)) if isinstance(e, _PendingData) else e for e in events
         ]
+
+    def _check_held_header(self) -> None:
+        """Refuse an oversized frame as soon as its header is in, not once it is complete."""
+        if len(self._in) >= HEADER.size:
+            length = self._in[0] << 16 | self._in[1] << 8 | self._in[2]
+            if length > self.max_payload:
+                raise ProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
+
+    def _complete_held_frame(self, data: bytes) -> int:
+        """Move bytes from ``data`` into the held partial frame; how many were taken.
+
+        When the frame is complete it moves to ``_held`` and ``_in`` is left empty.
+        """
+        taken = 0
+        if len(self._in) < HEADER.size:
+            taken = min(HEADER.size - len(self._in), len(data))
+            self._in += data[:taken]
+            if len(self._in) < HEADER.size:
+                return taken
+            self._check_held_header()
+        size = HEADER.size + (self._in[0] << 16 | self._in[1] << 8 | self._in[2])
+        more = min(size - len(self._in), len(data) - taken)
+        self._in += memoryview(data)[taken : taken + more]
+        taken += more
+        if len(self._in) == size:
+            self._held = bytes(self._in)
+            self._in.clear()
+        return taken
+
+    def _parse(self, buffer: bytes, position: int, events: list[Event | _PendingData]) -> int:
+        """Handle every complete frame in ``buffer`` from ``position``; where the rest starts."""
+        view = memoryview(buffer)
+        size = len(buffer)
+        while size - position >= HEADER.size:
+            word, stream_id = HEADER.unpack_from(buffer, position)
+            length, kind, flags = word >> 8, (word >> 4) & 0xF, word & 0xF
+            stream_id &= 0x7FFFFFFF
+            if length > self.max_payload:
+                raise ProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
+            end = position + HEADER.size + length
+            if size < end:
+                break
+            start, position = position + HEADER.size, end
+            if kind == FrameType.DATA and not flags and length:
+                # The hot path: plain DATA. Runs of it for one stream become one event,
+                # as agents send 8 KiB frames and each event costs far more than a byte;
+                # the payloads are views, copied once when the run is joined.
+                stream = self.streams.get(stream_id)
+                if stream is not None and not stream.remote_ended and length <= stream.receive_window:
+                    stream.receive_window -= length
+                    last = events[-1] if events else None
+                    if isinstance(last, _PendingData) and last.stream_id == stream_id:
+                        last.parts.append(view[start:end])
+                    else:
+                        events.append(_PendingData(stream_id, [view[start:end]]))
+                    continue
+            self._frame(kind, flags, stream_id, bytes(view[start:end]), events)
+        return position
 
     def _frame(
         self, kind: int, flags: int, stream_id: int, payload: bytes, events: list[Event | _PendingData]

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from burrow.domain.tunnels import Registry, Tunnel
 
@@ -51,8 +51,12 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
+class _HasExtraInfo(Protocol):
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+
+def _peer(connection: _HasExtraInfo) -> str:
+    peer = connection.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
         return f"{host}:{peer[1]}"
@@ -72,9 +76,7 @@ async def splice(
         await stream.write_eof()
 
     async def downstream() -> None:
-        while data := await stream.read():
-            writer.write(data)
-            await writer.drain()
+        await stream.forward_to(writer)
         if writer.can_write_eof():
             writer.write_eof()
 

@@ -47,7 +47,15 @@ class Edge:
 
     async def start(self) -> None:
         host, port = self.config.agent_addr
-        self._servers.append(await asyncio.start_server(self._serve_agent, host, port, ssl=self.tls))
+        loop = asyncio.get_running_loop()
+        self._servers.append(
+            await loop.create_server(
+                lambda: MuxConnection(client_side=False, on_connected=self._agent_connected),
+                host,
+                port,
+                ssl=self.tls,
+            )
+        )
         if self.config.http_addr:
             h, p = self.config.http_addr
             self._servers.append(await asyncio.start_server(self.public.http_handler(), h, p))
@@ -75,12 +83,13 @@ class Edge:
 
     # Agents ---------------------------------------------------------------------------
 
-    async def _serve_agent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._agent_tasks.add(task)
-        connection = MuxConnection(reader, writer, client_side=False)
-        agent = AgentSession(connection, self.control, _peer(writer))
+    def _agent_connected(self, connection: MuxConnection) -> None:
+        task = asyncio.create_task(self._serve_agent(connection))
+        self._agent_tasks.add(task)
+        task.add_done_callback(self._agent_tasks.discard)
+
+    async def _serve_agent(self, connection: MuxConnection) -> None:
+        agent = AgentSession(connection, self.control, _peer(connection))
         waiter = asyncio.create_task(self._register_when_authenticated(agent))
         try:
             await agent.run()
@@ -94,8 +103,6 @@ class Edge:
                     "agent session ended",
                     extra={"fields": {"session": agent.session_id, "reason": connection.close_reason}},
                 )
-            if task is not None:
-                self._agent_tasks.discard(task)
 
     async def _register_when_authenticated(self, agent: AgentSession) -> None:
         await agent.auth_done.wait()
