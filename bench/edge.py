@@ -115,18 +115,44 @@ AGENT = textwrap.dedent(
 )
 
 
-def download_rate(curl: str, url: str, host: str | None) -> float:
-    """Bytes per second for the whole 256 MiB, best of three."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steal_fraction(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor took from this VM between two /proc/stat samples."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return spent[7] / max(1, sum(spent))
+
+
+def cpu_totals() -> list[int]:
+    return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def download_rate(
+    curl: str, url: str, host: str | None, pids: dict[str, int]
+) -> tuple[float, dict[str, float], float]:
+    """Bytes per second (best of three); CPU seconds per GiB of each process; steal share."""
     command = [curl, "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url]
     if host:
         command[1:1] = ["-H", f"Host: {host}"]
     best = 0.0
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    children, stat = os.times(), cpu_totals()
     for _ in range(3):
         speed, size = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
         if int(float(size)) != DOWNLOAD:
             raise RuntimeError(f"{url}: got {size} bytes")
         best = max(best, float(speed))
-    return best
+    after, steal = os.times(), steal_fraction(stat, cpu_totals())
+    gib = 3 * DOWNLOAD / 2**30
+    costs = {name: (cpu_seconds(pid) - before[name]) / gib for name, pid in pids.items()}
+    costs["curl"] = (
+        after.children_user - children.children_user + after.children_system - children.children_system
+    ) / gib
+    return best, costs, steal
 
 
 def request_rate(url: str, host: str | None) -> tuple[float, float, float]:
@@ -212,9 +238,14 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, float]:
             request_rate(f"{direct}/", None),
             request_rate(f"{tunnel}/", HOST),
         )
+        pids = {"service": processes[0].pid, "burrow": processes[1].pid, "agent": agent.pid}
+        download_direct, _, steal_direct = download_rate(curl, f"{direct}/bytes/{DOWNLOAD}", None, pids)
+        download_tunnel, costs, steal_tunnel = download_rate(curl, f"{tunnel}/bytes/{DOWNLOAD}", HOST, pids)
         return {
-            "download_direct": download_rate(curl, f"{direct}/bytes/{DOWNLOAD}", None),
-            "download_tunnel": download_rate(curl, f"{tunnel}/bytes/{DOWNLOAD}", HOST),
+            "download_direct": download_direct,
+            "download_tunnel": download_tunnel,
+            "steal": max(steal_direct, steal_tunnel),
+            **{f"cost_{name}": cost for name, cost in costs.items()},
             "small_direct": small_direct[0],
             "small_direct_p50": small_direct[1],
             "small_direct_p99": small_direct[2],
@@ -251,6 +282,18 @@ def main() -> None:
                 f"  (a) 256 MiB download: direct {r['download_direct'] / 2**20:7.1f} MiB/s, "
                 f"tunnel {r['download_tunnel'] / 2**20:7.1f} MiB/s, "
                 f"ratio {r['download_tunnel'] / r['download_direct']:.2f} (target >= 0.5)"
+            )
+            others = r["cost_service"] + r["cost_agent"] + r["cost_curl"]
+            ceiling = (os.cpu_count() or 1) / others * 2**30
+            print(
+                "      CPU per GiB through the tunnel (core-seconds): "
+                f"burrow {r['cost_burrow']:.2f}, agent {r['cost_agent']:.2f}, "
+                f"service {r['cost_service']:.2f}, curl {r['cost_curl']:.2f}; "
+                f"hypervisor steal during the downloads {r['steal']:.0%}"
+            )
+            print(
+                f"      ceiling if Burrow cost nothing ({os.cpu_count()} cores / the others' CPU per GiB): "
+                f"{ceiling / 2**20:.0f} MiB/s, ratio {ceiling / r['download_direct']:.2f}"
             )
             print(
                 f"  (b) small requests: direct {r['small_direct']:7.0f} req/s "

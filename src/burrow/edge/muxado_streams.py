@@ -11,34 +11,59 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import socket
 import ssl as ssl_module
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from . import muxado_protocol as mux
 
 
-def _quickack(sock: Any) -> Callable[[], None]:
+class _QuickAck:
     """Re-arm TCP_QUICKACK after each read, where the platform has it.
 
     Agents may not disable Nagle's algorithm, so a small frame they write after another
     waits for our ACK; Linux delays ACKs up to 40 ms. Acking at once removes that stall
     from every small request. The option is not sticky, hence once per read.
     """
-    option = getattr(socket, "TCP_QUICKACK", None)
-    if sock is None or option is None:
-        return lambda: None
 
-    def arm() -> None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        option: int | None = getattr(socket, "TCP_QUICKACK", None)
+        self._option = option or 0
+        self._socket: socket.socket | None = None
+        raw = transport.get_extra_info("socket")
+        if option is not None and raw is not None:
+            # Our own handle on the socket: uvloop's socket wrapper makes a new socket
+            # object (and system calls) for every setsockopt. The duplicate descriptor
+            # keeps the socket open, so close() must follow the transport's close.
+            with contextlib.suppress(OSError, AttributeError):
+                self._socket = socket.socket(fileno=os.dup(raw.fileno()))
 
-    return arm
+    def arm(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.setsockopt(socket.IPPROTO_TCP, self._option, 1)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 class StreamReset(ConnectionError):
     pass
+
+
+class Writer(Protocol):
+    """Where :meth:`MuxStream.forward_to` writes: an ``asyncio.StreamWriter`` or alike."""
+
+    @property
+    def transport(self) -> asyncio.WriteTransport: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
 
 
 class MuxStream:
@@ -52,10 +77,12 @@ class MuxStream:
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         # forward_to(): received data goes straight to this writer, without a task switch.
-        self._sink: asyncio.StreamWriter | None = None
+        self._sink: Writer | None = None
         self._sink_done: asyncio.Future[None] | None = None
         self._sink_unacknowledged = 0
         self._sink_draining = False
+        # Called when the peer returns window credit (see send_nowait).
+        self.on_writable: Callable[[], None] | None = None
 
     # Reading ------------------------------------------------------------------------
 
@@ -80,7 +107,7 @@ class MuxStream:
         if self._sink_done is not None and not self._sink_done.done():
             self._sink_done.set_exception(StreamReset(f"stream {self.stream_id} reset (code {code})"))
 
-    async def forward_to(self, writer: asyncio.StreamWriter) -> None:
+    async def forward_to(self, writer: Writer) -> None:
         """Write everything received to ``writer`` until the peer ends the stream.
 
         Data is written from the connection's receive callback, and window credit goes
@@ -117,7 +144,7 @@ class MuxStream:
             self._sink_draining = True
             asyncio.get_running_loop().create_task(self._drain_sink(self._sink))
 
-    async def _drain_sink(self, writer: asyncio.StreamWriter) -> None:
+    async def _drain_sink(self, writer: Writer) -> None:
         try:
             await writer.drain()
         except Exception as error:
@@ -201,6 +228,33 @@ class MuxStream:
                 await self._writable.wait()
         await connection._drain()
 
+    def send_nowait(self, data: bytes) -> int:
+        """Queue as much of ``data`` as the window allows, without waiting; how much was taken.
+
+        For callers driven by callbacks: when it takes less than all, wait for
+        :attr:`on_writable`. :attr:`MuxConnection.writing_paused` says whether the
+        connection's own transport wants them to slow down.
+        """
+        if self._reset is not None:
+            raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
+        connection = self.connection
+        if connection.closed:
+            raise ConnectionResetError("the muxado connection is closed")
+        window = connection.protocol.send_window(self.stream_id)
+        try:
+            taken = connection.protocol.send_data(
+                self.stream_id, data[:window] if window < len(data) else data
+            )
+        except mux.ProtocolError as error:
+            raise ConnectionResetError(str(error)) from None
+        connection._flush()
+        return taken
+
+    def end_nowait(self) -> None:
+        """Half-close (FIN) without waiting for the transport."""
+        self.connection.protocol.end_stream(self.stream_id)
+        self.connection._flush()
+
     async def write_eof(self) -> None:
         self.connection.protocol.end_stream(self.stream_id)
         self.connection._flush()
@@ -247,9 +301,10 @@ class MuxConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
         self._on_connected = on_connected
-        self._quickack: Callable[[], None] = lambda: None
+        self._quickack: _QuickAck | None = None
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._when_writable: list[Callable[[], None]] = []
         self._lost: asyncio.Future[None] = self._loop.create_future()
 
     @classmethod
@@ -300,14 +355,15 @@ class MuxConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's TLS transport is no subclass
-        self._quickack = _quickack(transport.get_extra_info("socket"))
+        self._quickack = _QuickAck(transport)
         if self._on_connected is not None:
             self._on_connected(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self._quickack()
+        if self._quickack is not None:
+            self._quickack.arm()
         for event in self.protocol.receive_data(data):
             self._dispatch(event)
         if self.protocol.closed:  # the peer broke the protocol: GOAWAY, then hang up
@@ -316,13 +372,15 @@ class MuxConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
         else:
-            self._flush()
+            self._write_out()  # credit and replies queued while dispatching leave now
 
     def eof_received(self) -> bool | None:
         self._shutdown("peer closed the connection")
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._quickack is not None:
+            self._quickack.close()
         self._shutdown(str(exc) if exc else "peer closed the connection")
         if not self._lost.done():
             self._lost.set_result(None)
@@ -337,6 +395,21 @@ class MuxConnection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        callbacks, self._when_writable = self._when_writable, []
+        for callback in callbacks:
+            callback()
+
+    @property
+    def writing_paused(self) -> bool:
+        """The transport's buffer is over its high-water mark: callers should hold off."""
+        return self._paused and not self._lost.done()
+
+    def call_when_writable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transport's buffer drains (or the connection ends)."""
+        if self.writing_paused:
+            self._when_writable.append(callback)
+        else:
+            self._loop.call_soon(callback)
 
     # Internals ----------------------------------------------------------------------
 
@@ -396,6 +469,8 @@ class MuxConnection(asyncio.Protocol):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 stream._writable.set()
+                if stream.on_writable is not None:
+                    stream.on_writable()
         elif isinstance(event, mux.GoAwayReceived):
             self.close_reason = event.message.decode(errors="replace")
         elif isinstance(event, mux.ConnectionTerminated):

@@ -2,6 +2,8 @@
 
 Each accepted connection is matched to a tunnel, then spliced onto a new proxy stream to
 the agent holding it, bytes passing both ways with half-close until both sides are done.
+Connections are asyncio protocols: bytes move in the receive callbacks, without a task
+switch per chunk; a task runs only while routing and to follow the agent's direction.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from burrow.domain.tunnels import Registry, Tunnel
 
@@ -18,8 +20,10 @@ from .muxado_streams import MuxStream
 from .sniff import NEED_MORE, http_host, tls_server_name
 
 log = logging.getLogger("burrow.edge")
-CHUNK = 256 * 1024
 SNIFF_TIMEOUT = 10.0
+HTTP_SNIFF_LIMIT = 64 * 1024  # a request head longer than this gets a 400
+TLS_SNIFF_LIMIT = 16 * 1024 + 5  # one TLS record holds the ClientHello
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class ProxyOpener(Protocol):
@@ -63,52 +67,210 @@ def _peer(connection: _HasExtraInfo) -> str:
     return "unknown:0"
 
 
-async def splice(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: MuxStream, first: bytes
-) -> None:
-    """Carry bytes both ways until both directions have ended."""
+class PublicConnection(asyncio.Protocol):
+    """One public connection: its name sniffed (Host or SNI; TCP goes by port), then spliced
+    onto a proxy stream to the agent, bytes passing both ways with half-close.
 
-    async def upstream() -> None:
-        if first:
-            await stream.write(first)
-        while data := await reader.read(CHUNK):
-            await stream.write(data)
-        await stream.write_eof()
+    Bytes from the client go onto the stream from the receive callback, as far as the
+    stream's window allows; beyond that, reading pauses until the agent returns credit.
+    Bytes from the agent come through :meth:`MuxStream.forward_to`, which writes to this
+    object as to a stream writer.
+    """
 
-    async def downstream() -> None:
-        await stream.forward_to(writer)
-        if writer.can_write_eof():
-            writer.write_eof()
+    def __init__(self, listeners: PublicListeners, kind: str, port: int = 0) -> None:
+        self.listeners = listeners
+        self.kind = kind  # "http", "tls" or "tcp"
+        self.port = port
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self.stream: MuxStream | None = None
+        self._buffer = bytearray()  # sniffed, or received while the route was being found
+        self._pending = bytearray()  # received, waiting for window credit
+        self._client_ended = False
+        self._upstream_done = False
+        self._lost = False
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._upstream_finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
-    try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                for other in pending:
-                    other.cancel()
-                break
-        await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for task in tasks:
-            task.cancel()
-        stream.close()
+    # asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.listeners._connections.add(self)
+        if self.kind == "tcp":
+            self._start_route(None)
+        else:
+            self._timer = asyncio.get_running_loop().call_later(SNIFF_TIMEOUT, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.stream is not None:
+            self._send(data)
+            return
+        self._buffer += data
+        if self._task is not None:
+            return  # the route is being found; these bytes follow the sniffed ones
+        if self.kind == "http":
+            name = http_host(bytes(self._buffer))
+            limit = HTTP_SNIFF_LIMIT
+        else:
+            name = tls_server_name(bytes(self._buffer))
+            limit = TLS_SNIFF_LIMIT
+        if name == NEED_MORE and len(self._buffer) <= limit:
+            return
+        self._start_route(None if name == NEED_MORE else name)
+
+    def eof_received(self) -> bool:
+        self._client_ended = True
+        if self.stream is None and self._task is None:
+            self.transport.close()  # ended before saying where it was going
+        else:
+            self._end_upstream_if_sent()
+        return True  # keep our side open for the answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.listeners._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self.resume_writing()
+        if not self._upstream_finished.done():
+            self._upstream_finished.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # The writer forward_to() writes to ------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("the public connection is closed")
+        if self._write_paused:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+            if self._lost:
+                raise ConnectionResetError("the public connection is closed")
+
+    # Client -> agent ------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        assert self.stream is not None
+        if self._pending:
+            self._pending += data
+            return
+        try:
+            taken = self.stream.send_nowait(data)
+        except ConnectionError:
+            self.transport.abort()
+            return
+        if taken < len(data):
+            self._pending += memoryview(data)[taken:]
+            self.transport.pause_reading()
+        elif self.stream.connection.writing_paused:
+            self.transport.pause_reading()
+            self.stream.connection.call_when_writable(self._resume_upstream)
+
+    def _resume_upstream(self) -> None:
+        """The agent returned credit (or its connection drained): send what waits, read on."""
+        stream = self.stream
+        if stream is None or self._lost:
+            return
+        if self._pending:
+            try:
+                taken = stream.send_nowait(bytes(self._pending))
+            except ConnectionError:
+                self.transport.abort()
+                return
+            del self._pending[:taken]
+        if not self._pending:
+            if self._client_ended:
+                self._end_upstream_if_sent()
+            elif not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _end_upstream_if_sent(self) -> None:
+        if self.stream is None or self._pending or self._upstream_done:
+            return
+        self._upstream_done = True
         with contextlib.suppress(Exception):
-            writer.close()
+            self.stream.end_nowait()
+        if not self._upstream_finished.done():
+            self._upstream_finished.set_result(None)
 
+    # Routing and the agent -> client direction ---------------------------------------
 
-async def _sniff(
-    reader: asyncio.StreamReader, parse: Callable[[bytes], str | None], limit: int
-) -> tuple[str | None, bytes]:
-    buffer = b""
-    while True:
-        chunk = await asyncio.wait_for(reader.read(limit), SNIFF_TIMEOUT)
-        if not chunk:
-            return None, buffer
-        buffer += chunk
-        name = parse(buffer)
-        if name != NEED_MORE:
-            return name, buffer
+    def _start_route(self, name: str | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.transport.pause_reading()
+        self._task = asyncio.get_running_loop().create_task(self._run(name))
+
+    async def _run(self, name: str | None) -> None:
+        stream: MuxStream | None = None
+        try:
+            stream = await self._open(name)
+            if stream is None:
+                return
+            self.stream = stream
+            stream.on_writable = self._resume_upstream
+            first, self._buffer = bytes(self._buffer), bytearray()
+            if first:
+                self._send(first)
+            if not self._pending:
+                if self._client_ended:
+                    self._end_upstream_if_sent()
+                else:
+                    self.transport.resume_reading()
+            await stream.forward_to(self)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            await self._upstream_finished  # both directions are done
+        except (ConnectionError, asyncio.CancelledError):
+            if stream is not None and not self._upstream_done:
+                stream.reset()
+                stream = None
+        finally:
+            if stream is not None:
+                stream.close()
+            self.transport.close()
+
+    async def _open(self, name: str | None) -> MuxStream | None:
+        """The proxy stream for this connection, or None after answering why not."""
+        registry = self.listeners.registry
+        if self.kind == "http":
+            if name is None:
+                if self._buffer:
+                    self.transport.write(BAD_REQUEST)
+                return None
+            tunnel = registry.http_tunnel(name)
+            if tunnel is None and name in self.listeners.label_routes:
+                tunnel = registry.labeled_tunnel(self.listeners.label_routes[name])
+        elif self.kind == "tls":
+            tunnel = registry.tls_tunnel(name) if name else None
+        else:
+            tunnel = registry.tcp_tunnel(self.port)
+        stream = await self.listeners.open_proxy(tunnel, _peer(self.transport), self.kind) if tunnel else None
+        if stream is None and self.kind == "http":
+            # A tunnel that cannot take one more connection is busy, not missing.
+            self.transport.write(not_found_page(str(name)) if tunnel is None else BUSY_PAGE)
+        if stream is not None and self._lost:
+            stream.reset()
+            return None
+        return stream
 
 
 class PublicListeners:
@@ -118,70 +280,22 @@ class PublicListeners:
         self.registry = registry
         self.open_proxy = open_proxy
         self.label_routes = {host.lower(): labels for host, labels in label_routes.items()}
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: set[PublicConnection] = set()
 
-    def _track(
-        self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                self._connections.add(task)
-            try:
-                await handler(reader, writer)
-            except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                if task is not None:
-                    self._connections.discard(task)
-                with contextlib.suppress(Exception):
-                    writer.close()
+    def http_protocol(self) -> PublicConnection:
+        return PublicConnection(self, "http")
 
-        return tracked
+    def tls_protocol(self) -> PublicConnection:
+        return PublicConnection(self, "tls")
 
-    async def handle_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, first = await _sniff(reader, lambda data: http_host(data), 64 * 1024)
-        if host is None:
-            if first:
-                writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            return
-        tunnel = self.registry.http_tunnel(host)
-        if tunnel is None and host in self.label_routes:
-            tunnel = self.registry.labeled_tunnel(self.label_routes[host])
-        stream = await self.open_proxy(tunnel, _peer(writer), "http") if tunnel else None
-        if stream is None:
-            # A tunnel that cannot take one more connection is busy, not missing.
-            writer.write(not_found_page(host) if tunnel is None else BUSY_PAGE)
-            await writer.drain()
-            return
-        await splice(reader, writer, stream, first)
-
-    async def handle_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        name, first = await _sniff(reader, tls_server_name, 16 * 1024 + 5)
-        tunnel = self.registry.tls_tunnel(name) if name else None
-        stream = await self.open_proxy(tunnel, _peer(writer), "tls") if tunnel else None
-        if stream is None:
-            return  # no tunnel: close, as a TLS client expects nothing else from us
-        await splice(reader, writer, stream, first)
-
-    def tcp_handler(
-        self, port: int
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            tunnel = self.registry.tcp_tunnel(port)
-            stream = await self.open_proxy(tunnel, _peer(writer), "tcp") if tunnel else None
-            if stream is not None:
-                await splice(reader, writer, stream, b"")
-
-        return self._track(handle)
-
-    def http_handler(self) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        return self._track(self.handle_http)
-
-    def tls_handler(self) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        return self._track(self.handle_tls)
+    def tcp_protocol(self, port: int) -> Callable[[], PublicConnection]:
+        return lambda: PublicConnection(self, "tcp", port)
 
     async def close_all(self) -> None:
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        tasks = []
+        for connection in list(self._connections):
+            connection.transport.abort()
+            if connection._task is not None:
+                connection._task.cancel()
+                tasks.append(connection._task)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -58,14 +58,14 @@ class Edge:
         )
         if self.config.http_addr:
             h, p = self.config.http_addr
-            self._servers.append(await asyncio.start_server(self.public.http_handler(), h, p))
+            self._servers.append(await loop.create_server(self.public.http_protocol, h, p))
         if self.config.tls_addr:
             h, p = self.config.tls_addr
-            self._servers.append(await asyncio.start_server(self.public.tls_handler(), h, p))
+            self._servers.append(await loop.create_server(self.public.tls_protocol, h, p))
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
             self._servers.append(
-                await asyncio.start_server(self.public.tcp_handler(tcp_port), settings.tcp_host, tcp_port)
+                await loop.create_server(self.public.tcp_protocol(tcp_port), settings.tcp_host, tcp_port)
             )
         self._watcher = asyncio.create_task(self._watch_revocations())
 
