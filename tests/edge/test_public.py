@@ -1,0 +1,94 @@
+"""The public listeners' edges: what clients that misbehave, hang up or half-close get."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.edge.conftest import Agent
+from tests.edge.test_sdk import credential, public_get
+from tests.harness import BurrowServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurrowServer]:
+    server = BurrowServer(tmp_path_factory.mktemp("public") / "data").start()
+    yield server
+    server.stop()
+
+
+def address(addr: str) -> tuple[str, int]:
+    host, port = addr.rsplit(":", 1)
+    return host, int(port)
+
+
+def exchange(addr: str, data: bytes, half_close: bool = False) -> bytes:
+    """Send ``data`` (then our FIN, if asked), and read until the server closes."""
+    with socket.create_connection(address(addr), timeout=10) as connection:
+        connection.sendall(data)
+        if half_close:
+            connection.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+        return received
+
+
+def test_a_request_without_a_host_gets_400(server: BurrowServer) -> None:
+    assert exchange(server.http_addr, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+
+
+def test_an_endless_request_head_gets_400(server: BurrowServer) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: a.example\r\n" + b"X-Padding: " + b"p" * (70 * 1024)
+    assert exchange(server.http_addr, head).startswith(b"HTTP/1.1 400 ")
+
+
+def test_an_unknown_host_gets_the_404_page(server: BurrowServer) -> None:
+    answer = exchange(server.http_addr, b"GET / HTTP/1.1\r\nHost: nobody.example\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ") and b"ERR_NGROK_3200" in answer
+    assert b"nobody.example" in answer
+
+
+def test_a_client_that_leaves_mid_head_is_just_closed(server: BurrowServer) -> None:
+    assert exchange(server.http_addr, b"GET / HTTP/1.1\r\nHo", half_close=True) == b""
+    assert public_get(server, "nobody.example").status_code == 404  # still serving
+
+
+def test_an_unknown_tls_name_is_closed_without_an_answer(server: BurrowServer) -> None:
+    context = ssl.create_default_context()
+    with socket.create_connection(address(server.tls_addr), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            context.wrap_socket(raw, server_hostname="nobody.burrow.localhost")
+
+
+def test_half_closed_request_still_gets_its_answer(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    token = credential(server, [])["token"]
+    start_agent(server, token, [{"name": "web", "kind": "http", "domain": "half.burrow.localhost"}])
+    answer = exchange(
+        server.http_addr,
+        b"GET /half HTTP/1.1\r\nHost: half.burrow.localhost\r\nConnection: close\r\n\r\n",
+        half_close=True,
+    )
+    assert answer.startswith(b"HTTP/1.") and b" 200 " in answer.split(b"\r\n", 1)[0]
+    assert b'"path": "/half"' in answer or b'"path":"/half"' in answer
+
+
+def test_tcp_echo_after_our_fin_and_a_client_that_vanishes(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    token = credential(server, [])["token"]
+    start_agent(server, token, [{"name": "tcp", "kind": "tcp"}])
+    tcp = f"127.0.0.1:{server.tcp_port}"
+    payload = bytes(range(256)) * 4096  # 1 MiB: more than a window, sent before our FIN
+    assert exchange(tcp, payload, half_close=True) == payload
+    # A client that sends a lot and disappears without reading leaves nothing behind.
+    for _ in range(5):
+        with socket.create_connection(address(tcp), timeout=10) as connection:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            connection.sendall(payload)
+    assert exchange(tcp, b"still there", half_close=True) == b"still there"
