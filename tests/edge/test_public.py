@@ -59,9 +59,11 @@ def test_a_client_that_leaves_mid_head_is_just_closed(server: BurrowServer) -> N
 
 def test_an_unknown_tls_name_is_closed_without_an_answer(server: BurrowServer) -> None:
     context = ssl.create_default_context()
-    with socket.create_connection(address(server.tls_addr), timeout=10) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            context.wrap_socket(raw, server_hostname="nobody.burrow.localhost")
+    with (
+        socket.create_connection(address(server.tls_addr), timeout=10) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError, OSError)),
+    ):
+        context.wrap_socket(raw, server_hostname="nobody.burrow.localhost")
 
 
 def test_half_closed_request_still_gets_its_answer(
