@@ -155,9 +155,22 @@ def download_rate(
     return best, costs, steal
 
 
-def request_rate(url: str, host: str | None) -> tuple[float, float, float]:
+def request_rate(
+    url: str, host: str | None, pids: dict[str, int]
+) -> tuple[float, float, float, dict[str, float]]:
+    """Requests per second, p50 and p99 in ms, and each process's CPU microseconds per request."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    children = os.times()
     figures = run_wrk(url, DURATION, {"Host": host} if host else None)
-    return figures["rps"], figures["p50_ms"], figures["p99_ms"]
+    after = os.times()
+    requests = figures["rps"] * float(DURATION.rstrip("s"))
+    costs = {name: (cpu_seconds(pid) - before[name]) * 1e6 / requests for name, pid in pids.items()}
+    costs["wrk"] = (
+        (after.children_user - children.children_user + after.children_system - children.children_system)
+        * 1e6
+        / requests
+    )
+    return figures["rps"], figures["p50_ms"], figures["p99_ms"], costs
 
 
 def measure(curl: str, service_source: str, work: Path) -> dict[str, float]:
@@ -234,11 +247,11 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, float]:
         assert agent.stdout is not None
         agent.stdout.readline()
         direct, tunnel = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{http_port}"
-        small_direct, small_tunnel = (
-            request_rate(f"{direct}/", None),
-            request_rate(f"{tunnel}/", HOST),
-        )
         pids = {"service": processes[0].pid, "burrow": processes[1].pid, "agent": agent.pid}
+        small_direct, small_tunnel = (
+            request_rate(f"{direct}/", None, pids),
+            request_rate(f"{tunnel}/", HOST, pids),
+        )
         download_direct, _, steal_direct = download_rate(curl, f"{direct}/bytes/{DOWNLOAD}", None, pids)
         download_tunnel, costs, steal_tunnel = download_rate(curl, f"{tunnel}/bytes/{DOWNLOAD}", HOST, pids)
         return {
@@ -246,6 +259,7 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, float]:
             "download_tunnel": download_tunnel,
             "steal": max(steal_direct, steal_tunnel),
             **{f"cost_{name}": cost for name, cost in costs.items()},
+            **{f"request_{name}": cost for name, cost in small_tunnel[3].items()},
             "small_direct": small_direct[0],
             "small_direct_p50": small_direct[1],
             "small_direct_p99": small_direct[2],
@@ -301,6 +315,14 @@ def main() -> None:
                 f"tunnel {r['small_tunnel']:7.0f} req/s "
                 f"(p50 {r['small_tunnel_p50']:.2f} ms, p99 {r['small_tunnel_p99']:.2f} ms), "
                 f"ratio {r['small_tunnel'] / r['small_direct']:.2f} (target >= 0.3)"
+            )
+            others = r["request_service"] + r["request_agent"] + r["request_wrk"]
+            ceiling = (os.cpu_count() or 1) / others * 1e6
+            print(
+                "      CPU per tunneled request (microseconds): "
+                f"burrow {r['request_burrow']:.0f}, agent {r['request_agent']:.0f}, "
+                f"service {r['request_service']:.0f}, wrk {r['request_wrk']:.0f}; "
+                f"ceiling if Burrow cost nothing {ceiling:.0f} req/s, ratio {ceiling / r['small_direct']:.2f}"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
