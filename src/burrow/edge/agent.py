@@ -203,7 +203,11 @@ class AgentSession:
                 "PassthroughTLS": False,
             }
         ).encode()
-        await stream.write(struct.pack(">I", PROXY) + struct.pack("<q", len(header)) + header)
+        try:
+            await stream.write(struct.pack(">I", PROXY) + struct.pack("<q", len(header)) + header)
+        except BaseException:  # the client left (cancelled) or the agent did: drop the stream
+            stream.reset()
+            raise
         return stream
 
     async def send_command(self, kind: int, message: dict[str, Any], timeout: float = 2.0) -> None:

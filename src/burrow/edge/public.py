@@ -86,6 +86,8 @@ class PublicConnection(asyncio.Protocol):
         self._buffer = bytearray()  # sniffed, or received while the route was being found
         self._pending = bytearray()  # received, waiting for window credit
         self._client_ended = False
+        self._holding = False  # reading paused: routing, no window, or the agent connection is full
+        self._waiting = False  # for the agent connection to drain
         self._upstream_done = False
         self._lost = False
         self._task: asyncio.Task[None] | None = None
@@ -179,13 +181,13 @@ class PublicConnection(asyncio.Protocol):
             return
         if taken < len(data):
             self._pending += memoryview(data)[taken:]
-            self.transport.pause_reading()
+            self._hold()  # until the agent returns credit: on_writable
         elif self.stream.connection.writing_paused:
-            self.transport.pause_reading()
-            self.stream.connection.call_when_writable(self._resume_upstream)
+            self._hold()
+            self._wait_for_connection()
 
     def _resume_upstream(self) -> None:
-        """The agent returned credit (or its connection drained): send what waits, read on."""
+        """Credit came back (or the agent connection drained): send what waits, read on."""
         stream = self.stream
         if stream is None or self._lost:
             return
@@ -196,11 +198,30 @@ class PublicConnection(asyncio.Protocol):
                 self.transport.abort()
                 return
             del self._pending[:taken]
-        if not self._pending:
-            if self._client_ended:
-                self._end_upstream_if_sent()
-            elif not self.transport.is_closing():
-                self.transport.resume_reading()
+        if self._pending:
+            return
+        if self._client_ended:
+            self._end_upstream_if_sent()
+        elif stream.connection.writing_paused:
+            self._wait_for_connection()
+        elif self._holding and not self.transport.is_closing():
+            self._holding = False
+            self.transport.resume_reading()
+
+    def _hold(self) -> None:
+        if not self._holding:
+            self._holding = True
+            self.transport.pause_reading()
+
+    def _wait_for_connection(self) -> None:
+        if not self._waiting and self.stream is not None:
+            self._waiting = True
+
+            def ready() -> None:
+                self._waiting = False
+                self._resume_upstream()
+
+            self.stream.connection.call_when_writable(ready)
 
     def _end_upstream_if_sent(self) -> None:
         if self.stream is None or self._pending or self._upstream_done:
@@ -216,7 +237,7 @@ class PublicConnection(asyncio.Protocol):
     def _start_route(self, name: str | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self.transport.pause_reading()
+        self._hold()
         self._task = asyncio.get_running_loop().create_task(self._run(name))
 
     async def _run(self, name: str | None) -> None:
@@ -230,11 +251,7 @@ class PublicConnection(asyncio.Protocol):
             first, self._buffer = bytes(self._buffer), bytearray()
             if first:
                 self._send(first)
-            if not self._pending:
-                if self._client_ended:
-                    self._end_upstream_if_sent()
-                else:
-                    self.transport.resume_reading()
+            self._resume_upstream()
             await stream.forward_to(self)
             if self.transport.can_write_eof():
                 self.transport.write_eof()
