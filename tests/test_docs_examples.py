@@ -61,3 +61,25 @@ def test_no_other_doc_shows_commands_untested() -> None:
         if page != DOC:
             shown = re.findall(r"^```(sh|bash|console|python|yaml)$", page.read_text(), flags=re.M)
             assert not shown, f"{page.name} shows {shown}: run them in a test"
+
+
+def test_make_bench_runs() -> None:
+    """docs/benchmarks.md's `make bench`, with 1 s wrk runs: both benchmarks run and report.
+
+    Only that they run: the figures are judged in docs/benchmarks.md, never by a test.
+    """
+    result = subprocess.run(
+        ["make", "bench"],
+        cwd=DOC.parent.parent,
+        env={**os.environ, "BENCH_DURATION": "1s"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    api = re.search(r"authenticated GET / bare = (\d+\.\d+)", result.stdout)
+    assert api is not None and float(api.group(1)) > 0, result.stdout
+    ratios = re.findall(r"ratio (\d+\.\d+)", result.stdout)
+    assert len(ratios) == 4 * 2, result.stdout  # (a), (b) and their ceilings, for both services
+    assert all(float(ratio) > 0 for ratio in ratios)
+    assert result.stdout.count("(a) 256 MiB download") == 2
