@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from burrow.edge.agent import MAX_STREAMS_PER_AGENT
 from tests.edge.conftest import Agent
 from tests.edge.test_sdk import credential, public_get
 from tests.harness import BurrowServer
@@ -94,3 +96,35 @@ def test_tcp_echo_after_our_fin_and_a_client_that_vanishes(
             connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             connection.sendall(payload)
     assert exchange(tcp, b"still there", half_close=True) == b"still there"
+
+
+def test_past_the_stream_cap_a_connection_is_refused_and_the_session_lives(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    token = credential(server, [])["token"]
+    start_agent(server, token, [{"name": "tcp", "kind": "tcp"}])
+    tcp = address(f"127.0.0.1:{server.tcp_port}")
+    held: list[socket.socket] = []
+    try:
+        while True:
+            connection = socket.create_connection(tcp, timeout=10)
+            connection.sendall(b"x")
+            if connection.recv(1) != b"x":  # closed: the agent has no room for one more
+                connection.close()
+                break
+            held.append(connection)
+            assert len(held) < MAX_STREAMS_PER_AGENT
+        # The cap counts every stream to the agent; its heartbeat stream is one of them.
+        assert len(held) >= MAX_STREAMS_PER_AGENT - 8
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:  # once the agent has let go of a stream, there is room again
+            with socket.create_connection(tcp, timeout=10) as again:
+                again.sendall(b"y")
+                if again.recv(1) == b"y":
+                    break
+            assert time.monotonic() < deadline, "no room after a connection closed"
+            time.sleep(0.1)
+    finally:
+        for connection in held:
+            connection.close()

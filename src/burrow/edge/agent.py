@@ -193,6 +193,11 @@ class AgentSession:
     async def open_proxy(
         self, tunnel_id: str, client_addr: str, proto: str, edge_type: str = ""
     ) -> MuxStream:
+        if len(self.connection.protocol.streams) >= MAX_STREAMS_PER_AGENT:
+            # ngrok's agents limit a session's streams (512 in ngrok-rust's muxado); refusing
+            # the public connection here answers it clearly (503 for HTTP) and leaves the
+            # session headroom for its own streams (heartbeats, binds).
+            raise ConnectionRefusedError(f"{MAX_STREAMS_PER_AGENT} streams open to the agent")
         stream = self.connection.open_stream()
         header = json.dumps(
             {
