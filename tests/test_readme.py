@@ -18,7 +18,6 @@ import re
 import select
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 
 from tests.edge.conftest import SDK_PYTHON
 from tests.edge.test_agent_binary import NGROK
-from tests.harness import BIN, OFFICIAL_CLIENT_PYTHON, ROOT, BurrowServer, free_port
+from tests.harness import BIN, OFFICIAL_CLIENT_PYTHON, ROOT, BurrowServer, free_port, local_http_service
 
 README = ROOT / "README.md"
 
@@ -87,21 +86,11 @@ def server(workdir: Path) -> Iterator[BurrowServer]:
 def local_service() -> Iterator[int]:
     """What the README calls the local service on port 3000."""
 
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = f"local service saw {self.headers['Host']}{self.path}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def reply(request: http.server.BaseHTTPRequestHandler) -> str:
+        return f"local service saw {request.headers['Host']}{request.path}"
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    service = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    threading.Thread(target=service.serve_forever, daemon=True).start()
-    yield service.server_address[1]
-    service.shutdown()
+    with local_http_service(reply) as port:
+        yield port
 
 
 def shell_env(server: BurrowServer) -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ import httpx
 import pytest
 
 from tests.edge.test_sdk import credential, public_get
-from tests.harness import ROOT, BurrowServer
+from tests.harness import ROOT, BurrowServer, local_http_service
 
 NGROK = ROOT / ".venvs" / "ngrok-bin" / "node_modules" / "@expo" / "ngrok-bin-linux-x64" / "ngrok"
 
@@ -27,21 +25,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurrowServer]:
 
 @pytest.fixture
 def local_service() -> Iterator[int]:
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = f"v2 agent served {self.path}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    service = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    threading.Thread(target=service.serve_forever, daemon=True).start()
-    yield service.server_address[1]
-    service.shutdown()
+    with local_http_service(lambda request: f"v2 agent served {request.path}") as port:
+        yield port
 
 
 def run_agent(server: BurrowServer, token: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from . import muxado_protocol as mux
+from .flow import WriteFlow
 
 
 class _QuickAck:
@@ -302,9 +303,7 @@ class MuxConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._on_connected = on_connected
         self._quickack: _QuickAck | None = None
-        self._paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._when_writable: list[Callable[[], None]] = []
+        self._flow = WriteFlow()
         self._lost: asyncio.Future[None] = self._loop.create_future()
 
     @classmethod
@@ -387,29 +386,19 @@ class MuxConnection(asyncio.Protocol):
         self.resume_writing()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self._flow.pause()
 
     def resume_writing(self) -> None:
-        self._paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        callbacks, self._when_writable = self._when_writable, []
-        for callback in callbacks:
-            callback()
+        self._flow.resume()
 
     @property
     def writing_paused(self) -> bool:
         """The transport's buffer is over its high-water mark: callers should hold off."""
-        return self._paused and not self._lost.done()
+        return self._flow.paused
 
     def call_when_writable(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the transport's buffer drains (or the connection ends)."""
-        if self.writing_paused:
-            self._when_writable.append(callback)
-        else:
-            self._loop.call_soon(callback)
+        self._flow.call_when_drained(callback)
 
     # Internals ----------------------------------------------------------------------
 
@@ -438,10 +427,8 @@ class MuxConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing() or self._lost.done():
             self._shutdown("the transport is closed")
             raise ConnectionResetError("the transport is closed")
-        if self._paused:
-            waiter = self._loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
+        if self._flow.paused:
+            await self._flow.drained()
             if self._lost.done():
                 raise ConnectionResetError("the transport is closed")
 

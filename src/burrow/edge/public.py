@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 
 from burrow.domain.tunnels import Registry, Tunnel
 
+from .flow import WriteFlow
 from .muxado_streams import MuxStream
 from .sniff import NEED_MORE, http_host, tls_server_name
 
@@ -92,8 +93,7 @@ class PublicConnection(asyncio.Protocol):
         self._lost = False
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._write_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._flow = WriteFlow()
         self._upstream_finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # asyncio.Protocol ---------------------------------------------------------------
@@ -143,14 +143,10 @@ class PublicConnection(asyncio.Protocol):
             self._upstream_finished.set_result(None)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._flow.pause()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._flow.resume()
 
     # The writer forward_to() writes to ------------------------------------------------
 
@@ -160,10 +156,8 @@ class PublicConnection(asyncio.Protocol):
     async def drain(self) -> None:
         if self._lost:
             raise ConnectionResetError("the public connection is closed")
-        if self._write_paused:
-            waiter = asyncio.get_running_loop().create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
+        if self._flow.paused:
+            await self._flow.drained()
             if self._lost:
                 raise ConnectionResetError("the public connection is closed")
 
