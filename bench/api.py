@@ -16,16 +16,14 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
 import urllib.request
 from pathlib import Path
 
-from common import free_port, run_wrk, wait_for_port
+from common import BIN, free_port, run_wrk, start_burrow, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 
 BARE_APP = textwrap.dedent(
@@ -79,29 +77,8 @@ def main() -> None:
                 cwd=work,
             )
         )
-        data_dir = work / "data"
-        token = subprocess.run(
-            [str(BIN / "burrow"), "init", "--data-dir", str(data_dir), "--admin-email", "bench@localhost"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        processes.append(
-            subprocess.Popen(
-                [
-                    str(BIN / "burrow"),
-                    "serve",
-                    "--data-dir",
-                    str(data_dir),
-                    "--api-addr",
-                    f"127.0.0.1:{burrow_port}",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        token, server = start_burrow(work / "data", burrow_port)
+        processes.append(server)
         bare = f"http://127.0.0.1:{bare_port}"
         burrow = f"http://127.0.0.1:{burrow_port}"
         wait_for_port(bare_port)

@@ -6,7 +6,38 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def start_burrow(data_dir: Path, api_port: int, *options: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """``burrow init`` then ``burrow serve`` (access log off) on ``data_dir``: the admin's
+    API key and the server process. The caller waits for its ports and stops it."""
+    api_key = subprocess.run(
+        [str(BIN / "burrow"), "init", "--data-dir", str(data_dir), "--admin-email", "bench@localhost"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    server = subprocess.Popen(
+        [
+            str(BIN / "burrow"),
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--api-addr",
+            f"127.0.0.1:{api_port}",
+            *options,
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    return api_key, server
 
 
 def free_port() -> int:
@@ -44,7 +75,7 @@ def run_wrk(
     connections: int = 32,
 ) -> dict[str, float]:
     """Requests/s and p50/p99 latency in ms; any error response or socket error fails the run."""
-    command = [need("wrk"), "-t1", "-c32", f"-d{duration}", "--latency"]
+    command = [need("wrk"), "-t1", f"-c{connections}", f"-d{duration}", "--latency"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     if script:

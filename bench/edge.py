@@ -21,12 +21,13 @@ import sys
 import tempfile
 import textwrap
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from common import free_port, need, run_wrk, wait_for_port
+from common import free_port, need, run_wrk, start_burrow, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SDK_PYTHON = ROOT / ".venvs" / "ngrok-sdk" / "bin" / "python"
 DOWNLOAD = 256 * 1024 * 1024
 DURATION = os.environ.get("BENCH_DURATION", "10s")
@@ -131,6 +132,21 @@ def cpu_totals() -> list[int]:
     return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
 
+def cpu_spent(pids: dict[str, int], client: str) -> Callable[[], dict[str, float]]:
+    """Start counting CPU seconds; the returned function gives each process's share so far,
+    the processes in ``pids`` and, as ``client``, the children this script ran and waited for."""
+
+    def now() -> dict[str, float]:
+        times = os.times()
+        return {
+            **{name: cpu_seconds(pid) for name, pid in pids.items()},
+            client: times.children_user + times.children_system,
+        }
+
+    start = now()
+    return lambda: {name: seconds - start[name] for name, seconds in now().items()}
+
+
 def download_rate(
     curl: str, url: str, host: str | None, pids: dict[str, int]
 ) -> tuple[float, dict[str, float], float]:
@@ -139,43 +155,31 @@ def download_rate(
     if host:
         command[1:1] = ["-H", f"Host: {host}"]
     best = 0.0
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    children, stat = os.times(), cpu_totals()
+    spent, stat = cpu_spent(pids, "curl"), cpu_totals()
     for _ in range(3):
         speed, size = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
         if int(float(size)) != DOWNLOAD:
             raise RuntimeError(f"{url}: got {size} bytes")
         best = max(best, float(speed))
-    after, steal = os.times(), steal_fraction(stat, cpu_totals())
+    steal = steal_fraction(stat, cpu_totals())
     gib = 3 * DOWNLOAD / 2**30
-    costs = {name: (cpu_seconds(pid) - before[name]) / gib for name, pid in pids.items()}
-    costs["curl"] = (
-        after.children_user - children.children_user + after.children_system - children.children_system
-    ) / gib
-    return best, costs, steal
+    return best, {name: seconds / gib for name, seconds in spent().items()}, steal
 
 
 def request_rate(
     url: str, host: str | None, pids: dict[str, int]
 ) -> tuple[float, float, float, dict[str, float]]:
     """Requests per second, p50 and p99 in ms, and each process's CPU microseconds per request."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    children = os.times()
+    spent = cpu_spent(pids, "wrk")
     figures = run_wrk(url, DURATION, {"Host": host} if host else None)
-    after = os.times()
     requests = figures["rps"] * float(DURATION.rstrip("s"))
-    costs = {name: (cpu_seconds(pid) - before[name]) * 1e6 / requests for name, pid in pids.items()}
-    costs["wrk"] = (
-        (after.children_user - children.children_user + after.children_system - children.children_system)
-        * 1e6
-        / requests
-    )
+    costs = {name: seconds * 1e6 / requests for name, seconds in spent().items()}
     return figures["rps"], figures["p50_ms"], figures["p99_ms"], costs
 
 
 def measure(curl: str, service_source: str, work: Path) -> dict[str, float]:
     """Both measurements for one local service, direct and through a fresh tunnel."""
-    processes: list[subprocess.Popen[str]] = []
+    processes: list[subprocess.Popen[Any]] = []
     try:
         (work / "service.py").write_text(service_source)
         (work / "agent.py").write_text(AGENT)
@@ -184,38 +188,20 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, float]:
             subprocess.Popen([sys.executable, str(work / "service.py"), str(service_port)], text=True)
         )
         data_dir = work / "data"
-        api_key = subprocess.run(
-            [str(BIN / "burrow"), "init", "--data-dir", str(data_dir), "--admin-email", "bench@localhost"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
         api_port, agent_port, http_port, tls_port, tcp_port = (free_port() for _ in range(5))
-        processes.append(
-            subprocess.Popen(
-                [
-                    str(BIN / "burrow"),
-                    "serve",
-                    "--data-dir",
-                    str(data_dir),
-                    "--api-addr",
-                    f"127.0.0.1:{api_port}",
-                    "--agent-addr",
-                    f"127.0.0.1:{agent_port}",
-                    "--http-addr",
-                    f"127.0.0.1:{http_port}",
-                    "--tls-addr",
-                    f"127.0.0.1:{tls_port}",
-                    "--tcp-ports",
-                    f"{tcp_port}-{tcp_port}",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
+        api_key, server = start_burrow(
+            data_dir,
+            api_port,
+            "--agent-addr",
+            f"127.0.0.1:{agent_port}",
+            "--http-addr",
+            f"127.0.0.1:{http_port}",
+            "--tls-addr",
+            f"127.0.0.1:{tls_port}",
+            "--tcp-ports",
+            f"{tcp_port}-{tcp_port}",
         )
+        processes.append(server)
         for port in (service_port, api_port, agent_port):
             wait_for_port(port)
         request = urllib.request.Request(

@@ -31,12 +31,10 @@ def _settings(api_key: str | None, base_url: str | None) -> tuple[str, str]:
 # Sync ------------------------------------------------------------------------------
 
 
-class Listing(Generic[T]):
-    """A list result: the first page now, later pages as you iterate (``for item in ...``)."""
+class _PageView(Generic[T]):
+    """What both listings show of their first page."""
 
-    def __init__(self, client: Client, resource: Resource[T], first: Page[T]) -> None:
-        self._client = client
-        self._resource = resource
+    def __init__(self, first: Page[T]) -> None:
         self.page = first
 
     @property
@@ -56,6 +54,15 @@ class Listing(Generic[T]):
         if name == self.page.list_key:
             return self.page.items
         raise AttributeError(name)
+
+
+class Listing(_PageView[T]):
+    """A list result: the first page now, later pages as you iterate (``for item in ...``)."""
+
+    def __init__(self, client: Client, resource: Resource[T], first: Page[T]) -> None:
+        super().__init__(first)
+        self._client = client
+        self._resource = resource
 
     def __iter__(self) -> Iterator[T]:
         page = self.page
@@ -249,30 +256,13 @@ class TunnelsClient:
 # Async -----------------------------------------------------------------------------
 
 
-class AsyncListing(Generic[T]):
+class AsyncListing(_PageView[T]):
     """A list result: the first page now, later pages as you iterate (``async for``)."""
 
     def __init__(self, client: AsyncClient, resource: Resource[T], first: Page[T]) -> None:
+        super().__init__(first)
         self._client = client
         self._resource = resource
-        self.page = first
-
-    @property
-    def items(self) -> list[T]:
-        return self.page.items
-
-    @property
-    def next_page_uri(self) -> str | None:
-        return self.page.next_page_uri
-
-    @property
-    def uri(self) -> str:
-        return self.page.uri
-
-    def __getattr__(self, name: str) -> list[T]:
-        if name == self.page.list_key:
-            return self.page.items
-        raise AttributeError(name)
 
     async def __aiter__(self) -> AsyncIterator[T]:
         page = self.page

@@ -194,9 +194,13 @@ class Connection:
     def _check_held_header(self) -> None:
         """Refuse an oversized frame as soon as its header is in, not once it is complete."""
         if len(self._in) >= HEADER.size:
-            length = self._in[0] << 16 | self._in[1] << 8 | self._in[2]
+            length = self._held_length()
             if length > self.max_payload:
                 raise ProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
+
+    def _held_length(self) -> int:
+        """The payload length in the held frame's header (its top 24 bits)."""
+        return self._in[0] << 16 | self._in[1] << 8 | self._in[2]
 
     def _complete_held_frame(self, data: bytes) -> int:
         """Move bytes from ``data`` into the held partial frame; how many were taken.
@@ -210,7 +214,7 @@ class Connection:
             if len(self._in) < HEADER.size:
                 return taken
             self._check_held_header()
-        size = HEADER.size + (self._in[0] << 16 | self._in[1] << 8 | self._in[2])
+        size = HEADER.size + self._held_length()
         more = min(size - len(self._in), len(data) - taken)
         self._in += memoryview(data)[taken : taken + more]
         taken += more
@@ -330,7 +334,7 @@ class Connection:
         stream = self.streams.get(stream_id)
         return 0 if stream is None or stream.local_ended else stream.send_window
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> int:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
         """Queue as much of ``data`` as the window allows; how many bytes were taken.
 
         ``end_stream`` applies only if all of ``data`` was taken.

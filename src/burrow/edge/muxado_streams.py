@@ -209,27 +209,17 @@ class MuxStream:
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)
-        connection = self.connection
         while True:
-            if self._reset is not None:
-                raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
-            if connection.closed:
-                raise ConnectionResetError("the muxado connection is closed")
-            window = connection.protocol.send_window(self.stream_id)
-            try:
-                taken = connection.protocol.send_data(self.stream_id, bytes(view[:window]))
-            except mux.ProtocolError as error:
-                raise ConnectionResetError(str(error)) from None
-            connection._flush()
+            taken = self.send_nowait(view)
             view = view[taken:]
             if not view:
                 break
             if taken == 0:
                 self._writable.clear()
                 await self._writable.wait()
-        await connection._drain()
+        await self.connection._drain()
 
-    def send_nowait(self, data: bytes) -> int:
+    def send_nowait(self, data: bytes | memoryview) -> int:
         """Queue as much of ``data`` as the window allows, without waiting; how much was taken.
 
         For callers driven by callbacks: when it takes less than all, wait for
@@ -257,8 +247,7 @@ class MuxStream:
         self.connection._flush()
 
     async def write_eof(self) -> None:
-        self.connection.protocol.end_stream(self.stream_id)
-        self.connection._flush()
+        self.end_nowait()
         await self.connection._drain()
 
     def reset(self, code: mux.ErrorCode = mux.ErrorCode.CANCELLED) -> None:
