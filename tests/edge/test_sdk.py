@@ -240,3 +240,20 @@ def test_official_client_lists_live_sessions_and_tunnels(
     tunnels = [t for t in out["tunnels"] if t[2] == mine[0][0]]
     assert [t[0] for t in tunnels] == [agent.url("web")]
     assert tunnels[0][1] == "https" and tunnels[0][3].startswith("http://127.0.0.1:")
+
+
+def test_authtokens_are_never_logged_or_stored(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    """Authtokens pass through Auth, accepted or refused: none reaches the log or the disk."""
+    good = credential(server, [])["token"]
+    start_agent(server, good, [{"name": "web", "kind": "http", "domain": "quiet.burrow.localhost"}])
+    revoked = credential(server, [])
+    with server.client() as http:
+        assert http.delete(f"/credentials/{revoked['id']}").status_code == 204
+    assert "ERR_NGROK_107" in start_agent(server, revoked["token"], []).ready["error"]
+    assert public_get(server, "quiet.burrow.localhost").status_code == 200
+    stored = b"".join(path.read_bytes() for path in server.data_dir.glob("burrow.db*"))
+    for token in (good, revoked["token"]):
+        assert token not in server.log()
+        assert token.encode() not in stored
