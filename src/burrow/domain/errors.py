@@ -242,6 +242,12 @@ HOSTNAME_DENIED = ErrorKind(
     "The credential ACL policy does not permit binding this name: {name}. Credential: {id}.",
 )
 INVALID_DOMAIN = ErrorKind("ERR_NGROK_326", 400, "The name {name!r} is not a valid domain name.")
+ENDPOINT_OPTION_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_90301",
+    400,
+    "This Burrow server does not enforce the endpoint option {option!r}, so the endpoint was not "
+    "started: remove the option, or ask the operator to enable it.",
+)
 UNSUPPORTED_PROTO = ErrorKind("ERR_NGROK_332", 400, "{proto!r} is not a supported tunnel protocol.")
 ENDPOINT_ONLINE = ErrorKind(
     "ERR_NGROK_334",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from .endpoint import EndpointPolicy
+
 Proto = Literal["http", "https", "tcp", "tls", "labeled"]
 
 
@@ -33,6 +35,7 @@ class Tunnel:
     hostname: str | None = None  # http, https, tls
     port: int | None = None  # tcp
     labels: dict[str, str] = field(default_factory=dict)  # labeled
+    policy: EndpointPolicy = field(default_factory=EndpointPolicy)  # what its Opts asked for
 
 
 @dataclass

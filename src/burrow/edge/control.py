@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from burrow.domain import acl, errors, ids, tokens
+from burrow.domain.endpoint import EndpointPolicy
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.store import CREDENTIALS, Store
 
@@ -204,6 +205,10 @@ class EdgeControl:
         if not isinstance(opts, Mapping):
             raise AgentError(errors.BIND_INVALID(reason="Opts must be an object"))
         policy = self._policy(session)
+        try:
+            endpoint = EndpointPolicy.from_opts(proto, opts)
+        except errors.BurrowError as error:
+            raise AgentError(error) from None
         tunnel_id = self._tunnel_id(get(request, "Id"))
         extra = get(request, "Extra") or {}
         metadata = str(get(extra, "Metadata") or "") if isinstance(extra, Mapping) else ""
@@ -214,7 +219,9 @@ class EdgeControl:
         if proto == "tcp":
             port = self._port(opts, policy, session)
             url = f"tcp://{self.settings.tcp_host}:{port}"
-            tunnel = Tunnel(tunnel_id, session.id, "tcp", url, forwards_to, metadata, now, port=port)
+            tunnel = Tunnel(
+                tunnel_id, session.id, "tcp", url, forwards_to, metadata, now, port=port, policy=endpoint
+            )
             echoed[_key(opts, "Addr")] = f"{self.settings.tcp_host}:{port}"
         else:
             typed: Proto = "tls" if proto == "tls" else ("https" if proto == "https" else "http")
@@ -224,7 +231,17 @@ class EdgeControl:
             else:
                 # The public listener speaks plain HTTP, whichever scheme the agent asked for.
                 url = self._http_url("http", hostname, self.settings.http_url_port)
-            tunnel = Tunnel(tunnel_id, session.id, typed, url, forwards_to, metadata, now, hostname=hostname)
+            tunnel = Tunnel(
+                tunnel_id,
+                session.id,
+                typed,
+                url,
+                forwards_to,
+                metadata,
+                now,
+                hostname=hostname,
+                policy=endpoint,
+            )
             echoed[_key(opts, "Hostname")] = hostname
         try:
             self.registry.add_tunnel(tunnel, reconnecting_from=previous)
