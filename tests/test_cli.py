@@ -16,6 +16,9 @@ import pytest
 from burrow.domain import ids, tokens
 from tests.harness import BURROW, BurrowServer, burrow, edge_args, free_port
 
+# Runs `burrow` processes (serve, the CLI): the e2e tier.
+pytestmark = pytest.mark.e2e
+
 
 def test_init_prints_only_the_token(tmp_path: Path) -> None:
     result = burrow("init", "--data-dir", str(tmp_path / "d"), "--admin-email", "ops@example.com")
