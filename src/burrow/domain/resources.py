@@ -146,9 +146,6 @@ class Resource:
         if len(set(names)) != len(names) or "id" not in names:
             raise ValueError(f"{self.name}: output field names must be unique and include id")
 
-    def uri(self, base: str, resource_id: str) -> str:
-        return f"{base}{self.path}/{resource_id}"
-
     @property
     def filter_fields(self) -> dict[str, ValueKind]:
         return {shown.name: shown.kind for shown in self.fields if shown.in_filters}
