@@ -4,8 +4,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.harness import AppServer, BurrowServer
+
+# Hypothesis's default 200 ms deadline per example fails on a loaded machine (the suite
+# runs on shared cores); ten times that still catches an example that is pathologically slow.
+settings.register_profile("shared-machine", deadline=2000)
+settings.load_profile("shared-machine")
 
 
 @pytest.fixture(scope="session")
