@@ -140,10 +140,8 @@ def test_live_resources_agree(
 def test_a_field_added_in_one_place_is_caught() -> None:
     """The test of the test: add ``colour`` to credentials in any one place, and it fails."""
     resource = resources.CREDENTIALS
-    item = Credential(
-        id="cr_x", account_id="acct_x", owner_id="usr_x", description="", metadata="",
-        acl=(), created_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )  # fmt: skip
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    item = Credential("cr_x", "acct_x", "usr_x", description="", metadata="", acl=(), created_at=when)
     served = resource.represent(item, "http://h")
     document = openapi_document([resource])
     model = client.Credential
