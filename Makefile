@@ -9,7 +9,7 @@ NGROK_SDK_ENV := .venvs/ngrok-sdk
 # The ngrok v2 agent binary (2.3.41), as npm ships it, for protocol version 2.
 NGROK_BIN_DIR := .venvs/ngrok-bin
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed lint
 	$(VENV)/bin/pytest -q
+
+# The in-process tier and everything else that needs nothing but Burrow (under a minute);
+# `make test` runs this and the e2e tier (official clients, agent SDK and binary, benchmarks).
+test-fast: $(VENV)/.installed lint
+	$(VENV)/bin/pytest -q -m "not e2e"
 
 bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
 	$(PY) bench/api.py

@@ -4,8 +4,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
-from tests.harness import BurrowServer
+from tests.harness import AppServer, BurrowServer
+
+# Hypothesis's default 200 ms deadline per example fails on a loaded machine (the suite
+# runs on shared cores); ten times that still catches an example that is pathologically slow.
+settings.register_profile("shared-machine", deadline=2000)
+settings.load_profile("shared-machine")
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +35,39 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., BurrowServer]]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def make_app_server(tmp_path: Path) -> Iterator[Callable[..., AppServer]]:
+    """The API application in-process, each on a database of its own (the fast tier)."""
+    made: list[AppServer] = []
+
+    def make(admin_email: str = "admin@example.com") -> AppServer:
+        server = AppServer(tmp_path / f"app{len(made)}", admin_email)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.close()
+
+
+@pytest.fixture
+def app_server(make_app_server: Callable[..., AppServer]) -> AppServer:
+    return make_app_server()
+
+
+# The e2e tier: tests that start processes (`burrow serve` or the CLI, the official REST
+# client, the agent SDK or v2 binary from npm, the benchmarks). `make test-fast` leaves them
+# out. Files outside tests/edge say so with `pytestmark`; tests/edge is marked from here, by
+# the fixtures its tests use and by the files whose own fixtures start `burrow serve`.
+E2E_FIXTURES = frozenset({"start_agent", "burrow_server", "make_server"})
+E2E_EDGE_FILES = frozenset({"test_agent_binary.py", "test_sdk.py", "test_public.py", "test_robustness.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        in_edge = item.path.parent.name == "edge"
+        if fixtures & E2E_FIXTURES or (in_edge and item.path.name in E2E_EDGE_FILES):
+            item.add_marker(pytest.mark.e2e)

@@ -82,6 +82,75 @@ def burrow(
     )
 
 
+def snapshot(database: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to show that a refused request changed nothing."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        ]
+        return {
+            table: sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
+            for table in tables
+        }
+
+
+class AppServer:
+    """The API application in this process, on a SQLite file of its own: the fast tier.
+
+    The same application ``burrow serve`` runs, reached through Starlette's TestClient
+    instead of a socket; accounts and users are made through the store, as ``burrow init``
+    and ``burrow admin users create`` do. It has no edge: nothing is ever live.
+    """
+
+    base_url = "http://testserver"
+
+    def __init__(self, data_dir: Path, admin_email: str = "admin@example.com") -> None:
+        from burrow.api.app import create_app
+        from burrow.store.store import Store
+
+        self.data_dir = data_dir
+        self.store = Store.open(data_dir)
+        user, self.api_key = self.store.create_account(admin_email)
+        self.account_id = user.account_id
+        self.app = create_app(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key or self.api_key}", "Ngrok-Version": "2"}
+        return self._client(headers)
+
+    def bare_client(self) -> httpx.Client:
+        return self._client({})
+
+    def _client(self, headers: dict[str, str]) -> httpx.Client:
+        from starlette.testclient import TestClient
+
+        # An unexpected error answers 500, as it would over a socket, rather than raising here.
+        return TestClient(self.app, self.base_url, raise_server_exceptions=False, headers=headers)
+
+    def create_user(self, email: str, role: str = "member", account: str | None = None) -> str:
+        """A new user's first API key token; ``account`` is an account id or one of its users' email."""
+        account_id = self.account_id
+        if account is not None:
+            found = {user.account_id for user in self.store.find_user_by_email(account)}
+            account_id = found.pop() if len(found) == 1 else account
+        return self.store.create_user(account_id, email, role)[1]
+
+    def new_account(self, admin_email: str) -> str:
+        """A new, separate account in the same database; its admin's API key token."""
+        return self.store.create_account(admin_email)[1]
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "burrow.db"
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        return snapshot(self.database)
+
+
 class BurrowServer:
     """A ``burrow serve`` process on its own data directory and port."""
 
@@ -168,18 +237,11 @@ class BurrowServer:
         return self.data_dir / "burrow.db"
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every table, to show that a refused request changed nothing."""
-        with sqlite3.connect(self.database) as connection:
-            tables = [
-                row[0]
-                for row in connection.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
-                )
-            ]
-            return {
-                table: sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
-                for table in tables
-            }
+        return snapshot(self.database)
+
+    def bare_client(self) -> httpx.Client:
+        """A client that sends no headers of its own: each request says what it sends."""
+        return httpx.Client(base_url=self.base_url, timeout=30)
 
     def edge_addr(self, option: str) -> str:
         return self.edge[self.edge.index(option) + 1]

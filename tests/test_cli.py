@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,6 +16,21 @@ import pytest
 
 from burrow.domain import ids, tokens
 from tests.harness import BURROW, BurrowServer, burrow, edge_args, free_port
+
+# Runs `burrow` processes (serve, the CLI): the e2e tier.
+pytestmark = pytest.mark.e2e
+
+
+def wait_until_healthy(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the server did not come up"
+        time.sleep(0.05)
 
 
 def test_init_prints_only_the_token(tmp_path: Path) -> None:
@@ -112,6 +128,7 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
     # A second start on the same directory creates nothing and shows no token.
+    port_of_again = free_port()
     again = subprocess.Popen(
         [
             BURROW,
@@ -119,14 +136,16 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
             "--data-dir",
             str(tmp_path / "first"),
             "--api-addr",
-            f"127.0.0.1:{free_port()}",
+            f"127.0.0.1:{port_of_again}",
             *edge_args(),
         ],
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
-    again.send_signal(signal.SIGTERM)
+    try:
+        wait_until_healthy(port_of_again)  # it is up, so it has said whatever it says at start
+    finally:
+        again.send_signal(signal.SIGTERM)
     _, err = again.communicate(timeout=15)
     assert not re.search(r"\b\w{27}_\w{28}\b", err) and "First run" not in err
 
@@ -187,8 +206,27 @@ def test_serve_help_names_the_script_contract() -> None:
 
 
 def test_sigterm_lets_in_flight_requests_finish(make_server: Callable[..., BurrowServer]) -> None:
+    """A request whose body is still arriving when SIGTERM comes is answered, then the server exits."""
     server = make_server()
-    with server.client() as http:
-        assert http.get("/credentials").status_code == 200
-    assert server.stop() == 0
-    assert "Shutting down" in server.log() or "shutdown" in server.log().lower()
+    assert server.process is not None
+    body = json.dumps({"description": "in flight"}).encode()
+    head = (
+        "POST /credentials HTTP/1.1\r\nHost: burrow\r\n"
+        f"Authorization: Bearer {server.api_key}\r\nNgrok-Version: 2\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(head + body[:5])  # the handler is now waiting for the rest of the body
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert server.process.poll() is None  # shutting down, but waiting for the request
+        sock.sendall(body[5:])
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after answering
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 201 Created", answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["description"] == "in flight"
+    assert server.process.wait(timeout=15) == 0
+    assert "Shutting down" in server.log()

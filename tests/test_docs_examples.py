@@ -63,6 +63,7 @@ def test_no_other_doc_shows_commands_untested() -> None:
             assert not shown, f"{page.name} shows {shown}: run them in a test"
 
 
+@pytest.mark.e2e
 def test_make_bench_runs() -> None:
     """docs/benchmarks.md's `make bench`, with 1 s wrk runs: both benchmarks run and report.
 

@@ -29,6 +29,9 @@ from tests.edge.conftest import SDK_PYTHON
 from tests.edge.test_agent_binary import NGROK
 from tests.harness import BIN, OFFICIAL_CLIENT_PYTHON, ROOT, BurrowServer, free_port, local_http_service
 
+# Runs `burrow` processes (serve, the CLI): the e2e tier.
+pytestmark = pytest.mark.e2e
+
 README = ROOT / "README.md"
 
 

@@ -6,17 +6,17 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.harness import BurrowServer
+from tests.harness import AppServer
 
 
 @pytest.fixture
-def two_accounts(make_server: Callable[..., BurrowServer]) -> BurrowServer:
-    server = make_server(admin_email="alice@one.example")
+def two_accounts(make_app_server: Callable[..., AppServer]) -> AppServer:
+    server = make_app_server(admin_email="alice@one.example")
     server.other_admin = server.new_account("bob@two.example")  # type: ignore[attr-defined]
     return server
 
 
-def test_accounts_see_nothing_of_each_other(two_accounts: BurrowServer) -> None:
+def test_accounts_see_nothing_of_each_other(two_accounts: AppServer) -> None:
     server = two_accounts
     with server.client() as one, server.client(server.other_admin) as two:  # type: ignore[attr-defined]
         credential = one.post("/credentials", json={"description": "one's"}).json()
@@ -45,7 +45,7 @@ def test_accounts_see_nothing_of_each_other(two_accounts: BurrowServer) -> None:
         assert two.get("/credentials", params={"before_id": credential["id"]}).json()["credentials"] == []
 
 
-def test_members_manage_only_what_they_own(two_accounts: BurrowServer) -> None:
+def test_members_manage_only_what_they_own(two_accounts: AppServer) -> None:
     server = two_accounts
     member_token = server.create_user("carol@one.example", "member", account="alice@one.example")
     with server.client() as admin, server.client(member_token) as member:
@@ -82,8 +82,8 @@ def test_members_manage_only_what_they_own(two_accounts: BurrowServer) -> None:
         assert admin.delete(f"/credentials/{mine['id']}").status_code == 204
 
 
-def test_owner_must_exist_and_be_active(burrow_server: BurrowServer) -> None:
-    with burrow_server.client() as admin:
+def test_owner_must_exist_and_be_active(app_server: AppServer) -> None:
+    with app_server.client() as admin:
         bot = admin.post("/bot_users", json={"name": "sleepy", "active": False}).json()
         response = admin.post("/credentials", json={"owner_id": bot["id"]})
         assert response.status_code == 400 and response.json()["error_code"] == "ERR_NGROK_636"
@@ -92,12 +92,12 @@ def test_owner_must_exist_and_be_active(burrow_server: BurrowServer) -> None:
         assert admin.delete(f"/bot_users/{bot['id']}").status_code == 204
 
 
-def test_deleting_a_bot_revokes_its_keys(burrow_server: BurrowServer) -> None:
-    with burrow_server.client() as admin:
+def test_deleting_a_bot_revokes_its_keys(app_server: AppServer) -> None:
+    with app_server.client() as admin:
         bot = admin.post("/bot_users", json={"name": "temp"}).json()
         key = admin.post("/api_keys", json={"owner_id": bot["id"]}).json()
         credential = admin.post("/credentials", json={"owner_id": bot["id"]}).json()
-        with burrow_server.client(key["token"]) as as_bot:
+        with app_server.client(key["token"]) as as_bot:
             assert as_bot.get("/credentials").status_code == 200
             assert admin.delete(f"/bot_users/{bot['id']}").status_code == 204
             assert as_bot.get("/credentials").status_code == 401

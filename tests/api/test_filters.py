@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from burrow.client import Client
 from tests.api.test_official_client import run_official
-from tests.harness import BurrowServer
+from tests.harness import AppServer, BurrowServer
 
 
-def test_filters_select_and_page(make_server: Callable[..., BurrowServer]) -> None:
-    server = make_server()
+def test_filters_select_and_page(app_server: AppServer) -> None:
+    server = app_server
     with server.client() as http:
         made = {}
         for i in range(9):
@@ -37,6 +39,7 @@ def test_filters_select_and_page(make_server: Callable[..., BurrowServer]) -> No
         assert bots.status_code == 200
 
 
+@pytest.mark.e2e
 def test_both_clients_pass_filters(make_server: Callable[..., BurrowServer]) -> None:
     server = make_server()
     with Client(server.api_key, base_url=server.base_url) as client:

@@ -18,6 +18,8 @@ import pytest
 
 from tests.harness import OFFICIAL_CLIENT_PYTHON, BurrowServer
 
+pytestmark = pytest.mark.e2e
+
 PRELUDE = textwrap.dedent(
     """
     import json, os, sys

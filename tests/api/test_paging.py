@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from tests.harness import BurrowServer
+from tests.harness import AppServer
 
 
 def test_next_page_uri_is_absolute_and_carries_every_parameter(
-    make_server: Callable[..., BurrowServer],
+    make_app_server: Callable[..., AppServer],
 ) -> None:
-    server = make_server()
+    server = make_app_server()
     with server.client() as http:
         for i in range(5):
             http.post("/credentials", json={"description": f"c{i}"})
@@ -35,16 +35,16 @@ def test_next_page_uri_is_absolute_and_carries_every_parameter(
         assert len(default["credentials"]) == 5
 
 
-def test_uri_follows_the_host_the_client_used(burrow_server: BurrowServer) -> None:
-    with burrow_server.client() as http:
+def test_uri_follows_the_host_the_client_used(app_server: AppServer) -> None:
+    with app_server.client() as http:
         response = http.get("/credentials", headers={"Host": "api.burrow.example:8443"})
     assert response.json()["uri"] == "http://api.burrow.example:8443/credentials"
 
 
 def test_cursor_neither_skips_nor_repeats_under_concurrent_changes(
-    make_server: Callable[..., BurrowServer],
+    make_app_server: Callable[..., AppServer],
 ) -> None:
-    server = make_server()
+    server = make_app_server()
     with server.client() as http:
         original = [http.post("/credentials", json={"description": f"c{i}"}).json()["id"] for i in range(30)]
         page = http.get("/credentials", params={"limit": "7"}).json()
@@ -67,8 +67,8 @@ def test_cursor_neither_skips_nor_repeats_under_concurrent_changes(
     assert seen == expected  # nothing skipped that still existed when its page was read
 
 
-def test_max_page_is_100(make_server: Callable[..., BurrowServer]) -> None:
-    server = make_server()
+def test_max_page_is_100(make_app_server: Callable[..., AppServer]) -> None:
+    server = make_app_server()
     with server.client() as http:
         for _ in range(101):
             http.post("/bot_users", json={"name": "b"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from burrow.domain import ids, tokens
-from tests.harness import BurrowServer
+from tests.harness import AppServer, BurrowServer
 
 
 def test_tokens_appear_nowhere_on_disk_or_in_logs(make_server: Callable[..., BurrowServer]) -> None:
@@ -41,13 +41,13 @@ def test_tokens_appear_nowhere_on_disk_or_in_logs(make_server: Callable[..., Bur
         assert token not in log and secret not in log
 
 
-def test_server_secret_file_is_private(burrow_server: BurrowServer) -> None:
-    mode = (burrow_server.data_dir / "secret.key").stat().st_mode & 0o777
+def test_server_secret_file_is_private(app_server: AppServer) -> None:
+    mode = (app_server.data_dir / "secret.key").stat().st_mode & 0o777
     assert mode == 0o600
 
 
-def test_well_formed_but_wrong_token_is_invalid(burrow_server: BurrowServer) -> None:
-    with burrow_server.client() as http:
+def test_well_formed_but_wrong_token_is_invalid(app_server: AppServer) -> None:
+    with app_server.client() as http:
         key_id = http.get("/api_keys").json()["keys"][0]["id"]
     body = key_id.split("_", 1)[1]
     # A token with a valid checksum for an existing key, but not its secret.
@@ -56,9 +56,9 @@ def test_well_formed_but_wrong_token_is_invalid(burrow_server: BurrowServer) -> 
     checksum = tokens._checksum(ids.API_KEY, body, random_part)
     candidate = f"{body}_{random_part}{checksum}"
     assert tokens.resource_id(candidate, ids.API_KEY) == key_id
-    with burrow_server.client(candidate) as http:
+    with app_server.client(candidate) as http:
         response = http.get("/credentials")
     assert response.status_code == 401 and response.json()["error_code"] == "ERR_NGROK_203"
     # And one for a key that does not exist.
-    with burrow_server.client(tokens.issue(ids.API_KEY).token) as http:
+    with app_server.client(tokens.issue(ids.API_KEY).token) as http:
         assert http.get("/credentials").json()["error_code"] == "ERR_NGROK_203"

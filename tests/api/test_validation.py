@@ -8,24 +8,24 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import BurrowServer
+from tests.harness import AppServer
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurrowServer]:
-    server = BurrowServer(tmp_path_factory.mktemp("validation") / "data").start()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    server = AppServer(tmp_path_factory.mktemp("validation") / "data")
     with server.client() as http:
         server.credential_id = http.post("/credentials", json={"description": "existing"}).json()["id"]  # type: ignore[attr-defined]
         server.api_key_id = http.get("/api_keys").json()["keys"][0]["id"]  # type: ignore[attr-defined]
     yield server
-    server.stop()
+    server.close()
 
 
 def refused(
-    server: BurrowServer, status: int, code: str, send: Callable[[httpx.Client], httpx.Response]
+    server: AppServer, status: int, code: str, send: Callable[[httpx.Client], httpx.Response]
 ) -> dict[str, Any]:
     before = server.snapshot()
-    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+    with server.bare_client() as http:
         response = send(http)
     assert response.status_code == status, response.text
     body = response.json()
@@ -37,19 +37,19 @@ def refused(
     return body  # type: ignore[no-any-return]
 
 
-def auth(server: BurrowServer, **extra: str) -> dict[str, str]:
+def auth(server: AppServer, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.api_key}", "Ngrok-Version": "2", **extra}
 
 
 JSON = {"Content-Type": "application/json"}
 
 
-def test_missing_version(server: BurrowServer) -> None:
+def test_missing_version(server: AppServer) -> None:
     headers = {"Authorization": f"Bearer {server.api_key}"}
     refused(server, 400, "ERR_NGROK_218", lambda h: h.post("/credentials", headers=headers, json={}))
 
 
-def test_unsupported_version(server: BurrowServer) -> None:
+def test_unsupported_version(server: AppServer) -> None:
     body = refused(
         server,
         400,
@@ -63,7 +63,7 @@ def test_unsupported_version(server: BurrowServer) -> None:
     ("field", "size", "code"),
     [("description", 256, "ERR_NGROK_604"), ("metadata", 4097, "ERR_NGROK_605")],
 )
-def test_field_limits_count_bytes(server: BurrowServer, field: str, size: int, code: str) -> None:
+def test_field_limits_count_bytes(server: AppServer, field: str, size: int, code: str) -> None:
     refused(
         server, 400, code, lambda h: h.post("/credentials", headers=auth(server), json={field: "x" * size})
     )
@@ -80,7 +80,7 @@ def test_field_limits_count_bytes(server: BurrowServer, field: str, size: int, c
     )  # type: ignore[attr-defined]
 
 
-def test_field_limits_allow_exactly_the_maximum(server: BurrowServer) -> None:
+def test_field_limits_allow_exactly_the_maximum(server: AppServer) -> None:
     with server.client() as http:
         response = http.post("/credentials", json={"description": "é" * 127 + "x", "metadata": "m" * 4096})
         assert response.status_code == 201
@@ -91,11 +91,11 @@ def test_field_limits_allow_exactly_the_maximum(server: BurrowServer) -> None:
     "body",
     [{"description": 5}, {"metadata": ["a"]}, {"acl": "bind:x.com"}, {"acl": [1]}, {"owner_id": False}],
 )
-def test_wrong_json_types(server: BurrowServer, body: dict[str, Any]) -> None:
+def test_wrong_json_types(server: AppServer, body: dict[str, Any]) -> None:
     refused(server, 400, "ERR_NGROK_215", lambda h: h.post("/credentials", headers=auth(server), json=body))
 
 
-def test_wrong_type_for_bot_active(server: BurrowServer) -> None:
+def test_wrong_type_for_bot_active(server: AppServer) -> None:
     refused(
         server,
         400,
@@ -104,7 +104,7 @@ def test_wrong_type_for_bot_active(server: BurrowServer) -> None:
     )
 
 
-def test_unknown_field(server: BurrowServer) -> None:
+def test_unknown_field(server: AppServer) -> None:
     body = refused(
         server,
         400,
@@ -114,12 +114,12 @@ def test_unknown_field(server: BurrowServer) -> None:
     assert "descripton" in body["msg"]
 
 
-def test_body_not_an_object(server: BurrowServer) -> None:
+def test_body_not_an_object(server: AppServer) -> None:
     refused(server, 400, "ERR_NGROK_213", lambda h: h.post("/credentials", headers=auth(server), json=["x"]))
 
 
 @pytest.mark.parametrize("raw", [b"{", b'{"description": "x",}', b"\xff\xfe", b"nul"])
-def test_malformed_json(server: BurrowServer, raw: bytes) -> None:
+def test_malformed_json(server: AppServer, raw: bytes) -> None:
     refused(
         server,
         400,
@@ -128,7 +128,7 @@ def test_malformed_json(server: BurrowServer, raw: bytes) -> None:
     )
 
 
-def test_missing_content_type(server: BurrowServer) -> None:
+def test_missing_content_type(server: AppServer) -> None:
     refused(
         server,
         415,
@@ -137,7 +137,7 @@ def test_missing_content_type(server: BurrowServer) -> None:
     )
 
 
-def test_wrong_content_type(server: BurrowServer) -> None:
+def test_wrong_content_type(server: AppServer) -> None:
     refused(
         server,
         415,
@@ -150,7 +150,7 @@ def test_wrong_content_type(server: BurrowServer) -> None:
     )
 
 
-def test_body_too_large(server: BurrowServer) -> None:
+def test_body_too_large(server: AppServer) -> None:
     big = b'{"description":"' + b"x" * (200 * 1024) + b'"}'
     refused(
         server,
@@ -160,7 +160,7 @@ def test_body_too_large(server: BurrowServer) -> None:
     )
 
 
-def test_body_too_large_without_content_length(server: BurrowServer) -> None:
+def test_body_too_large_without_content_length(server: AppServer) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"description":"'
         for _ in range(200):
@@ -175,7 +175,7 @@ def test_body_too_large_without_content_length(server: BurrowServer) -> None:
     )
 
 
-def test_body_on_a_bodyless_method(server: BurrowServer) -> None:
+def test_body_on_a_bodyless_method(server: AppServer) -> None:
     refused(
         server,
         400,
@@ -187,12 +187,12 @@ def test_body_on_a_bodyless_method(server: BurrowServer) -> None:
 
 
 @pytest.mark.parametrize("bad_id", ["nonsense", "cr_short", "cr_" + "!" * 27, "cr_" + "z" * 27])
-def test_malformed_id(server: BurrowServer, bad_id: str) -> None:
+def test_malformed_id(server: AppServer, bad_id: str) -> None:
     refused(server, 400, "ERR_NGROK_223", lambda h: h.get(f"/credentials/{bad_id}", headers=auth(server)))
     refused(server, 400, "ERR_NGROK_223", lambda h: h.delete(f"/credentials/{bad_id}", headers=auth(server)))
 
 
-def test_wrong_id_prefix(server: BurrowServer) -> None:
+def test_wrong_id_prefix(server: AppServer) -> None:
     body = refused(
         server,
         400,
@@ -208,14 +208,14 @@ def test_wrong_id_prefix(server: BurrowServer) -> None:
     )  # type: ignore[attr-defined]
 
 
-def test_patch_with_nothing_to_change(server: BurrowServer) -> None:
+def test_patch_with_nothing_to_change(server: AppServer) -> None:
     path = f"/credentials/{server.credential_id}"  # type: ignore[attr-defined]
     refused(server, 400, "ERR_NGROK_606", lambda h: h.patch(path, headers=auth(server)))
     refused(server, 400, "ERR_NGROK_606", lambda h: h.patch(path, headers=auth(server), json={}))
     refused(server, 400, "ERR_NGROK_606", lambda h: h.patch(path, headers=auth(server), json={"acl": None}))
 
 
-def test_owner_cannot_be_reassigned(server: BurrowServer) -> None:
+def test_owner_cannot_be_reassigned(server: AppServer) -> None:
     refused(
         server,
         400,
@@ -256,7 +256,7 @@ def test_owner_cannot_be_reassigned(server: BurrowServer) -> None:
         "bind:*:80",
     ],
 )
-def test_acl_rules_outside_the_grammar(server: BurrowServer, rule: str) -> None:
+def test_acl_rules_outside_the_grammar(server: AppServer, rule: str) -> None:
     body = refused(
         server,
         400,
@@ -266,11 +266,11 @@ def test_acl_rules_outside_the_grammar(server: BurrowServer, rule: str) -> None:
     assert "bind:" in body["msg"]
 
 
-def test_unknown_query_parameter(server: BurrowServer) -> None:
+def test_unknown_query_parameter(server: AppServer) -> None:
     refused(server, 400, "ERR_NGROK_231", lambda h: h.get("/credentials?page=2", headers=auth(server)))
 
 
-def test_repeated_query_parameter(server: BurrowServer) -> None:
+def test_repeated_query_parameter(server: AppServer) -> None:
     refused(
         server, 400, "ERR_NGROK_232", lambda h: h.get("/credentials?limit=1&limit=2", headers=auth(server))
     )
@@ -286,11 +286,11 @@ def test_repeated_query_parameter(server: BurrowServer) -> None:
         ("1.5", "ERR_NGROK_244"),
     ],
 )
-def test_limit_out_of_range(server: BurrowServer, limit: str, code: str) -> None:
+def test_limit_out_of_range(server: AppServer, limit: str, code: str) -> None:
     refused(server, 400, code, lambda h: h.get("/credentials", params={"limit": limit}, headers=auth(server)))
 
 
-def test_not_found_path_and_method(server: BurrowServer) -> None:
+def test_not_found_path_and_method(server: AppServer) -> None:
     body = refused(server, 404, "ERR_NGROK_90404", lambda h: h.get("/nope", headers=auth(server)))
     assert body["details"]["path"] == "/nope"
     refused(server, 405, "ERR_NGROK_90405", lambda h: h.put("/credentials", headers=auth(server), json={}))
@@ -305,14 +305,14 @@ def test_not_found_path_and_method(server: BurrowServer) -> None:
         ("Bearer not-a-token", "ERR_NGROK_202"),
     ],
 )
-def test_authentication_failures(server: BurrowServer, header: str | None, code: str) -> None:
+def test_authentication_failures(server: AppServer, header: str | None, code: str) -> None:
     headers = {"Ngrok-Version": "2"}
     if header is not None:
         headers["Authorization"] = header
     refused(server, 401, code, lambda h: h.post("/credentials", headers=headers, json={}))
 
 
-def test_mistyped_token_is_refused_as_malformed(server: BurrowServer) -> None:
+def test_mistyped_token_is_refused_as_malformed(server: AppServer) -> None:
     token = server.api_key
     flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
     refused(
@@ -323,7 +323,7 @@ def test_mistyped_token_is_refused_as_malformed(server: BurrowServer) -> None:
     )
 
 
-def test_authtoken_and_key_id_are_not_api_keys(server: BurrowServer) -> None:
+def test_authtoken_and_key_id_are_not_api_keys(server: AppServer) -> None:
     with server.client() as http:
         created = http.post("/credentials", json={}).json()
     refused(
@@ -346,7 +346,7 @@ def test_authtoken_and_key_id_are_not_api_keys(server: BurrowServer) -> None:
         assert http.delete(f"/credentials/{created['id']}").status_code == 204
 
 
-def test_invalid_filter(server: BurrowServer) -> None:
+def test_invalid_filter(server: AppServer) -> None:
     body = refused(
         server,
         400,

@@ -12,6 +12,9 @@ import pytest
 
 from tests.harness import BURROW, BurrowServer
 
+# Runs `burrow` processes (serve, the CLI): the e2e tier.
+pytestmark = pytest.mark.e2e
+
 
 def cli(
     server: BurrowServer | None, *args: str, env: dict[str, str] | None = None

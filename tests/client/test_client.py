@@ -169,18 +169,66 @@ def test_gives_up_after_max_retries(flaky_server: tuple[str, list[float]]) -> No
     assert len(seen) == 2
 
 
-def test_connection_errors_are_retried_then_raised() -> None:
+class CountingTransport(httpx.HTTPTransport):
+    """httpx's own transport, counting the attempts that reach it."""
+
+    attempts = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts += 1
+        return super().handle_request(request)
+
+
+def test_refused_connections_are_retried_then_raised() -> None:
     port = free_port()  # nothing listens here
-    client = Client("key", base_url=f"http://127.0.0.1:{port}", max_retries=2, backoff=0.01)
+    transport = CountingTransport()
+    client = Client(
+        "key", base_url=f"http://127.0.0.1:{port}", max_retries=2, backoff=0.01, transport=transport
+    )
     with client, pytest.raises(httpx.ConnectError):
         client.credentials.list()
+    assert transport.attempts == 3
+
+
+def test_a_dropped_connection_is_retried_on_a_new_one() -> None:
+    """The listener drops the first connection without answering and serves the second."""
+    connections: list[int] = []
+
+    class DropsTheFirst(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            connections.append(self.client_address[1])
+            if len(connections) == 1:
+                self.close_connection = True  # no answer at all
+                return
+            body = json.dumps({"credentials": [], "uri": "u", "next_page_uri": None}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DropsTheFirst)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with Client("key", base_url=url, backoff=0.01) as client:
+            assert client.credentials.list().items == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(connections) == 2 and connections[0] != connections[1]
 
 
 def test_environment_defaults(burrow_server: BurrowServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BURROW_API_KEY", burrow_server.api_key)
     monkeypatch.setenv("BURROW_API_URL", burrow_server.base_url)
     with Client() as client:
-        assert client.credentials.list().items is not None
+        assert client.base_url == burrow_server.base_url
+        made = client.credentials.create(description="from the environment")
+        assert made.id in [item.id for item in client.credentials.list(limit=100).items]
     monkeypatch.delenv("BURROW_API_KEY")
     with pytest.raises(ValueError):
         Client()

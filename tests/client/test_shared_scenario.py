@@ -14,7 +14,11 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.harness import OFFICIAL_CLIENT_PYTHON, BurrowServer
+
+pytestmark = pytest.mark.e2e
 
 SCENARIO = textwrap.dedent(
     """

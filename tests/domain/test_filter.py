@@ -13,20 +13,20 @@ from hypothesis import strategies as st
 from burrow.domain.filter import (
     MAX_DEPTH,
     MAX_EXPRESSION_LENGTH,
-    FieldType,
     Filter,
     FilterError,
+    ValueKind,
     compile_filter,
 )
 
-FIELDS: Mapping[str, FieldType] = {
-    "id": FieldType.STRING,
-    "description": FieldType.STRING,
-    "metadata": FieldType.STRING,
-    "owner_id": FieldType.STRING,
-    "created_at": FieldType.TIMESTAMP,
-    "acl": FieldType.STRING_LIST,
-    "active": FieldType.BOOLEAN,
+FIELDS: Mapping[str, ValueKind] = {
+    "id": ValueKind.STRING,
+    "description": ValueKind.STRING,
+    "metadata": ValueKind.STRING,
+    "owner_id": ValueKind.STRING,
+    "created_at": ValueKind.TIMESTAMP,
+    "acl": ValueKind.STRING_LIST,
+    "active": ValueKind.BOOLEAN,
 }
 NOW = datetime(2025, 6, 15, 12, 0, 0, tzinfo=UTC)
 CREDENTIAL: Mapping[str, object] = {

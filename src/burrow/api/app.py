@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,30 +13,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from burrow.domain import errors
+from burrow.domain import errors, resources
+from burrow.domain.resources import Operation, Resource
 from burrow.store.store import Store
 
 from . import http
+from .endpoints import SHAPES, Endpoint, Handler, endpoint
 from .openapi import openapi_document
-from .resources import SPECS, ResourceHandlers
-from .tunnels import EdgeControl, NoEdge, TunnelHandlers
+from .resources import StoredHandlers
+from .tunnels import EdgeControl, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
 error_log = logging.getLogger("burrow.error")
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _guarded(handler: Endpoint) -> Endpoint:
-    """Turn a domain error raised by ``handler`` into ngrok's error body."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except errors.BurrowError as error:
-            return http.error_response(request, error)
-
-    return endpoint
+async def _burrow_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.BurrowError)
+    return http.error_response(request, exc)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -103,24 +94,17 @@ class AccessLog:
 
 
 def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | None = None) -> ASGIApp:
+    handlers: dict[Resource, dict[Operation, Handler]] = {
+        resource: StoredHandlers(resource, store).handlers() for resource in resources.STORED
+    }
+    handlers.update(LiveHandlers(edge or NoEdge()).handlers())
     routes: list[Route] = []
-    for spec in SPECS:
-        handlers = ResourceHandlers(spec, store, public_url)
-        routes += [
-            Route(spec.path, _guarded(handlers.list), methods=["GET"]),
-            Route(spec.path, _guarded(handlers.create), methods=["POST"]),
-            Route(spec.path + "/{id}", _guarded(handlers.get), methods=["GET"]),
-            Route(spec.path + "/{id}", _guarded(handlers.update), methods=["PATCH"]),
-            Route(spec.path + "/{id}", _guarded(handlers.delete), methods=["DELETE"]),
-        ]
-    tunnels = TunnelHandlers(store, edge or NoEdge(), public_url)
-    routes += [
-        Route("/tunnel_sessions", _guarded(tunnels.list_sessions), methods=["GET"]),
-        Route("/tunnel_sessions/{id}", _guarded(tunnels.get_session), methods=["GET"]),
-        Route("/tunnel_sessions/{id}/stop", _guarded(tunnels.stop_session), methods=["POST"]),
-        Route("/tunnels", _guarded(tunnels.list_tunnels), methods=["GET"]),
-    ]
-    document = openapi_document(SPECS)
+    for resource in resources.ALL:
+        for operation in [op for op in SHAPES if op in resource.operations]:
+            shape = SHAPES[operation]
+            run = endpoint(resource, shape, handlers[resource][operation], store, public_url)
+            routes.append(Route(shape.path(resource), run, methods=[shape.method]))
+    document = openapi_document(resources.ALL)
 
     async def openapi(request: Request) -> Response:
         return http.json_response(request, document)
@@ -132,7 +116,11 @@ def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | 
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    handlers_by_error: dict[Any, Any] = {HTTPException: _http_exception, Exception: _unexpected}
+    handlers_by_error: dict[Any, Any] = {
+        errors.BurrowError: _burrow_error,
+        HTTPException: _http_exception,
+        Exception: _unexpected,
+    }
     app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
     return AccessLog(app)
 

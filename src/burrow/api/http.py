@@ -97,6 +97,9 @@ async def json_body(request: Request) -> object:
 
 
 async def refuse_body(request: Request) -> None:
+    headers = request.headers
+    if "content-length" not in headers and "transfer-encoding" not in headers:
+        return  # HTTP/1.1 framing: a request with neither has no body
     if (await read_body(request)).strip():
         raise errors.UNEXPECTED_BODY(method=request.method)
 

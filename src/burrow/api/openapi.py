@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document, generated from the same specs that drive the handlers."""
+"""The OpenAPI 3.1 document, generated from the resource descriptions that drive the handlers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,26 @@ from typing import Any
 
 from burrow import __version__
 from burrow.domain import fields
+from burrow.domain.fields import ValueKind
+from burrow.domain.resources import Operation, Resource, Shown
 
-_KIND_SCHEMAS: dict[str, dict[str, Any]] = {
-    "string": {"type": "string"},
-    "boolean": {"type": "boolean"},
-    "string_list": {"type": "array", "items": {"type": "string"}},
+from .endpoints import SHAPES, WRITES
+
+_REF_SCHEMA = {
+    "type": "object",
+    "required": ["id", "uri"],
+    "properties": {"id": {"type": "string"}, "uri": {"type": "string", "format": "uri"}},
 }
+_KIND_SCHEMAS: dict[ValueKind, dict[str, Any]] = {
+    ValueKind.STRING: {"type": "string"},
+    ValueKind.BOOLEAN: {"type": "boolean"},
+    ValueKind.STRING_LIST: {"type": "array", "items": {"type": "string"}},
+    ValueKind.TIMESTAMP: {"type": "string", "format": "date-time"},
+    ValueKind.REF: _REF_SCHEMA,
+    ValueKind.REF_LIST: {"type": "array", "items": _REF_SCHEMA},
+    ValueKind.STRING_MAP: {"type": "object", "additionalProperties": {"type": "string"}},
+}
+COMMON_ERRORS = (400, 401, 404, 405, 413, 415)
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -47,28 +61,17 @@ def _body_schema(accepted: tuple[fields.Field, ...]) -> dict[str, Any]:
     }
 
 
-def _resource_schema(spec: Any) -> dict[str, Any]:
-    string = {"type": "string"}
-    if spec.kind.name == "bot_user":
-        properties: dict[str, Any] = {
-            "id": string,
-            "uri": {"type": "string", "format": "uri"},
-            "name": string,
-            "active": {"type": "boolean"},
-            "created_at": {"type": "string", "format": "date-time"},
-        }
-    else:
-        properties = {
-            "id": string,
-            "uri": {"type": "string", "format": "uri"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "description": string,
-            "metadata": string,
-            "token": {"type": ["string", "null"], "description": "only in the create response"},
-            "owner_id": string,
-        }
-        if spec.kind.name == "credential":
-            properties["acl"] = {"type": "array", "items": string}
+def _shown_schema(shown: Shown) -> dict[str, Any]:
+    schema = dict(_KIND_SCHEMAS[shown.kind])
+    if shown.uri:
+        schema["format"] = "uri"
+    if shown.nullable:
+        return {"oneOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def _item_schema(resource: Resource) -> dict[str, Any]:
+    properties = {shown.name: _shown_schema(shown) for shown in resource.fields}
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
@@ -89,176 +92,84 @@ def _json(ref: str, description: str) -> dict[str, Any]:
     }
 
 
-def _add_tunnel_paths(
-    paths: dict[str, Any], schemas: dict[str, Any], version_header: Any, id_parameter: Any
+def _request_body(ref: str) -> dict[str, Any]:
+    return {
+        "required": False,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+_SUMMARIES = {
+    Operation.LIST: "List {title}s, newest first",
+    Operation.CREATE: "Create a {title}",
+    Operation.GET: "Get a {title}",
+    Operation.UPDATE: "Update a {title}",
+    Operation.DELETE: "Delete a {title}",
+    Operation.STOP: "Tell the agent to stop, and end its {title}",
+}
+_SUCCESS = {
+    Operation.LIST: "a page",
+    Operation.CREATE: "created",
+    Operation.GET: "found",
+    Operation.UPDATE: "updated",
+    Operation.DELETE: "deleted",
+    Operation.STOP: "stopped",
+}
+
+
+def _resource_paths(
+    resource: Resource, paths: dict[str, Any], schemas: dict[str, Any], version_header: Any
 ) -> None:
-    string = {"type": "string"}
-    ref = {
+    name = "".join(part.title() for part in resource.list_key.split("_"))
+    item_ref, list_ref = f"{name}Item", f"{name}List"
+    schemas[item_ref] = _item_schema(resource)
+    schemas[list_ref] = {
         "type": "object",
-        "required": ["id", "uri"],
-        "properties": {"id": string, "uri": {"type": "string", "format": "uri"}},
+        "required": [resource.list_key, "uri", "next_page_uri"],
+        "properties": {
+            resource.list_key: {"type": "array", "items": {"$ref": f"#/components/schemas/{item_ref}"}},
+            "uri": {"type": "string", "format": "uri"},
+            "next_page_uri": {"type": ["string", "null"], "format": "uri"},
+        },
     }
-    session_properties: dict[str, Any] = {
-        "id": string,
-        "uri": {"type": "string", "format": "uri"},
-        "agent_version": string,
-        "credential": ref,
-        "ip": string,
-        "metadata": string,
-        "os": string,
-        "region": string,
-        "started_at": {"type": "string", "format": "date-time"},
-        "transport": string,
-    }
-    tunnel_properties: dict[str, Any] = {
-        "id": string,
-        "public_url": string,
-        "started_at": {"type": "string", "format": "date-time"},
-        "metadata": string,
-        "proto": string,
-        "region": string,
-        "tunnel_session": ref,
-        "endpoint": {"oneOf": [ref, {"type": "null"}]},
-        "labels": {"type": "object", "additionalProperties": string},
-        "backends": {"type": "array", "items": ref},
-        "forwards_to": string,
-    }
-    for name, properties, list_key in (
-        ("TunnelSession", session_properties, "tunnel_sessions"),
-        ("Tunnel", tunnel_properties, "tunnels"),
-    ):
-        schemas[name] = {"type": "object", "required": list(properties), "properties": properties}
-        schemas[f"{name}List"] = {
-            "type": "object",
-            "required": [list_key, "uri", "next_page_uri"],
-            "properties": {
-                list_key: {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
-                "uri": {"type": "string", "format": "uri"},
-                "next_page_uri": {"type": ["string", "null"], "format": "uri"},
-            },
+    bodies = {Operation.CREATE: resource.create_fields, Operation.UPDATE: resource.update_fields}
+    for operation, shape in SHAPES.items():
+        if operation not in resource.operations:
+            continue
+        parameters: list[Any] = [version_header]
+        if shape.takes_id:
+            parameters.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+        if shape.lists:
+            parameters += [
+                {"name": "before_id", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                {"name": "filter", "in": "query", "schema": {"type": "string"}},
+            ]
+        statuses = COMMON_ERRORS + ((403,) if operation in WRITES else ())
+        if shape.success == 204:
+            success: dict[str, Any] = {"description": _SUCCESS[operation]}
+        else:
+            success = _json(list_ref if shape.lists else item_ref, _SUCCESS[operation])
+        described: dict[str, Any] = {
+            "operationId": f"{operation}_{resource.list_key}",
+            "tags": [resource.title],
+            "summary": _SUMMARIES[operation].format(title=resource.title),
+            "parameters": parameters,
         }
-    list_parameters = [
-        version_header,
-        {"name": "before_id", "in": "query", "schema": string},
-        {"name": "limit", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
-        {"name": "filter", "in": "query", "schema": string},
-    ]
-    errors = (400, 401, 404, 405, 413, 415)
-    paths["/tunnel_sessions"] = {
-        "get": {
-            "operationId": "list_tunnel_sessions",
-            "tags": ["tunnel session"],
-            "summary": "List the account's live agent sessions, newest first",
-            "parameters": list_parameters,
-            "responses": {"200": _json("TunnelSessionList", "a page"), **_errors(*errors)},
-        }
-    }
-    paths["/tunnel_sessions/{id}"] = {
-        "get": {
-            "operationId": "get_tunnel_sessions",
-            "tags": ["tunnel session"],
-            "summary": "Get a live agent session",
-            "parameters": [version_header, id_parameter],
-            "responses": {"200": _json("TunnelSession", "found"), **_errors(*errors)},
-        }
-    }
-    paths["/tunnel_sessions/{id}/stop"] = {
-        "post": {
-            "operationId": "stop_tunnel_sessions",
-            "tags": ["tunnel session"],
-            "summary": "Tell the agent to stop, and end its session",
-            "parameters": [version_header, id_parameter],
-            "responses": {"204": {"description": "stopped"}, **_errors(*errors, 403)},
-        }
-    }
-    paths["/tunnels"] = {
-        "get": {
-            "operationId": "list_tunnels",
-            "tags": ["tunnel"],
-            "summary": "List the account's live tunnels, newest first",
-            "parameters": list_parameters,
-            "responses": {"200": _json("TunnelList", "a page"), **_errors(*errors)},
-        }
-    }
+        if operation in bodies:
+            body_ref = f"{name}{operation.title()}"
+            schemas[body_ref] = _body_schema(bodies[operation])
+            described["requestBody"] = _request_body(body_ref)
+        described["responses"] = {str(shape.success): success, **_errors(*statuses)}
+        paths.setdefault(shape.path(resource), {})[shape.method.lower()] = described
 
 
-def openapi_document(specs: Iterable[Any]) -> dict[str, Any]:
+def openapi_document(described: Iterable[Resource]) -> dict[str, Any]:
     version_header = {"$ref": "#/components/parameters/NgrokVersion"}
-    id_parameter = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-    common_errors = (400, 401, 404, 405, 413, 415)
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
-    for spec in specs:
-        name = "".join(part.title() for part in spec.list_key.split("_"))
-        item_ref, list_ref = f"{name}Item", f"{name}List"
-        schemas[item_ref] = _resource_schema(spec)
-        schemas[list_ref] = {
-            "type": "object",
-            "required": [spec.list_key, "uri", "next_page_uri"],
-            "properties": {
-                spec.list_key: {"type": "array", "items": {"$ref": f"#/components/schemas/{item_ref}"}},
-                "uri": {"type": "string", "format": "uri"},
-                "next_page_uri": {"type": ["string", "null"], "format": "uri"},
-            },
-        }
-        schemas[f"{name}Create"] = _body_schema(spec.create_fields)
-        schemas[f"{name}Update"] = _body_schema(spec.update_fields)
-        create_body = {
-            "required": False,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}Create"}}},
-        }
-        update_body = {
-            "required": False,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}Update"}}},
-        }
-        tag = spec.title
-        paths[spec.path] = {
-            "get": {
-                "operationId": f"list_{spec.list_key}",
-                "tags": [tag],
-                "summary": f"List {spec.title}s, newest first",
-                "parameters": [
-                    version_header,
-                    {"name": "before_id", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
-                    {"name": "filter", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {"200": _json(list_ref, "a page"), **_errors(*common_errors)},
-            },
-            "post": {
-                "operationId": f"create_{spec.list_key}",
-                "tags": [tag],
-                "summary": f"Create a {spec.title}",
-                "parameters": [version_header],
-                "requestBody": create_body,
-                "responses": {"201": _json(item_ref, "created"), **_errors(*common_errors, 403)},
-            },
-        }
-        paths[f"{spec.path}/{{id}}"] = {
-            "get": {
-                "operationId": f"get_{spec.list_key}",
-                "tags": [tag],
-                "summary": f"Get a {spec.title}",
-                "parameters": [version_header, id_parameter],
-                "responses": {"200": _json(item_ref, "found"), **_errors(*common_errors)},
-            },
-            "patch": {
-                "operationId": f"update_{spec.list_key}",
-                "tags": [tag],
-                "summary": f"Update a {spec.title}",
-                "parameters": [version_header, id_parameter],
-                "requestBody": update_body,
-                "responses": {"200": _json(item_ref, "updated"), **_errors(*common_errors, 403)},
-            },
-            "delete": {
-                "operationId": f"delete_{spec.list_key}",
-                "tags": [tag],
-                "summary": f"Delete a {spec.title}",
-                "parameters": [version_header, id_parameter],
-                "responses": {"204": {"description": "deleted"}, **_errors(*common_errors, 403)},
-            },
-        }
-    _add_tunnel_paths(paths, schemas, version_header, id_parameter)
+    for resource in described:
+        _resource_paths(resource, paths, schemas, version_header)
     paths["/healthz"] = {
         "get": {
             "operationId": "healthz",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any
 from urllib.parse import urlencode
@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from burrow.domain import errors
+from burrow.domain.resources import Resource
 
 from . import http
 from .filtering import compile_list_filter
@@ -41,24 +42,17 @@ class ListQuery:
         self.filter = self.values.get("filter") or None
 
 
-def page(
-    request: Request,
-    query: ListQuery,
-    base: str,
-    path: str,
-    list_key: str,
-    items: Iterable[Any],
-    represent: Callable[[Any], Mapping[str, Any]],
-) -> dict[str, Any]:
-    """One page of ``items`` (already newest first and older than ``before_id``)."""
-    shaped: Iterable[Mapping[str, Any]] = (represent(item) for item in items)
+def page(resource: Resource, query: ListQuery, base: str, items: Iterable[Any]) -> dict[str, Any]:
+    """One page of ``items`` (already newest first and older than ``before_id``), shaped."""
+    shaped: Iterable[Mapping[str, Any]] = (resource.represent(item, base) for item in items)
     if query.filter:
-        keep = compile_list_filter(list_key, query.filter)
+        keep = compile_list_filter(resource.filter_fields, query.filter)
         shaped = (item for item in shaped if keep(item))
     chosen = list(islice(shaped, query.limit + 1))
     next_page_uri = None
+    uri = f"{base}{resource.path}"
     if len(chosen) > query.limit:
         chosen = chosen[: query.limit]
         next_query = {**query.values, "before_id": chosen[-1]["id"]}
-        next_page_uri = f"{base}{path}?{urlencode(next_query)}"
-    return {list_key: chosen, "uri": f"{base}{path}", "next_page_uri": next_page_uri}
+        next_page_uri = f"{uri}?{urlencode(next_query)}"
+    return {resource.list_key: chosen, "uri": uri, "next_page_uri": next_page_uri}

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from starlette.requests import Request
 from starlette.responses import Response
 
-from burrow.domain import errors, ids
-from burrow.domain.models import Principal
-from burrow.domain.tunnels import AgentSession, Registry, Tunnel
-from burrow.store.store import Store
+from burrow.domain import errors
+from burrow.domain.resources import TUNNEL_SESSIONS, TUNNELS, Operation, Resource
+from burrow.domain.tunnels import AgentSession, Registry
 
-from . import http, paging
-from .auth import authenticate
-
-REGION = "local"
+from . import paging
+from .endpoints import Call, Handler, check_may_write
 
 
 class EdgeControl(Protocol):
@@ -37,109 +32,51 @@ class NoEdge:
         return None
 
 
-def _time(value: datetime) -> str:
-    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
-
-
-def represent_session(base: str, session: AgentSession) -> dict[str, Any]:
-    return {
-        "id": session.id,
-        "uri": f"{base}/tunnel_sessions/{session.id}",
-        "agent_version": session.agent_version,
-        "credential": {"id": session.credential_id, "uri": f"{base}/credentials/{session.credential_id}"},
-        "ip": session.client_addr.rpartition(":")[0].strip("[]"),
-        "metadata": session.metadata,
-        "os": session.os,
-        "region": REGION,
-        "started_at": _time(session.started_at),
-        "transport": "ngrok/v2",
-    }
-
-
-def represent_tunnel(base: str, tunnel: Tunnel) -> dict[str, Any]:
-    return {
-        "id": tunnel.id,
-        "public_url": tunnel.url,
-        "started_at": _time(tunnel.created_at),
-        "metadata": tunnel.metadata,
-        "proto": "" if tunnel.proto == "labeled" else tunnel.proto,
-        "region": REGION,
-        "tunnel_session": {"id": tunnel.session_id, "uri": f"{base}/tunnel_sessions/{tunnel.session_id}"},
-        "endpoint": None,
-        "labels": dict(tunnel.labels),
-        "backends": [],
-        "forwards_to": tunnel.forwards_to,
-    }
-
-
-class TunnelHandlers:
-    def __init__(self, store: Store, edge: EdgeControl, public_url: str | None) -> None:
-        self.store = store
+class LiveHandlers:
+    def __init__(self, edge: EdgeControl) -> None:
         self.edge = edge
-        self.public_url = public_url
 
-    def _begin(self, request: Request) -> Principal:
-        http.check_version(request)
-        return authenticate(request, self.store)
+    def handlers(self) -> dict[Resource, dict[Operation, Handler]]:
+        return {
+            TUNNEL_SESSIONS: {
+                Operation.LIST: self.list_sessions,
+                Operation.GET: self.get_session,
+                Operation.STOP: self.stop_session,
+            },
+            TUNNELS: {Operation.LIST: self.list_tunnels},
+        }
 
-    def _sessions(self, principal: Principal) -> list[AgentSession]:
-        live = [s for s in self.edge.registry.sessions.values() if s.account_id == principal.account_id]
+    def _sessions(self, call: Call) -> list[AgentSession]:
+        account_id = call.principal.account_id
+        live = [s for s in self.edge.registry.sessions.values() if s.account_id == account_id]
         return sorted(live, key=lambda s: s.id, reverse=True)
 
-    def _session(self, request: Request, principal: Principal) -> AgentSession:
-        session_id = http.check_id(request.path_params["id"], (ids.TUNNEL_SESSION,))
-        session = self.edge.registry.sessions.get(session_id)
-        if session is None or session.account_id != principal.account_id:
+    def _session(self, call: Call) -> AgentSession:
+        session = self.edge.registry.sessions.get(call.id)
+        if session is None or session.account_id != call.principal.account_id:
             raise errors.NOT_FOUND()
         return session
 
-    async def list_sessions(self, request: Request) -> Response:
-        principal = self._begin(request)
-        query = paging.ListQuery(request, (ids.TUNNEL_SESSION,))
-        await http.refuse_body(request)
-        base = http.absolute_base(request, self.public_url)
-        items = [s for s in self._sessions(principal) if query.before_id is None or s.id < query.before_id]
-        body = paging.page(
-            request,
-            query,
-            base,
-            "/tunnel_sessions",
-            "tunnel_sessions",
-            items,
-            lambda s: represent_session(base, s),
-        )
-        return http.json_response(request, body)
+    async def list_sessions(self, call: Call) -> Response:
+        assert call.query is not None
+        before_id = call.query.before_id
+        items = [s for s in self._sessions(call) if before_id is None or s.id < before_id]
+        return call.json(paging.page(TUNNEL_SESSIONS, call.query, call.base, items))
 
-    async def get_session(self, request: Request) -> Response:
-        principal = self._begin(request)
-        http.single_query_values(request, ())
-        session = self._session(request, principal)
-        return http.json_response(
-            request, represent_session(http.absolute_base(request, self.public_url), session)
-        )
+    async def get_session(self, call: Call) -> Response:
+        return call.json(TUNNEL_SESSIONS.represent(self._session(call), call.base))
 
-    async def stop_session(self, request: Request) -> Response:
-        principal = self._begin(request)
-        http.single_query_values(request, ())
-        await http.json_body(request)  # ngrok's clients send none; an empty object is fine too
-        session = self._session(request, principal)
-        if not principal.is_admin and session.owner_id != principal.owner_id:
-            raise errors.NOT_PERMITTED(resource="tunnel session")
+    async def stop_session(self, call: Call) -> Response:
+        session = self._session(call)
+        check_may_write(TUNNEL_SESSIONS, call.principal, session)
         await self.edge.stop_session(session.id, "stopped through the API")
-        return http.empty_response(request)
+        return call.empty()
 
-    async def list_tunnels(self, request: Request) -> Response:
-        principal = self._begin(request)
-        query = paging.ListQuery(request, (ids.TUNNEL,))
-        await http.refuse_body(request)
-        base = http.absolute_base(request, self.public_url)
+    async def list_tunnels(self, call: Call) -> Response:
+        assert call.query is not None
+        before_id = call.query.before_id
         tunnels = sorted(
-            (t for s in self._sessions(principal) for t in s.tunnels.values()),
-            key=lambda t: t.id,
-            reverse=True,
+            (t for s in self._sessions(call) for t in s.tunnels.values()), key=lambda t: t.id, reverse=True
         )
-        items = [t for t in tunnels if query.before_id is None or t.id < query.before_id]
-        body = paging.page(
-            request, query, base, "/tunnels", "tunnels", items, lambda t: represent_tunnel(base, t)
-        )
-        return http.json_response(request, body)
+        items = [t for t in tunnels if before_id is None or t.id < before_id]
+        return call.json(paging.page(TUNNELS, call.query, call.base, items))

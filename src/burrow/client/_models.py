@@ -49,7 +49,7 @@ class Ref:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Ref:
-        return cls(str(data["id"]), str(data["uri"]))
+        return cls(id=str(data["id"]), uri=str(data["uri"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +69,13 @@ class ApiKey(_Bound):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApiKey:
         return cls(
-            data["id"],
-            data["uri"],
-            data.get("description", ""),
-            data.get("metadata", ""),
-            parse_time(data["created_at"]),
-            data.get("owner_id", ""),
-            data.get("token"),
+            id=data["id"],
+            uri=data["uri"],
+            description=data.get("description", ""),
+            metadata=data.get("metadata", ""),
+            created_at=parse_time(data["created_at"]),
+            owner_id=data.get("owner_id", ""),
+            token=data.get("token"),
         )
 
 
@@ -99,14 +99,14 @@ class Credential(_Bound):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Credential:
         return cls(
-            data["id"],
-            data["uri"],
-            data.get("description", ""),
-            data.get("metadata", ""),
-            parse_time(data["created_at"]),
-            data.get("owner_id", ""),
-            tuple(data.get("acl") or ()),
-            data.get("token"),
+            id=data["id"],
+            uri=data["uri"],
+            description=data.get("description", ""),
+            metadata=data.get("metadata", ""),
+            created_at=parse_time(data["created_at"]),
+            owner_id=data.get("owner_id", ""),
+            acl=tuple(data.get("acl") or ()),
+            token=data.get("token"),
         )
 
 
@@ -125,7 +125,11 @@ class BotUser(_Bound):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BotUser:
         return cls(
-            data["id"], data["uri"], data["name"], bool(data["active"]), parse_time(data["created_at"])
+            id=data["id"],
+            uri=data["uri"],
+            name=data["name"],
+            active=bool(data["active"]),
+            created_at=parse_time(data["created_at"]),
         )
 
 
@@ -145,16 +149,16 @@ class TunnelSession:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TunnelSession:
         return cls(
-            data["id"],
-            data["uri"],
-            data.get("agent_version", ""),
-            Ref.from_json(data["credential"]),
-            data.get("ip", ""),
-            data.get("metadata", ""),
-            data.get("os", ""),
-            data.get("region", ""),
-            parse_time(data["started_at"]),
-            data.get("transport", ""),
+            id=data["id"],
+            uri=data["uri"],
+            agent_version=data.get("agent_version", ""),
+            credential=Ref.from_json(data["credential"]),
+            ip=data.get("ip", ""),
+            metadata=data.get("metadata", ""),
+            os=data.get("os", ""),
+            region=data.get("region", ""),
+            started_at=parse_time(data["started_at"]),
+            transport=data.get("transport", ""),
         )
 
 
@@ -167,19 +171,24 @@ class Tunnel:
     proto: str
     region: str
     tunnel_session: Ref
+    endpoint: Ref | None
     labels: Mapping[str, str]
+    backends: tuple[Ref, ...]
     forwards_to: str
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Tunnel:
+        endpoint = data.get("endpoint")
         return cls(
-            data["id"],
-            data.get("public_url", ""),
-            parse_time(data["started_at"]),
-            data.get("metadata", ""),
-            data.get("proto", ""),
-            data.get("region", ""),
-            Ref.from_json(data["tunnel_session"]),
-            dict(data.get("labels") or {}),
-            data.get("forwards_to", ""),
+            id=data["id"],
+            public_url=data.get("public_url", ""),
+            started_at=parse_time(data["started_at"]),
+            metadata=data.get("metadata", ""),
+            proto=data.get("proto", ""),
+            region=data.get("region", ""),
+            tunnel_session=Ref.from_json(data["tunnel_session"]),
+            endpoint=Ref.from_json(endpoint) if endpoint else None,
+            labels=dict(data.get("labels") or {}),
+            backends=tuple(Ref.from_json(backend) for backend in data.get("backends") or ()),
+            forwards_to=data.get("forwards_to", ""),
         )

@@ -1,70 +1,87 @@
-"""Validation of request bodies against the fields a resource accepts.
+"""Value kinds, and validation of request bodies against the fields a resource accepts.
 
-Everything a request may set is declared here once; the API validates with it and the
-OpenAPI document is generated from it, so the two cannot drift apart.
+:class:`ValueKind` is the one vocabulary for what a field holds: request validation,
+response shaping, list filters and the OpenAPI document all read it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from burrow.domain import acl, errors
 
-Kind = Literal["string", "boolean", "string_list"]
+
+class ValueKind(StrEnum):
+    """What a field's JSON value is."""
+
+    STRING = "string"
+    BOOLEAN = "boolean"
+    STRING_LIST = "string_list"
+    TIMESTAMP = "timestamp"  # an RFC 3339 string
+    REF = "ref"  # {"id": ..., "uri": ...}
+    REF_LIST = "ref_list"
+    STRING_MAP = "string_map"  # {"key": "value", ...}
+
 
 MAX_DESCRIPTION_BYTES = 255
 MAX_METADATA_BYTES = 4096
 MAX_NAME_BYTES = 255
 
 
+def _too_long(name: str) -> Callable[[int, int], errors.BurrowError]:
+    return lambda limit, size: errors.INVALID_FIELD(name=name, reason=f"longer than {limit} bytes")
+
+
 @dataclass(frozen=True)
 class Field:
+    """A field a request may set."""
+
     name: str
-    kind: Kind
+    kind: ValueKind
     doc: str
     max_bytes: int | None = None
+    # The error for a value over max_bytes: ngrok has dedicated codes for some fields.
+    too_long: Callable[[int, int], errors.BurrowError] | None = None
 
 
 DESCRIPTION = Field(
     "description",
-    "string",
+    ValueKind.STRING,
     "human-readable description; optional, max 255 bytes",
     MAX_DESCRIPTION_BYTES,
+    lambda limit, size: errors.DESCRIPTION_TOO_LONG(max=limit, value=size),
 )
 METADATA = Field(
     "metadata",
-    "string",
+    ValueKind.STRING,
     "arbitrary user-defined machine-readable data; optional, max 4096 bytes",
     MAX_METADATA_BYTES,
+    lambda limit, size: errors.METADATA_TOO_LONG(max=limit, value=size),
 )
 OWNER_ID = Field(
     "owner_id",
-    "string",
+    ValueKind.STRING,
     "the user (id or email) or bot user that owns this; only admins may name someone else",
 )
 ACL = Field(
     "acl",
-    "string_list",
+    ValueKind.STRING_LIST,
     "bind rules: '*', 'bind:*', 'bind:<domain>', 'bind:*.<domain>', 'bind:<host>:<port>', "
     "'bind:<key>=<value>' ('*' allowed for key or value); empty means no restriction",
 )
-NAME = Field("name", "string", "human-readable name of the bot user; max 255 bytes", MAX_NAME_BYTES)
-ACTIVE = Field("active", "boolean", "whether the bot user may authenticate; default true")
+NAME = Field("name", ValueKind.STRING, "human-readable name of the bot user; max 255 bytes", MAX_NAME_BYTES)
+ACTIVE = Field("active", ValueKind.BOOLEAN, "whether the bot user may authenticate; default true")
 
 
 def _check_length(spec: Field, value: str) -> None:
     if spec.max_bytes is None:
         return
     size = len(value.encode("utf-8"))
-    if size <= spec.max_bytes:
-        return
-    if spec is DESCRIPTION:
-        raise errors.DESCRIPTION_TOO_LONG(max=spec.max_bytes, value=size)
-    if spec is METADATA:
-        raise errors.METADATA_TOO_LONG(max=spec.max_bytes, value=size)
-    raise errors.INVALID_FIELD(name=spec.name, reason=f"longer than {spec.max_bytes} bytes")
+    if size > spec.max_bytes:
+        raise (spec.too_long or _too_long(spec.name))(spec.max_bytes, size)
 
 
 def validate(body: object, accepted: tuple[Field, ...]) -> dict[str, Any]:
@@ -84,14 +101,14 @@ def validate(body: object, accepted: tuple[Field, ...]) -> dict[str, Any]:
             raise errors.UNKNOWN_FIELD(name=name, supported=", ".join(s.name for s in accepted) or "(none)")
         if value is None:
             continue
-        if spec.kind == "string":
+        if spec.kind is ValueKind.STRING:
             if not isinstance(value, str):
                 raise errors.INVALID_FIELD(name=name, reason="expected a string")
             _check_length(spec, value)
-        elif spec.kind == "boolean":
+        elif spec.kind is ValueKind.BOOLEAN:
             if not isinstance(value, bool):
                 raise errors.INVALID_FIELD(name=name, reason="expected true or false")
-        else:
+        elif spec.kind is ValueKind.STRING_LIST:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise errors.INVALID_FIELD(name=name, reason="expected a list of strings")
             if len(value) > acl.MAX_RULES:
@@ -100,5 +117,7 @@ def validate(body: object, accepted: tuple[Field, ...]) -> dict[str, Any]:
                 value = acl.validate_rules(value)
             except acl.InvalidRule as problem:
                 raise errors.INVALID_ACL_RULE(rule=problem.rule) from None
+        else:
+            raise TypeError(f"no request field holds a {spec.kind}")  # a mistake in a description
         values[name] = value
     return values

@@ -40,22 +40,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any, Final, Literal, TypeAlias
+
+from .fields import ValueKind
 
 MAX_EXPRESSION_LENGTH: Final = 4096
 # Applies both to open brackets/calls/``!`` while parsing and to the depth of the finished tree,
 # which bounds recursion in the parser, the checker and the evaluator.
 MAX_DEPTH: Final = 32
-
-
-class FieldType(StrEnum):
-    """What kind of value an ``obj.<field>`` holds; the values match ``burrow.domain.fields.Kind``."""
-
-    STRING = "string"
-    BOOLEAN = "boolean"
-    STRING_LIST = "string_list"
-    TIMESTAMP = "timestamp"
 
 
 class FilterError(ValueError):
@@ -259,7 +252,7 @@ class _Constant:
 @dataclass(frozen=True)
 class _Field:
     name: str
-    kind: FieldType
+    kind: ValueKind
     position: int
 
 
@@ -439,7 +432,7 @@ def _describe_token(token: _Token) -> str:
 class _Parser:
     """Recursive descent over the token list; builds the tree, checks names and arities."""
 
-    def __init__(self, text: str, fields: Mapping[str, FieldType]) -> None:
+    def __init__(self, text: str, fields: Mapping[str, ValueKind]) -> None:
         self._text = text
         self._fields = fields
         self._tokens = _Lexer(text).tokens()
@@ -703,12 +696,14 @@ class _ListOf:
 
 _Type: TypeAlias = _Kind | _ListOf
 
-_FIELD_TYPES: Final[dict[FieldType, _Type]] = {
-    FieldType.STRING: _Kind.STRING,
-    FieldType.BOOLEAN: _Kind.BOOL,
-    FieldType.TIMESTAMP: _Kind.TIMESTAMP,
-    FieldType.STRING_LIST: _ListOf(_Kind.STRING),
+_FIELD_TYPES: Final[dict[ValueKind, _Type]] = {
+    ValueKind.STRING: _Kind.STRING,
+    ValueKind.BOOLEAN: _Kind.BOOL,
+    ValueKind.TIMESTAMP: _Kind.TIMESTAMP,
+    ValueKind.STRING_LIST: _ListOf(_Kind.STRING),
 }
+# The kinds a filter can read; other fields (references, maps) are not filterable.
+FILTERABLE_KINDS: Final = frozenset(_FIELD_TYPES)
 _ORDERED_KINDS: Final = frozenset({_Kind.STRING, _Kind.INT, _Kind.BOOL, _Kind.TIMESTAMP})
 
 
@@ -855,19 +850,19 @@ _UNDEFINED: Final = _Undefined()
 _Value: TypeAlias = "str | int | bool | datetime | tuple[_Value, ...] | _Undefined | None"
 
 
-def _read_field(kind: FieldType, raw: object) -> _Value:
+def _read_field(kind: ValueKind, raw: object) -> _Value:
     """The value of a field as the filter sees it; values of the wrong type are undefined."""
-    if kind is FieldType.STRING:
+    if kind is ValueKind.STRING:
         if raw is None:
             return ""
         return raw if isinstance(raw, str) else _UNDEFINED
-    if kind is FieldType.STRING_LIST:
+    if kind is ValueKind.STRING_LIST:
         if raw is None:
             return ()
         if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
             return tuple(raw)
         return _UNDEFINED
-    if kind is FieldType.BOOLEAN:
+    if kind is ValueKind.BOOLEAN:
         return raw if raw is None or isinstance(raw, bool) else _UNDEFINED
     if raw is None:
         return None
@@ -982,11 +977,14 @@ class Filter:
         return _evaluate(self._root, obj, moment) is True
 
 
-def compile_filter(expression: str, fields: Mapping[str, FieldType]) -> Filter:
+def compile_filter(expression: str, fields: Mapping[str, ValueKind]) -> Filter:
     """Parse and type-check ``expression`` against the fields ``obj`` has; raises FilterError."""
     if len(expression) > MAX_EXPRESSION_LENGTH:
         raise FilterError(f"the filter is longer than {MAX_EXPRESSION_LENGTH} characters")
-    kinds = {name: FieldType(kind) for name, kind in fields.items()}
+    kinds = {name: ValueKind(kind) for name, kind in fields.items()}
+    unreadable = sorted(name for name, kind in kinds.items() if kind not in FILTERABLE_KINDS)
+    if unreadable:
+        raise ValueError(f"fields of these kinds cannot be filtered on: {unreadable}")
     root = _Parser(expression, kinds).parse()
     result = _Checker(expression).check(root)
     if result != _Kind.BOOL:

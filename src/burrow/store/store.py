@@ -71,6 +71,7 @@ def _bot_user(row: Mapping[str, Any]) -> BotUser:
 API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
 CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
 BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
+KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in (API_KEYS, CREDENTIALS, BOT_USERS)}
 
 _PUBLIC_COLUMNS = {
     kind.name: [c for c in kind.table.c if c.name != "token_digest"]
@@ -151,7 +152,9 @@ class Store:
                 {"id": account_id, "name": name or admin_email, "created_at": utcnow()},
             )
             user = self._insert_user(connection, account_id, admin_email, "admin")
-            token = self._insert_api_key(connection, account_id, user.id, "first API key", "")[1]
+            values = {"owner_id": user.id, "description": "first API key", "metadata": ""}
+            token = self._insert(connection, API_KEYS, account_id, values)[1]
+        assert token is not None
         return user, token
 
     def create_user(self, account_id: str, email: str, role: str) -> tuple[User, str]:
@@ -159,7 +162,9 @@ class Store:
             if self._account_exists(connection, account_id) is False:
                 raise errors.NOT_FOUND()
             user = self._insert_user(connection, account_id, email, role)
-            token = self._insert_api_key(connection, account_id, user.id, "first API key", "")[1]
+            values = {"owner_id": user.id, "description": "first API key", "metadata": ""}
+            token = self._insert(connection, API_KEYS, account_id, values)[1]
+        assert token is not None
         return user, token
 
     def _account_exists(self, connection: Connection, account_id: str) -> bool:
@@ -298,76 +303,46 @@ class Store:
                 return
             cursor = rows[-1]["id"]
 
+    def create(self, kind: Kind[T], account_id: str, values: Mapping[str, Any]) -> tuple[T, str | None]:
+        """A new resource of ``kind`` with ``values`` (its columns); its token if it has one."""
+        with self.engine.begin() as connection:
+            return self._insert(connection, kind, account_id, values)
+
+    def _insert(
+        self, connection: Connection, kind: Kind[T], account_id: str, values: Mapping[str, Any]
+    ) -> tuple[T, str | None]:
+        row = {**values, "account_id": account_id, "created_at": utcnow()}
+        token = None
+        if "token_digest" in kind.table.c:
+            issued = tokens.issue(kind.prefix)
+            row["id"], token = issued.id, issued.token
+            stored = {**row, "token_digest": tokens.digest(self.secret, issued.token)}
+        else:
+            row["id"] = ids.new_id(kind.prefix)
+            stored = dict(row)
+        if "acl" in stored:
+            stored["acl"] = json.dumps(list(stored["acl"]))
+        connection.execute(insert(kind.table), stored)
+        return kind.from_row(row), token
+
     def create_api_key(
         self, account_id: str, owner_id: str, description: str, metadata: str
     ) -> tuple[ApiKey, str]:
-        with self.engine.begin() as connection:
-            return self._insert_api_key(connection, account_id, owner_id, description, metadata)
-
-    def _insert_api_key(
-        self,
-        connection: Connection,
-        account_id: str,
-        owner_id: str,
-        description: str,
-        metadata: str,
-    ) -> tuple[ApiKey, str]:
-        issued = tokens.issue(ids.API_KEY)
-        key = ApiKey(issued.id, account_id, owner_id, description, metadata, utcnow())
-        connection.execute(
-            insert(schema.api_keys),
-            {
-                "id": key.id,
-                "account_id": account_id,
-                "owner_id": owner_id,
-                "description": description,
-                "metadata": metadata,
-                "token_digest": tokens.digest(self.secret, issued.token),
-                "created_at": key.created_at,
-            },
-        )
-        return key, issued.token
+        values = {"owner_id": owner_id, "description": description, "metadata": metadata}
+        key, token = self.create(API_KEYS, account_id, values)
+        assert token is not None
+        return key, token
 
     def create_credential(
-        self,
-        account_id: str,
-        owner_id: str,
-        description: str,
-        metadata: str,
-        acl: list[str],
+        self, account_id: str, owner_id: str, description: str, metadata: str, acl: list[str]
     ) -> tuple[Credential, str]:
-        issued = tokens.issue(ids.CREDENTIAL)
-        credential = Credential(issued.id, account_id, owner_id, description, metadata, tuple(acl), utcnow())
-        with self.engine.begin() as connection:
-            connection.execute(
-                insert(schema.credentials),
-                {
-                    "id": credential.id,
-                    "account_id": account_id,
-                    "owner_id": owner_id,
-                    "description": description,
-                    "metadata": metadata,
-                    "acl": json.dumps(acl),
-                    "token_digest": tokens.digest(self.secret, issued.token),
-                    "created_at": credential.created_at,
-                },
-            )
-        return credential, issued.token
+        values = {"owner_id": owner_id, "description": description, "metadata": metadata, "acl": acl}
+        credential, token = self.create(CREDENTIALS, account_id, values)
+        assert token is not None
+        return credential, token
 
     def create_bot_user(self, account_id: str, name: str, active: bool) -> BotUser:
-        bot = BotUser(ids.new_id(ids.BOT_USER), account_id, name, active, utcnow())
-        with self.engine.begin() as connection:
-            connection.execute(
-                insert(schema.bot_users),
-                {
-                    "id": bot.id,
-                    "account_id": account_id,
-                    "name": name,
-                    "active": active,
-                    "created_at": bot.created_at,
-                },
-            )
-        return bot
+        return self.create(BOT_USERS, account_id, {"name": name, "active": active})[0]
 
     def update(self, kind: Kind[T], account_id: str, resource_id: str, values: Mapping[str, Any]) -> T | None:
         stored = dict(values)

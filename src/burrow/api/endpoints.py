@@ -1,0 +1,109 @@
+"""What every endpoint checks before its handler runs, declared once per operation.
+
+Each :class:`~burrow.domain.resources.Operation` has one HTTP shape (:data:`SHAPES`):
+method, path, whether it takes an id, a list query, a JSON body. :func:`endpoint` runs the
+preamble that shape implies, in one order for every route (API version, authentication,
+the id in the path, the query, the body), and hands the handler a checked :class:`Call`.
+A :class:`~burrow.domain.errors.BurrowError` raised anywhere becomes ngrok's error body
+through the exception handler registered in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from burrow.domain import errors
+from burrow.domain.models import Principal
+from burrow.domain.resources import Operation, Resource
+from burrow.store.store import Store
+
+from . import http
+from .auth import authenticate
+from .paging import ListQuery
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How an operation looks over HTTP."""
+
+    method: str
+    suffix: str  # after the resource's path
+    success: int  # the status of a successful answer
+    takes_id: bool = False
+    lists: bool = False  # before_id, limit, filter; otherwise no query parameter is accepted
+    json_body: bool = False  # otherwise a body is refused
+
+    def path(self, resource: Resource) -> str:
+        return resource.path + self.suffix
+
+
+SHAPES: dict[Operation, Shape] = {
+    Operation.LIST: Shape("GET", "", 200, lists=True),
+    Operation.CREATE: Shape("POST", "", 201, json_body=True),
+    Operation.GET: Shape("GET", "/{id}", 200, takes_id=True),
+    Operation.UPDATE: Shape("PATCH", "/{id}", 200, takes_id=True, json_body=True),
+    Operation.DELETE: Shape("DELETE", "/{id}", 204, takes_id=True),
+    Operation.STOP: Shape("POST", "/{id}/stop", 204, takes_id=True, json_body=True),
+}
+WRITES = frozenset({Operation.CREATE, Operation.UPDATE, Operation.DELETE, Operation.STOP})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A request that passed its endpoint's preamble."""
+
+    request: Request
+    principal: Principal
+    base: str  # what ``uri`` fields start with
+    id: str  # the checked id in the path; "" when the path has none
+    query: ListQuery | None  # for list operations
+    body: Any  # the parsed JSON body for operations that take one; None otherwise
+
+    def json(self, data: Any, status: int = 200) -> Response:
+        return http.json_response(self.request, data, status)
+
+    def empty(self) -> Response:
+        return http.empty_response(self.request)
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+def endpoint(
+    resource: Resource, shape: Shape, handler: Handler, store: Store, public_url: str | None
+) -> Endpoint:
+    prefixes = (resource.id_prefix,)
+
+    async def run(request: Request) -> Response:
+        http.check_version(request)
+        principal = authenticate(request, store)
+        resource_id = http.check_id(request.path_params["id"], prefixes) if shape.takes_id else ""
+        query = None
+        if shape.lists:
+            query = ListQuery(request, prefixes)
+        else:
+            http.single_query_values(request, ())
+        body = None
+        if shape.json_body:
+            body = await http.json_body(request)
+        else:
+            await http.refuse_body(request)
+        base = http.absolute_base(request, public_url)
+        return await handler(Call(request, principal, base, resource_id, query, body))
+
+    return run
+
+
+def check_may_write(resource: Resource, principal: Principal, item: Any) -> None:
+    """Admins write anything of their account; members what they own, and never bot users."""
+    if principal.is_admin:
+        return
+    if resource.admin_only_writes or resource.owner_of(item) != principal.owner_id:
+        raise errors.NOT_PERMITTED(resource=resource.title)

@@ -1,0 +1,316 @@
+"""Every REST resource described once: what it shows, what a request may set, and the rules.
+
+A :class:`Resource` lists its output fields (name, value kind, how to read it from the
+model), which of them a list filter may use, the fields a create or an update accepts,
+and its write rules. The API derives from it the JSON it serves (:meth:`Resource.represent`),
+the filter field table, request validation, and the OpenAPI request and response schemas,
+so a field added here appears everywhere at once; docs/design.md walks through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from burrow.domain import errors, ids
+from burrow.domain.fields import (
+    ACL,
+    ACTIVE,
+    DESCRIPTION,
+    METADATA,
+    NAME,
+    OWNER_ID,
+    Field,
+    ValueKind,
+    validate,
+)
+from burrow.domain.filter import FILTERABLE_KINDS
+from burrow.domain.tunnels import AgentSession, Tunnel
+
+REGION = "local"
+
+
+class Operation(StrEnum):
+    LIST = "list"
+    GET = "get"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    STOP = "stop"  # POST /<path>/{id}/stop
+
+
+CRUD = frozenset({Operation.LIST, Operation.GET, Operation.CREATE, Operation.UPDATE, Operation.DELETE})
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with whole seconds; naive times are UTC already."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.replace(microsecond=0).isoformat() + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What shaping an item needs besides the item: the base of ``uri`` fields, and the
+    token, which only a create response carries."""
+
+    base: str
+    token: str | None = None
+
+
+Reader = Callable[[Any, View], Any]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One field of a resource's JSON."""
+
+    name: str
+    kind: ValueKind
+    read: Reader
+    nullable: bool = False
+    filterable: bool = True  # when its kind is one filters can read
+    uri: bool = False  # a string holding an absolute URI (OpenAPI's format)
+
+    @property
+    def in_filters(self) -> bool:
+        return self.filterable and self.kind in FILTERABLE_KINDS
+
+
+_CONVERT: dict[ValueKind, Callable[[Any], Any]] = {
+    ValueKind.TIMESTAMP: timestamp,
+    ValueKind.STRING_LIST: list,
+    ValueKind.STRING_MAP: dict,
+}
+
+
+def attribute(name: str, kind: ValueKind = ValueKind.STRING, source: str | None = None) -> Shown:
+    """A field read from the model's attribute ``source`` (default: the same name)."""
+    key = source or name
+    convert = _CONVERT.get(kind)
+    if convert is None:
+        return Shown(name, kind, lambda item, view: getattr(item, key))
+    return Shown(name, kind, lambda item, view: convert(getattr(item, key)))
+
+
+def reference(name: str, path: str, id_attribute: str) -> Shown:
+    """``{"id", "uri"}`` of another resource, whose id is the model's ``id_attribute``."""
+
+    def read(item: Any, view: View) -> dict[str, str]:
+        target = getattr(item, id_attribute)
+        return {"id": target, "uri": f"{view.base}{path}/{target}"}
+
+    return Shown(name, ValueKind.REF, read)
+
+
+def self_uri(path: str) -> Shown:
+    return Shown("uri", ValueKind.STRING, lambda item, view: f"{view.base}{path}/{item.id}", uri=True)
+
+
+def constant(name: str, kind: ValueKind, value: Any, nullable: bool = False) -> Shown:
+    if isinstance(value, list | dict):
+        raise TypeError("a constant must be immutable; each response gets its own copy otherwise")
+    return Shown(name, kind, lambda item, view: value, nullable=nullable)
+
+
+def _no_owner(item: Any) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity
+class Resource:
+    name: str  # "credential": also the store's name for its table
+    title: str  # "tunnel credential", for messages and the OpenAPI tags
+    path: str  # "/credentials"
+    list_key: str  # the list body's key: "credentials"
+    id_prefix: str
+    fields: tuple[Shown, ...]
+    operations: frozenset[Operation] = CRUD
+    create_fields: tuple[Field, ...] = ()
+    update_fields: tuple[Field, ...] = ()
+    create_defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Fields that must not be blank: on create (where missing counts as blank) and when updated.
+    required_text: Mapping[str, errors.ErrorKind] = field(default_factory=dict)
+    # Fields fixed at creation, and the error an update naming them gets.
+    permanent: Mapping[str, errors.ErrorKind] = field(default_factory=dict)
+    admin_only_writes: bool = False  # bot users: only admins manage them
+    owner_of: Callable[[Any], str | None] = _no_owner  # who may write it besides admins
+    # Create picks the owner from ``owner_id`` (default: the caller); members may name only themselves.
+    owned: bool = False
+
+    def __post_init__(self) -> None:
+        names = [shown.name for shown in self.fields]
+        if len(set(names)) != len(names) or "id" not in names:
+            raise ValueError(f"{self.name}: output field names must be unique and include id")
+
+    @property
+    def filter_fields(self) -> dict[str, ValueKind]:
+        return {shown.name: shown.kind for shown in self.fields if shown.in_filters}
+
+    def represent(self, item: Any, base: str, token: str | None = None) -> dict[str, Any]:
+        """The JSON shape ngrok's clients read: every field present."""
+        view = View(base, token)
+        return {shown.name: shown.read(item, view) for shown in self.fields}
+
+    def create_values(self, body: object) -> dict[str, Any]:
+        """A create body, validated, with the defaults filled in."""
+        return {**self.create_defaults, **validate(body, self.create_fields)}
+
+    def check_required(self, values: Mapping[str, Any], creating: bool) -> None:
+        for name, error in self.required_text.items():
+            if (creating or name in values) and not str(values.get(name) or "").strip():
+                raise error()
+
+    def update_values(self, body: object) -> dict[str, Any]:
+        """An update body, validated: at least one change, nothing permanent, nothing blank."""
+        if isinstance(body, Mapping):
+            for name, error in self.permanent.items():
+                if name in body:
+                    raise error()
+        values = validate(body, self.update_fields)
+        if not values:
+            raise errors.NOTHING_TO_UPDATE()
+        self.check_required(values, creating=False)
+        return values
+
+
+_ID = attribute("id")
+_CREATED_AT = attribute("created_at", ValueKind.TIMESTAMP)
+# The token is shown in the create response only; null everywhere else.
+_TOKEN = Shown("token", ValueKind.STRING, lambda item, view: view.token, nullable=True, filterable=False)
+
+
+def _owner_id(item: Any) -> str | None:
+    return item.owner_id  # type: ignore[no-any-return]
+
+
+API_KEYS = Resource(
+    name="api_key",
+    title="API key",
+    path="/api_keys",
+    list_key="keys",
+    id_prefix=ids.API_KEY,
+    fields=(
+        _ID,
+        self_uri("/api_keys"),
+        _CREATED_AT,
+        attribute("description"),
+        attribute("metadata"),
+        _TOKEN,
+        attribute("owner_id"),
+    ),
+    create_fields=(DESCRIPTION, METADATA, OWNER_ID),
+    update_fields=(DESCRIPTION, METADATA),
+    create_defaults={"description": "", "metadata": ""},
+    permanent={"owner_id": errors.OWNER_IS_PERMANENT_KEY},
+    owner_of=_owner_id,
+    owned=True,
+)
+CREDENTIALS = Resource(
+    name="credential",
+    title="tunnel credential",
+    path="/credentials",
+    list_key="credentials",
+    id_prefix=ids.CREDENTIAL,
+    fields=(
+        _ID,
+        self_uri("/credentials"),
+        _CREATED_AT,
+        attribute("description"),
+        attribute("metadata"),
+        _TOKEN,
+        attribute("acl", ValueKind.STRING_LIST),
+        attribute("owner_id"),
+    ),
+    create_fields=(DESCRIPTION, METADATA, ACL, OWNER_ID),
+    update_fields=(DESCRIPTION, METADATA, ACL),
+    create_defaults={"description": "", "metadata": "", "acl": []},
+    permanent={"owner_id": errors.OWNER_IS_PERMANENT_CREDENTIAL},
+    owner_of=_owner_id,
+    owned=True,
+)
+
+
+def _bot_users(path: str, list_key: str, title: str) -> Resource:
+    return Resource(
+        name="bot_user",
+        title=title,
+        path=path,
+        list_key=list_key,
+        id_prefix=ids.BOT_USER,
+        fields=(
+            _ID,
+            self_uri(path),
+            attribute("name"),
+            attribute("active", ValueKind.BOOLEAN),
+            _CREATED_AT,
+        ),
+        create_fields=(NAME, ACTIVE),
+        update_fields=(NAME, ACTIVE),
+        create_defaults={"active": True},
+        required_text={"name": errors.BOT_NAME_REQUIRED},
+        admin_only_writes=True,
+    )
+
+
+BOT_USERS = _bot_users("/bot_users", "bot_users", "bot user")
+SERVICE_USERS = _bot_users("/service_users", "service_users", "service user")  # ngrok's newer name
+
+
+def _ip(session: AgentSession, view: View) -> str:
+    return session.client_addr.rpartition(":")[0].strip("[]")
+
+
+def _proto(tunnel: Tunnel, view: View) -> str:
+    return "" if tunnel.proto == "labeled" else tunnel.proto
+
+
+TUNNEL_SESSIONS = Resource(
+    name="tunnel_session",
+    title="tunnel session",
+    path="/tunnel_sessions",
+    list_key="tunnel_sessions",
+    id_prefix=ids.TUNNEL_SESSION,
+    fields=(
+        _ID,
+        self_uri("/tunnel_sessions"),
+        attribute("agent_version"),
+        reference("credential", "/credentials", "credential_id"),
+        Shown("ip", ValueKind.STRING, _ip),
+        attribute("metadata"),
+        attribute("os"),
+        constant("region", ValueKind.STRING, REGION),
+        attribute("started_at", ValueKind.TIMESTAMP),
+        constant("transport", ValueKind.STRING, "ngrok/v2"),
+    ),
+    operations=frozenset({Operation.LIST, Operation.GET, Operation.STOP}),
+    owner_of=_owner_id,
+)
+TUNNELS = Resource(
+    name="tunnel",
+    title="tunnel",
+    path="/tunnels",
+    list_key="tunnels",
+    id_prefix=ids.TUNNEL,
+    fields=(
+        _ID,
+        attribute("public_url", source="url"),
+        attribute("started_at", ValueKind.TIMESTAMP, source="created_at"),
+        attribute("metadata"),
+        Shown("proto", ValueKind.STRING, _proto),
+        constant("region", ValueKind.STRING, REGION),
+        reference("tunnel_session", "/tunnel_sessions", "session_id"),
+        constant("endpoint", ValueKind.REF, None, nullable=True),
+        attribute("labels", ValueKind.STRING_MAP),
+        Shown("backends", ValueKind.REF_LIST, lambda tunnel, view: []),
+        attribute("forwards_to"),
+    ),
+    operations=frozenset({Operation.LIST}),
+)
+
+STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS)
+LIVE = (TUNNEL_SESSIONS, TUNNELS)
+ALL = STORED + LIVE
