@@ -14,7 +14,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from burrow.domain import errors
+from burrow.dashboard import DashboardSettings, Identity, create_dashboard
+from burrow.domain import errors, ids, tokens
 from burrow.store.store import Store
 
 from . import http
@@ -102,7 +103,12 @@ class AccessLog:
             )
 
 
-def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | None = None) -> ASGIApp:
+def create_app(
+    store: Store,
+    public_url: str | None = None,
+    edge: EdgeControl | None = None,
+    dashboard: DashboardSettings | None = None,
+) -> ASGIApp:
     routes: list[Route] = []
     for spec in SPECS:
         handlers = ResourceHandlers(spec, store, public_url)
@@ -134,7 +140,23 @@ def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | 
     ]
     handlers_by_error: dict[Any, Any] = {HTTPException: _http_exception, Exception: _unexpected}
     app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
+    if dashboard is not None:
+        # A client of this very app, in process: it sees what the API shows each key, no more.
+        app.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))
     return AccessLog(app)
+
+
+def _identify(store: Store) -> Callable[[str], Identity | None]:
+    """Who an API key acts for, which the API does not tell: the dashboard hides what they may not do."""
+
+    def identify(token: str) -> Identity | None:
+        principal = store.cached_principal(token)
+        if principal is None:
+            key_id = tokens.resource_id(token, ids.API_KEY)
+            principal = store.authenticate_api_key(key_id, token) if isinstance(key_id, str) else None
+        return None if principal is None else Identity(principal.owner_id, principal.is_admin)
+
+    return identify
 
 
 def _merge_methods(routes: list[Route]) -> list[Route]:
