@@ -7,6 +7,8 @@ import os
 import re
 import select
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.edge.conftest import SDK_PYTHON
+from tests.edge.test_agent_binary import NGROK
 from tests.harness import BurrowServer, local_http_service
 
 from .conftest import sign_in
@@ -259,3 +262,110 @@ def test_bot_users_are_managed_by_admins_and_members_see_no_admin_actions(
     page.get_by_role("button", name="Delete ci-bot").click()
     expect(page.locator("main > .flash")).to_contain_text("deleted")
     expect(page.get_by_role("cell", name="ci-bot", exact=True)).to_have_count(0)
+
+
+def test_behind_an_https_public_url_the_cookie_is_secure_and_that_origin_is_ours(
+    make_server: Callable[..., BurrowServer],
+) -> None:
+    public = "https://burrow.example.com"
+    server = make_server("--public-url", public)
+    with httpx.Client(base_url=server.base_url) as http:
+        signin = http.get("/dashboard/signin")
+        # Framing, foreign scripts and sniffing are refused on every page.
+        assert "frame-ancestors 'none'" in signin.headers["content-security-policy"]
+        assert "script-src 'self'" in signin.headers["content-security-policy"]
+        assert signin.headers["x-frame-options"] == "DENY"
+        assert signin.headers["x-content-type-options"] == "nosniff"
+        set_cookie = signin.headers["set-cookie"]
+        assert "secure" in set_cookie.lower() and "httponly" in set_cookie.lower()
+        assert "samesite=strict" in set_cookie.lower() and "path=/dashboard" in set_cookie.lower()
+        cookie = set_cookie.split(";")[0]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', signin.text).group(1)  # type: ignore[union-attr]
+        form = {"csrf": csrf, "api_key": server.api_key}
+        # A Secure cookie is not sent over plain http by clients: pass it by hand, as a proxy would.
+        signed_in = http.post("/dashboard/signin", data=form, headers={"Cookie": cookie, "Origin": public})
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboard/"
+        assert "secure" in signed_in.headers["set-cookie"].lower()
+        elsewhere = http.post(
+            "/dashboard/signin", data=form, headers={"Cookie": cookie, "Origin": "https://other.example.com"}
+        )
+        assert elsewhere.status_code == 403
+        assert http.get("/dashboard/no-such-page").status_code == 404
+        too_big = http.post(
+            "/dashboard/signin",
+            content=b"csrf=" + b"x" * 70_000,
+            headers={"Cookie": cookie, "Origin": public, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert too_big.status_code == 413
+
+
+def test_the_v2_agent_config_from_the_page_works_with_the_agent_binary(
+    server: BurrowServer, page: Page, tmp_path: Path
+) -> None:
+    if not NGROK.exists():
+        pytest.fail("the ngrok v2 agent binary is missing: run 'make test' (it installs .venvs/ngrok-bin)")
+    sign_in(page, server, server.api_key)
+    page.goto(f"{server.base_url}/dashboard/credentials")
+    page.get_by_label("Description").fill("v2 agent")
+    page.get_by_label("ACL rules").fill("bind:v2.burrow.localhost")
+    page.get_by_role("button", name="Create credential").click()
+    (tmp_path / "burrow-agent.yml").write_text(page.locator("#snippet-yaml").inner_text())
+    command = page.locator("#snippet-command").inner_text()
+    assert command == "ngrok http -config burrow-agent.yml -hostname v2.burrow.localhost 3000"
+    http_port = server.http_addr.rsplit(":", 1)[1]
+
+    def reply(request: http.server.BaseHTTPRequestHandler) -> str:
+        return f"v2 saw {request.headers['Host']}"
+
+    with local_http_service(reply) as port:
+        args = command.split()
+        binary = subprocess.Popen(
+            [str(NGROK), *args[1:-1], str(port)],  # the reader's local port instead of 3000
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert binary.poll() is None, "the agent binary exited"
+                reached = httpx.get(
+                    f"http://{server.http_addr}/", headers={"Host": f"v2.burrow.localhost:{http_port}"}
+                )
+                if reached.status_code == 200:
+                    break
+                assert time.monotonic() < deadline, reached.text
+                time.sleep(0.3)
+            assert reached.text == f"v2 saw v2.burrow.localhost:{http_port}"
+        finally:
+            binary.terminate()
+            binary.wait(timeout=10)
+
+
+def test_api_keys_and_credentials_are_deleted_from_the_page(server: BurrowServer, page: Page) -> None:
+    sign_in(page, server, server.api_key)
+    page.goto(f"{server.base_url}/dashboard/api-keys")
+    page.get_by_label("Description").fill("short-lived")
+    page.get_by_role("button", name="Create API key").click()
+    expect(page.get_by_role("heading", name=re.compile("New API key"))).to_be_visible()
+    key_token = page.get_by_label("Token").input_value()
+    key_id = f"ak_{key_token.split('_')[0]}"
+    with server.client(key_token) as api:
+        assert api.get("/credentials").status_code == 200
+    page.get_by_role("link", name="Done, I have copied it").click()
+    page.get_by_role("button", name=f"Delete API key {key_id}").click()
+    expect(page.locator("main > .flash")).to_contain_text(f"API key {key_id} deleted")
+    with server.client(key_token) as api:
+        assert api.get("/credentials").status_code == 401
+
+    page.goto(f"{server.base_url}/dashboard/credentials")
+    page.get_by_label("Description").fill("to delete")
+    page.get_by_role("button", name="Create credential").click()
+    credential_id = (
+        page.get_by_role("heading", name=re.compile("New credential")).locator("code").inner_text()
+    )
+    page.goto(f"{server.base_url}/dashboard/credentials")
+    page.get_by_role("button", name=f"Delete credential {credential_id}").click()
+    expect(page.locator("main > .flash")).to_contain_text(f"Credential {credential_id} deleted")
+    assert credential_id not in credential_ids(server)

@@ -9,6 +9,7 @@ buttons to hide (the API still refuses what a member may not do): ``identify`` a
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -21,12 +22,13 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from burrow.client import AsyncClient, Error
 from burrow.domain import acl, errors
@@ -37,6 +39,7 @@ from .session import Session, SessionCodec
 HERE = Path(__file__).parent
 PREFIX = "/dashboard"
 MAX_FORM_BYTES = 64 * 1024
+error_log = logging.getLogger("burrow.error")
 _INTERNAL_BASE = "http://burrow.internal"  # the in-process API's address; never leaves the process
 
 
@@ -133,14 +136,14 @@ def create_dashboard(
         return response
 
     def forbidden(request: Request, reason: str) -> Response:
-        return HTMLResponse(
-            templates.get_template("forbidden.html").render(prefix=PREFIX, reason=reason), status_code=403
-        )
+        return problem_page("Refused", reason, 403)
 
     async def read_form(request: Request) -> FormData:
         length = request.headers.get("content-length")
-        if length is None or not length.isdigit() or int(length) > MAX_FORM_BYTES:
-            raise HTTPException(413, "form too large")
+        if length is None or not length.isdigit():
+            raise HTTPException(411, "A form needs a Content-Length.")
+        if int(length) > MAX_FORM_BYTES:
+            raise HTTPException(413, f"Forms are limited to {MAX_FORM_BYTES // 1024} KiB.")
         return await request.form(max_files=0, max_fields=200)
 
     def current(request: Request) -> Session | None:
@@ -399,14 +402,21 @@ def create_dashboard(
             return JSONResponse({"valid": False, "message": f"{error.message} ({error.code})"})
         return JSONResponse({"valid": True, "message": ""})
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 404
-        return HTMLResponse(
-            templates.get_template("forbidden.html").render(
-                prefix=PREFIX, title="Not here", reason=f"Nothing to show ({status})."
-            ),
-            status_code=status,
-        )
+    def problem_page(title: str, reason: str, status: int) -> Response:
+        page = templates.get_template("forbidden.html").render(prefix=PREFIX, title=title, reason=reason)
+        return HTMLResponse(page, status_code=status)
+
+    async def http_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return problem_page("Not found", "There is no such page.", 404)
+        return problem_page("Refused", str(exc.detail), exc.status_code)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, Error):  # the API failed a read a page needed
+            return problem_page("The API refused", _api_message(exc), 502)
+        error_log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return problem_page("Something went wrong", "An internal error occurred; it has been logged.", 500)
 
     routes = [
         Route("/", page(overview)),
@@ -431,7 +441,35 @@ def create_dashboard(
         Route("/sessions/{id}/stop", page(session_stop, post=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    handlers: dict[Any, Any] = {HTTPException: http_problem, Exception: unexpected}
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(SecurityHeaders)])
+
+
+class SecurityHeaders:
+    """Headers every dashboard response carries: no framing (clickjacking), no inline or foreign
+    scripts, styles or form targets, no sniffing, no Referer sent elsewhere."""
+
+    HEADERS = [
+        (
+            b"content-security-policy",
+            b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+        (b"x-frame-options", b"DENY"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _rules(text: str) -> list[str]:
