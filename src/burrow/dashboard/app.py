@@ -8,6 +8,7 @@ buttons to hide (the API still refuses what a member may not do): ``identify`` a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -217,7 +218,10 @@ def create_dashboard(
         session = current(request)
         form = await read_form(request)
         if session is None or not sessions.csrf_matches(session, form.get("csrf")):
-            return forbidden(request, "The sign-in form has expired. Reload the page and try again.")
+            fresh = Session.new(sessions.now())
+            expired = {"kind": "error", "message": "The sign-in form had expired. Please try again."}
+            response = render(request, "signin.html", {"csrf": fresh.csrf, "flash": expired}, status=403)
+            return with_cookie(request, response, fresh)
         if not sessions.same_origin(dict(request.headers), own_origins(request)):
             return forbidden(request, "This form was not sent from this dashboard.")
         key = form.get("api_key")
@@ -253,11 +257,15 @@ def create_dashboard(
 
     async def overview(view: View) -> Response:
         c = view.client
-        keys = (await c.api_keys.list()).items
-        credentials = (await c.credentials.list()).items
-        bots = (await c.bot_users.list()).items
-        live = (await c.tunnel_sessions.list()).items
-        tunnels = (await c.tunnels.list()).items
+        pages = await asyncio.gather(
+            c.api_keys.list(),
+            c.credentials.list(),
+            c.bot_users.list(),
+            c.tunnel_sessions.list(),
+            c.tunnels.list(),
+        )
+        keys, credentials, bots = pages[0].items, pages[1].items, pages[2].items
+        live, tunnels = pages[3].items, pages[4].items
         activity: list[tuple[Any, str, str]] = [
             *((k.created_at, "API key created", k.description or k.id) for k in keys),
             *((k.created_at, "Credential created", k.description or k.id) for k in credentials),
@@ -412,9 +420,11 @@ def create_dashboard(
             return problem_page("Not found", "There is no such page.", 404)
         return problem_page("Refused", str(exc.detail), exc.status_code)
 
+    async def api_refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Error)  # the API refused a read a page needed
+        return problem_page("The API refused", _api_message(exc), 502)
+
     async def unexpected(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, Error):  # the API failed a read a page needed
-            return problem_page("The API refused", _api_message(exc), 502)
         error_log.exception("unhandled error in %s %s", request.method, request.url.path)
         return problem_page("Something went wrong", "An internal error occurred; it has been logged.", 500)
 
@@ -441,7 +451,7 @@ def create_dashboard(
         Route("/sessions/{id}/stop", page(session_stop, post=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    handlers: dict[Any, Any] = {HTTPException: http_problem, Exception: unexpected}
+    handlers: dict[Any, Any] = {HTTPException: http_problem, Error: api_refused, Exception: unexpected}
     return Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(SecurityHeaders)])
 
 
