@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.edge.conftest import SDK_PYTHON
 from tests.edge.test_agent_binary import NGROK
@@ -369,3 +369,41 @@ def test_api_keys_and_credentials_are_deleted_from_the_page(server: BurrowServer
     page.get_by_role("button", name=f"Delete credential {credential_id}").click()
     expect(page.locator("main > .flash")).to_contain_text(f"Credential {credential_id} deleted")
     assert credential_id not in credential_ids(server)
+
+
+def test_the_keyboard_alone_signs_in_and_reaches_every_page(server: BurrowServer, page: Page) -> None:
+    page.goto(f"{server.base_url}/dashboard/")
+    expect(page.get_by_label("API key")).to_be_focused()  # autofocus
+    page.keyboard.type(server.api_key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    reached = []
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim()"))
+    assert reached == ["Burrow", "Overview", "Agents", "Credentials", "API keys", "Bot users"]
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Bot users")).to_be_visible()
+
+
+def test_the_forms_work_without_javascript(server: BurrowServer, browser: Browser) -> None:
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        sign_in(page, server, server.api_key)
+        page.goto(f"{server.base_url}/dashboard/credentials")
+        page.get_by_label("Description").fill("no js")
+        page.get_by_label("ACL rules").fill("bind:nojs.burrow.localhost")
+        page.get_by_role("button", name="Create credential").click()
+        assert TOKEN.match(page.get_by_label("Token").input_value())
+        credential_id = (
+            page.get_by_role("heading", name=re.compile("New credential")).locator("code").inner_text()
+        )
+        page.goto(f"{server.base_url}/dashboard/credentials")
+        # No confirm() without JavaScript: the button posts at once.
+        page.get_by_role("button", name=f"Delete credential {credential_id}").click()
+        expect(page.locator("main > .flash")).to_contain_text(f"Credential {credential_id} deleted")
+    finally:
+        context.close()
