@@ -192,6 +192,24 @@ def serve(
     api_max_connections_per_client: Annotated[
         int, _limit("--api-max-connections-per-client", "Open API connections per client address.")
     ] = ApiLimits.max_connections_per_client,
+    agent_tls_handshake_timeout: Annotated[
+        float, _limit("--agent-tls-handshake-timeout", "Seconds an agent's TLS handshake may take.")
+    ] = AgentLimits.tls_handshake_timeout,
+    agent_auth_timeout: Annotated[
+        float, _limit("--agent-auth-timeout", "Seconds from an agent's connection to its completed Auth.")
+    ] = AgentLimits.auth_timeout,
+    agent_max_message_bytes: Annotated[
+        int, _limit("--agent-max-message-bytes", "Largest JSON message an agent may send.")
+    ] = AgentLimits.max_message_bytes,
+    agent_max_message_depth: Annotated[
+        int, _limit("--agent-max-message-depth", "Deepest nesting in an agent's JSON message.")
+    ] = AgentLimits.max_message_depth,
+    agent_max_connections: Annotated[
+        int, _limit("--agent-max-connections", "Open agent connections at most.")
+    ] = AgentLimits.max_connections,
+    agent_max_connections_per_client: Annotated[
+        int, _limit("--agent-max-connections-per-client", "Open agent connections per client address.")
+    ] = AgentLimits.max_connections_per_client,
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
@@ -214,7 +232,14 @@ def serve(
                 max_connections=api_max_connections,
                 max_connections_per_client=api_max_connections_per_client,
             ),
-            AgentLimits(),
+            AgentLimits(
+                tls_handshake_timeout=agent_tls_handshake_timeout,
+                auth_timeout=agent_auth_timeout,
+                max_message_bytes=agent_max_message_bytes,
+                max_message_depth=agent_max_message_depth,
+                max_connections=agent_max_connections,
+                max_connections_per_client=agent_max_connections_per_client,
+            ),
         )
         edge_config = (
             serving.edge_config(
@@ -225,6 +250,8 @@ def serve(
         )
         listening = 3 + (len(edge_config.settings.tcp_ports) if edge_config else 0)
         api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
+        if edge_config is not None:
+            edge_config.agent_limits = agent_limits
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
