@@ -282,3 +282,36 @@ def test_1100_idle_connections_under_a_1024_file_limit_do_not_lock_out_the_api(t
         for sock in held:
             sock.close()
         server.stop()
+
+
+def test_running_out_of_file_descriptors_neither_spins_nor_kills_the_server(tmp_path: Path) -> None:
+    # The public HTTP listener has no cap of its own yet, so 1,100 connections to it exhaust
+    # the process's 1,024 descriptors: accepting then fails with EMFILE on every listener.
+    server = BurrowServer(tmp_path / "data").start("--no-access-log", file_limit=1024)
+    host, port = server.http_addr.rsplit(":", 1)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(1100):
+            with contextlib.suppress(OSError):
+                held.append(socket.create_connection((host, int(port)), timeout=1))
+        before = server.cpu_seconds()
+        for _ in range(5):  # connections the server cannot take are closed, not retried forever
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{server.base_url}/healthz", timeout=2)
+        time.sleep(1)
+        assert server.cpu_seconds() - before < 0.5
+        for sock in held:
+            sock.close()
+        held.clear()
+        deadline = time.monotonic() + 5
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{server.base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the API did not recover"
+            time.sleep(0.1)
+        assert server.process is not None and server.process.poll() is None
+    finally:
+        for sock in held:
+            sock.close()
+        assert server.stop() == 0
