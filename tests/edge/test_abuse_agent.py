@@ -243,3 +243,19 @@ def test_agent_connections_are_capped_per_client_and_in_all(tmp_path: Path) -> N
         for connection in held:
             connection.close()
         assert server.stop() == 0
+
+
+def test_connections_that_end_before_tls_free_their_slot_at_once(tmp_path: Path) -> None:
+    server = BurrowServer(tmp_path / "data").start("--agent-max-connections-per-client", "3")
+    try:
+        host, port = server.agent_addr.rsplit(":", 1)
+        for n in range(20):
+            with socket.create_connection((host, int(port)), timeout=5) as raw:
+                if n % 2:
+                    raw.sendall(b"\x16\x03\x01")  # a ClientHello begun, then dropped
+        time.sleep(0.3)
+        connection = _tls(server, "127.0.0.1")
+        assert connection is not None, "slots were still held by connections that had ended"
+        connection.close()
+    finally:
+        assert server.stop() == 0

@@ -47,11 +47,15 @@ class _AgentGate(asyncio.Protocol):
     def __init__(self, accepted: Callable[[asyncio.Transport, _AgentGate], None]) -> None:
         self._accepted = accepted
         self.early = bytearray()
+        self.lost = False
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
         self._accepted(self._transport, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True  # before TLS took over: nothing else will hear of it
 
     def data_received(self, data: bytes) -> None:
         self.early += data
@@ -65,6 +69,8 @@ class _AgentGate(asyncio.Protocol):
         tls: ssl.SSLContext,
         timeout: float,
     ) -> asyncio.Transport | None:
+        if self.lost:
+            return None
         loop = asyncio.get_running_loop()
         handshake = asyncio.ensure_future(
             loop.start_tls(transport, protocol, tls, server_side=True, ssl_handshake_timeout=timeout)
@@ -73,6 +79,9 @@ class _AgentGate(asyncio.Protocol):
         # resumes), the early bytes go to the TLS protocol after its connection_made, which
         # start_tls scheduled before the call scheduled here.
         await asyncio.sleep(0)
+        if self.lost:
+            handshake.cancel()
+            return None
         loop.call_soon(self._hand_over, transport.get_protocol())
         return await handshake
 
