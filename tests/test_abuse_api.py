@@ -93,7 +93,20 @@ def _attack_with_huge_heads(
             results.put((time.monotonic() - started, answer))
 
 
+def _healthz_p99(client: httpx.Client, latencies: list[float]) -> float:
+    started = time.perf_counter()
+    assert client.get("/healthz").status_code == 200
+    latencies.append(time.perf_counter() - started)
+    time.sleep(0.01)
+    return statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else 0.0
+
+
 def test_a_96_mib_head_is_refused_within_a_second_while_healthz_stays_fast(server: BurrowServer) -> None:
+    # What the machine gives without an attack: on a loaded one, that is more than 100 ms.
+    quiet: list[float] = []
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        while len(quiet) < 50:
+            quiet_p99 = _healthz_p99(client, quiet)
     # The attackers run in other processes, so that they do not slow this one's measurements.
     context = multiprocessing.get_context("fork")
     results: multiprocessing.Queue[tuple[float, bytes]] = context.Queue()
@@ -108,18 +121,16 @@ def test_a_96_mib_head_is_refused_within_a_second_while_healthz_stays_fast(serve
         with httpx.Client(base_url=server.base_url, timeout=10) as client:
             client.get("/healthz")
             while len(latencies) < 50 or results.qsize() < 8:
-                started = time.perf_counter()
-                assert client.get("/healthz").status_code == 200
-                latencies.append(time.perf_counter() - started)
-                time.sleep(0.01)
+                p99 = _healthz_p99(client, latencies)
     finally:
         for attacker in attackers:
             attacker.kill()
             attacker.join()
     refusals = [results.get(timeout=5) for _ in range(8)]
     assert max(elapsed for elapsed, _ in refusals) < 1.0, refusals
-    p99 = statistics.quantiles(latencies, n=100)[98]
-    assert p99 < 0.1, f"healthz p99 {p99 * 1000:.1f} ms during the attack"
+    assert p99 < max(0.1, 3 * quiet_p99), (
+        f"healthz p99 {p99 * 1000:.1f} ms during the attack, {quiet_p99 * 1000:.1f} ms without"
+    )
     # The answer leaves before the server hangs up; a client still sending may see only the reset.
     answers = [ngrok_error(answer, 431) for _, answer in refusals if answer]
     assert answers, "no attacker received the 431"
