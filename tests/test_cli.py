@@ -230,3 +230,16 @@ def test_sigterm_lets_in_flight_requests_finish(make_server: Callable[..., Burro
     assert json.loads(rest.partition(b"\r\n\r\n")[2])["description"] == "in flight"
     assert server.process.wait(timeout=15) == 0
     assert "Shutting down" in server.log()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--api-max-headers", "0"), ("--agent-auth-timeout", "-1")])
+def test_serve_refuses_a_limit_that_is_not_positive(tmp_path: Path, option: str, value: str) -> None:
+    result = burrow("serve", "--data-dir", str(tmp_path / "data"), option, value, check=False)
+    assert result.returncode == 2
+    assert f"{option} must be positive" in result.stderr
+
+
+def test_limits_are_read_from_the_environment(tmp_path: Path) -> None:
+    env = {"BURROW_API_MAX_CONNECTIONS": "0"}
+    result = burrow("serve", "--data-dir", str(tmp_path / "data"), env=env, check=False)
+    assert result.returncode == 2 and "--api-max-connections must be positive" in result.stderr

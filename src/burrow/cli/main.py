@@ -7,12 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from burrow.domain.limits import AgentLimits, ApiLimits
 from burrow.domain.models import ROLES
 
 from . import logs
@@ -57,6 +58,14 @@ DatabaseUrl = Annotated[
         help="A SQLAlchemy database URL (postgresql+psycopg://...); default: SQLite in the data dir.",
     ),
 ]
+
+
+def _limit(flag: str, help: str) -> Any:
+    """A ``burrow serve`` limit option, also read from BURROW_<FLAG> (docs/limits.md)."""
+    envvar = "BURROW_" + flag.lstrip("-").upper().replace("-", "_")
+    return typer.Option(flag, envvar=envvar, help=help, rich_help_panel="Limits (see docs/limits.md)")
+
+
 DEFAULT_DATA_DIR = Path(".burrow")
 DEFAULT_API_ADDR = "127.0.0.1:4080"
 FIRST_RUN_EMAIL = "admin@localhost"
@@ -162,17 +171,76 @@ def serve(
     edge: Annotated[
         bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
     ] = True,
+    api_max_head_bytes: Annotated[
+        int, _limit("--api-max-head-bytes", "Largest API request line plus headers (431 beyond).")
+    ] = ApiLimits.max_head_bytes,
+    api_max_headers: Annotated[
+        int, _limit("--api-max-headers", "Most header fields in one API request (431 beyond).")
+    ] = ApiLimits.max_headers,
+    api_head_timeout: Annotated[
+        float, _limit("--api-head-timeout", "Seconds an API request's headers may take to arrive.")
+    ] = ApiLimits.head_timeout,
+    api_body_timeout: Annotated[
+        float, _limit("--api-body-timeout", "Seconds an API request body may stall.")
+    ] = ApiLimits.body_timeout,
+    api_keepalive_timeout: Annotated[
+        float, _limit("--api-keepalive-timeout", "Seconds an idle API connection stays open.")
+    ] = ApiLimits.keepalive_timeout,
+    api_max_connections: Annotated[
+        int, _limit("--api-max-connections", "Open API connections at most (503 beyond).")
+    ] = ApiLimits.max_connections,
+    api_max_connections_per_client: Annotated[
+        int, _limit("--api-max-connections-per-client", "Open API connections per client address.")
+    ] = ApiLimits.max_connections_per_client,
+    agent_tls_handshake_timeout: Annotated[
+        float, _limit("--agent-tls-handshake-timeout", "Seconds an agent's TLS handshake may take.")
+    ] = AgentLimits.tls_handshake_timeout,
+    agent_auth_timeout: Annotated[
+        float, _limit("--agent-auth-timeout", "Seconds from an agent's connection to its completed Auth.")
+    ] = AgentLimits.auth_timeout,
+    agent_max_message_bytes: Annotated[
+        int, _limit("--agent-max-message-bytes", "Largest JSON message an agent may send.")
+    ] = AgentLimits.max_message_bytes,
+    agent_max_message_depth: Annotated[
+        int, _limit("--agent-max-message-depth", "Deepest nesting in an agent's JSON message.")
+    ] = AgentLimits.max_message_depth,
+    agent_max_connections: Annotated[
+        int, _limit("--agent-max-connections", "Open agent connections at most.")
+    ] = AgentLimits.max_connections,
+    agent_max_connections_per_client: Annotated[
+        int, _limit("--agent-max-connections-per-client", "Open agent connections per client address.")
+    ] = AgentLimits.max_connections_per_client,
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
 
     from burrow.api.app import create_app
+    from burrow.api.connection import protocol_class
 
     from . import serving
 
     logs.configure(log_level, access_log)
     try:
         host, port = serving.split_addr(api_addr)
+        api_limits, agent_limits = serving.check_limits(
+            ApiLimits(
+                max_head_bytes=api_max_head_bytes,
+                max_headers=api_max_headers,
+                head_timeout=api_head_timeout,
+                body_timeout=api_body_timeout,
+                keepalive_timeout=api_keepalive_timeout,
+                max_connections=api_max_connections,
+                max_connections_per_client=api_max_connections_per_client,
+            ),
+            AgentLimits(
+                tls_handshake_timeout=agent_tls_handshake_timeout,
+                auth_timeout=agent_auth_timeout,
+                max_message_bytes=agent_max_message_bytes,
+                max_message_depth=agent_max_message_depth,
+                max_connections=agent_max_connections,
+                max_connections_per_client=agent_max_connections_per_client,
+            ),
+        )
         edge_config = (
             serving.edge_config(
                 agent_addr, http_addr, tls_addr, tcp_ports, tcp_host, domain, label_routes or []
@@ -180,6 +248,10 @@ def serve(
             if edge
             else None
         )
+        listening = 3 + (len(edge_config.settings.tcp_ports) if edge_config else 0)
+        api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
+        if edge_config is not None:
+            edge_config.agent_limits = agent_limits
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -209,6 +281,9 @@ def serve(
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=10,
+            http=protocol_class(api_limits),
+            ws="none",  # the API has no WebSocket routes: an Upgrade request is a plain request
+            timeout_keep_alive=api_limits.keepalive_timeout,  # type: ignore[arg-type]  # a float serves
         )
         # uvicorn's loop factory picks uvloop when it is installed.
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:

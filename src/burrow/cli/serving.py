@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import resource
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import uvicorn
 from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
+from burrow.domain.limits import AgentLimits, ApiLimits, fit_to_descriptors
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
 from burrow.edge.control import EdgeSettings
 from burrow.edge.server import Edge, EdgeConfig
@@ -57,6 +60,33 @@ async def run_until_signalled(server: uvicorn.Server, edge: Edge | None) -> None
     finally:
         if edge is not None:
             await edge.stop()
+
+
+def check_limits(api: ApiLimits, agent: AgentLimits) -> tuple[ApiLimits, AgentLimits]:
+    """The limits, if every one is positive (0 would mean "refuse everything", not "none")."""
+    for limits, prefix in ((api, "--api-"), (agent, "--agent-")):
+        for item in dataclasses.fields(limits):
+            if not getattr(limits, item.name) > 0:
+                flag = prefix + item.name.replace("_", "-")
+                raise CommandError(f"{flag} must be positive")
+    return api, agent
+
+
+def fit_to_file_limit(
+    api: ApiLimits, agent: AgentLimits, listening_sockets: int
+) -> tuple[ApiLimits, AgentLimits]:
+    """The connection caps, lowered if the process's file limit cannot hold them."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return api, agent
+    fitted_api, fitted_agent = fit_to_descriptors(api, agent, soft, listening_sockets)
+    if (fitted_api, fitted_agent) != (api, agent):
+        err.print(
+            f"[yellow]warning:[/] the file limit ({soft}) cannot hold {api.max_connections} API and "
+            f"{agent.max_connections} agent connections: capped at {fitted_api.max_connections} and "
+            f"{fitted_agent.max_connections} (raise 'ulimit -n' to allow more)."
+        )
+    return fitted_api, fitted_agent
 
 
 def _show(addr: tuple[str, int] | None) -> str:

@@ -209,6 +209,21 @@ BODY_TOO_LARGE = ErrorKind(
 INTERNAL_ERROR = ErrorKind(
     "ERR_NGROK_90500", 500, "An internal error occurred. It has been logged; operation {op}."
 )
+# The API's HTTP layer, before a request reaches a route (docs/limits.md).
+MALFORMED_REQUEST = ErrorKind("ERR_NGROK_90400", 400, "The request is not valid HTTP/1.1: {reason}.")
+REQUEST_TIMEOUT = ErrorKind(
+    "ERR_NGROK_90408", 408, "The request did not arrive in time: {reason}. Send it promptly."
+)
+HEAD_TOO_LARGE = ErrorKind(
+    "ERR_NGROK_90431", 431, "The request line and headers are larger than the limit of {max} bytes."
+)
+TOO_MANY_HEADERS = ErrorKind("ERR_NGROK_90431", 431, "The request has more than {max} header fields.")
+TOO_MANY_CONNECTIONS = ErrorKind(
+    "ERR_NGROK_90503", 503, "The server takes no more connections now: {reason}. Try again later."
+)
+HTTP_VERSION_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_90505", 505, "HTTP/{version} is not supported: use HTTP/1.1 (or HTTP/1.0)."
+)
 
 # The edge: errors answered to agents in a message's "Error" field.
 AGENT_TOKEN_MALFORMED = ErrorKind(
