@@ -19,13 +19,14 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
+import re
 import time
 import zlib
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from burrow.domain.endpoint import Headers, IPAddress, Refusal
+from burrow.domain.endpoint import EndpointPolicy, Headers, IPAddress, Refusal
 from burrow.domain.tunnels import Tunnel
 
 from . import traffic
@@ -40,10 +41,21 @@ HOP_BY_HOP = frozenset(
 )
 # Framing and forwarding headers the proxy writes itself.
 _OWN_REQUEST_FIELDS = frozenset({b"content-length", b"x-forwarded-proto", b"x-forwarded-host"})
+# Request fields dropped from the forwarded head (written again by the proxy where needed).
+_DROPPED = HOP_BY_HOP | _OWN_REQUEST_FIELDS | {b"x-forwarded-for"}
+# Request fields the proxy looks at, noted by name as they are parsed.
+_NOTED = _DROPPED | {b"host", b"accept-encoding"}
+# Connection options that name no other field.
+_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+# Response fields that send a response head down the slow path (rebuilt field by field).
+_RESPONSE_HOP_BY_HOP = re.compile(b"\n(?:" + b"|".join(sorted(HOP_BY_HOP)) + b"):")
+_DEFAULT_POLICY = EndpointPolicy()
 MAX_RESPONSE_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 4096
 
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _TUNNEL, _IDLE = range(6)
+# What a connection is waiting for, for the timeouts.
+_HEAD_PHASE, _BODY_PHASE, _IDLE_PHASE, _BUSY_PHASE = range(4)
 
 
 def page(
@@ -115,12 +127,16 @@ class _Request:
         "bytes_out",
         "chunked",
         "complete",
+        "fields_size",
         "head_size",
         "headers",
         "headers_done",
         "host",
         "keep_alive",
+        "kept",
         "method",
+        "noted",
+        "plain",
         "start",
         "started",
         "status",
@@ -135,8 +151,12 @@ class _Request:
         self.start = time.monotonic()
         self.target = b""
         self.headers: Headers = []
+        self.noted: dict[bytes, list[bytes]] = {}  # the fields in _NOTED, by lower-case name
+        self.kept = bytearray()  # the other fields, as forwarded (unless a policy rewrites them)
+        self.plain = True  # the endpoint has no options: no hook changes anything
         self.headers_done = False
         self.head_size = 0
+        self.fields_size = 0
         self.method = b""
         self.version = "1.1"
         self.host = ""
@@ -250,12 +270,16 @@ class HttpProxyConnection(asyncio.Protocol):
         self._waiting_for_connection = False
         self._upgraded = False  # after an upgrade request: raw bytes from the client
         self._upgrade_request: _Request | None = None
+        self._plain_policy: EndpointPolicy | None = None
         self._client_ended = False
         self._lost = False
         self._admitted = False
         self._flow = WriteFlow()
+        # One periodic check per connection enforces the timeouts: a request only moves
+        # ``_phase`` and its start time, it never schedules or cancels a timer.
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_kind = ""
+        self._phase = _HEAD_PHASE
+        self._phase_since = self._loop.time()
         self._last_activity = self._loop.time()
         # The response in progress.
         self._mode = _IDLE
@@ -287,7 +311,9 @@ class HttpProxyConnection(asyncio.Protocol):
             return
         self._admitted = True
         self.listeners._connections.add(self)
-        self._arm("head", self.limits.head_timeout)
+        limits = self.limits
+        self._tick_every = max(0.05, min(limits.head_timeout, limits.body_timeout, limits.idle_timeout) / 4)
+        self._timer = self._loop.call_later(self._tick_every, self._tick)
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = self._loop.time()
@@ -370,8 +396,8 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._parsing = _Request()
-        if self._timer_kind == "idle":
-            self._arm("head", self.limits.head_timeout)
+        if self._phase == _IDLE_PHASE:
+            self._phase, self._phase_since = _HEAD_PHASE, self._last_activity
 
     def on_url(self, url: bytes) -> None:
         request = self._parsing
@@ -383,16 +409,23 @@ class HttpProxyConnection(asyncio.Protocol):
         assert request is not None
         if request.headers_done:
             return  # a trailer field: dropped (we re-frame the body)
-        request.headers.append((name, value))
-        if len(request.headers) > self.limits.max_headers:
+        headers = request.headers
+        headers.append((name, value))
+        if len(headers) > self.limits.max_headers:
             raise _BadRequest(HEAD_TOO_LARGE)
+        request.fields_size += len(name) + len(value) + 4
+        lower = name.lower()
+        if lower in _NOTED:
+            request.noted.setdefault(lower, []).append(value)
+            if lower in _DROPPED:
+                return
+        request.kept += b"%b: %b\r\n" % (name, value)
 
     def on_headers_complete(self) -> None:
         request = self._parsing
         assert request is not None
         request.headers_done = True
-        size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
-        if size > self.limits.max_head_bytes:
+        if len(request.target) + request.fields_size > self.limits.max_head_bytes:
             raise _BadRequest(HEAD_TOO_LARGE)
         request.method = self._parser.get_method()
         request.version = self._parser.get_http_version()
@@ -401,10 +434,10 @@ class HttpProxyConnection(asyncio.Protocol):
         request.head_size = 0
         self._prepare(request)
         self._waiting.append(request)
-        if self._timer_kind == "head":
-            self._disarm()
-        if request.answer is None and (request.chunked or _field(request.headers, b"content-length")):
-            self._arm("body", self.limits.body_timeout)
+        if request.answer is None and (request.chunked or b"content-length" in request.noted):
+            self._phase = _BODY_PHASE
+        else:
+            self._phase = _BUSY_PHASE
         self._pump()
 
     def on_body(self, body: bytes) -> None:
@@ -430,8 +463,8 @@ class HttpProxyConnection(asyncio.Protocol):
         assert request is not None
         request.complete = True
         self._parsing = None
-        if self._timer_kind == "body":
-            self._disarm()
+        if self._phase == _BODY_PHASE:
+            self._phase = _BUSY_PHASE
         if request.answer is None and request.whole_body and request.tunnel is not None:
             refusal = request.tunnel.policy.check_request_body(request.headers, bytes(request.body))
             if refusal is not None:
@@ -444,13 +477,13 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def _prepare(self, request: _Request) -> None:
         """Route the request and check it; sets ``answer`` when it is answered here."""
-        headers = request.headers
+        noted = request.noted
         if request.version not in ("1.0", "1.1"):
             request.answer = page(
                 505, "HTTP Version Not Supported", "ERR_NGROK_90505", "Only HTTP/1.0 and HTTP/1.1 are served."
             )
             return
-        hosts = _field(headers, b"host")
+        hosts = noted.get(b"host", [])
         if len(hosts) != 1 or not hosts[0].strip():
             request.answer = bad_request("A request needs exactly one Host header.")
             return
@@ -483,14 +516,19 @@ class HttpProxyConnection(asyncio.Protocol):
                 503, "Service Unavailable", "ERR_NGROK_90503", "The endpoint's circuit breaker is open."
             )
             return
-        refusal = policy.check_request_head(request.method, target, headers, self.client_ip)
+        if policy is not self._plain_policy:
+            if policy != _DEFAULT_POLICY:
+                request.plain = False
+            else:
+                self._plain_policy = policy  # an endpoint without options: every hook a no-op
+        refusal = policy.check_request_head(request.method, target, request.headers, self.client_ip)
         if refusal is not None:
             request.answer = self._refusal_page(refusal)
             return
         request.whole_body = policy.buffer_body_up_to
-        request.chunked = b"chunked" in _tokens(_field(headers, b"transfer-encoding"))
+        request.chunked = b"chunked" in _tokens(noted.get(b"transfer-encoding", []))
         if policy.compression:
-            request.accepts_gzip = _accepts_gzip(_field(headers, b"accept-encoding"))
+            request.accepts_gzip = _accepts_gzip(noted.get(b"accept-encoding", []))
 
     def _refusal_page(self, refusal: Refusal) -> bytes:
         reasons = {401: "Unauthorized", 403: "Forbidden", 413: "Content Too Large"}
@@ -504,23 +542,44 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def _request_head(self, request: _Request) -> bytes:
         """The head forwarded to the agent: hop-by-hop fields out, forwarding fields in."""
-        headers = request.headers
-        named = _tokens(_field(headers, b"connection"))
-        forwarded_for: list[bytes] = []
+        noted = request.noted
+        named = _tokens(noted.get(b"connection", []))
+        host = noted[b"host"][0].strip()
+        forwarded_for = [value.strip() for value in noted.get(b"x-forwarded-for", [])]
+        forwarded_for.append(self.client[0].encode())
+        if request.plain and named <= _CONNECTION_OPTIONS:
+            # The common case, from the fields kept while parsing.
+            head = bytearray(
+                b"%b %b HTTP/%b\r\n" % (request.method, request.target, request.version.encode())
+            )
+            head += request.kept
+            head += b"X-Forwarded-For: %b\r\nX-Forwarded-Host: %b\r\nX-Forwarded-Proto: %b\r\n" % (
+                b", ".join(forwarded_for),
+                host,
+                self.scheme.encode(),
+            )
+            if request.upgrade:
+                for value in noted.get(b"upgrade", []):
+                    head += b"Upgrade: %b\r\n" % value
+                head += b"Connection: Upgrade\r\n"
+            if request.chunked:
+                head += b"Transfer-Encoding: chunked\r\n"
+            elif b"content-length" in noted:
+                head += b"Content-Length: %b\r\n" % noted[b"content-length"][0].strip()
+            head += b"\r\n"
+            return bytes(head)
         kept: Headers = []
-        for name, value in headers:
+        for name, value in request.headers:
             lower = name.lower()
             if lower in HOP_BY_HOP or lower in named or lower in _OWN_REQUEST_FIELDS:
                 if request.upgrade and lower == b"upgrade":
                     kept.append((name, value))
                 continue
             if lower == b"x-forwarded-for":
-                forwarded_for.append(value.strip())
                 continue
             kept.append((name, value))
-        forwarded_for.append(self.client[0].encode())
         kept.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
-        kept.append((b"X-Forwarded-Host", _field(headers, b"host")[0].strip()))
+        kept.append((b"X-Forwarded-Host", host))
         kept.append((b"X-Forwarded-Proto", self.scheme.encode()))
         assert request.tunnel is not None
         kept = request.tunnel.policy.request_headers(kept)
@@ -531,10 +590,8 @@ class HttpProxyConnection(asyncio.Protocol):
             request.chunked = False
         elif request.chunked:
             kept.append((b"Transfer-Encoding", b"chunked"))
-        else:
-            lengths = _field(headers, b"content-length")
-            if lengths:
-                kept.append((b"Content-Length", lengths[0].strip()))
+        elif b"content-length" in noted:
+            kept.append((b"Content-Length", noted[b"content-length"][0].strip()))
         lines = [b"%b %b HTTP/%b" % (request.method, request.target, request.version.encode())]
         lines += [name + b": " + value for name, value in kept]
         return b"\r\n".join(lines) + b"\r\n\r\n"
@@ -689,9 +746,11 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def _update_reading(self) -> None:
         """Read while the request being received can go somewhere; pause otherwise."""
+        waiting = self._waiting
+        if not (waiting or self._holding or self._pending or self._opening or self._waiting_for_connection):
+            return  # reading, and nothing to hold it for
         if self._lost or self.transport.is_closing():
             return
-        waiting = self._waiting
         # A request waiting to go pauses reading, unless it is first in line and only waits
         # for the rest of a body it must have whole before going.
         buffering = (
@@ -730,6 +789,41 @@ class HttpProxyConnection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         out = self._out
+        if mode == _HEAD and not self._head and self._current is not None and self._current.plain:
+            # A whole small response in one read, its head unchanged: sent as received.
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and data[:9] == b"HTTP/1.1 ":
+                try:
+                    self._response_head(data[:end], out)
+                except ValueError:
+                    out.clear()
+                    self._bad_gateway()
+                    return
+                rest = len(data) - end - 4
+                if (
+                    len(out) == 1
+                    and out[0] == data[: end + 4]
+                    and (
+                        (self._mode == _LENGTH and rest == self._remaining)
+                        or (self._mode == _IDLE and not rest)
+                    )
+                ):
+                    out.clear()
+                    self.transport.write(data)
+                    if self._mode == _LENGTH:
+                        self._current_bytes_out(rest)
+                        self._remaining = 0
+                        self._finish_response(out)
+                        if out:
+                            self.transport.write(b"".join(out))
+                            out.clear()
+                    return
+                data = data[end + 4 :]  # the head is dealt with; the body goes the usual way
+                if out:
+                    self.transport.write(b"".join(out))
+                    out.clear()
+                if not data:
+                    return
         try:
             self._relay(memoryview(data), out)
         except ValueError:
@@ -815,6 +909,14 @@ class HttpProxyConnection(asyncio.Protocol):
         request = self._current
         if request is None:
             raise ValueError("a response without a request")
+        if (
+            request.plain
+            and not request.upgrade
+            and head[:9] == b"HTTP/1.1 "
+            and head[9:10] in b"2345"
+            and self._plain_response(request, head, out)
+        ):
+            return
         lines = head.split(b"\r\n")
         status_line = lines[0]
         parts = status_line.split(b" ", 2)
@@ -917,6 +1019,48 @@ class HttpProxyConnection(asyncio.Protocol):
         if mode == _IDLE:
             self._finish_response(out)
 
+    def _plain_response(self, request: _Request, head: bytes, out: list[bytes]) -> bool:
+        """The common case, without rebuilding the head: an HTTP/1.1 response without
+        hop-by-hop fields to an endpoint without options. False: take the general path."""
+        low = head.lower()
+        if b"\n " in head or b"\n\t" in head or _RESPONSE_HOP_BY_HOP.search(low):
+            return False
+        status_text = head[9:12]
+        if not status_text.isdigit() or head[12:13] not in (b" ", b"\r", b""):
+            return False
+        status = int(status_text)
+        at = low.find(b"\ncontent-length:")
+        no_body = request.method == b"HEAD" or status in (204, 304)
+        if at >= 0 and not no_body:
+            if low.find(b"\ncontent-length:", at + 1) >= 0:
+                return False
+            end = low.find(b"\r\n", at + 1)
+            length = low[at + 16 : end if end >= 0 else len(low)].strip()
+            if not length.isdigit():
+                raise ValueError("bad Content-Length")
+            self._remaining = int(length)
+            mode = _LENGTH if self._remaining else _IDLE
+        elif no_body:
+            mode = _IDLE
+        else:
+            mode = _UNTIL_CLOSE
+            self._stream_reusable = False
+        close = (
+            not request.keep_alive
+            or mode == _UNTIL_CLOSE
+            or (self._client_ended and not self._waiting)
+            or not request.complete
+        )
+        request.keep_alive = not close
+        request.status = status
+        self._gzip = None
+        self._dechunk = False
+        out.append(head + (b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n"))
+        self._mode = mode
+        if mode == _IDLE:
+            self._finish_response(out)
+        return True
+
     def _policy_response_headers(self, request: _Request, headers: Headers) -> Headers:
         assert request.tunnel is not None
         return request.tunnel.policy.response_headers(headers)
@@ -944,7 +1088,7 @@ class HttpProxyConnection(asyncio.Protocol):
         if not self._stream_reusable:
             self._drop_stream(reset=False)
         if not self._waiting and self._parsing is None:
-            self._arm("idle", self.limits.idle_timeout)
+            self._phase, self._phase_since = _IDLE_PHASE, self._loop.time()
         self._pump()
 
     def _agent_ended(self, stream: MuxStream, reset: bool) -> None:
@@ -1003,27 +1147,25 @@ class HttpProxyConnection(asyncio.Protocol):
 
     # Timers ---------------------------------------------------------------------------
 
-    def _arm(self, kind: str, timeout: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_kind = kind
-        self._timer = self._loop.call_later(timeout, self._expired, kind, timeout)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_kind = ""
-
-    def _expired(self, kind: str, timeout: float) -> None:
-        self._timer = None
-        if kind == "body":
-            silent = self._loop.time() - self._last_activity
-            if silent < timeout or self._holding:  # heard from lately, or we are the ones waiting
-                self._arm("body", timeout - silent if silent < timeout else timeout)
-                return
-        self._timer_kind = ""
-        self.transport.abort() if kind == "body" else self.transport.close()
+    def _tick(self) -> None:
+        if self._lost:
+            return
+        now = self._loop.time()
+        phase = self._phase
+        limits = self.limits
+        waited = now - self._phase_since
+        if (phase == _HEAD_PHASE and waited > limits.head_timeout) or (
+            phase == _IDLE_PHASE and waited > limits.idle_timeout
+        ):
+            self.transport.close()
+        elif (
+            phase == _BODY_PHASE
+            and not self._holding  # while we hold the client back, its silence is ours
+            and now - self._last_activity > limits.body_timeout
+        ):
+            self.transport.abort()  # and the stream is reset: the agent gets it back
+        else:
+            self._timer = self._loop.call_later(self._tick_every, self._tick)
 
     # The traffic log ----------------------------------------------------------------------
 

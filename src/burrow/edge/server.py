@@ -13,6 +13,7 @@ from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.store import Store
 
 from . import muxado_protocol as mux
+from . import traffic
 from .agent import STOP, AgentSession
 from .control import EdgeControl, EdgeSettings
 from .https import HttpsCertificates
@@ -94,6 +95,7 @@ class Edge:
         for agent in list(self.agents.values()):
             await agent.connection.close(mux.ErrorCode.NONE, "server shutting down")
         await self.public.close_all()
+        traffic.flush()
         for task in list(self._agent_tasks):
             task.cancel()
         await asyncio.gather(*self._agent_tasks, return_exceptions=True)
