@@ -245,7 +245,7 @@ def _tokens(values: list[bytes]) -> set[bytes]:
 class HttpProxyConnection(asyncio.Protocol):
     """One public HTTP(S) client connection, proxied request by request."""
 
-    def __init__(self, listeners: PublicListeners, scheme: str) -> None:
+    def __init__(self, listeners: PublicListeners, scheme: str, sni: str | None = None) -> None:
         self.listeners = listeners
         self.limits = listeners.limits
         self.scheme = scheme  # "http" or "https"
@@ -254,7 +254,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self.client_text = "unknown:0"
         self.client_ip: IPAddress = ipaddress.ip_address("0.0.0.0")
         self.server: tuple[str, int] = ("0.0.0.0", 0)
-        self.sni: str | None = None
+        self.sni = sni  # the TLS server name an HTTPS connection was accepted for
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._parsing: _Request | None = None  # the request being parsed
@@ -303,8 +303,6 @@ class HttpProxyConnection(asyncio.Protocol):
         if isinstance(sock, tuple) and len(sock) >= 2:
             self.server = (str(sock[0]), int(sock[1]))
         self.client_ip = _peer_ip(self.client)
-        if self.scheme == "https":
-            self.sni = self.listeners.https_name(transport.get_extra_info("ssl_object"))
         if not self.listeners.counts.admit(self.scheme, self.client[0]):
             self.transport.write(CONNECTION_REFUSED)
             self.transport.close()
