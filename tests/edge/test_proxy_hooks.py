@@ -9,6 +9,7 @@ themselves are another module's work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import ssl
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from burrow.domain.endpoint import CircuitBreaker, EndpointPolicy, Headers, IPAd
 from burrow.domain.tunnels import AgentSession, Registry, Tunnel
 from burrow.edge.certs import ensure_server_certificate
 from burrow.edge.https import HttpsCertificates, HttpsListener
-from burrow.edge.muxado_streams import MuxConnection, MuxStream
+from burrow.edge.muxado_streams import MuxConnection, MuxStream, StreamReset
 from burrow.edge.public import PublicListeners
 from tests.edge.test_http_proxy import _throwaway_ca
 from tests.harness import free_port
@@ -67,7 +68,12 @@ class VisiblePolicy(EndpointPolicy):
 
 
 async def _agent_serves(stream: MuxStream, seen: list[bytes]) -> None:
-    """Answer each request on the stream with 2000 bytes; note what arrived."""
+    with contextlib.suppress(StreamReset):
+        await _answer_requests(stream, seen)
+
+
+async def _answer_requests(stream: MuxStream, seen: list[bytes]) -> None:
+    """Answer each request on the stream with 2100 bytes; note what arrived."""
     buffer = b""
     while True:
         while b"\r\n\r\n" not in buffer:
@@ -84,6 +90,12 @@ async def _agent_serves(stream: MuxStream, seen: list[bytes]) -> None:
             buffer += await stream.read()
         seen.append(head + b"\r\n\r\n" + buffer[:length])
         buffer = buffer[length:]
+        if b" /reset " in head:
+            stream.reset()
+            return
+        if b" /garbage " in head:
+            await stream.write(b"NOT HTTP AT ALL\r\n\r\n")
+            continue
         body = b"answer " * 300
         await stream.write(
             b"HTTP/1.1 200 OK\r\nServer: local\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
@@ -224,6 +236,11 @@ def test_every_request_hook_is_called() -> None:
             port, b"POST /hook HTTP/1.1\r\nHost: hooks.example\r\nContent-Length: 6\r\n\r\nsigned"
         )
         assert signed.startswith(b"HTTP/1.1 200 ") and seen[-1].endswith(b"\r\n\r\nsigned")
+
+        for broken in (b"/reset", b"/garbage"):
+            answer = await _exchange(port, b"GET %b HTTP/1.1\r\nHost: hooks.example\r\n\r\n" % broken)
+            assert answer.startswith(b"HTTP/1.1 502 ") and b"ERR_NGROK_3004" in answer
+        assert breaker.statuses[-2:] == [502, 502]
 
         breaker.open = True
         assert (await _exchange(port, b"GET / HTTP/1.1\r\nHost: hooks.example\r\n\r\n")).startswith(

@@ -1126,6 +1126,9 @@ class HttpProxyConnection(asyncio.Protocol):
             request.status = 502
             request.bytes_out = len(BAD_GATEWAY)
             self.transport.write(BAD_GATEWAY)
+            tunnel = request.tunnel
+            if tunnel is not None and tunnel.policy.circuit_breaker is not None:
+                tunnel.policy.circuit_breaker.record(502, time.monotonic())
             self._log(request)
             self._current = None
             self.transport.close()
