@@ -232,6 +232,12 @@ def test_every_request_hook_is_called() -> None:
             port, b"POST /hook HTTP/1.1\r\nHost: hooks.example\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000
         )
         assert too_big.startswith(b"HTTP/1.1 413 ") and len(seen) == 1
+        expecting = await _exchange(
+            port,
+            b"POST /hook HTTP/1.1\r\nHost: hooks.example\r\nContent-Length: 6\r\n"
+            b"Expect: 100-continue\r\n\r\n",
+        )
+        assert expecting == b"HTTP/1.1 100 Continue\r\n\r\n"  # the edge asks for the body it must check
         signed = await _exchange(
             port, b"POST /hook HTTP/1.1\r\nHost: hooks.example\r\nContent-Length: 6\r\n\r\nsigned"
         )

@@ -431,6 +431,17 @@ class HttpProxyConnection(asyncio.Protocol):
         request.upgrade = self._parser.should_upgrade()
         request.head_size = 0
         self._prepare(request)
+        if (
+            request.whole_body
+            and request.answer is None
+            and request.version == "1.1"
+            and any(
+                value.lower() == b"100-continue"
+                for name, value in request.headers
+                if name.lower() == b"expect"
+            )
+        ):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the edge reads this body itself
         self._waiting.append(request)
         if request.answer is None and (request.chunked or b"content-length" in request.noted):
             self._phase = _BODY_PHASE
@@ -573,8 +584,8 @@ class HttpProxyConnection(asyncio.Protocol):
                 if request.upgrade and lower == b"upgrade":
                     kept.append((name, value))
                 continue
-            if lower == b"x-forwarded-for":
-                continue
+            if lower == b"x-forwarded-for" or (lower == b"expect" and request.whole_body):
+                continue  # a body the edge must have whole was asked for here (100 sent)
             kept.append((name, value))
         kept.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
         kept.append((b"X-Forwarded-Host", host))
