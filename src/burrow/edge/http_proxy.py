@@ -199,10 +199,11 @@ class _ChunkScanner:
                     self.state = 2
                     self.line.clear()
                 continue
-            newline = bytes(data[position:end]).find(b"\n")
+            window = min(end, position + MAX_CHUNK_LINE + 1)  # a line longer than this is refused
+            newline = bytes(data[position:window]).find(b"\n")
             if newline < 0:
-                self.line += data[position:end]
-                position = end
+                self.line += data[position:window]
+                position = window
             else:
                 self.line += data[position : position + newline + 1]
                 position += newline + 1
