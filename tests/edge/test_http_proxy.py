@@ -528,3 +528,20 @@ def test_one_address_cannot_take_every_connection(
     finally:
         for connection in held:
             connection.close()
+
+
+def test_https_handshakes_count_against_the_per_address_cap(strict: BurrowServer) -> None:
+    addr = address(strict.https_addr)
+    held = [socket.create_connection(addr, timeout=10, source_address=("127.0.0.4", 0)) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        with socket.create_connection(addr, timeout=5, source_address=("127.0.0.4", 0)) as fifth:
+            assert fifth.recv(1) == b""  # closed at once, before any handshake
+        with (
+            socket.create_connection(addr, timeout=0.5, source_address=("127.0.0.5", 0)) as other,
+            pytest.raises(TimeoutError),
+        ):
+            other.recv(1)  # another address is waited for (its ClientHello)
+    finally:
+        for connection in held:
+            connection.close()

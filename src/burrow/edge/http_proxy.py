@@ -304,7 +304,8 @@ class HttpProxyConnection(asyncio.Protocol):
         if isinstance(sock, tuple) and len(sock) >= 2:
             self.server = (str(sock[0]), int(sock[1]))
         self.client_ip = _peer_ip(self.client)
-        if not self.listeners.counts.admit(self.scheme, self.client[0]):
+        # HTTPS connections were counted by their listener before the handshake.
+        if self.scheme != "https" and not self.listeners.counts.admit(self.scheme, self.client[0]):
             self.transport.write(CONNECTION_REFUSED)
             self.transport.close()
             return

@@ -25,6 +25,7 @@ from pathlib import Path
 from burrow.domain.tunnels import Registry
 
 from .certs import ServerCertificate, certificate_names, ensure_name_certificate
+from .limits import ConnectionCounts
 from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_server_name
 
 _NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
@@ -108,10 +109,12 @@ class HttpsListener:
         certificates: HttpsCertificates,
         protocol: Callable[[str | None], asyncio.Protocol],
         handshake_timeout: float,
+        counts: ConnectionCounts,
     ) -> None:
         self.certificates = certificates
-        self.protocol = protocol
+        self.protocol = protocol  # its connections release the count this listener took
         self.handshake_timeout = handshake_timeout
+        self.counts = counts
         self._socket: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
@@ -135,16 +138,21 @@ class HttpsListener:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                client, _ = await loop.sock_accept(self._socket)
+                client, peer = await loop.sock_accept(self._socket)
             except OSError:  # e.g. out of descriptors: try again shortly
                 await asyncio.sleep(0.1)
                 continue
-            task = loop.create_task(self._start_tls(client))
+            # Counted from the start, handshakes too (the connection releases it when it ends).
+            if not self.counts.admit("https", str(peer[0])):
+                client.close()
+                continue
+            task = loop.create_task(self._start_tls(client, str(peer[0])))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
-    async def _start_tls(self, client: socket.socket) -> None:
+    async def _start_tls(self, client: socket.socket, client_ip: str) -> None:
         loop = asyncio.get_running_loop()
+        connected = False
         try:
             async with asyncio.timeout(self.handshake_timeout):
                 name = await _peek_server_name(client)
@@ -158,8 +166,12 @@ class HttpsListener:
                 ssl=context,
                 ssl_handshake_timeout=self.handshake_timeout,
             )
+            connected = True
         except (OSError, TimeoutError, ssl.SSLError, asyncio.CancelledError):
             client.close()
+        finally:
+            if not connected:
+                self.counts.release("https", client_ip)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

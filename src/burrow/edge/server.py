@@ -71,7 +71,10 @@ class Edge:
             self._servers.append(await loop.create_server(self.public.tls_protocol, h, p))
         if self.config.https_addr and self.https is not None:
             self._https_listener = HttpsListener(
-                self.https, self.public.https_protocol, self.config.limits.tls_handshake_timeout
+                self.https,
+                self.public.https_protocol,
+                self.config.limits.tls_handshake_timeout,
+                self.public.counts,
             )
             await self._https_listener.start(*self.config.https_addr)
         settings = self.config.settings
