@@ -16,8 +16,11 @@ from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.store import Store
 
 from . import muxado_protocol as mux
+from . import traffic
 from .agent import STOP, AgentSession
 from .control import EdgeControl, EdgeSettings
+from .https import HttpsCertificates, HttpsListener
+from .limits import PublicLimits
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
 
@@ -30,9 +33,11 @@ class EdgeConfig:
     agent_addr: tuple[str, int] = ("127.0.0.1", 4443)
     http_addr: tuple[str, int] | None = ("127.0.0.1", 8080)
     tls_addr: tuple[str, int] | None = ("127.0.0.1", 8443)
+    https_addr: tuple[str, int] | None = ("127.0.0.1", 8444)
     settings: EdgeSettings = field(default_factory=EdgeSettings)
     label_routes: dict[str, dict[str, str]] = field(default_factory=dict)
     agent_limits: AgentLimits = field(default_factory=AgentLimits)
+    limits: PublicLimits = field(default_factory=PublicLimits)
 
 
 class _AgentGate(asyncio.Protocol):
@@ -110,7 +115,9 @@ class Edge:
         self.agents: dict[str, AgentSession] = {}
         limits = config.agent_limits
         self.agent_admission = Admission(limits.max_connections, limits.max_connections_per_client)
-        self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes)
+        self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes, config.limits)
+        self.https: HttpsCertificates | None = None  # set before start() to serve HTTPS
+        self._https_listener: HttpsListener | None = None
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -126,6 +133,14 @@ class Edge:
         if self.config.tls_addr:
             h, p = self.config.tls_addr
             self._servers.append(await loop.create_server(self.public.tls_protocol, h, p))
+        if self.config.https_addr and self.https is not None:
+            self._https_listener = HttpsListener(
+                self.https,
+                self.public.https_protocol,
+                self.config.limits.tls_handshake_timeout,
+                self.public.counts,
+            )
+            await self._https_listener.start(*self.config.https_addr)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
             self._servers.append(
@@ -136,11 +151,14 @@ class Edge:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        if self._https_listener is not None:
+            await self._https_listener.stop()
         if self._watcher is not None:
             self._watcher.cancel()
         for agent in list(self.agents.values()):
             await agent.connection.close(mux.ErrorCode.NONE, "server shutting down")
         await self.public.close_all()
+        traffic.flush()
         for task in list(self._agent_tasks):
             task.cancel()
         await asyncio.gather(*self._agent_tasks, return_exceptions=True)
