@@ -16,6 +16,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from ngrok import ngrok
 
@@ -26,6 +27,15 @@ class HttpService(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.path == "/headers":  # the request head as the service received it
+            body = json.dumps([list(field) for field in self.headers.items()]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Server", "sdk-agent")
+            self.send_header("X-Service", "removed-by-the-edge?")
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path.startswith("/bytes/"):
             size = int(self.path.split("/")[2])
             self.send_response(200)
@@ -97,6 +107,15 @@ tcp_port = serve(ThreadingTCP(("127.0.0.1", 0), Echo))
 tls_port = serve(ThreadingTCP(("127.0.0.1", 0), TlsEcho)) if config.get("tls_cert") else 0
 
 
+def with_options(builder: Any, options: list[list[str]]) -> Any:
+    """Endpoint options as builder calls: [["basic_auth", "user", "password"], ...]."""
+    for method, *args in options:
+        if method == "mutual_tlsca":
+            args = [bytearray(args[0].encode())]
+        builder = getattr(builder, method)(*args)
+    return builder
+
+
 def emit(message: object) -> None:
     print(json.dumps(message), flush=True)
 
@@ -117,24 +136,24 @@ async def main() -> None:
     results = {}
     for endpoint in config.get("endpoints", []):
         name, kind = endpoint["name"], endpoint["kind"]
+        options = endpoint.get("options", [])
+
         try:
             if kind == "http":
                 listener = (
-                    await session.http_endpoint()
-                    .domain(endpoint["domain"])
+                    await with_options(session.http_endpoint().domain(endpoint["domain"]), options)
                     .listen_and_forward(f"http://127.0.0.1:{http_port}")
-                )
+                )  # fmt: skip
             elif kind == "tcp":
-                builder_tcp = session.tcp_endpoint()
+                builder_tcp = with_options(session.tcp_endpoint(), options)
                 if endpoint.get("remote_addr"):
                     builder_tcp = builder_tcp.remote_addr(endpoint["remote_addr"])
                 listener = await builder_tcp.listen_and_forward(f"tcp://127.0.0.1:{tcp_port}")
             elif kind == "tls":
                 listener = (
-                    await session.tls_endpoint()
-                    .domain(endpoint["domain"])
+                    await with_options(session.tls_endpoint().domain(endpoint["domain"]), options)
                     .listen_and_forward(f"tcp://127.0.0.1:{tls_port}")
-                )
+                )  # fmt: skip
             else:
                 labeled = session.labeled_listener()
                 for key, value in endpoint["labels"].items():

@@ -29,7 +29,16 @@ from .circuit import CircuitBreaker
 from .header_rules import HeaderRules, field_value
 from .ip_restriction import IPRestriction
 
-__all__ = ["CircuitBreaker", "EndpointPolicy", "Headers", "IPAddress", "Refusal", "redacted_opts"]
+__all__ = [
+    "ENFORCEABLE",
+    "CircuitBreaker",
+    "EndpointPolicy",
+    "Headers",
+    "IPAddress",
+    "Refusal",
+    "options_set",
+    "redacted_opts",
+]
 
 # Header fields as the proxy holds them: (name, value) pairs of raw bytes, in order,
 # names as received (compare case-insensitively).
@@ -93,13 +102,11 @@ class EndpointPolicy:
         """
         allowed = _OPTIONS.get(proto, frozenset())
         settings: dict[str, Any] = {}
-        for name, value in opts.items():
+        for name in options_set(opts):
             key = name.lower()
-            if key in _IDENTITY_KEYS or _unset(value):
-                continue
             if key not in allowed:
                 raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=_shown(name, proto))
-            _PARSERS[key](name, value, settings, proto, forwards_to)
+            _PARSERS[key](name, opts[name], settings, proto, forwards_to)
         return cls(**settings)
 
     # Per connection (TCP, TLS; and every HTTP request) ---------------------------------
@@ -147,6 +154,11 @@ class EndpointPolicy:
     def response_headers(self, headers: Headers) -> Headers:
         """Response header add/remove, before answering the client."""
         return headers if self.response_rules is None else self.response_rules.apply(headers)
+
+
+def options_set(opts: Mapping[str, Any]) -> list[str]:
+    """The keys of ``opts`` that ask for something (set, and not naming the endpoint)."""
+    return [name for name, value in opts.items() if name.lower() not in _IDENTITY_KEYS and not _unset(value)]
 
 
 def redacted_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,6 +210,8 @@ _OPTIONS = {
     "tls": frozenset({"iprestriction", "proxyproto"}),
 }
 _HTTP_ONLY = _HTTP - _OPTIONS["tcp"]
+# Every option some protocol enforces (lower-cased keys).
+ENFORCEABLE: frozenset[str] = frozenset().union(*_OPTIONS.values())
 
 
 def _unset(value: object) -> bool:
