@@ -358,6 +358,8 @@ def test_circuit_breaker_option() -> None:
     assert (
         isinstance(policy.circuit_breaker, CircuitBreaker) and policy.circuit_breaker.error_threshold == 0.5
     )
+    default = EndpointPolicy.from_opts("https", {"CircuitBreaker": {}}).circuit_breaker
+    assert default is not None and default.error_threshold == 0.5  # ngrok's default
     for value in [1.5, -0.1, "half", True]:
         assert refused("https", {"CircuitBreaker": {"error_threshold": value}}).code == "ERR_NGROK_361"
 

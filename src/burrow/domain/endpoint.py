@@ -315,7 +315,7 @@ def _host_header_rewrite(
 def _circuit_breaker(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
     threshold = _field(_object(option, value, {"error_threshold"}), "error_threshold")
     if threshold is None:
-        threshold = 0.0
+        threshold = 0.5  # ngrok's default
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise errors.CIRCUIT_BREAKER_THRESHOLD(value=threshold)
     settings["circuit_breaker"] = CircuitBreaker(float(threshold))
