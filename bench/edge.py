@@ -107,7 +107,8 @@ AGENT = textwrap.dedent(
         token, server_addr, ca, domain, upstream = sys.argv[1:6]
         session = await (ngrok.SessionBuilder().authtoken(token).server_addr(server_addr)
                          .ca_cert(bytearray(open(ca, "rb").read())).connect())
-        listener = await session.http_endpoint().domain(domain).listen_and_forward(upstream)
+        # scheme HTTP: the benchmark measures the plain HTTP listener.
+        listener = await session.http_endpoint().domain(domain).scheme("HTTP").listen_and_forward(upstream)
         print(listener.url(), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 

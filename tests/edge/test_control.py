@@ -111,7 +111,7 @@ def test_http_binds_follow_the_acl(edge: EdgeControl, store: Store) -> None:
     credential_id, token, _ = credential(store, ["bind:*.example.com", "bind:app.burrow.localhost"])
     session = auth(edge, token)
     response = bind(edge, session, "https", Hostname="a.example.com", Auth="")
-    assert response["Error"] == "" and response["URL"] == "http://a.example.com:8080"
+    assert response["Error"] == "" and response["URL"] == "https://a.example.com:8444"
     assert response["Opts"] == {"Hostname": "a.example.com", "Auth": ""} and response["Id"].startswith("tn_")
     assert bind(edge, session, "http", Subdomain="app")["Opts"]["Hostname"] == "app.burrow.localhost"
     with pytest.raises(AgentError) as error:
@@ -139,7 +139,7 @@ def test_names_have_one_holder_until_the_agent_reconnects(edge: EdgeControl, sto
     assert code(error) == "ERR_NGROK_334"
     again = auth(edge, token, client_id=first.session.id)
     assert bind(edge, again, "https", Hostname=assigned)["Error"] == ""
-    assert edge.registry.http_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
+    assert edge.registry.https_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
 
 
 def test_tcp_binds(edge: EdgeControl, store: Store) -> None:
@@ -202,7 +202,7 @@ def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: EdgeControl, sto
     # The echo keeps every key (the SDK parses it back) but no secret.
     assert response["Opts"].keys() == secret_opts.keys()
     assert "correct horse" not in repr(response) and "s3cret" not in repr(response)
-    tunnel = edge.registry.http_tunnel(response["Opts"]["Hostname"])
+    tunnel = edge.registry.https_tunnel(response["Opts"]["Hostname"])
     assert tunnel is not None and tunnel.policy.basic_auth is not None and tunnel.policy.webhook is not None
     assert not tunnel.policy.allows_client(ipaddress.ip_address("127.0.0.1"))
     tcp = bind(edge, session, "tcp", Addr="", ProxyProto=2, IPRestriction={"deny_cidrs": ["127.0.0.0/8"]})
