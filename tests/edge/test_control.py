@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from burrow.domain import ids, tokens
-from burrow.domain.endpoint import ENFORCEABLE
 from burrow.domain.tunnels import Registry
 from burrow.edge.control import AgentError, Authenticated, EdgeControl, EdgeSettings
 from burrow.store.store import BOT_USERS, CREDENTIALS, Store
@@ -25,8 +24,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def edge(store: Store) -> EdgeControl:
-    settings = EdgeSettings(tcp_ports=range(20000, 20003), enforced_options=ENFORCEABLE)
-    return EdgeControl(store, Registry(), settings)
+    return EdgeControl(store, Registry(), EdgeSettings(tcp_ports=range(20000, 20003)))
 
 
 def credential(store: Store, acl: list[str], owner: str | None = None) -> tuple[str, str, str]:
@@ -239,13 +237,3 @@ def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: EdgeControl, sto
     rewritten = bind(edge, session, "http", HostHeaderRewrite=True)
     rewritten_tunnel = edge.registry.http_tunnel(rewritten["Opts"]["Hostname"])
     assert rewritten_tunnel is not None and rewritten_tunnel.policy.host_header == b"localhost:80"
-
-
-def test_options_the_listeners_do_not_act_on_refuse_the_bind(store: Store) -> None:
-    edge = EdgeControl(store, Registry(), EdgeSettings(enforced_options=frozenset({"proxyproto"})))
-    _, token, _ = credential(store, [])
-    session = auth(edge, token)
-    assert bind(edge, session, "https", ProxyProto=1, BasicAuth=None)["Error"] == ""
-    with pytest.raises(AgentError) as error:
-        bind(edge, session, "https", Compression={})
-    assert code(error) == "ERR_NGROK_90301" and "Compression" in error.value.wire

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.edge.conftest import Agent
@@ -40,3 +45,163 @@ def test_traffic_policy_on_tcp_is_refused(server: BurrowServer, start_agent: Cal
     agent = start_agent(server, token(server), [endpoint])
     error = " ".join(agent.error("tcp"))
     assert "ERR_NGROK_90301" in error and "TrafficPolicy" in error
+
+
+# Once the listeners call the policy's hooks -------------------------------------------
+
+
+def public(server: BurrowServer, method: str, host: str, path: str = "/", **kwargs: Any) -> httpx.Response:
+    headers = {"Host": host, **kwargs.pop("headers", {})}
+    return httpx.request(method, f"http://{server.http_addr}{path}", headers=headers, timeout=30, **kwargs)
+
+
+def test_basic_auth(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    password = "correct horse battery"
+    agent = start_agent(
+        server, token(server), [http_endpoint("auth.example", ["basic_auth", "alice", password])]
+    )
+    assert "url" in agent.ready["ready"]["web"], agent.ready  # the SDK took the echo without the password
+    missing = public(server, "GET", "auth.example")
+    assert missing.status_code == 401 and "ERR_NGROK_90401" in missing.text
+    assert missing.headers["www-authenticate"].startswith('Basic realm="ngrok"')
+    assert public(server, "GET", "auth.example", auth=("alice", "wrong password")).status_code == 401
+    assert public(server, "GET", "auth.example", auth=("bob", password)).status_code == 401
+    allowed = public(server, "GET", "auth.example", "/x", auth=("alice", password))
+    assert allowed.status_code == 200 and allowed.json()["path"] == "/x"
+    # The password is in neither the server's log nor its database.
+    assert password not in server.log()
+    for path in server.data_dir.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+
+def test_ip_restrictions_on_http(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    endpoints = [
+        {**http_endpoint("elsewhere.example", ["allow_cidr", "10.0.0.0/8"]), "name": "elsewhere"},
+        {
+            **http_endpoint("denied.example", ["allow_cidr", "0.0.0.0/0"], ["deny_cidr", "127.0.0.1/32"]),
+            "name": "denied",
+        },
+        {**http_endpoint("loopback.example", ["allow_cidr", "127.0.0.0/8"]), "name": "loopback"},
+    ]
+    start_agent(server, token(server), endpoints)
+    for host in ("elsewhere.example", "denied.example"):
+        refused = public(server, "GET", host)
+        assert refused.status_code == 403 and "ERR_NGROK_3205" in refused.text
+    assert public(server, "GET", "loopback.example").status_code == 200
+
+
+def test_tcp_allow_list_excluding_loopback_closes_the_connection(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    endpoint = {"name": "tcp", "kind": "tcp", "options": [["allow_cidr", "10.0.0.0/8"]]}
+    agent = start_agent(server, token(server), [endpoint])
+    assert "url" in agent.ready["ready"]["tcp"], agent.ready
+    with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=10) as connection:
+        try:
+            connection.sendall(b"ping")
+            received = connection.recv(100)
+        except ConnectionResetError:
+            received = b""
+    assert received == b""  # closed, and nothing echoed by the agent's service
+    agent.stop()
+
+
+def test_tcp_proxy_protocol(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    endpoint = {"name": "tcp", "kind": "tcp", "options": [["proxy_proto", "1"]]}
+    agent = start_agent(server, token(server), [endpoint])
+    assert "url" in agent.ready["ready"]["tcp"], agent.ready
+    with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=10) as connection:
+        connection.sendall(b"ping")
+        expected = f"PROXY TCP4 127.0.0.1 127.0.0.1 {connection.getsockname()[1]} {server.tcp_port}\r\nping"
+        received = b""
+        while len(received) < len(expected):
+            chunk = connection.recv(1000)
+            if not chunk:
+                break
+            received += chunk
+    assert received.decode() == expected
+    agent.stop()
+
+
+def test_request_and_response_headers(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    options = [
+        ["request_header", "x-added", "1"],
+        ["remove_request_header", "x-secret"],
+        ["response_header", "x-answer", "2"],
+        ["remove_response_header", "server"],
+    ]
+    start_agent(server, token(server), [http_endpoint("headers.example", *options)])
+    response = public(server, "GET", "headers.example", "/headers", headers={"X-Secret": "s", "X-Kept": "k"})
+    assert response.status_code == 200
+    seen = {name.lower(): value for name, value in response.json()["headers"]}
+    assert seen["x-added"] == "1" and seen["x-kept"] == "k" and "x-secret" not in seen
+    # The local service (Python's http.server) answers with a Server field; the edge removes it.
+    assert response.headers["x-answer"] == "2" and "server" not in response.headers
+
+
+def github_signature(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def test_webhook_verification(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    endpoints = [
+        {
+            **http_endpoint("github.example", ["webhook_verification", "github", "gh-secret"]),
+            "name": "github",
+        },
+        {
+            **http_endpoint("slack.example", ["webhook_verification", "slack", "slack-secret"]),
+            "name": "slack",
+        },
+    ]
+    agent = start_agent(server, token(server), endpoints)
+    assert all("url" in entry for entry in agent.ready["ready"].values()), agent.ready
+    body = b'{"zen": "Keep it logically awesome."}' * 100
+    digest = hashlib.sha256(body).hexdigest()
+    signed = public(
+        server,
+        "POST",
+        "github.example",
+        content=body,
+        headers={"X-Hub-Signature-256": github_signature(b"gh-secret", body)},
+    )
+    assert (
+        signed.status_code == 200
+        and signed.json().items() >= {"received": len(body), "sha256": digest}.items()
+    )
+    for signature in (github_signature(b"wrong", body), github_signature(b"gh-secret", body[:-1]), None):
+        headers = {} if signature is None else {"X-Hub-Signature-256": signature}
+        refused = public(server, "POST", "github.example", content=body, headers=headers)
+        assert refused.status_code == 403 and "ERR_NGROK_3204" in refused.text
+
+    def slack(secret: bytes, timestamp: int) -> dict[str, str]:
+        base = f"v0:{timestamp}:".encode() + body
+        return {
+            "X-Slack-Request-Timestamp": str(timestamp),
+            "X-Slack-Signature": "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest(),
+        }
+
+    now = int(time.time())
+    signed = public(server, "POST", "slack.example", content=body, headers=slack(b"slack-secret", now))
+    assert signed.json().items() >= {"received": len(body), "sha256": digest}.items()
+    for headers in (slack(b"wrong", now), slack(b"slack-secret", now - 600)):
+        refused = public(server, "POST", "slack.example", content=body, headers=headers)
+        assert refused.status_code == 403 and "ERR_NGROK_3204" in refused.text
+
+
+def test_compression(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    start_agent(server, token(server), [http_endpoint("gzip.example", ["compression"])])
+    expected = (bytes(range(256)) * 4096)[:300_000]
+    compressed = public(server, "GET", "gzip.example", "/bytes/300000", headers={"Accept-Encoding": "gzip"})
+    assert compressed.headers.get("content-encoding") == "gzip" and compressed.content == expected
+    plain = public(server, "GET", "gzip.example", "/bytes/300000", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == expected
+
+
+def test_circuit_breaker(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
+    start_agent(server, token(server), [http_endpoint("breaker.example", ["circuit_breaker", 0.5])])
+    for _ in range(10):
+        assert public(server, "GET", "breaker.example", "/status/503").status_code == 503
+    tripped = public(server, "GET", "breaker.example", "/")
+    assert tripped.status_code == 503 and "ERR_NGROK_3202" in tripped.text

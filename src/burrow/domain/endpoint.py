@@ -30,7 +30,6 @@ from .header_rules import HeaderRules, field_value
 from .ip_restriction import IPRestriction
 
 __all__ = [
-    "ENFORCEABLE",
     "CircuitBreaker",
     "EndpointPolicy",
     "Headers",
@@ -210,8 +209,6 @@ _OPTIONS = {
     "tls": frozenset({"iprestriction", "proxyproto"}),
 }
 _HTTP_ONLY = _HTTP - _OPTIONS["tcp"]
-# Every option some protocol enforces (lower-cased keys).
-ENFORCEABLE: frozenset[str] = frozenset().union(*_OPTIONS.values())
 
 
 def _unset(value: object) -> bool:

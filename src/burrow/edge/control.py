@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from burrow.domain import acl, errors, ids, tokens
-from burrow.domain.endpoint import EndpointPolicy, options_set, redacted_opts
+from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.store import CREDENTIALS, Store
 
@@ -45,12 +45,6 @@ def get(message: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return default
 
 
-# The endpoint options the public listeners of this build act on (lower-cased Opts keys).
-# They call none of EndpointPolicy's hooks yet, so every option still refuses the bind
-# rather than start an endpoint that only looks protected; the HTTP proxy lifts this.
-LISTENERS_ENFORCE: frozenset[str] = frozenset()
-
-
 @dataclass(frozen=True)
 class EdgeSettings:
     domain: str = "burrow.localhost"
@@ -60,7 +54,6 @@ class EdgeSettings:
     tcp_host: str = "127.0.0.1"
     tcp_ports: range = field(default_factory=lambda: range(20000, 20100))
     region: str = "local"
-    enforced_options: frozenset[str] = LISTENERS_ENFORCE
 
 
 def negotiate_version(offered: object) -> str:
@@ -218,9 +211,6 @@ class EdgeControl:
             endpoint = EndpointPolicy.from_opts(proto, opts, forwards_to=forwards_to)
         except errors.BurrowError as error:
             raise AgentError(error) from None
-        for name in options_set(opts):
-            if name.lower() not in self.settings.enforced_options:
-                raise AgentError(errors.ENDPOINT_OPTION_UNSUPPORTED(option=name))
         tunnel_id = self._tunnel_id(get(request, "Id"))
         extra = get(request, "Extra") or {}
         metadata = str(get(extra, "Metadata") or "") if isinstance(extra, Mapping) else ""
