@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.domain.test_endpoint import certificate_pem
 from tests.edge.conftest import Agent
 from tests.harness import BurrowServer
 
@@ -205,3 +206,16 @@ def test_circuit_breaker(server: BurrowServer, start_agent: Callable[..., Agent]
         assert public(server, "GET", "breaker.example", "/status/503").status_code == 503
     tripped = public(server, "GET", "breaker.example", "/")
     assert tripped.status_code == 503 and "ERR_NGROK_3202" in tripped.text
+
+
+def test_mutual_tls_is_refused_until_the_https_listener_requires_client_certificates(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    # The HTTPS listener switches to a name's context in its SNI callback, which keeps the
+    # first context's verify mode: a client without a certificate got a 200. Until that is
+    # fixed the option refuses the bind rather than start an endpoint that looks protected.
+    ca = certificate_pem(is_ca=True).decode()
+    endpoint = {**http_endpoint("mtls.burrow.localhost", ["mutual_tlsca", ca]), "scheme": "https"}
+    agent = start_agent(server, token(server), [endpoint])
+    error = " ".join(agent.error("web"))
+    assert "ERR_NGROK_90301" in error and "MutualTLSCA" in error

@@ -35,6 +35,7 @@ __all__ = [
     "Headers",
     "IPAddress",
     "Refusal",
+    "ca_bundle",
     "options_set",
     "redacted_opts",
 ]
@@ -346,6 +347,18 @@ def _proxy_proto(option: str, value: Any, settings: dict[str, Any], proto: str, 
 def _mutual_tls_ca(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
     if proto != "https":  # only the HTTPS listener terminates TLS at the edge
         raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=_shown(option, proto))
+    ca_bundle(option, value)  # a bad bundle gets its own error first
+    # The HTTPS listener picks a name's context in the SNI callback, and OpenSSL keeps the
+    # verify mode of the context the handshake began with: a client without a certificate
+    # would get through. Refused until the listener requires certificates per name; then
+    # this becomes ``settings["mutual_tls_ca"] = ca_bundle(option, value)``.
+    raise errors.ENDPOINT_OPTION_UNSUPPORTED(
+        option=f"{option} (the HTTPS listener cannot require client certificates per name yet)"
+    )
+
+
+def ca_bundle(option: str, value: Any) -> bytes:
+    """The PEM of the CA certificates a ``MutualTLSCA`` option carries, or ngrok's error."""
     encoded = _field(_object(option, value, {"mutual_tls_ca"}), "mutual_tls_ca")
     if not isinstance(encoded, str) or not encoded:
         raise errors.MUTUAL_TLS_CA_INVALID(reason="no certificate was sent")
@@ -368,7 +381,7 @@ def _mutual_tls_ca(option: str, value: Any, settings: dict[str, Any], proto: str
             raise errors.MUTUAL_TLS_CA_INVALID(
                 reason=f"{certificate.subject.rfc4514_string()} is not a CA certificate"
             )
-    settings["mutual_tls_ca"] = pem
+    return pem
 
 
 _PARSERS: dict[str, _Parser] = {
