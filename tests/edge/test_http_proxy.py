@@ -136,6 +136,12 @@ def test_one_connection_reaches_each_hosts_own_tunnel_across_accounts(
             assert status == 200
             answer = json.loads(body)
             assert (answer["service"], answer["path"]) == (name, f"/turn{turn}")
+        # Pipelined requests for two tenants, in one write: each answered by its own, in order.
+        connection.sock.sendall(get("alpha.burrow.localhost", "/p1") + get("beta.burrow.localhost", "/p2"))
+        for name, path in (("alpha", "/p1"), ("beta", "/p2")):
+            status, headers, _ = connection.read_head()
+            answer = json.loads(connection.read_exactly(int(headers["content-length"])))
+            assert status == 200 and (answer["service"], answer["path"]) == (name, path)
         # What the local service sees: forwarding fields added, hop-by-hop fields gone.
         status, _, body = connection.request(
             get(
@@ -312,6 +318,24 @@ def test_the_traffic_log_has_a_line_per_request_without_secrets(server: BurrowSe
     assert entry["tunnel"].startswith("tn_") and entry["client"].startswith("127.0.0.1:")
     assert entry["duration_ms"] >= 0 and entry["time"].endswith("Z")
     assert "querysecret" not in server.log() and "headersecret" not in server.log()
+
+
+def test_tcp_connections_are_in_the_traffic_log(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    start_agent(server, credential(server, [])["token"], [{"name": "tcp", "kind": "tcp"}])
+    with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=10) as tcp:
+        tcp.sendall(b"x" * 1000)
+        received = b""
+        while len(received) < 1000:
+            received += tcp.recv(65536)
+    deadline = time.monotonic() + 5
+    while not (
+        lines := [e for e in traffic_lines(server) if e["listener"] == "tcp" and e["bytes_in"] == 1000]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert lines[0]["port"] == server.tcp_port and lines[0]["bytes_out"] == 1000
 
 
 # HTTPS ------------------------------------------------------------------------------------
@@ -501,6 +525,23 @@ def test_one_address_cannot_take_every_connection(
         with other:
             other.sendall(get("c.burrow.localhost"))
             assert other.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def test_https_handshakes_count_against_the_per_address_cap(strict: BurrowServer) -> None:
+    addr = address(strict.https_addr)
+    held = [socket.create_connection(addr, timeout=10, source_address=("127.0.0.4", 0)) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        with socket.create_connection(addr, timeout=5, source_address=("127.0.0.4", 0)) as fifth:
+            assert fifth.recv(1) == b""  # closed at once, before any handshake
+        with (
+            socket.create_connection(addr, timeout=0.5, source_address=("127.0.0.5", 0)) as other,
+            pytest.raises(TimeoutError),
+        ):
+            other.recv(1)  # another address is waited for (its ClientHello)
     finally:
         for connection in held:
             connection.close()

@@ -143,7 +143,7 @@ def make_edge(
             extra,
             served=lambda name: name in edge.public.label_routes,
         )
-        edge.https.context()  # fail at start on unreadable certificates
+        edge.https.context_for(None)  # fail at start on unreadable certificates
         for given in [*extra, *([operator] if operator else [])]:
             server_context(given)
     except (OSError, ValueError) as error:

@@ -199,10 +199,11 @@ class _ChunkScanner:
                     self.state = 2
                     self.line.clear()
                 continue
-            newline = bytes(data[position:end]).find(b"\n")
+            window = min(end, position + MAX_CHUNK_LINE + 1)  # a line longer than this is refused
+            newline = bytes(data[position:window]).find(b"\n")
             if newline < 0:
-                self.line += data[position:end]
-                position = end
+                self.line += data[position:window]
+                position = window
             else:
                 self.line += data[position : position + newline + 1]
                 position += newline + 1
@@ -245,7 +246,7 @@ def _tokens(values: list[bytes]) -> set[bytes]:
 class HttpProxyConnection(asyncio.Protocol):
     """One public HTTP(S) client connection, proxied request by request."""
 
-    def __init__(self, listeners: PublicListeners, scheme: str) -> None:
+    def __init__(self, listeners: PublicListeners, scheme: str, sni: str | None = None) -> None:
         self.listeners = listeners
         self.limits = listeners.limits
         self.scheme = scheme  # "http" or "https"
@@ -254,7 +255,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self.client_text = "unknown:0"
         self.client_ip: IPAddress = ipaddress.ip_address("0.0.0.0")
         self.server: tuple[str, int] = ("0.0.0.0", 0)
-        self.sni: str | None = None
+        self.sni = sni  # the TLS server name an HTTPS connection was accepted for
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._parsing: _Request | None = None  # the request being parsed
@@ -303,9 +304,8 @@ class HttpProxyConnection(asyncio.Protocol):
         if isinstance(sock, tuple) and len(sock) >= 2:
             self.server = (str(sock[0]), int(sock[1]))
         self.client_ip = _peer_ip(self.client)
-        if self.scheme == "https":
-            self.sni = self.listeners.https_name(transport.get_extra_info("ssl_object"))
-        if not self.listeners.counts.admit(self.scheme, self.client[0]):
+        # HTTPS connections were counted by their listener before the handshake.
+        if self.scheme != "https" and not self.listeners.counts.admit(self.scheme, self.client[0]):
             self.transport.write(CONNECTION_REFUSED)
             self.transport.close()
             return
@@ -433,6 +433,17 @@ class HttpProxyConnection(asyncio.Protocol):
         request.upgrade = self._parser.should_upgrade()
         request.head_size = 0
         self._prepare(request)
+        if (
+            request.whole_body
+            and request.answer is None
+            and request.version == "1.1"
+            and any(
+                value.lower() == b"100-continue"
+                for name, value in request.headers
+                if name.lower() == b"expect"
+            )
+        ):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the edge reads this body itself
         self._waiting.append(request)
         if request.answer is None and (request.chunked or b"content-length" in request.noted):
             self._phase = _BODY_PHASE
@@ -580,8 +591,8 @@ class HttpProxyConnection(asyncio.Protocol):
                 if request.upgrade and lower == b"upgrade":
                     kept.append((name, value))
                 continue
-            if lower == b"x-forwarded-for":
-                continue
+            if lower == b"x-forwarded-for" or (lower == b"expect" and request.whole_body):
+                continue  # a body the edge must have whole was asked for here (100 sent)
             kept.append((name, value))
         kept.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
         kept.append((b"X-Forwarded-Host", host))
@@ -1133,6 +1144,9 @@ class HttpProxyConnection(asyncio.Protocol):
             request.status = 502
             request.bytes_out = len(BAD_GATEWAY)
             self.transport.write(BAD_GATEWAY)
+            tunnel = request.tunnel
+            if tunnel is not None and tunnel.policy.circuit_breaker is not None:
+                tunnel.policy.circuit_breaker.record(502, time.monotonic())
             self._log(request)
             self._current = None
             self.transport.close()

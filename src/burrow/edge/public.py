@@ -299,8 +299,6 @@ class PublicListeners:
         self.limits = limits or PublicLimits()
         self.counts = ConnectionCounts(self.limits)
         self._connections: set[PublicConnection | HttpProxyConnection] = set()
-        # The TLS server name an HTTPS connection was accepted for (set by the edge).
-        self.https_name: Callable[[Any], str | None] = lambda ssl_object: None
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         """The tunnel serving ``host`` on the HTTP (or HTTPS) listener."""
@@ -312,8 +310,8 @@ class PublicListeners:
     def http_protocol(self) -> HttpProxyConnection:
         return HttpProxyConnection(self, "http")
 
-    def https_protocol(self) -> HttpProxyConnection:
-        return HttpProxyConnection(self, "https")
+    def https_protocol(self, server_name: str | None) -> HttpProxyConnection:
+        return HttpProxyConnection(self, "https", server_name)
 
     def tls_protocol(self) -> PublicConnection:
         return PublicConnection(self, "tls")

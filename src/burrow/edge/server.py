@@ -16,7 +16,7 @@ from . import muxado_protocol as mux
 from . import traffic
 from .agent import STOP, AgentSession
 from .control import EdgeControl, EdgeSettings
-from .https import HttpsCertificates
+from .https import HttpsCertificates, HttpsListener
 from .limits import PublicLimits
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
@@ -46,6 +46,7 @@ class Edge:
         self.agents: dict[str, AgentSession] = {}
         self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes, config.limits)
         self.https: HttpsCertificates | None = None  # set before start() to serve HTTPS
+        self._https_listener: HttpsListener | None = None
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -69,17 +70,13 @@ class Edge:
             h, p = self.config.tls_addr
             self._servers.append(await loop.create_server(self.public.tls_protocol, h, p))
         if self.config.https_addr and self.https is not None:
-            h, p = self.config.https_addr
-            self.public.https_name = self.https.name_of
-            self._servers.append(
-                await loop.create_server(
-                    self.public.https_protocol,
-                    h,
-                    p,
-                    ssl=self.https.context(),
-                    ssl_handshake_timeout=self.config.limits.tls_handshake_timeout,
-                )
+            self._https_listener = HttpsListener(
+                self.https,
+                self.public.https_protocol,
+                self.config.limits.tls_handshake_timeout,
+                self.public.counts,
             )
+            await self._https_listener.start(*self.config.https_addr)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
             self._servers.append(
@@ -90,6 +87,8 @@ class Edge:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        if self._https_listener is not None:
+            await self._https_listener.stop()
         if self._watcher is not None:
             self._watcher.cancel()
         for agent in list(self.agents.values()):
