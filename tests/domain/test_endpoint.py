@@ -560,16 +560,12 @@ def certificate_pem(is_ca: bool) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def test_mutual_tls_ca_bundles_are_base64_of_pem_or_pem() -> None:
+def test_mutual_tls_ca_accepts_base64_of_pem_and_pem() -> None:
     pem = certificate_pem(is_ca=True)
     for sent in [base64.b64encode(pem).decode(), pem.decode()]:
         assert ca_bundle("MutualTLSCA", {"mutual_tls_ca": sent}) == pem
-
-
-def test_a_valid_mutual_tls_ca_is_still_refused_until_the_listener_requires_certificates() -> None:
-    sent = base64.b64encode(certificate_pem(is_ca=True)).decode()
-    error = refused("https", {"MutualTLSCA": {"mutual_tls_ca": sent}})
-    assert error.code == "ERR_NGROK_90301" and "MutualTLSCA" in error.message
+        policy = EndpointPolicy.from_opts("https", {"MutualTLSCA": {"mutual_tls_ca": sent}})
+        assert policy.mutual_tls_ca == pem
 
 
 @pytest.mark.parametrize(

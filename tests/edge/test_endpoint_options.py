@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from tests.domain.test_endpoint import certificate_pem
 from tests.edge.conftest import Agent
 from tests.harness import BurrowServer
 
@@ -208,14 +214,68 @@ def test_circuit_breaker(server: BurrowServer, start_agent: Callable[..., Agent]
     assert tripped.status_code == 503 and "ERR_NGROK_3202" in tripped.text
 
 
-def test_mutual_tls_is_refused_until_the_https_listener_requires_client_certificates(
-    server: BurrowServer, start_agent: Callable[..., Agent]
+def _issue(
+    subject: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, is_ca: bool
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, issuer_key = issuer or (name, key)
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def _https_get(server: BurrowServer, name: str, client_cert: tuple[Path, Path] | None) -> bytes:
+    """GET / over the HTTPS listener with SNI ``name``; what came back (b"" if refused)."""
+    context = ssl.create_default_context(cadata=server.ca_path.read_text())
+    if client_cert is not None:
+        context.load_cert_chain(*client_cert)
+    host, port = server.https_addr.rsplit(":", 1)
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname=name) as tls:
+                tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+                while chunk := tls.recv(65536):
+                    answer += chunk
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            pass  # TLS 1.3 reports a refused client certificate at the first read
+    return answer
+
+
+def test_mutual_tls_on_an_https_endpoint(
+    server: BurrowServer, start_agent: Callable[..., Agent], tmp_path: Path
 ) -> None:
-    # The HTTPS listener switches to a name's context in its SNI callback, which keeps the
-    # first context's verify mode: a client without a certificate got a 200. Until that is
-    # fixed the option refuses the bind rather than start an endpoint that looks protected.
-    ca = certificate_pem(is_ca=True).decode()
-    endpoint = {**http_endpoint("mtls.burrow.localhost", ["mutual_tlsca", ca]), "scheme": "https"}
+    ca, ca_key = _issue("clients ca", None, is_ca=True)
+    client, client_key = _issue("client", (ca.subject, ca_key), is_ca=False)
+    stranger, stranger_key = _issue("stranger", None, is_ca=False)
+    paths = {}
+    for label, certificate, key in [("client", client, client_key), ("stranger", stranger, stranger_key)]:
+        cert_path, key_path = tmp_path / f"{label}.pem", tmp_path / f"{label}.key"
+        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        paths[label] = (cert_path, key_path)
+    name = "mtls.burrow.localhost"
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM).decode()
+    endpoint = {**http_endpoint(name, ["mutual_tlsca", ca_pem]), "scheme": "https"}
     agent = start_agent(server, token(server), [endpoint])
-    error = " ".join(agent.error("web"))
-    assert "ERR_NGROK_90301" in error and "MutualTLSCA" in error
+    assert agent.url("web").startswith(f"https://{name}:"), agent.ready
+    assert _https_get(server, name, paths["client"]).startswith(b"HTTP/1.1 200")
+    assert _https_get(server, name, None) == b""
+    assert _https_get(server, name, paths["stranger"]) == b""

@@ -347,14 +347,7 @@ def _proxy_proto(option: str, value: Any, settings: dict[str, Any], proto: str, 
 def _mutual_tls_ca(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
     if proto != "https":  # only the HTTPS listener terminates TLS at the edge
         raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=_shown(option, proto))
-    ca_bundle(option, value)  # a bad bundle gets its own error first
-    # The HTTPS listener picks a name's context in the SNI callback, and OpenSSL keeps the
-    # verify mode of the context the handshake began with: a client without a certificate
-    # would get through. Refused until the listener requires certificates per name; then
-    # this becomes ``settings["mutual_tls_ca"] = ca_bundle(option, value)``.
-    raise errors.ENDPOINT_OPTION_UNSUPPORTED(
-        option=f"{option} (the HTTPS listener cannot require client certificates per name yet)"
-    )
+    settings["mutual_tls_ca"] = ca_bundle(option, value)
 
 
 def ca_bundle(option: str, value: Any) -> bytes:
