@@ -17,6 +17,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from ngrok import ngrok
 
@@ -32,6 +33,11 @@ class HttpService(http.server.BaseHTTPRequestHandler):
     def do_GET(self, head: bool = False) -> None:
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self.websocket_echo()
+            return
+        if self.path.startswith("/status/"):  # an answer with that status
+            self.send_response(int(self.path.split("/")[2]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if self.path.startswith("/bytes/"):
             size = int(self.path.split("/")[2])
@@ -137,6 +143,15 @@ tcp_port = serve(ThreadingTCP(("127.0.0.1", 0), Echo))
 tls_port = serve(ThreadingTCP(("127.0.0.1", 0), TlsEcho)) if config.get("tls_cert") else 0
 
 
+def with_options(builder: Any, options: list[list[str]]) -> Any:
+    """Endpoint options as builder calls: [["basic_auth", "user", "password"], ...]."""
+    for method, *args in options:
+        if method == "mutual_tlsca":
+            args = [bytearray(args[0].encode())]
+        builder = getattr(builder, method)(*args)
+    return builder
+
+
 def emit(message: object) -> None:
     print(json.dumps(message), flush=True)
 
@@ -157,27 +172,31 @@ async def main() -> None:
     results = {}
     for endpoint in config.get("endpoints", []):
         name, kind = endpoint["name"], endpoint["kind"]
+        options = endpoint.get("options", [])
+
         try:
             if kind == "http":
                 # The SDK's default scheme is https (served on the HTTPS listener); the
                 # tests ask for "http" unless they say otherwise.
                 listener = (
-                    await session.http_endpoint()
-                    .domain(endpoint["domain"])
-                    .scheme(endpoint.get("scheme", "http").upper())
+                    await with_options(
+                        session.http_endpoint()
+                        .domain(endpoint["domain"])
+                        .scheme(endpoint.get("scheme", "http").upper()),
+                        options,
+                    )
                     .listen_and_forward(f"http://127.0.0.1:{http_port}")
-                )
+                )  # fmt: skip
             elif kind == "tcp":
-                builder_tcp = session.tcp_endpoint()
+                builder_tcp = with_options(session.tcp_endpoint(), options)
                 if endpoint.get("remote_addr"):
                     builder_tcp = builder_tcp.remote_addr(endpoint["remote_addr"])
                 listener = await builder_tcp.listen_and_forward(f"tcp://127.0.0.1:{tcp_port}")
             elif kind == "tls":
                 listener = (
-                    await session.tls_endpoint()
-                    .domain(endpoint["domain"])
+                    await with_options(session.tls_endpoint().domain(endpoint["domain"]), options)
                     .listen_and_forward(f"tcp://127.0.0.1:{tls_port}")
-                )
+                )  # fmt: skip
             else:
                 labeled = session.labeled_listener()
                 for key, value in endpoint["labels"].items():

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from burrow.domain import acl, errors, ids, tokens
-from burrow.domain.endpoint import EndpointPolicy
+from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.store import CREDENTIALS, Store
 
@@ -206,15 +206,15 @@ class EdgeControl:
         if not isinstance(opts, Mapping):
             raise AgentError(errors.BIND_INVALID(reason="Opts must be an object"))
         policy = self._policy(session)
+        forwards_to = str(get(request, "ForwardsTo") or "")
         try:
-            endpoint = EndpointPolicy.from_opts(proto, opts)
+            endpoint = EndpointPolicy.from_opts(proto, opts, forwards_to=forwards_to)
         except errors.BurrowError as error:
             raise AgentError(error) from None
         tunnel_id = self._tunnel_id(get(request, "Id"))
         extra = get(request, "Extra") or {}
         metadata = str(get(extra, "Metadata") or "") if isinstance(extra, Mapping) else ""
-        forwards_to = str(get(request, "ForwardsTo") or "")
-        echoed = dict(opts)
+        echoed = redacted_opts(opts)
         previous = authenticated.reconnecting_from
         now = datetime.now(UTC)
         if proto == "tcp":

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from burrow.domain.endpoint import EndpointPolicy, Headers, IPAddress, Refusal
+from burrow.domain.endpoint import CIRCUIT_OPEN, EndpointPolicy, Headers, IPAddress, Refusal
 from burrow.domain.tunnels import Tunnel
 
 from . import traffic
@@ -521,12 +521,6 @@ class HttpProxyConnection(asyncio.Protocol):
             return
         request.tunnel = tunnel
         policy = tunnel.policy
-        breaker = policy.circuit_breaker
-        if breaker is not None and not breaker.allows(time.monotonic()):
-            request.answer = page(
-                503, "Service Unavailable", "ERR_NGROK_90503", "The endpoint's circuit breaker is open."
-            )
-            return
         if policy is not self._plain_policy:
             if policy != _DEFAULT_POLICY:
                 request.plain = False
@@ -536,13 +530,24 @@ class HttpProxyConnection(asyncio.Protocol):
         if refusal is not None:
             request.answer = self._refusal_page(refusal)
             return
+        # After the client's own checks, so refused clients neither use up the breaker's
+        # probe nor learn its state.
+        breaker = policy.circuit_breaker
+        if breaker is not None and not breaker.allows(time.monotonic()):
+            request.answer = self._refusal_page(CIRCUIT_OPEN)
+            return
         request.whole_body = policy.buffer_body_up_to
         request.chunked = b"chunked" in _tokens(noted.get(b"transfer-encoding", []))
         if policy.compression:
             request.accepts_gzip = _accepts_gzip(noted.get(b"accept-encoding", []))
 
     def _refusal_page(self, refusal: Refusal) -> bytes:
-        reasons = {401: "Unauthorized", 403: "Forbidden", 413: "Content Too Large"}
+        reasons = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            413: "Content Too Large",
+            503: "Service Unavailable",
+        }
         return page(
             refusal.status,
             reasons.get(refusal.status, "Refused"),
