@@ -83,3 +83,7 @@ def test_make_bench_runs() -> None:
     assert len(ratios) == 4 * 2, result.stdout  # (a), (b) and their ceilings, for both services
     assert all(float(ratio) > 0 for ratio in ratios)
     assert result.stdout.count("(a) 256 MiB download") == 2
+    # The ssh -R peer, measured in the same run: HTTP and HTTPS, (a) and (b), both services.
+    against_ssh = re.findall(r"Burrow / ssh, HTTP: (\d+\.\d+)", result.stdout)
+    assert len(against_ssh) == 2 * 2 and all(float(ratio) > 0 for ratio in against_ssh), result.stdout
+    assert len(re.findall(r"ssh -R over HTTPS: +\d+", result.stdout)) == 2 * 2, result.stdout
