@@ -64,6 +64,8 @@ def edge_args() -> list[str]:
         f"127.0.0.1:{free_port()}",
         "--tls-addr",
         f"127.0.0.1:{free_port()}",
+        "--https-addr",
+        f"127.0.0.1:{free_port()}",
         "--tcp-ports",
         f"{tcp}-{tcp}",
     ]
@@ -195,6 +197,10 @@ class BurrowServer:
     @property
     def tls_addr(self) -> str:
         return self.edge_addr("--tls-addr")
+
+    @property
+    def https_addr(self) -> str:
+        return self.edge_addr("--https-addr")
 
     @property
     def tcp_port(self) -> int:

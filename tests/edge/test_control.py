@@ -108,7 +108,7 @@ def test_http_binds_follow_the_acl(edge: EdgeControl, store: Store) -> None:
     credential_id, token, _ = credential(store, ["bind:*.example.com", "bind:app.burrow.localhost"])
     session = auth(edge, token)
     response = bind(edge, session, "https", Hostname="a.example.com", Auth="")
-    assert response["Error"] == "" and response["URL"] == "http://a.example.com:8080"
+    assert response["Error"] == "" and response["URL"] == "https://a.example.com:8444"
     assert response["Opts"] == {"Hostname": "a.example.com", "Auth": ""} and response["Id"].startswith("tn_")
     assert bind(edge, session, "http", Subdomain="app")["Opts"]["Hostname"] == "app.burrow.localhost"
     with pytest.raises(AgentError) as error:
@@ -136,7 +136,7 @@ def test_names_have_one_holder_until_the_agent_reconnects(edge: EdgeControl, sto
     assert code(error) == "ERR_NGROK_334"
     again = auth(edge, token, client_id=first.session.id)
     assert bind(edge, again, "https", Hostname=assigned)["Error"] == ""
-    assert edge.registry.http_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
+    assert edge.registry.https_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
 
 
 def test_tcp_binds(edge: EdgeControl, store: Store) -> None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from burrow.domain.models import ROLES
+from burrow.edge.limits import PublicLimits
 
 from . import logs
 
@@ -134,6 +135,83 @@ def serve(
             "--tls-addr", envvar="BURROW_TLS_ADDR", help="HOST:PORT of the public TLS (SNI) listener."
         ),
     ] = "127.0.0.1:8443",
+    https_addr: Annotated[
+        str,
+        typer.Option(
+            "--https-addr",
+            envvar="BURROW_HTTPS_ADDR",
+            help="HOST:PORT of the public HTTPS listener (TLS terminated here, for https endpoints).",
+        ),
+    ] = "127.0.0.1:8444",
+    https_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--https-cert",
+            envvar="BURROW_HTTPS_CERT",
+            help="PEM certificate (chain) for public HTTPS names, e.g. *.<domain> (default: local CA).",
+        ),
+    ] = None,
+    https_key: Annotated[
+        Path | None,
+        typer.Option("--https-key", envvar="BURROW_HTTPS_KEY", help="PEM private key for --https-cert."),
+    ] = None,
+    https_extra_certs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--https-extra-cert",
+            help="CERT,KEY: a certificate served for the names its SAN covers (repeatable; custom domains).",
+        ),
+    ] = None,
+    traffic_log: Annotated[
+        bool,
+        typer.Option(
+            "--traffic-log/--no-traffic-log",
+            envvar="BURROW_TRAFFIC_LOG",
+            help="Log one JSON line per public request or connection (logger burrow.traffic).",
+        ),
+    ] = True,
+    max_head_bytes: Annotated[
+        int, typer.Option("--max-head-bytes", envvar="BURROW_MAX_HEAD_BYTES", help="Public request head cap.")
+    ] = PublicLimits.max_head_bytes,
+    max_headers: Annotated[
+        int, typer.Option("--max-headers", envvar="BURROW_MAX_HEADERS", help="Header fields per request.")
+    ] = PublicLimits.max_headers,
+    tls_handshake_timeout: Annotated[
+        float,
+        typer.Option("--tls-handshake-timeout", envvar="BURROW_TLS_HANDSHAKE_TIMEOUT", help="Seconds."),
+    ] = PublicLimits.tls_handshake_timeout,
+    head_timeout: Annotated[
+        float,
+        typer.Option(
+            "--head-timeout", envvar="BURROW_HEAD_TIMEOUT", help="Seconds to receive a whole request head."
+        ),
+    ] = PublicLimits.head_timeout,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", envvar="BURROW_BODY_TIMEOUT", help="Longest silence within a request body (s)."
+        ),
+    ] = PublicLimits.body_timeout,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout", envvar="BURROW_IDLE_TIMEOUT", help="Keep-alive idle time between requests (s)."
+        ),
+    ] = PublicLimits.idle_timeout,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections", envvar="BURROW_MAX_CONNECTIONS", help="Open connections per public listener."
+        ),
+    ] = PublicLimits.max_connections,
+    max_connections_per_client: Annotated[
+        int,
+        typer.Option(
+            "--max-connections-per-client",
+            envvar="BURROW_MAX_CONNECTIONS_PER_CLIENT",
+            help="Open public connections per client address.",
+        ),
+    ] = PublicLimits.max_connections_per_client,
     tcp_ports: Annotated[
         str,
         typer.Option(
@@ -170,12 +248,30 @@ def serve(
 
     from . import serving
 
-    logs.configure(log_level, access_log)
+    logs.configure(log_level, access_log, traffic_log)
+    limits = PublicLimits(
+        max_head_bytes=max_head_bytes,
+        max_headers=max_headers,
+        tls_handshake_timeout=tls_handshake_timeout,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
+    )
     try:
         host, port = serving.split_addr(api_addr)
         edge_config = (
             serving.edge_config(
-                agent_addr, http_addr, tls_addr, tcp_ports, tcp_host, domain, label_routes or []
+                agent_addr,
+                http_addr,
+                tls_addr,
+                tcp_ports,
+                tcp_host,
+                domain,
+                label_routes or [],
+                https_addr,
+                limits,
             )
             if edge
             else None
@@ -184,6 +280,8 @@ def serve(
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
         raise _fail("--tls-cert and --tls-key go together")
+    if (https_cert is None) != (https_key is None):
+        raise _fail("--https-cert and --https-key go together")
     store = _open(data_dir, database_url)
     try:
         if not store.accounts():
@@ -193,7 +291,11 @@ def serve(
                 f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
             )
         edge_server = (
-            serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge_config else None
+            serving.make_edge(
+                store, data_dir, edge_config, tls_cert, tls_key, https_cert, https_key, https_extra_certs
+            )
+            if edge_config
+            else None
         )
         config = uvicorn.Config(
             create_app(store, public_url=public_url.rstrip("/") if public_url else None, edge=edge_server),

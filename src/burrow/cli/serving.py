@@ -13,6 +13,8 @@ from rich.console import Console
 
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
 from burrow.edge.control import EdgeSettings
+from burrow.edge.https import HttpsCertificates
+from burrow.edge.limits import PublicLimits
 from burrow.edge.server import Edge, EdgeConfig
 from burrow.store.store import Store
 
@@ -40,7 +42,8 @@ async def run_until_signalled(server: uvicorn.Server, edge: Edge | None) -> None
         err.print(
             f"Agents connect to [cyan]{config.agent_addr[0]}:{config.agent_addr[1]}[/] (trust "
             f"[cyan]{edge.ca_path or 'your certificate'}[/]); public HTTP on "
-            f"[cyan]{_show(config.http_addr)}[/], TLS on [cyan]{_show(config.tls_addr)}[/], TCP ports "
+            f"[cyan]{_show(config.http_addr)}[/], HTTPS on [cyan]{_show(config.https_addr)}[/], "
+            f"TLS on [cyan]{_show(config.tls_addr)}[/], TCP ports "
             f"[cyan]{config.settings.tcp_ports.start}-{config.settings.tcp_ports.stop - 1}[/]."
         )
 
@@ -70,6 +73,8 @@ def edge_config(
     tcp_host: str,
     domain: str,
     label_routes: list[str],
+    https_addr: str = "127.0.0.1:8444",
+    limits: PublicLimits | None = None,
 ) -> EdgeConfig:
     first, sep, last = tcp_ports.partition("-")
     if not first.isdigit() or (sep and not last.isdigit()):
@@ -77,7 +82,7 @@ def edge_config(
     ports = range(int(first), int(last or first) + 1)
     if not ports or ports.start < 1 or ports.stop > 65536 or len(ports) > 10000:
         raise CommandError(f"--tcp-ports {tcp_ports!r} must be 1 to 10000 ports within 1-65535")
-    http, tls = split_addr(http_addr), split_addr(tls_addr)
+    http, tls, https = split_addr(http_addr), split_addr(tls_addr), split_addr(https_addr)
     routes: dict[str, dict[str, str]] = {}
     for route in label_routes:
         host, _, labels = route.partition("=")
@@ -89,22 +94,60 @@ def edge_config(
         domain=domain.lower().strip("."),
         http_url_port=None if http[1] == 80 else http[1],
         tls_url_port=None if tls[1] == 443 else tls[1],
+        https_url_port=None if https[1] == 443 else https[1],
         tcp_host=tcp_host,
         tcp_ports=ports,
     )
-    return EdgeConfig(split_addr(agent_addr), http, tls, settings, routes)
+    return EdgeConfig(
+        split_addr(agent_addr),
+        http,
+        tls,
+        https,
+        settings,
+        routes,
+        limits or PublicLimits(),
+    )
 
 
 def make_edge(
-    store: Store, data_dir: Path, config: EdgeConfig, tls_cert: Path | None, tls_key: Path | None
+    store: Store,
+    data_dir: Path,
+    config: EdgeConfig,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    https_cert: Path | None = None,
+    https_key: Path | None = None,
+    https_extra_certs: list[str] | None = None,
 ) -> Edge:
+    names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
+    local = ensure_server_certificate(data_dir, names)  # also makes the local CA
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
     else:
-        names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
-        certificate = ensure_server_certificate(data_dir, names)
+        certificate = local
     edge = Edge(store, config, server_context(certificate))
     edge.ca_path = certificate.ca_path
+    extra = []
+    for pair in https_extra_certs or []:
+        cert, sep, key = pair.partition(",")
+        if not sep or not cert or not key:
+            raise CommandError(f"--https-extra-cert {pair!r} is not CERT,KEY")
+        extra.append(ServerCertificate(Path(cert), Path(key), None))
+    operator = ServerCertificate(https_cert, https_key, None) if https_cert and https_key else None
+    try:
+        edge.https = HttpsCertificates(
+            edge.registry,
+            data_dir,
+            local,
+            operator,
+            extra,
+            served=lambda name: name in edge.public.label_routes,
+        )
+        edge.https.context()  # fail at start on unreadable certificates
+        for given in [*extra, *([operator] if operator else [])]:
+            server_context(given)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"HTTPS certificate: {error}") from None
     return edge
 
 

@@ -161,6 +161,18 @@ class AgentSession:
             else:
                 response = self.control.srv_info()
         except AgentError as error:
+            message, _, code = error.wire.strip().rpartition("\n\n")
+            log.info(
+                "agent request refused",
+                extra={
+                    "fields": {
+                        "session": self.session_id,
+                        "request": {BIND: "bind", START_LABELED: "start_labeled"}.get(kind, str(kind)),
+                        "error": code,
+                        "reason": message,
+                    }
+                },
+            )
             if kind == BIND:
                 response = {
                     "Id": "",

@@ -49,6 +49,7 @@ def get(message: Mapping[str, Any], key: str, default: Any = None) -> Any:
 class EdgeSettings:
     domain: str = "burrow.localhost"
     http_url_port: int | None = 8080  # the public HTTP port, for URLs (None for 80)
+    https_url_port: int | None = 8444  # the public HTTPS port, for URLs (None for 443)
     tls_url_port: int | None = 8443
     tcp_host: str = "127.0.0.1"
     tcp_ports: range = field(default_factory=lambda: range(20000, 20100))
@@ -228,8 +229,9 @@ class EdgeControl:
             hostname = self._hostname(opts, typed, policy, session)
             if typed == "tls":
                 url = self._http_url("tls", hostname, self.settings.tls_url_port)
+            elif typed == "https":
+                url = self._http_url("https", hostname, self.settings.https_url_port)
             else:
-                # The public listener speaks plain HTTP, whichever scheme the agent asked for.
                 url = self._http_url("http", hostname, self.settings.http_url_port)
             tunnel = Tunnel(
                 tunnel_id,

@@ -15,6 +15,8 @@ from burrow.store.store import Store
 from . import muxado_protocol as mux
 from .agent import STOP, AgentSession
 from .control import EdgeControl, EdgeSettings
+from .https import HttpsCertificates
+from .limits import PublicLimits
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
 
@@ -27,8 +29,10 @@ class EdgeConfig:
     agent_addr: tuple[str, int] = ("127.0.0.1", 4443)
     http_addr: tuple[str, int] | None = ("127.0.0.1", 8080)
     tls_addr: tuple[str, int] | None = ("127.0.0.1", 8443)
+    https_addr: tuple[str, int] | None = ("127.0.0.1", 8444)
     settings: EdgeSettings = field(default_factory=EdgeSettings)
     label_routes: dict[str, dict[str, str]] = field(default_factory=dict)
+    limits: PublicLimits = field(default_factory=PublicLimits)
 
 
 class Edge:
@@ -39,7 +43,8 @@ class Edge:
         self.registry = Registry()
         self.control = EdgeControl(store, self.registry, config.settings)
         self.agents: dict[str, AgentSession] = {}
-        self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes)
+        self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes, config.limits)
+        self.https: HttpsCertificates | None = None  # set before start() to serve HTTPS
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -62,6 +67,18 @@ class Edge:
         if self.config.tls_addr:
             h, p = self.config.tls_addr
             self._servers.append(await loop.create_server(self.public.tls_protocol, h, p))
+        if self.config.https_addr and self.https is not None:
+            h, p = self.config.https_addr
+            self.public.https_name = self.https.name_of
+            self._servers.append(
+                await loop.create_server(
+                    self.public.https_protocol,
+                    h,
+                    p,
+                    ssl=self.https.context(),
+                    ssl_handshake_timeout=self.config.limits.tls_handshake_timeout,
+                )
+            )
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
             self._servers.append(
