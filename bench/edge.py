@@ -15,7 +15,6 @@ the client's TLS at its edge and the agent forwards plain HTTP; ssh can only car
 so its forwarded port leads to the service's own TLS port. Either way the bytes are
 encrypted twice on the way: once by the client's TLS, once by the tunnel's own crypto.
 The ratios against direct access, and the CPU every process spends, give the ceilings.
-Until Burrow has an HTTPS listener (branch proxy), only ssh's HTTPS path is measured.
 """
 
 from __future__ import annotations
@@ -45,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SDK_PYTHON = ROOT / ".venvs" / "ngrok-sdk" / "bin" / "python"
 DOWNLOAD = 256 * 1024 * 1024
 DURATION = os.environ.get("BENCH_DURATION", "10s")
-HOST = "bench.burrow.localhost"
+HOST = "bench.burrow.localhost"  # the http endpoint
+HTTPS_HOST = "secure-bench.burrow.localhost"  # the https endpoint
 # The name the local service's own TLS certificate carries (the ssh peer's HTTPS path).
 SERVICE_TLS_NAME = "service.burrow.localhost"
 
@@ -263,8 +263,8 @@ class Figures:
 
 
 def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
-    """Both measurements for one local service: direct, through a fresh Burrow tunnel and
-    through a fresh ssh -R forward, over HTTP; through ssh over HTTPS."""
+    """Both measurements for one local service: direct, and through a fresh Burrow tunnel and
+    a fresh ssh -R forward over HTTP and over HTTPS."""
     processes: list[subprocess.Popen[Any]] = []
     try:
         (work / "service.py").write_text(service_source)
@@ -287,7 +287,7 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
             )
         )
         data_dir = work / "data"
-        api_port, agent_port, http_port, tls_port, tcp_port = (free_port() for _ in range(5))
+        api_port, agent_port, http_port, https_port, tls_port, tcp_port = (free_port() for _ in range(6))
         api_key, server = start_burrow(
             data_dir,
             api_port,
@@ -295,6 +295,8 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
             f"127.0.0.1:{agent_port}",
             "--http-addr",
             f"127.0.0.1:{http_port}",
+            "--https-addr",
+            f"127.0.0.1:{https_port}",
             "--tls-addr",
             f"127.0.0.1:{tls_port}",
             "--tcp-ports",
@@ -311,7 +313,7 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
                 "Ngrok-Version": "2",
                 "Content-Type": "application/json",
             },
-            data=json.dumps({"description": "bench", "acl": [f"bind:{HOST}"]}).encode(),
+            data=json.dumps({"description": "bench", "acl": [f"bind:{HOST}", f"bind:{HTTPS_HOST}"]}).encode(),
         )
         token = json.load(urllib.request.urlopen(request))["token"]
         agent = subprocess.Popen(
@@ -324,6 +326,8 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
                 f"http://127.0.0.1:{service_port}",
                 "HTTP",
                 HOST,
+                "HTTPS",
+                HTTPS_HOST,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -331,7 +335,7 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
         )
         processes.append(agent)
         assert agent.stdout is not None
-        agent.stdout.readline()
+        _, https_url = json.loads(agent.stdout.readline())
         ssh_port, ssh_tls_port = free_port(), free_port()
         sshd, ssh = start_ssh_forwarding(
             work / "ssh", {ssh_port: service_port, ssh_tls_port: service_tls_port}
@@ -341,6 +345,7 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
             "direct": Target(f"http://127.0.0.1:{service_port}"),
             "burrow": Target(f"http://127.0.0.1:{http_port}", host=HOST),
             "ssh": Target(f"http://127.0.0.1:{ssh_port}"),
+            "burrow https": Target(https_url, ca=data_dir / "ca.pem"),
             "ssh https": Target(f"https://{SERVICE_TLS_NAME}:{ssh_tls_port}", ca=service_tls.ca_path),
         }
         pids = {
@@ -368,13 +373,18 @@ def measure(curl: str, service_source: str, work: Path) -> dict[str, Figures]:
             shutil.rmtree(work / leftover, ignore_errors=True)
 
 
+BURROW_SIDE = ("burrow", "agent", "service")
+SSH_SIDE = ("sshd", "ssh", "service")
+
+
 def cpu_line(costs: dict[str, float], names: tuple[str, ...], unit: str) -> str:
     return ", ".join(f"{name} {costs[name]:{unit}}" for name in names)
 
 
 def report(r: dict[str, Figures]) -> None:
     cores = os.cpu_count() or 1
-    direct, burrow, ssh = r["direct"], r["burrow"], r["ssh"]
+    direct, burrow = r["direct"], r["burrow"]
+    pairs = (("HTTP", burrow, r["ssh"]), ("HTTPS", r["burrow https"], r["ssh https"]))
     print(
         f"  (a) 256 MiB download: direct {direct.download / 2**20:7.1f} MiB/s, "
         f"tunnel {burrow.download / 2**20:7.1f} MiB/s, "
@@ -384,19 +394,23 @@ def report(r: dict[str, Figures]) -> None:
     ceiling = cores / (costs["service"] + costs["agent"] + costs["curl"]) * 2**30
     print(
         "      CPU per GiB through the tunnel (core-seconds): "
-        f"{cpu_line(costs, ('burrow', 'agent', 'service', 'curl'), '.2f')}; "
-        f"hypervisor steal during the downloads {max(direct.steal, burrow.steal):.0%}"
+        f"{cpu_line(costs, (*BURROW_SIDE, 'curl'), '.2f')}; "
+        f"hypervisor steal during the downloads {max(f.steal for f in r.values()):.0%}"
     )
     print(
         f"      ceiling if Burrow cost nothing ({cores} cores / the others' CPU per GiB): "
         f"{ceiling / 2**20:.0f} MiB/s, ratio {ceiling / direct.download:.2f}"
     )
-    for name, figures in (("HTTP", ssh), ("HTTPS", r["ssh https"])):
+    for over, tunnel, ssh in pairs:
         print(
-            f"      ssh -R over {name}: {figures.download / 2**20:7.1f} MiB/s; CPU per GiB "
-            f"{cpu_line(figures.download_cpu, ('sshd', 'ssh', 'service', 'curl'), '.2f')}"
+            f"      over {over:5}: Burrow {tunnel.download / 2**20:7.1f} MiB/s, "
+            f"ssh -R {ssh.download / 2**20:7.1f} MiB/s; "
+            f"Burrow / ssh, {over}: {tunnel.download / ssh.download:.2f} (target >= 0.8)"
         )
-    print(f"      Burrow / ssh, HTTP: {burrow.download / ssh.download:.2f} (target >= 0.8)")
+        print(
+            f"        CPU per GiB: {cpu_line(tunnel.download_cpu, (*BURROW_SIDE, 'curl'), '.2f')}; "
+            f"via ssh: {cpu_line(ssh.download_cpu, (*SSH_SIDE, 'curl'), '.2f')}"
+        )
     print(
         f"  (b) small requests: direct {direct.rps:7.0f} req/s "
         f"(p50 {direct.p50_ms:.2f} ms, p99 {direct.p99_ms:.2f} ms), "
@@ -408,16 +422,20 @@ def report(r: dict[str, Figures]) -> None:
     ceiling = cores / (costs["service"] + costs["agent"] + costs["wrk"]) * 1e6
     print(
         "      CPU per tunneled request (microseconds): "
-        f"{cpu_line(costs, ('burrow', 'agent', 'service', 'wrk'), '.0f')}; "
+        f"{cpu_line(costs, (*BURROW_SIDE, 'wrk'), '.0f')}; "
         f"ceiling if Burrow cost nothing {ceiling:.0f} req/s, ratio {ceiling / direct.rps:.2f}"
     )
-    for name, figures in (("HTTP", ssh), ("HTTPS", r["ssh https"])):
+    for over, tunnel, ssh in pairs:
         print(
-            f"      ssh -R over {name}: {figures.rps:7.0f} req/s "
-            f"(p50 {figures.p50_ms:.2f} ms, p99 {figures.p99_ms:.2f} ms); CPU per request "
-            f"{cpu_line(figures.request_cpu, ('sshd', 'ssh', 'service', 'wrk'), '.0f')}"
+            f"      over {over:5}: Burrow {tunnel.rps:7.0f} req/s "
+            f"(p50 {tunnel.p50_ms:.2f} ms, p99 {tunnel.p99_ms:.2f} ms), ssh -R {ssh.rps:7.0f} req/s "
+            f"(p50 {ssh.p50_ms:.2f} ms, p99 {ssh.p99_ms:.2f} ms); "
+            f"Burrow / ssh, {over}: {tunnel.rps / ssh.rps:.2f} (target >= 0.9)"
         )
-    print(f"      Burrow / ssh, HTTP: {burrow.rps / ssh.rps:.2f} (target >= 0.9)")
+        print(
+            f"        CPU per request (µs): {cpu_line(tunnel.request_cpu, (*BURROW_SIDE, 'wrk'), '.0f')}; "
+            f"via ssh: {cpu_line(ssh.request_cpu, (*SSH_SIDE, 'wrk'), '.0f')}"
+        )
 
 
 def ssh_version() -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import free_port, need, wait_for_port
 
-CIPHER = "aes128-gcm@openssh.com"  # AES-GCM, as the agent's TLS uses: both paths pay AES-NI rates
+CIPHER = "aes128-gcm@openssh.com"  # AES-GCM, like the agent's TLS (TLS_AES_256_GCM_SHA384): both on AES-NI
 
 SSHD_CONFIG = """\
 ListenAddress 127.0.0.1:{port}
