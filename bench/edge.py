@@ -1,6 +1,6 @@
 """Tunnel throughput and request rate against OpenSSH's ``ssh -R`` and direct access.
 
-Not a test: run ``make bench-edge`` (or ``.venv/bin/python bench/edge.py``). It starts a
+Not a test: run ``make bench`` (or ``.venv/bin/python bench/edge.py``). It starts a
 small, fast HTTP service (asyncio + uvloop) that also serves the same responses over TLS
 on a second port, a real ``burrow serve`` with a real ngrok agent (the PyPI ``ngrok`` SDK,
 from .venvs/ngrok-sdk) forwarding an HTTP tunnel to that service, and OpenSSH's reverse
