@@ -65,14 +65,15 @@ def test_no_other_doc_shows_commands_untested() -> None:
 
 @pytest.mark.e2e
 def test_make_bench_runs() -> None:
-    """docs/benchmarks.md's `make bench`, with 1 s wrk runs: both benchmarks run and report.
+    """docs/benchmarks.md's `make bench`, with 1 s wrk runs and 32 MiB downloads: both
+    benchmarks run and report.
 
     Only that they run: the figures are judged in docs/benchmarks.md, never by a test.
     """
     result = subprocess.run(
         ["make", "bench"],
         cwd=DOC.parent.parent,
-        env={**os.environ, "BENCH_DURATION": "1s"},
+        env={**os.environ, "BENCH_DURATION": "1s", "BENCH_DOWNLOAD_MIB": "32"},
         capture_output=True,
         text=True,
         timeout=600,
@@ -83,4 +84,8 @@ def test_make_bench_runs() -> None:
     ratios = re.findall(r"ratio (\d+\.\d+)", result.stdout)
     assert len(ratios) == 4 * 2, result.stdout  # (a), (b) and their ceilings, for both services
     assert all(float(ratio) > 0 for ratio in ratios)
-    assert result.stdout.count("(a) 256 MiB download") == 2
+    assert result.stdout.count("(a) 32 MiB download") == 2
+    # The ssh -R peer, measured in the same run: HTTP and HTTPS, (a) and (b), both services.
+    against_ssh = re.findall(r"Burrow / ssh, (HTTPS?): (\d+\.\d+)", result.stdout)
+    assert [over for over, _ in against_ssh] == ["HTTP", "HTTPS"] * 2 * 2, result.stdout
+    assert all(float(ratio) > 0 for _, ratio in against_ssh), result.stdout
