@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import free_port, need, run_wrk, start_burrow, wait_for_port
+from common import cpu_seconds, free_port, need, run_wrk, start_burrow, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK_PYTHON = ROOT / ".venvs" / "ngrok-sdk" / "bin" / "python"
@@ -114,12 +114,6 @@ AGENT = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def steal_fraction(before: list[int], after: list[int]) -> float:
