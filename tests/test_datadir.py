@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.harness import BURROW, BurrowServer, edge_args, free_port
 
@@ -38,6 +39,7 @@ def assert_token_alone(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.timeout(1800)  # 200 interpreters of ~1 CPU-second each: minutes on a busy machine
 def test_200_concurrent_inits_on_new_data_dirs_never_crash(tmp_path: Path) -> None:
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(lambda n: init(tmp_path / f"d{n}" / "data", f"a{n}@example.com"), range(200)))
