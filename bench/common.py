@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,31 +15,46 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
-def start_burrow(data_dir: Path, api_port: int, *options: str) -> tuple[str, subprocess.Popen[bytes]]:
-    """``burrow init`` then ``burrow serve`` (access log off) on ``data_dir``: the admin's
-    API key and the server process. The caller waits for its ports and stops it."""
+def start_burrow(
+    data_dir: Path, api_port: int, *options: str, log: Path | None = None
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """``burrow init`` then ``burrow serve`` (default settings plus ``options``) on
+    ``data_dir``: the admin's API key and the server process. Its log (stderr) goes to the
+    file ``log``, as a service's would, or nowhere. The caller waits for its ports and
+    stops it."""
     api_key = subprocess.run(
         [str(BIN / "burrow"), "init", "--data-dir", str(data_dir), "--admin-email", "bench@localhost"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    server = subprocess.Popen(
-        [
-            str(BIN / "burrow"),
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--api-addr",
-            f"127.0.0.1:{api_port}",
-            *options,
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
+    with open(log, "ab") if log else open(os.devnull, "wb") as stderr:
+        server = subprocess.Popen(
+            [
+                str(BIN / "burrow"),
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--api-addr",
+                f"127.0.0.1:{api_port}",
+                *options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     return api_key, server
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process, all its threads and its live descendants
+    (sshd serves each connection in a child process), from Linux /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):  # it exited since
+                total += cpu_seconds(int(child))
+    return total
 
 
 def free_port() -> int:
@@ -99,4 +115,5 @@ def run_wrk(
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    return {"rps": rate, "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return {"rps": rate, "requests": requests, "p50_ms": percentile("50"), "p99_ms": percentile("99")}

@@ -19,7 +19,6 @@ The ratios against direct access, and the CPU every process spends, give the cei
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import free_port, need, run_wrk, start_burrow, wait_for_port
+from common import cpu_seconds, free_port, need, run_wrk, start_burrow, wait_for_port
 from ssh_forward import start_ssh_forwarding
 
 from burrow.edge.certs import ensure_server_certificate
@@ -173,18 +172,6 @@ class Target:
     url: str
     host: str | None = None
     ca: Path | None = None
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time so far of a process, all its threads and its live descendants
-    (sshd serves each connection in a child process), from Linux /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(FileNotFoundError):  # it exited since
-                total += cpu_seconds(int(child))
-    return total
 
 
 def steal_fraction(before: list[int], after: list[int]) -> float:

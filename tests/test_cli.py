@@ -78,10 +78,11 @@ def test_serve_on_an_empty_data_dir_creates_the_first_account(tmp_path: Path) ->
                 time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=15)
+        out, err = process.communicate(timeout=15)
     assert process.returncode == 0
-    shown = re.findall(r"\b(\w{27}_\w{28})\b", err)
-    assert len(shown) == 1 and "admin@localhost" in err
+    # The key alone on stdout; the log (stderr) says so without showing it.
+    assert re.fullmatch(r"\w{27}_\w{28}\n", out)
+    assert not re.search(r"\b\w{27}_\w{28}\b", err) and "admin@localhost" in err
     users = json.loads(
         burrow("admin", "users", "list", "--json", "--data-dir", str(tmp_path / "fresh")).stdout
     )
@@ -100,13 +101,13 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
             f"127.0.0.1:{port}",
             *edge_args(),
         ],
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
     )
     try:
         token = None
-        assert process.stderr is not None
-        for line in process.stderr:
+        assert process.stdout is not None
+        for line in process.stdout:
             found = re.search(r"\b(\w{27}_\w{28})\b", line)
             if found:
                 token = found.group(1)
@@ -139,6 +140,7 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
             f"127.0.0.1:{port_of_again}",
             *edge_args(),
         ],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -146,8 +148,8 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
         wait_until_healthy(port_of_again)  # it is up, so it has said whatever it says at start
     finally:
         again.send_signal(signal.SIGTERM)
-    _, err = again.communicate(timeout=15)
-    assert not re.search(r"\b\w{27}_\w{28}\b", err) and "First run" not in err
+    out, err = again.communicate(timeout=15)
+    assert out == "" and not re.search(r"\b\w{27}_\w{28}\b", err) and "First run" not in err
 
 
 def test_admin_users_create_adds_a_member_with_a_working_key(burrow_server: BurrowServer) -> None:

@@ -79,8 +79,10 @@ def test_make_bench_runs() -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    api = re.search(r"authenticated GET / bare = (\d+\.\d+)", result.stdout)
-    assert api is not None and float(api.group(1)) > 0, result.stdout
+    api = re.findall(r"authenticated GET, access log (on|off) / bare = (\d+\.\d+)", result.stdout)
+    assert [log for log, _ in api] == ["on", "off"], result.stdout
+    assert all(float(ratio) > 0 for _, ratio in api)
+    assert re.search(r"the access log's CPU cost per request: -?\d+\.\d us", result.stdout)
     ratios = re.findall(r"ratio (\d+\.\d+)", result.stdout)
     assert len(ratios) == 4 * 2, result.stdout  # (a), (b) and their ceilings, for both services
     assert all(float(ratio) > 0 for ratio in ratios)

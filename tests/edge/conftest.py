@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import select
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,20 @@ class Agent:
 
     def error(self, name: str) -> list[str]:
         return list(self.ready["ready"][name].get("error", []))
+
+    def wait_event(self, matches: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        """The first event line the agent prints that ``matches``, within ``timeout`` seconds."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.process.stdout], [], [], left)
+            line = self.process.stdout.readline() if ready else ""
+            if not line:
+                return None
+            event = json.loads(line)
+            if matches(event):
+                return event  # type: ignore[no-any-return]
+        return None
 
     def stop(self) -> None:
         if self.process.poll() is None:

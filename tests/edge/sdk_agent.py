@@ -3,7 +3,8 @@
 Usage: python sdk_agent.py CONFIG_JSON. It starts local services (HTTP, TCP echo, TLS
 echo), opens a session and the endpoints the config asks for, prints one JSON line
 ``{"ready": {name: {"url", "id"} or {"error", "args"}}}`` (or ``{"error": ...}`` if the
-session fails), then runs until its stdin closes, printing session events as JSON lines.
+session fails), then runs until its stdin closes, printing session events as JSON lines
+(``{"event": "disconnected", ...}``, ``{"event": "tunnel stopped", "id": ...}``).
 This file runs under the SDK's interpreter and imports nothing from Burrow.
 """
 
@@ -12,6 +13,7 @@ import base64
 import hashlib
 import http.server
 import json
+import logging
 import socketserver
 import ssl
 import sys
@@ -154,6 +156,23 @@ def with_options(builder: Any, options: list[list[str]]) -> Any:
 
 def emit(message: object) -> None:
     print(json.dumps(message), flush=True)
+
+
+class StopTunnelEvents(logging.Handler):
+    """The SDK tells Python nothing when the server stops one of its tunnels; its debug log
+    ("unlisten; id=...", on reading a StopTunnel) is the only trace, so relay that."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("unlisten; id="):
+            emit({"event": "tunnel stopped", "id": message.split("=", 1)[1].strip('"')})
+
+
+sdk_session_log = logging.getLogger("ngrok.internals.raw_session")
+sdk_session_log.setLevel(logging.DEBUG)
+sdk_session_log.addHandler(StopTunnelEvents())
+sdk_session_log.propagate = False
+ngrok.log_level("DEBUG")  # lets the SDK's records through; each logger's own level still filters
 
 
 async def main() -> None:

@@ -262,3 +262,63 @@ def test_authtokens_are_never_logged_or_stored(
     for token in (good, revoked["token"]):
         assert token not in server.log()
         assert token.encode() not in stored
+
+
+def test_narrowing_the_acl_stops_the_tunnels_it_no_longer_allows(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    made = credential(server, ["bind:kept.burrow.localhost", "bind:dropped.burrow.localhost"])
+    agent = start_agent(
+        server,
+        made["token"],
+        [
+            {"name": "kept", "kind": "http", "domain": "kept.burrow.localhost"},
+            {"name": "dropped", "kind": "http", "domain": "dropped.burrow.localhost"},
+        ],
+    )
+    dropped_id = agent.ready["ready"]["dropped"]["id"]
+    for host in ("kept.burrow.localhost", "dropped.burrow.localhost"):
+        assert public_get(server, host).status_code == 200
+    with server.client() as http:
+        narrowed_at = time.monotonic()
+        patched = http.patch(f"/credentials/{made['id']}", json={"acl": ["bind:kept.burrow.localhost"]})
+        assert patched.status_code == 200, patched.text
+        stopped = agent.wait_event(lambda e: e.get("event") == "tunnel stopped", timeout=1.0)
+        assert stopped == {"event": "tunnel stopped", "id": dropped_id}
+        while public_get(server, "dropped.burrow.localhost").status_code != 404:
+            assert time.monotonic() - narrowed_at < 1.0, "the tunnel outlived its ACL"
+            time.sleep(0.05)
+        tunnels = [t["id"] for t in http.get("/tunnels").json()["tunnels"]]
+        assert dropped_id not in tunnels and agent.ready["ready"]["kept"]["id"] in tunnels
+    # The session carries on with the tunnel its ACL still allows.
+    assert public_get(server, "kept.burrow.localhost").json()["host"] == "kept.burrow.localhost"
+    assert agent.process.poll() is None
+    assert '"error": "ERR_NGROK_316"' in server.log() and dropped_id in server.log()
+
+
+def test_widening_or_rewording_the_acl_stops_nothing(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    made = credential(server, ["bind:*.stays.example", "bind:team=*"])
+    agent = start_agent(
+        server,
+        made["token"],
+        [
+            {"name": "web", "kind": "http", "domain": "a.stays.example"},
+            {"name": "l", "kind": "labeled", "labels": {"team": "stays"}},
+        ],
+    )
+    with server.client() as http:
+        for acl in (["*"], ["bind:a.stays.example", "bind:team=stays"]):
+            assert http.patch(f"/credentials/{made['id']}", json={"acl": acl}).status_code == 200
+        assert agent.wait_event(lambda e: e.get("event") == "tunnel stopped", timeout=1.0) is None
+        ids = {t["id"] for t in http.get("/tunnels").json()["tunnels"]}
+        assert {agent.ready["ready"]["web"]["id"], agent.ready["ready"]["l"]["id"]} <= ids
+        # Then narrowing away the label stops the labeled tunnel alone.
+        assert (
+            http.patch(f"/credentials/{made['id']}", json={"acl": ["bind:a.stays.example"]}).status_code
+            == 200
+        )
+        stopped = agent.wait_event(lambda e: e.get("event") == "tunnel stopped", timeout=1.0)
+        assert stopped == {"event": "tunnel stopped", "id": agent.ready["ready"]["l"]["id"]}
+    assert public_get(server, "a.stays.example").status_code == 200

@@ -85,9 +85,14 @@ def _check_email(email: str) -> str:
 
 
 def _open(data_dir: Path, database_url: str | None) -> Store:
-    from burrow.store.store import Store  # imported here: client commands need no database
+    # Imported here: client commands need no database.
+    from burrow.store.database import DamagedSecret
+    from burrow.store.store import Store
 
-    return Store.open(data_dir, database_url)
+    try:
+        return Store.open(data_dir, database_url)
+    except DamagedSecret as problem:
+        raise _fail(str(problem)) from None
 
 
 @app.command()
@@ -354,14 +359,18 @@ def serve(
         raise _fail("--tls-cert and --tls-key go together")
     if (https_cert is None) != (https_key is None):
         raise _fail("--https-cert and --https-key go together")
+    serve_lock = serving.hold_serve_lock(data_dir, database_url)
     store = _open(data_dir, database_url)
     try:
         if not store.accounts():
             _user, token = store.create_account(FIRST_RUN_EMAIL)
+            # The key goes to stdout alone; stderr is the log stream, which is kept and shipped.
             err.print(
-                f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
-                f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
+                f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/]; "
+                "its API key is on standard output, shown once: store it now."
             )
+            sys.stdout.write(token + "\n")
+            sys.stdout.flush()
         edge_server = (
             serving.make_edge(
                 store, data_dir, edge_config, tls_cert, tls_key, https_cert, https_key, https_extra_certs
@@ -392,6 +401,8 @@ def serve(
             runner.run(serving.run_until_signalled(serving.ApiServer(config), edge_server))
     finally:
         store.close()
+        if serve_lock is not None:
+            serve_lock.close()
 
 
 @users_app.command("create")

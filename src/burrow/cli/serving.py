@@ -9,6 +9,7 @@ import resource
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import uvicorn
 from rich.console import Console
@@ -20,6 +21,7 @@ from burrow.edge.control import EdgeSettings
 from burrow.edge.https import HttpsCertificates
 from burrow.edge.limits import PublicLimits
 from burrow.edge.server import Edge, EdgeConfig
+from burrow.store import database, datadir
 from burrow.store.store import Store
 
 err = Console(stderr=True)
@@ -193,6 +195,24 @@ def dashboard_settings(edge: Edge | None, public_url: str | None) -> DashboardSe
         domain=edge.config.settings.domain,
         public_url=public_url,
     )
+
+
+def hold_serve_lock(data_dir: Path, database_url: str | None) -> IO[bytes] | None:
+    """On SQLite, the data directory's serve lock (held until closed); exits if it is taken.
+
+    Two servers on one SQLite file would each see only their own tunnels. Servers sharing
+    a PostgreSQL database are nodes of one service, so they take no lock.
+    """
+    if database_url is not None and database.sqlite_file(database_url) is None:
+        return None
+    try:
+        return datadir.hold_serve_lock(data_dir)
+    except datadir.AlreadyServing:
+        err.print(
+            f"[bold red]error:[/] another burrow serve is running on the data directory {data_dir}",
+            soft_wrap=True,
+        )
+        raise SystemExit(1) from None
 
 
 def split_addr(addr: str) -> tuple[str, int]:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+from burrow.domain import errors
+from burrow.domain.acl import BindPolicy
+from burrow.domain.errors import BurrowError
 from burrow.domain.limits import Admission, AgentLimits
 from burrow.domain.tunnels import Registry, Tunnel
-from burrow.store.store import Store
+from burrow.store.store import CREDENTIALS, Store
 
 from . import muxado_protocol as mux
 from . import traffic
-from .agent import STOP, AgentSession
+from .agent import STOP, STOP_TUNNEL, AgentSession
 from .control import EdgeControl, EdgeSettings
 from .https import HttpsCertificates, HttpsListener
 from .limits import PublicLimits
@@ -121,6 +124,10 @@ class Edge:
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        # The ACL each session's tunnels were last checked against.
+        self._checked_acls: weakref.WeakKeyDictionary[AgentSession, tuple[str, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
 
     async def start(self) -> None:
@@ -238,22 +245,63 @@ class Edge:
     # Revocation -----------------------------------------------------------------------
 
     async def _watch_revocations(self) -> None:
-        """End sessions whose credential was deleted or whose owner was deactivated."""
+        """End sessions whose credential was deleted or whose owner was deactivated, and
+        tunnels their credential's ACL no longer allows."""
         while True:
             await asyncio.sleep(REVOCATION_CHECK_SECONDS)
             for session_id, agent in list(self.agents.items()):
-                session = agent.authenticated.session if agent.authenticated else None
-                if session is None:
-                    continue
-                with contextlib.suppress(Exception):
-                    record = self.store.auth_record("credential", session.credential_id)
-                    if record is None or not record.owner_active:
-                        reason = f"credential {session.credential_id} revoked"
-                        log.info(
-                            "revoking agent session",
-                            extra={"fields": {"session": session_id, "reason": reason}},
-                        )
-                        self.agents.pop(session_id, None)
-                        stopping = asyncio.create_task(agent.stop(reason, "ERR_NGROK_300"))
-                        self._agent_tasks.add(stopping)
-                        stopping.add_done_callback(self._agent_tasks.discard)
+                try:
+                    self._recheck(session_id, agent)
+                except Exception:
+                    log.exception("revocation check failed", extra={"fields": {"session": session_id}})
+
+    def _recheck(self, session_id: str, agent: AgentSession) -> None:
+        session = agent.authenticated.session if agent.authenticated else None
+        if session is None:
+            return
+        record = self.store.auth_record("credential", session.credential_id)
+        credential = self.store.get(CREDENTIALS, session.account_id, session.credential_id)
+        if record is None or not record.owner_active or credential is None:
+            reason = f"credential {session.credential_id} revoked"
+            log.info("revoking agent session", extra={"fields": {"session": session_id, "reason": reason}})
+            self.agents.pop(session_id, None)
+            self._spawn(agent.stop(reason, "ERR_NGROK_300"))
+            return
+        # An ACL is parsed again only when it differs from the one this session's tunnels
+        # were last checked against (every tunnel bound since was checked at its bind).
+        if self._checked_acls.get(agent) == credential.acl:
+            return
+        policy = BindPolicy.from_rules(credential.acl)
+        for tunnel in list(session.tunnels.values()):
+            denial = self._denial(policy, tunnel, session.credential_id)
+            if denial is None:
+                continue
+            self.registry.remove_tunnel(session_id, tunnel.id)
+            log.info(
+                "stopping tunnel no longer allowed by its credential's ACL",
+                extra={"fields": {"session": session_id, "tunnel": tunnel.id, "error": denial.code}},
+            )
+            message = {"Id": tunnel.id, "Message": denial.message, "ErrorCode": denial.code}
+            self._spawn(agent.send_command(STOP_TUNNEL, message))
+        self._checked_acls[agent] = credential.acl
+
+    def _denial(self, policy: BindPolicy, tunnel: Tunnel, credential_id: str) -> BurrowError | None:
+        """Why ``policy`` would refuse ``tunnel``'s bind today, or None if it allows it."""
+        if tunnel.proto == "labeled":
+            if policy.allows_labels(tunnel.labels):
+                return None
+            shown = ", ".join(f"{k}={v}" for k, v in tunnel.labels.items())
+            return errors.LABEL_DENIED(labels=shown, id=credential_id)
+        if tunnel.proto == "tcp":
+            host = self.config.settings.tcp_host
+            if tunnel.port is not None and policy.allows_address(host, tunnel.port):
+                return None
+            return errors.TCP_ADDRESS_DENIED(addr=f"{host}:{tunnel.port}", id=credential_id)
+        if tunnel.hostname is not None and policy.allows_hostname(tunnel.hostname):
+            return None
+        return errors.HOSTNAME_DENIED(name=tunnel.hostname, id=credential_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._agent_tasks.add(task)
+        task.add_done_callback(self._agent_tasks.discard)

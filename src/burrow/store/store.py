@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from burrow.domain import errors, ids, tokens
 from burrow.domain.models import ApiKey, BotUser, Credential, Principal, User
-from burrow.store import database, schema
+from burrow.store import database, datadir, schema
 from burrow.store.fastpath import PointRead, PointReader
 
 T = TypeVar("T", ApiKey, Credential, BotUser)
@@ -131,11 +131,20 @@ class Store:
 
     @classmethod
     def open(cls, data_dir: Path, database_url: str | None = None) -> Store:
-        """Open (creating and migrating as needed) the store of a data directory."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        engine = database.open_engine(database_url or database.sqlite_url(data_dir))
-        database.migrate(engine)
-        return cls(engine, database.load_secret(data_dir))
+        """Open (creating and migrating as needed) the store of a data directory.
+
+        Concurrent openers take turns (see :mod:`burrow.store.datadir`); what they create
+        is private to this user.
+        """
+        datadir.prepare(data_dir)
+        url = database_url or database.sqlite_url(data_dir)
+        with datadir.private_files(), datadir.setup_lock(data_dir):
+            sqlite_file = database.sqlite_file(url)
+            if sqlite_file is not None:
+                database.protect_sqlite_file(sqlite_file)
+            engine = database.open_engine(url)
+            database.migrate(engine)
+            return cls(engine, database.load_secret(data_dir))
 
     def close(self) -> None:
         self._reader.close()
