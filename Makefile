@@ -8,6 +8,8 @@ NGROK_API_ENV := .venvs/ngrok-api
 NGROK_SDK_ENV := .venvs/ngrok-sdk
 # The ngrok v2 agent binary (2.3.41), as npm ships it, for protocol version 2.
 NGROK_BIN_DIR := .venvs/ngrok-bin
+# The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
+NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 
 .PHONY: serve test test-fast lint bench clean
 
@@ -27,6 +29,11 @@ $(NGROK_BIN_DIR)/.installed:
 	npm install --silent --no-audit --no-fund --prefix $(NGROK_BIN_DIR) @expo/ngrok-bin-linux-x64@2.3.41
 	touch $@
 
+$(NGROK_API_NODE_DIR)/.installed:
+	mkdir -p $(NGROK_API_NODE_DIR)
+	npm install --silent --no-audit --no-fund --prefix $(NGROK_API_NODE_DIR) @ngrok/ngrok-api@0.11.0
+	touch $@
+
 $(NGROK_API_ENV)/.installed:
 	$(PYTHON) -m venv $(NGROK_API_ENV)
 	$(NGROK_API_ENV)/bin/pip install -q 'ngrok-api==0.19.0'
@@ -39,7 +46,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy --strict src/burrow
 
-test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed lint
+test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
+		$(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier and everything else that needs nothing but Burrow (under a minute);

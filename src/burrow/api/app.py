@@ -122,6 +122,8 @@ def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | 
         Exception: _unexpected,
     }
     app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
+    # ngrok answers 404 for "/credentials/"; a redirect would also build its Location from Host.
+    app.router.redirect_slashes = False
     return AccessLog(app)
 
 

@@ -10,9 +10,13 @@ from burrow.store.store import Store
 
 
 def authenticate(request: Request, store: Store) -> Principal:
-    header = request.headers.get("authorization")
-    if header is None:
+    headers = request.headers.getlist("authorization")
+    if not headers:
         raise errors.MISSING_AUTHORIZATION()
+    if len(headers) > 1:
+        # Proxies and servers disagree on which of several wins; refuse rather than pick one.
+        raise errors.REPEATED_AUTHORIZATION(count=len(headers))
+    header = headers[0]
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:

@@ -93,12 +93,23 @@ def endpoint(
         body = None
         if shape.json_body:
             body = await http.json_body(request)
+            if shape.takes_id:
+                body = _without_path_id(body, resource_id)
         else:
             await http.refuse_body(request)
         base = http.absolute_base(request, public_url)
         return await handler(Call(request, principal, base, resource_id, query, body))
 
     return run
+
+
+def _without_path_id(body: object, path_id: str) -> object:
+    """The body without an ``id`` equal to the path's: the official Node client sends one."""
+    if not isinstance(body, dict) or "id" not in body:
+        return body
+    if body["id"] != path_id:
+        raise errors.ID_MISMATCH(body_id=body["id"], path_id=path_id)
+    return {name: value for name, value in body.items() if name != "id"}
 
 
 def check_may_write(resource: Resource, principal: Principal, item: Any) -> None:

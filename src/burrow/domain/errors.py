@@ -84,6 +84,12 @@ INVALID_FIELD = ErrorKind(
     400,
     "The value provided for the request parameter {name!r} is invalid: {reason}. " + _DOCS,
 )
+ID_MISMATCH = ErrorKind(
+    "ERR_NGROK_215",
+    400,
+    "The value provided for the request parameter 'id' is invalid: {body_id!r} is not the id in the "
+    "path, {path_id!r}. " + _DOCS,
+)
 INVALID_ID = ErrorKind("ERR_NGROK_223", 400, "{value!r} is not a valid resource reference identifier.")
 WRONG_ID_PREFIX = ErrorKind(
     "ERR_NGROK_227", 400, "The ID {value!r} is invalid. Expected an ID with a prefix of {prefix!r}."
@@ -133,6 +139,12 @@ UNPARSABLE_AUTHORIZATION = ErrorKind(
     401,
     "The API requires that you use Bearer authentication via the Authorization header. "
     "It could not parse the header in this request.",
+)
+REPEATED_AUTHORIZATION = ErrorKind(
+    "ERR_NGROK_201",
+    401,
+    "The request carries {count} Authorization headers. The API requires exactly one: "
+    "'Authorization: Bearer <API key>'.",
 )
 MALFORMED_API_KEY = ErrorKind(
     "ERR_NGROK_202",
