@@ -31,6 +31,9 @@ def start_burrow(data_dir: Path, api_port: int, *options: str) -> tuple[str, sub
             "--api-addr",
             f"127.0.0.1:{api_port}",
             *options,
+            # Limits a benchmark never reaches, so their cost is measured but they never answer 429.
+            *("--api-rate-limit", "1000000000/minute", "--api-address-rate-limit", "1000000000/minute"),
+            *("--agent-session-limit", "1000000000/minute"),
             "--no-access-log",
             "--log-level",
             "warning",

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from burrow.domain import errors, resources
 from burrow.domain.resources import Operation, Resource
+from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
 
 from . import http
@@ -93,7 +94,14 @@ class AccessLog:
             )
 
 
-def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | None = None) -> ASGIApp:
+def create_app(
+    store: Store,
+    public_url: str | None = None,
+    edge: EdgeControl | None = None,
+    throttle: Throttle | None = None,
+) -> ASGIApp:
+    """The API; ``throttle`` is shared with the edge (failed authentications count together)."""
+    throttle = throttle or Throttle()
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store).handlers() for resource in resources.STORED
     }
@@ -102,7 +110,7 @@ def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | 
     for resource in resources.ALL:
         for operation in [op for op in SHAPES if op in resource.operations]:
             shape = SHAPES[operation]
-            run = endpoint(resource, shape, handlers[resource][operation], store, public_url)
+            run = endpoint(resource, shape, handlers[resource][operation], store, public_url, throttle)
             routes.append(Route(shape.path(resource), run, methods=[shape.method]))
     document = openapi_document(resources.ALL)
 

@@ -2,8 +2,9 @@
 
 Each :class:`~burrow.domain.resources.Operation` has one HTTP shape (:data:`SHAPES`):
 method, path, whether it takes an id, a list query, a JSON body. :func:`endpoint` runs the
-preamble that shape implies, in one order for every route (API version, authentication,
-the id in the path, the query, the body), and hands the handler a checked :class:`Call`.
+preamble that shape implies, in one order for every route (the per-address rate limit, API
+version, authentication, the per-key rate limit, the id in the path, the query, the body),
+and hands the handler a checked :class:`Call`.
 A :class:`~burrow.domain.errors.BurrowError` raised anywhere becomes ngrok's error body
 through the exception handler registered in ``app.py``.
 """
@@ -20,10 +21,11 @@ from starlette.responses import Response
 from burrow.domain import errors
 from burrow.domain.models import Principal
 from burrow.domain.resources import Operation, Resource
+from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
 
 from . import http
-from .auth import authenticate
+from .auth import authenticate, client_address
 from .paging import ListQuery
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -77,13 +79,21 @@ Handler = Callable[[Call], Awaitable[Response]]
 
 
 def endpoint(
-    resource: Resource, shape: Shape, handler: Handler, store: Store, public_url: str | None
+    resource: Resource,
+    shape: Shape,
+    handler: Handler,
+    store: Store,
+    public_url: str | None,
+    throttle: Throttle,
 ) -> Endpoint:
     prefixes = (resource.id_prefix,)
 
     async def run(request: Request) -> Response:
+        address = client_address(request)
+        throttle.api_request(address)
         http.check_version(request)
-        principal = authenticate(request, store)
+        principal = authenticate(request, store, throttle, address)
+        throttle.api_key(principal.api_key_id)
         resource_id = http.check_id(request.path_params["id"], prefixes) if shape.takes_id else ""
         query = None
         if shape.lists:

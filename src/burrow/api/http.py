@@ -45,7 +45,10 @@ def error_response(request: Request, error: errors.BurrowError) -> Response:
         "details": {**error.details, "operation_id": op},
     }
     return Response(
-        orjson.dumps(body), error.status, {OPERATION_ID_HEADER: op}, media_type="application/json"
+        orjson.dumps(body),
+        error.status,
+        {**error.headers, OPERATION_ID_HEADER: op},
+        media_type="application/json",
     )
 
 

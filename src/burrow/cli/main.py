@@ -162,6 +162,37 @@ def serve(
     edge: Annotated[
         bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
     ] = True,
+    api_rate_limit: Annotated[
+        str,
+        typer.Option(
+            "--api-rate-limit", envvar="BURROW_API_RATE_LIMIT", help="API requests per API key, or off."
+        ),
+    ] = "6000/minute",
+    api_address_rate_limit: Annotated[
+        str,
+        typer.Option(
+            "--api-address-rate-limit",
+            envvar="BURROW_API_ADDRESS_RATE_LIMIT",
+            help="API requests per client address, or off.",
+        ),
+    ] = "12000/minute",
+    auth_failure_limit: Annotated[
+        str,
+        typer.Option(
+            "--auth-failure-limit",
+            envvar="BURROW_AUTH_FAILURE_LIMIT",
+            help="Failed authentications (API keys and authtokens) per client address before "
+            "its tokens are checked only once a second, or off.",
+        ),
+    ] = "60/minute",
+    agent_session_limit: Annotated[
+        str,
+        typer.Option(
+            "--agent-session-limit",
+            envvar="BURROW_AGENT_SESSION_LIMIT",
+            help="Agent session starts per credential, or off.",
+        ),
+    ] = "60/minute",
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
@@ -184,6 +215,12 @@ def serve(
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
         raise _fail("--tls-cert and --tls-key go together")
+    try:
+        throttle = serving.throttle(
+            api_rate_limit, api_address_rate_limit, auth_failure_limit, agent_session_limit
+        )
+    except serving.CommandError as problem:
+        raise _fail(str(problem)) from None
     store = _open(data_dir, database_url)
     try:
         if not store.accounts():
@@ -193,10 +230,17 @@ def serve(
                 f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
             )
         edge_server = (
-            serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge_config else None
+            serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key, throttle)
+            if edge_config
+            else None
         )
         config = uvicorn.Config(
-            create_app(store, public_url=public_url.rstrip("/") if public_url else None, edge=edge_server),
+            create_app(
+                store,
+                public_url=public_url.rstrip("/") if public_url else None,
+                edge=edge_server,
+                throttle=throttle,
+            ),
             host=host,
             port=port,
             log_config=None,

@@ -14,6 +14,7 @@ from rich.console import Console
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
 from burrow.edge.control import EdgeSettings
 from burrow.edge.server import Edge, EdgeConfig
+from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 
 err = Console(stderr=True)
@@ -95,15 +96,43 @@ def edge_config(
     return EdgeConfig(split_addr(agent_addr), http, tls, settings, routes)
 
 
+def throttle(api_key: str, api_address: str, auth_failures: str, session_starts: str) -> Throttle:
+    """The rate limits of ``burrow serve``'s options, shared by the API and the edge."""
+    parsed = {}
+    for option, text in (
+        ("--api-rate-limit", api_key),
+        ("--api-address-rate-limit", api_address),
+        ("--auth-failure-limit", auth_failures),
+        ("--agent-session-limit", session_starts),
+    ):
+        try:
+            parsed[option] = Rate.parse(text)
+        except ValueError as problem:
+            raise CommandError(f"{option}: {problem}") from None
+    return Throttle(
+        Rates(
+            api_key=parsed["--api-rate-limit"],
+            api_address=parsed["--api-address-rate-limit"],
+            auth_failures=parsed["--auth-failure-limit"],
+            session_starts=parsed["--agent-session-limit"],
+        )
+    )
+
+
 def make_edge(
-    store: Store, data_dir: Path, config: EdgeConfig, tls_cert: Path | None, tls_key: Path | None
+    store: Store,
+    data_dir: Path,
+    config: EdgeConfig,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    throttle: Throttle | None = None,
 ) -> Edge:
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
     else:
         names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
         certificate = ensure_server_certificate(data_dir, names)
-    edge = Edge(store, config, server_context(certificate))
+    edge = Edge(store, config, server_context(certificate), throttle)
     edge.ca_path = certificate.ca_path
     return edge
 

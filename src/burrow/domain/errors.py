@@ -21,6 +21,7 @@ class BurrowError(Exception):
         self.status = status
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+        self.headers: dict[str, str] = {}  # response headers it needs, e.g. Retry-After
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,13 @@ class ErrorKind:
 
     def __call__(self, **values: object) -> BurrowError:
         return BurrowError(self.code, self.status, self.template.format(**values))
+
+
+def rate_limited(error: BurrowError, retry_after: int) -> BurrowError:
+    """``error`` with the ``Retry-After`` header (whole seconds) that every 429 carries."""
+    error.headers["Retry-After"] = str(retry_after)
+    error.details["retry_after"] = retry_after
+    return error
 
 
 SUPPORTED_VERSIONS = "2"
@@ -124,7 +132,20 @@ LIMIT_NOT_A_NUMBER = ErrorKind(
 )
 INVALID_FILTER = ErrorKind("ERR_NGROK_250", 400, "Invalid CEL query: {detail}")
 RATE_LIMITED = ErrorKind(
-    "ERR_NGROK_226", 429, "Your account is rate limited to {max} API requests per {interval}."
+    "ERR_NGROK_226",
+    429,
+    "Your API key is rate limited to {max} API requests per {interval}. Retry in {retry} s.",
+)
+ADDRESS_RATE_LIMITED = ErrorKind(
+    "ERR_NGROK_226",
+    429,
+    "Your address is rate limited to {max} API requests per {interval}. Retry in {retry} s.",
+)
+AUTH_THROTTLED = ErrorKind(
+    "ERR_NGROK_90429",
+    429,
+    "Too many failed authentication attempts from your address (more than {max} per {interval}); "
+    "until they age out, its tokens are checked at most once a second. Retry in {retry} s.",
 )
 
 # Authentication.
@@ -276,6 +297,12 @@ LABEL_DENIED = ErrorKind(
     "ERR_NGROK_399",
     400,
     "The credential ACL policy does not permit binding this label: {labels}. Credential: {id}.",
+)
+SESSIONS_RATE_LIMITED = ErrorKind(
+    "ERR_NGROK_90430",
+    429,
+    "The authtoken credential {id} may start at most {max} agent sessions per {interval}. "
+    "Retry in {retry} s.",
 )
 NO_COMMON_VERSION = ErrorKind(
     "ERR_NGROK_811",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from burrow.domain.tunnels import Registry, Tunnel
+from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
 
 from . import muxado_protocol as mux
@@ -32,12 +33,14 @@ class EdgeConfig:
 
 
 class Edge:
-    def __init__(self, store: Store, config: EdgeConfig, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, store: Store, config: EdgeConfig, tls: ssl.SSLContext, throttle: Throttle | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.tls = tls
         self.registry = Registry()
-        self.control = EdgeControl(store, self.registry, config.settings)
+        self.control = EdgeControl(store, self.registry, config.settings, throttle)
         self.agents: dict[str, AgentSession] = {}
         self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes)
         self._servers: list[asyncio.Server] = []
