@@ -27,6 +27,7 @@ from .tunnels import EdgeControl, LiveHandlers, NoEdge
 access_log = logging.getLogger("burrow.access")
 error_log = logging.getLogger("burrow.error")
 
+
 async def _burrow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.BurrowError)
     return http.error_response(request, exc)
@@ -103,9 +104,10 @@ def create_app(
     """The API; ``throttle`` is shared with the edge (failed authentications count together)."""
     throttle = throttle or Throttle()
     handlers: dict[Resource, dict[Operation, Handler]] = {
-        resource: StoredHandlers(resource, store).handlers() for resource in resources.STORED
+        resource: StoredHandlers(resource, store).handlers()
+        for resource in resources.STORED + resources.RECORDS
     }
-    handlers.update(LiveHandlers(edge or NoEdge()).handlers())
+    handlers.update(LiveHandlers(edge or NoEdge(), store).handlers())
     routes: list[Route] = []
     for resource in resources.ALL:
         for operation in [op for op in SHAPES if op in resource.operations]:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow.domain import errors
-from burrow.domain.models import Principal
+from burrow.domain.models import Actor, Principal
 from burrow.domain.resources import Operation, Resource
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
@@ -67,6 +67,15 @@ class Call:
     id: str  # the checked id in the path; "" when the path has none
     query: ListQuery | None  # for list operations
     body: Any  # the parsed JSON body for operations that take one; None otherwise
+    client_ip: str
+
+    @property
+    def actor(self) -> Actor:
+        """Who the audit trail says made this call's write."""
+        principal = self.principal
+        return Actor(
+            principal.api_key_id, principal.owner_id, self.client_ip, http.operation_id(self.request)
+        )
 
     def json(self, data: Any, status: int = 200) -> Response:
         return http.json_response(self.request, data, status)
@@ -94,6 +103,8 @@ def endpoint(
         http.check_version(request)
         principal = authenticate(request, store, throttle, address)
         throttle.api_key(principal.api_key_id)
+        if resource.admin_only and not principal.is_admin:
+            raise errors.ADMINS_ONLY(resource=resource.title)
         resource_id = http.check_id(request.path_params["id"], prefixes) if shape.takes_id else ""
         query = None
         if shape.lists:
@@ -108,7 +119,7 @@ def endpoint(
         else:
             await http.refuse_body(request)
         base = http.absolute_base(request, public_url)
-        return await handler(Call(request, principal, base, resource_id, query, body))
+        return await handler(Call(request, principal, base, resource_id, query, body, address))
 
     return run
 

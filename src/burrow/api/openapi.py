@@ -150,7 +150,7 @@ def _resource_paths(
                 },
                 {"name": "filter", "in": "query", "schema": {"type": "string"}},
             ]
-        statuses = COMMON_ERRORS + ((403,) if operation in WRITES else ())
+        statuses = COMMON_ERRORS + ((403,) if operation in WRITES or resource.admin_only else ())
         if shape.success == 204:
             success: dict[str, Any] = {"description": _SUCCESS[operation]}
         else:

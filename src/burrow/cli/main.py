@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ from burrow.domain.models import ROLES
 from . import logs
 
 if TYPE_CHECKING:
+    from burrow.domain.models import Actor
     from burrow.store.store import Store
 from .resources import api_keys_app, bot_users_app, credentials_app, login
 
@@ -74,6 +76,18 @@ def _check_email(email: str) -> str:
     return email
 
 
+def _operator() -> Actor:
+    """The audit trail's actor for a write made on the command line: the local user."""
+    from burrow.domain.ids import new_operation_id
+    from burrow.domain.models import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return Actor(f"cli:{user}"[:64], "", "local", new_operation_id())
+
+
 def _open(data_dir: Path, database_url: str | None) -> Store:
     from burrow.store.store import Store  # imported here: client commands need no database
 
@@ -93,7 +107,7 @@ def init(
     """
     store = _open(data_dir, database_url)
     try:
-        _user, token = store.create_account(_check_email(admin_email))
+        _user, token = store.create_account(_check_email(admin_email), actor=_operator())
     finally:
         store.close()
     sys.stdout.write(token + "\n")
@@ -224,7 +238,7 @@ def serve(
     store = _open(data_dir, database_url)
     try:
         if not store.accounts():
-            _user, token = store.create_account(FIRST_RUN_EMAIL)
+            _user, token = store.create_account(FIRST_RUN_EMAIL, actor=_operator())
             err.print(
                 f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
                 f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
@@ -278,7 +292,7 @@ def users_create(
         account_id = _find_account(store, account) if account else _only_account(store)
         if any(u.email == email for u in store.users(account_id)):
             raise _fail(f"{email} is already a user of {account_id}")
-        _user, token = store.create_user(account_id, _check_email(email), role)
+        _user, token = store.create_user(account_id, _check_email(email), role, actor=_operator())
     finally:
         store.close()
     sys.stdout.write(token + "\n")
@@ -355,6 +369,50 @@ def accounts_list(
     finally:
         store.close()
     _print_rows([{"id": account_id, "name": name} for account_id, name in accounts], as_json)
+
+
+@admin_app.command("audit")
+def audit(
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="Only this account: its id, or the email of a user in it."),
+    ] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option("--resource", help="Only events of this resource id (cr_...) or type (credential)."),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", help="Only events by this API key id, its owner's id, or cli:<user>."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The audit trail: every write through the API or these commands, newest first."""
+    store = _open(data_dir, database_url)
+    try:
+        account_id = _find_account(store, account) if account else None
+        events = store.audit_events(account_id, resource=resource, actor=actor, limit=limit)
+    finally:
+        store.close()
+    rows: list[dict[str, object]] = [
+        {
+            "id": event.id,
+            "created_at": event.created_at.isoformat() + "Z",
+            "account_id": event.account_id,
+            "actor_id": event.actor_id,
+            "actor_owner_id": event.actor_owner_id,
+            "operation": event.operation,
+            "resource": event.resource,
+            "resource_id": event.resource_id,
+            "client_ip": event.client_ip,
+            "operation_id": event.operation_id,
+        }
+        for event in events
+    ]
+    _print_rows(rows, as_json)
 
 
 def main() -> None:

@@ -228,6 +228,9 @@ NOT_PERMITTED = ErrorKind(
     403,
     "API access requires that the caller owns this {resource} or is an account admin.",
 )
+ADMINS_ONLY = ErrorKind(
+    "ERR_NGROK_635", 403, "API access to {resource}s requires that the caller is an account admin."
+)
 BOT_NAME_REQUIRED = ErrorKind("ERR_NGROK_215", 400, "A bot user must have a non-empty name.")
 
 # Burrow's own codes (ngrok has none for these).
