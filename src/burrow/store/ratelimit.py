@@ -25,7 +25,7 @@ OFF = ("off", "0", "none", "")
 
 @dataclass(frozen=True)
 class Rate:
-    """At most ``amount`` events per ``seconds``, e.g. ``Rate.parse("600/minute")``."""
+    """At most ``amount`` events per ``interval``, e.g. ``Rate.parse("600/minute")``."""
 
     item: limits.RateLimitItem
 
