@@ -11,6 +11,8 @@ NGROK_BIN_DIR := .venvs/ngrok-bin
 # The browser of the dashboard's end-to-end tests: Debian's, since Playwright's own
 # download is unreachable from the build machines (the tests launch this executable).
 CHROMIUM := /usr/bin/chromium
+# The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
+NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 
 .PHONY: serve test test-fast lint bench clean
 
@@ -30,6 +32,11 @@ $(NGROK_BIN_DIR)/.installed:
 	npm install --silent --no-audit --no-fund --prefix $(NGROK_BIN_DIR) @expo/ngrok-bin-linux-x64@2.3.41
 	touch $@
 
+$(NGROK_API_NODE_DIR)/.installed:
+	mkdir -p $(NGROK_API_NODE_DIR)
+	npm install --silent --no-audit --no-fund --prefix $(NGROK_API_NODE_DIR) @ngrok/ngrok-api@0.11.0
+	touch $@
+
 $(NGROK_API_ENV)/.installed:
 	$(PYTHON) -m venv $(NGROK_API_ENV)
 	$(NGROK_API_ENV)/bin/pip install -q 'ngrok-api==0.19.0'
@@ -45,7 +52,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy --strict src/burrow
 
-test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
+test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
+		$(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier and everything else that needs nothing but Burrow (under a minute);

@@ -46,6 +46,7 @@ def test_every_documented_operation_is_served_and_nothing_else(app_server: AppSe
             "/tunnel_sessions/{id}": ids.new_id(ids.TUNNEL_SESSION),
             "/tunnel_sessions/{id}/stop": ids.new_id(ids.TUNNEL_SESSION),
         }
+        resource_ids["/audit_events/{id}"] = http.get("/audit_events").json()["audit_events"][0]["id"]
         for path, operations in doc["paths"].items():
             url = path.replace("{id}", resource_ids.get(path, ""))
             for method in METHODS:

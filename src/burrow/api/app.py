@@ -18,6 +18,7 @@ from burrow.dashboard import DashboardSettings, Identity, create_dashboard
 from burrow.domain import errors, ids, resources, tokens
 from burrow.domain.resources import Operation, Resource
 from burrow.logsink import STDERR, JsonLineSink, timestamp
+from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
 
 from . import http
@@ -28,6 +29,7 @@ from .tunnels import EdgeControl, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
 error_log = logging.getLogger("burrow.error")
+
 
 async def _burrow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.BurrowError)
@@ -108,16 +110,20 @@ def create_app(
     public_url: str | None = None,
     edge: EdgeControl | None = None,
     dashboard: DashboardSettings | None = None,
+    throttle: Throttle | None = None,
 ) -> ASGIApp:
+    """The API; ``throttle`` is shared with the edge (failed authentications count together)."""
+    throttle = throttle or Throttle()
     handlers: dict[Resource, dict[Operation, Handler]] = {
-        resource: StoredHandlers(resource, store).handlers() for resource in resources.STORED
+        resource: StoredHandlers(resource, store).handlers()
+        for resource in resources.STORED + resources.RECORDS
     }
-    handlers.update(LiveHandlers(edge or NoEdge()).handlers())
+    handlers.update(LiveHandlers(edge or NoEdge(), store).handlers())
     routes: list[Route] = []
     for resource in resources.ALL:
         for operation in [op for op in SHAPES if op in resource.operations]:
             shape = SHAPES[operation]
-            run = endpoint(resource, shape, handlers[resource][operation], store, public_url)
+            run = endpoint(resource, shape, handlers[resource][operation], store, public_url, throttle)
             routes.append(Route(shape.path(resource), run, methods=[shape.method]))
     document = openapi_document(resources.ALL)
 
@@ -137,6 +143,8 @@ def create_app(
         Exception: _unexpected,
     }
     app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
+    # ngrok answers 404 for "/credentials/"; a redirect would also build its Location from Host.
+    app.router.redirect_slashes = False
     if dashboard is not None:
         # A client of this very app, in process: it sees what the API shows each key, no more.
         app.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))

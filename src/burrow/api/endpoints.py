@@ -2,8 +2,9 @@
 
 Each :class:`~burrow.domain.resources.Operation` has one HTTP shape (:data:`SHAPES`):
 method, path, whether it takes an id, a list query, a JSON body. :func:`endpoint` runs the
-preamble that shape implies, in one order for every route (API version, authentication,
-the id in the path, the query, the body), and hands the handler a checked :class:`Call`.
+preamble that shape implies, in one order for every route (the per-address rate limit, API
+version, authentication, the per-key rate limit, the id in the path, the query, the body),
+and hands the handler a checked :class:`Call`.
 A :class:`~burrow.domain.errors.BurrowError` raised anywhere becomes ngrok's error body
 through the exception handler registered in ``app.py``.
 """
@@ -18,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow.domain import errors
-from burrow.domain.models import Principal
+from burrow.domain.models import Actor, Principal
 from burrow.domain.resources import Operation, Resource
+from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
 
 from . import http
-from .auth import authenticate
+from .auth import authenticate, client_address
 from .paging import ListQuery
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -65,6 +67,15 @@ class Call:
     id: str  # the checked id in the path; "" when the path has none
     query: ListQuery | None  # for list operations
     body: Any  # the parsed JSON body for operations that take one; None otherwise
+    client_ip: str
+
+    @property
+    def actor(self) -> Actor:
+        """Who the audit trail says made this call's write."""
+        principal = self.principal
+        return Actor(
+            principal.api_key_id, principal.owner_id, self.client_ip, http.operation_id(self.request)
+        )
 
     def json(self, data: Any, status: int = 200) -> Response:
         return http.json_response(self.request, data, status)
@@ -77,13 +88,23 @@ Handler = Callable[[Call], Awaitable[Response]]
 
 
 def endpoint(
-    resource: Resource, shape: Shape, handler: Handler, store: Store, public_url: str | None
+    resource: Resource,
+    shape: Shape,
+    handler: Handler,
+    store: Store,
+    public_url: str | None,
+    throttle: Throttle,
 ) -> Endpoint:
     prefixes = (resource.id_prefix,)
 
     async def run(request: Request) -> Response:
+        address = client_address(request)
+        throttle.api_request(address)
         http.check_version(request)
-        principal = authenticate(request, store)
+        principal = authenticate(request, store, throttle, address)
+        throttle.api_key(principal.api_key_id)
+        if resource.admin_only and not principal.is_admin:
+            raise errors.ADMINS_ONLY(resource=resource.title)
         resource_id = http.check_id(request.path_params["id"], prefixes) if shape.takes_id else ""
         query = None
         if shape.lists:
@@ -93,12 +114,23 @@ def endpoint(
         body = None
         if shape.json_body:
             body = await http.json_body(request)
+            if shape.takes_id:
+                body = _without_path_id(body, resource_id)
         else:
             await http.refuse_body(request)
         base = http.absolute_base(request, public_url)
-        return await handler(Call(request, principal, base, resource_id, query, body))
+        return await handler(Call(request, principal, base, resource_id, query, body, address))
 
     return run
+
+
+def _without_path_id(body: object, path_id: str) -> object:
+    """The body without an ``id`` equal to the path's: the official Node client sends one."""
+    if not isinstance(body, dict) or "id" not in body:
+        return body
+    if body["id"] != path_id:
+        raise errors.ID_MISMATCH(body_id=body["id"], path_id=path_id)
+    return {name: value for name, value in body.items() if name != "id"}
 
 
 def check_may_write(resource: Resource, principal: Principal, item: Any) -> None:

@@ -51,7 +51,10 @@ def error_body(error: errors.BurrowError, op: str) -> bytes:
 def error_response(request: Request, error: errors.BurrowError) -> Response:
     op = operation_id(request)
     return Response(
-        error_body(error, op), error.status, {OPERATION_ID_HEADER: op}, media_type="application/json"
+        error_body(error, op),
+        error.status,
+        {**error.headers, OPERATION_ID_HEADER: op},
+        media_type="application/json",
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from burrow import __version__
-from burrow.domain import fields
+from burrow.domain import fields, ids
 from burrow.domain.fields import ValueKind
 from burrow.domain.resources import Operation, Resource, Shown
 
@@ -26,7 +26,7 @@ _KIND_SCHEMAS: dict[ValueKind, dict[str, Any]] = {
     ValueKind.REF_LIST: {"type": "array", "items": _REF_SCHEMA},
     ValueKind.STRING_MAP: {"type": "object", "additionalProperties": {"type": "string"}},
 }
-COMMON_ERRORS = (400, 401, 404, 405, 413, 415)
+COMMON_ERRORS = (400, 401, 404, 405, 413, 415, 429)
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -137,15 +137,20 @@ def _resource_paths(
         if operation not in resource.operations:
             continue
         parameters: list[Any] = [version_header]
+        id_schema = {"type": "string", "pattern": f"^{resource.id_prefix}_[0-9A-Za-z]{{{ids.BODY_LENGTH}}}$"}
         if shape.takes_id:
-            parameters.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+            parameters.append({"name": "id", "in": "path", "required": True, "schema": id_schema})
         if shape.lists:
             parameters += [
-                {"name": "before_id", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                {"name": "before_id", "in": "query", "schema": id_schema},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "string", "pattern": "^(100|[1-9][0-9]?)$"},
+                },
                 {"name": "filter", "in": "query", "schema": {"type": "string"}},
             ]
-        statuses = COMMON_ERRORS + ((403,) if operation in WRITES else ())
+        statuses = COMMON_ERRORS + ((403,) if operation in WRITES or resource.admin_only else ())
         if shape.success == 204:
             success: dict[str, Any] = {"description": _SUCCESS[operation]}
         else:

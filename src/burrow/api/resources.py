@@ -57,7 +57,7 @@ class StoredHandlers:
         else:
             check_may_write(resource, principal, None)
         resource.check_required(values, creating=True)
-        item, token = self.store.create(self.kind, principal.account_id, values)
+        item, token = self.store.create(self.kind, principal.account_id, values, call.actor)
         return call.json(resource.represent(item, call.base, token), 201)
 
     def _owner(self, principal: Principal, reference: str | None) -> str:
@@ -71,13 +71,13 @@ class StoredHandlers:
     async def update(self, call: Call) -> Response:
         values = self.resource.update_values(call.body)
         check_may_write(self.resource, call.principal, self._existing(call))
-        item = self.store.update(self.kind, call.principal.account_id, call.id, values)
+        item = self.store.update(self.kind, call.principal.account_id, call.id, values, call.actor)
         if item is None:
             raise errors.NOT_FOUND()
         return call.json(self.resource.represent(item, call.base))
 
     async def delete(self, call: Call) -> Response:
         check_may_write(self.resource, call.principal, self._existing(call))
-        if not self.store.delete(self.kind, call.principal.account_id, call.id):
+        if not self.store.delete(self.kind, call.principal.account_id, call.id, call.actor):
             raise errors.NOT_FOUND()
         return call.empty()

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from burrow.domain import errors
 from burrow.domain.resources import TUNNEL_SESSIONS, TUNNELS, Operation, Resource
 from burrow.domain.tunnels import AgentSession, Registry
+from burrow.store.store import Store
 
 from . import paging
 from .endpoints import Call, Handler, check_may_write
@@ -33,8 +34,9 @@ class NoEdge:
 
 
 class LiveHandlers:
-    def __init__(self, edge: EdgeControl) -> None:
+    def __init__(self, edge: EdgeControl, store: Store) -> None:
         self.edge = edge
+        self.store = store  # for the audit trail
 
     def handlers(self) -> dict[Resource, dict[Operation, Handler]]:
         return {
@@ -70,6 +72,7 @@ class LiveHandlers:
         session = self._session(call)
         check_may_write(TUNNEL_SESSIONS, call.principal, session)
         await self.edge.stop_session(session.id, "stopped through the API")
+        self.store.record(call.actor, session.account_id, "stop", TUNNEL_SESSIONS.name, session.id)
         return call.empty()
 
     async def list_tunnels(self, call: Call) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from burrow.edge.limits import PublicLimits
 from . import logs
 
 if TYPE_CHECKING:
+    from burrow.domain.models import Actor
     from burrow.store.store import Store
 from .resources import api_keys_app, bot_users_app, credentials_app, login
 
@@ -84,6 +86,18 @@ def _check_email(email: str) -> str:
     return email
 
 
+def _operator() -> Actor:
+    """The audit trail's actor for a write made on the command line: the local user."""
+    from burrow.domain.ids import new_operation_id
+    from burrow.domain.models import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return Actor(f"cli:{user}"[:64], "", "local", new_operation_id())
+
+
 def _open(data_dir: Path, database_url: str | None) -> Store:
     # Imported here: client commands need no database.
     from burrow.store.database import DamagedSecret
@@ -108,7 +122,7 @@ def init(
     """
     store = _open(data_dir, database_url)
     try:
-        _user, token = store.create_account(_check_email(admin_email))
+        _user, token = store.create_account(_check_email(admin_email), actor=_operator())
     finally:
         store.close()
     sys.stdout.write(token + "\n")
@@ -293,6 +307,37 @@ def serve(
     agent_max_connections_per_client: Annotated[
         int, _limit("--agent-max-connections-per-client", "Open agent connections per client address.")
     ] = AgentLimits.max_connections_per_client,
+    api_rate_limit: Annotated[
+        str,
+        typer.Option(
+            "--api-rate-limit", envvar="BURROW_API_RATE_LIMIT", help="API requests per API key, or off."
+        ),
+    ] = "6000/minute",
+    api_address_rate_limit: Annotated[
+        str,
+        typer.Option(
+            "--api-address-rate-limit",
+            envvar="BURROW_API_ADDRESS_RATE_LIMIT",
+            help="API requests per client address, or off.",
+        ),
+    ] = "12000/minute",
+    auth_failure_limit: Annotated[
+        str,
+        typer.Option(
+            "--auth-failure-limit",
+            envvar="BURROW_AUTH_FAILURE_LIMIT",
+            help="Failed authentications (API keys and authtokens) per client address before "
+            "its tokens are checked only once a second, or off.",
+        ),
+    ] = "60/minute",
+    agent_session_limit: Annotated[
+        str,
+        typer.Option(
+            "--agent-session-limit",
+            envvar="BURROW_AGENT_SESSION_LIMIT",
+            help="Agent session starts per credential, or off.",
+        ),
+    ] = "60/minute",
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
@@ -359,11 +404,17 @@ def serve(
         raise _fail("--tls-cert and --tls-key go together")
     if (https_cert is None) != (https_key is None):
         raise _fail("--https-cert and --https-key go together")
+    try:
+        throttle = serving.throttle(
+            api_rate_limit, api_address_rate_limit, auth_failure_limit, agent_session_limit
+        )
+    except serving.CommandError as problem:
+        raise _fail(str(problem)) from None
     serve_lock = serving.hold_serve_lock(data_dir, database_url)
     store = _open(data_dir, database_url)
     try:
         if not store.accounts():
-            _user, token = store.create_account(FIRST_RUN_EMAIL)
+            _user, token = store.create_account(FIRST_RUN_EMAIL, actor=_operator())
             # The key goes to stdout alone; stderr is the log stream, which is kept and shipped.
             err.print(
                 f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/]; "
@@ -373,7 +424,15 @@ def serve(
             sys.stdout.flush()
         edge_server = (
             serving.make_edge(
-                store, data_dir, edge_config, tls_cert, tls_key, https_cert, https_key, https_extra_certs
+                store,
+                data_dir,
+                edge_config,
+                tls_cert,
+                tls_key,
+                https_cert,
+                https_key,
+                https_extra_certs,
+                throttle,
             )
             if edge_config
             else None
@@ -384,6 +443,7 @@ def serve(
                 public_url=public_url.rstrip("/") if public_url else None,
                 edge=edge_server,
                 dashboard=serving.dashboard_settings(edge_server, public_url),
+                throttle=throttle,
             ),
             host=host,
             port=port,
@@ -427,7 +487,7 @@ def users_create(
         account_id = _find_account(store, account) if account else _only_account(store)
         if any(u.email == email for u in store.users(account_id)):
             raise _fail(f"{email} is already a user of {account_id}")
-        _user, token = store.create_user(account_id, _check_email(email), role)
+        _user, token = store.create_user(account_id, _check_email(email), role, actor=_operator())
     finally:
         store.close()
     sys.stdout.write(token + "\n")
@@ -504,6 +564,50 @@ def accounts_list(
     finally:
         store.close()
     _print_rows([{"id": account_id, "name": name} for account_id, name in accounts], as_json)
+
+
+@admin_app.command("audit")
+def audit(
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="Only this account: its id, or the email of a user in it."),
+    ] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option("--resource", help="Only events of this resource id (cr_...) or type (credential)."),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", help="Only events by this API key id, its owner's id, or cli:<user>."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The audit trail: every write through the API or these commands, newest first."""
+    store = _open(data_dir, database_url)
+    try:
+        account_id = _find_account(store, account) if account else None
+        events = store.audit_events(account_id, resource=resource, actor=actor, limit=limit)
+    finally:
+        store.close()
+    rows: list[dict[str, object]] = [
+        {
+            "id": event.id,
+            "created_at": event.created_at.isoformat() + "Z",
+            "account_id": event.account_id,
+            "actor_id": event.actor_id,
+            "actor_owner_id": event.actor_owner_id,
+            "operation": event.operation,
+            "resource": event.resource,
+            "resource_id": event.resource_id,
+            "client_ip": event.client_ip,
+            "operation_id": event.operation_id,
+        }
+        for event in events
+    ]
+    _print_rows(rows, as_json)
 
 
 def main() -> None:

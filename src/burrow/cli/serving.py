@@ -22,6 +22,7 @@ from burrow.edge.https import HttpsCertificates
 from burrow.edge.limits import PublicLimits
 from burrow.edge.server import Edge, EdgeConfig
 from burrow.store import database, datadir
+from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 
 err = Console(stderr=True)
@@ -142,6 +143,29 @@ def edge_config(
     )
 
 
+def throttle(api_key: str, api_address: str, auth_failures: str, session_starts: str) -> Throttle:
+    """The rate limits of ``burrow serve``'s options, shared by the API and the edge."""
+    parsed = {}
+    for option, text in (
+        ("--api-rate-limit", api_key),
+        ("--api-address-rate-limit", api_address),
+        ("--auth-failure-limit", auth_failures),
+        ("--agent-session-limit", session_starts),
+    ):
+        try:
+            parsed[option] = Rate.parse(text)
+        except ValueError as problem:
+            raise CommandError(f"{option}: {problem}") from None
+    return Throttle(
+        Rates(
+            api_key=parsed["--api-rate-limit"],
+            api_address=parsed["--api-address-rate-limit"],
+            auth_failures=parsed["--auth-failure-limit"],
+            session_starts=parsed["--agent-session-limit"],
+        )
+    )
+
+
 def make_edge(
     store: Store,
     data_dir: Path,
@@ -151,6 +175,7 @@ def make_edge(
     https_cert: Path | None = None,
     https_key: Path | None = None,
     https_extra_certs: list[str] | None = None,
+    throttle: Throttle | None = None,
 ) -> Edge:
     names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
     local = ensure_server_certificate(data_dir, names)  # also makes the local CA
@@ -158,7 +183,7 @@ def make_edge(
         certificate = ServerCertificate(tls_cert, tls_key, None)
     else:
         certificate = local
-    edge = Edge(store, config, server_context(certificate))
+    edge = Edge(store, config, server_context(certificate), throttle)
     edge.ca_path = certificate.ca_path
     extra = []
     for pair in https_extra_certs or []:

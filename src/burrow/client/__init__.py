@@ -21,12 +21,13 @@ from ._client import (
     Listing,
 )
 from ._errors import Error, NotFoundError
-from ._models import ApiKey, BotUser, Credential, Ref, Tunnel, TunnelSession
+from ._models import ApiKey, AuditEvent, BotUser, Credential, Ref, Tunnel, TunnelSession
 
 __all__ = [
     "ApiKey",
     "AsyncClient",
     "AsyncListing",
+    "AuditEvent",
     "BotUser",
     "Client",
     "Credential",

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from ._errors import Error, NotFoundError
-from ._models import ApiKey, BotUser, Credential, Tunnel, TunnelSession
+from ._models import ApiKey, AuditEvent, BotUser, Credential, Tunnel, TunnelSession
 
 T = TypeVar("T")
 
@@ -111,6 +111,7 @@ BOT_USERS = Resource("/bot_users", "bot_users", BotUser.from_json)
 SERVICE_USERS = Resource("/service_users", "service_users", BotUser.from_json)
 TUNNEL_SESSIONS = Resource("/tunnel_sessions", "tunnel_sessions", TunnelSession.from_json)
 TUNNELS = Resource("/tunnels", "tunnels", Tunnel.from_json)
+AUDIT_EVENTS = Resource("/audit_events", "audit_events", AuditEvent.from_json)
 
 
 def acl_list(acl: Sequence[str] | None) -> list[str] | None:

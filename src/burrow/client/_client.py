@@ -13,7 +13,7 @@ import httpx
 
 from . import _calls as calls
 from ._calls import Call, Page, Resource
-from ._models import ApiKey, BotUser, Credential, Tunnel, TunnelSession
+from ._models import ApiKey, AuditEvent, BotUser, Credential, Tunnel, TunnelSession
 
 T = TypeVar("T")
 VERSION = "0.1.0"
@@ -104,6 +104,7 @@ class Client:
         self.service_users = BotUsersClient(self, calls.SERVICE_USERS)
         self.tunnel_sessions = TunnelSessionsClient(self)
         self.tunnels = TunnelsClient(self)
+        self.audit_events = AuditEventsClient(self)
 
     def _send(self, call: Call[T]) -> T:
         attempt = 0
@@ -253,6 +254,21 @@ class TunnelsClient:
         return self._c._list(calls.TUNNELS, before_id, limit, filter)
 
 
+class AuditEventsClient:
+    """The audit trail: read-only, for admins."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+
+    def get(self, id: str) -> AuditEvent:
+        return self._c._send(calls.AUDIT_EVENTS.get(id))
+
+    def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> Listing[AuditEvent]:
+        return self._c._list(calls.AUDIT_EVENTS, before_id, limit, filter)
+
+
 # Async -----------------------------------------------------------------------------
 
 
@@ -302,6 +318,7 @@ class AsyncClient:
         self.service_users = AsyncBotUsersClient(self, calls.SERVICE_USERS)
         self.tunnel_sessions = AsyncTunnelSessionsClient(self)
         self.tunnels = AsyncTunnelsClient(self)
+        self.audit_events = AsyncAuditEventsClient(self)
 
     async def _send(self, call: Call[T]) -> T:
         attempt = 0
@@ -449,6 +466,22 @@ class AsyncTunnelsClient:
         self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
     ) -> AsyncListing[Tunnel]:
         return await self._c._list(calls.TUNNELS, before_id, limit, filter)
+
+
+
+class AsyncAuditEventsClient:
+    """The audit trail: read-only, for admins."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+
+    async def get(self, id: str) -> AuditEvent:
+        return await self._c._send(calls.AUDIT_EVENTS.get(id))
+
+    async def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> AsyncListing[AuditEvent]:
+        return await self._c._list(calls.AUDIT_EVENTS, before_id, limit, filter)
 
 
 __all__ = ["AsyncClient", "AsyncListing", "Client", "Listing"]

@@ -192,3 +192,34 @@ class Tunnel:
             backends=tuple(Ref.from_json(backend) for backend in data.get("backends") or ()),
             forwards_to=data.get("forwards_to", ""),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One write in the audit trail (admins only): who, what, when, from where."""
+
+    id: str
+    uri: str
+    created_at: datetime
+    actor_id: str
+    actor_owner_id: str
+    operation: str
+    resource: str
+    resource_id: str
+    client_ip: str
+    operation_id: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuditEvent:
+        return cls(
+            id=data["id"],
+            uri=data["uri"],
+            created_at=parse_time(data["created_at"]),
+            actor_id=data["actor_id"],
+            actor_owner_id=data["actor_owner_id"],
+            operation=data["operation"],
+            resource=data["resource"],
+            resource_id=data["resource_id"],
+            client_ip=data["client_ip"],
+            operation_id=data["operation_id"],
+        )

@@ -21,6 +21,7 @@ class BurrowError(Exception):
         self.status = status
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+        self.headers: dict[str, str] = {}  # response headers it needs, e.g. Retry-After
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,13 @@ class ErrorKind:
 
     def __call__(self, **values: object) -> BurrowError:
         return BurrowError(self.code, self.status, self.template.format(**values))
+
+
+def rate_limited(error: BurrowError, retry_after: int) -> BurrowError:
+    """``error`` with the ``Retry-After`` header (whole seconds) that every 429 carries."""
+    error.headers["Retry-After"] = str(retry_after)
+    error.details["retry_after"] = retry_after
+    return error
 
 
 SUPPORTED_VERSIONS = "2"
@@ -84,6 +92,12 @@ INVALID_FIELD = ErrorKind(
     400,
     "The value provided for the request parameter {name!r} is invalid: {reason}. " + _DOCS,
 )
+ID_MISMATCH = ErrorKind(
+    "ERR_NGROK_215",
+    400,
+    "The value provided for the request parameter 'id' is invalid: {body_id!r} is not the id in the "
+    "path, {path_id!r}. " + _DOCS,
+)
 INVALID_ID = ErrorKind("ERR_NGROK_223", 400, "{value!r} is not a valid resource reference identifier.")
 WRONG_ID_PREFIX = ErrorKind(
     "ERR_NGROK_227", 400, "The ID {value!r} is invalid. Expected an ID with a prefix of {prefix!r}."
@@ -118,7 +132,20 @@ LIMIT_NOT_A_NUMBER = ErrorKind(
 )
 INVALID_FILTER = ErrorKind("ERR_NGROK_250", 400, "Invalid CEL query: {detail}")
 RATE_LIMITED = ErrorKind(
-    "ERR_NGROK_226", 429, "Your account is rate limited to {max} API requests per {interval}."
+    "ERR_NGROK_226",
+    429,
+    "Your API key is rate limited to {max} API requests per {interval}. Retry in {retry} s.",
+)
+ADDRESS_RATE_LIMITED = ErrorKind(
+    "ERR_NGROK_226",
+    429,
+    "Your address is rate limited to {max} API requests per {interval}. Retry in {retry} s.",
+)
+AUTH_THROTTLED = ErrorKind(
+    "ERR_NGROK_90429",
+    429,
+    "Too many failed authentication attempts from your address (more than {max} per {interval}); "
+    "until they age out, its tokens are checked at most once a second. Retry in {retry} s.",
 )
 
 # Authentication.
@@ -133,6 +160,12 @@ UNPARSABLE_AUTHORIZATION = ErrorKind(
     401,
     "The API requires that you use Bearer authentication via the Authorization header. "
     "It could not parse the header in this request.",
+)
+REPEATED_AUTHORIZATION = ErrorKind(
+    "ERR_NGROK_201",
+    401,
+    "The request carries {count} Authorization headers. The API requires exactly one: "
+    "'Authorization: Bearer <API key>'.",
 )
 MALFORMED_API_KEY = ErrorKind(
     "ERR_NGROK_202",
@@ -194,6 +227,9 @@ NOT_PERMITTED = ErrorKind(
     "ERR_NGROK_635",
     403,
     "API access requires that the caller owns this {resource} or is an account admin.",
+)
+ADMINS_ONLY = ErrorKind(
+    "ERR_NGROK_635", 403, "API access to {resource}s requires that the caller is an account admin."
 )
 BOT_NAME_REQUIRED = ErrorKind("ERR_NGROK_215", 400, "A bot user must have a non-empty name.")
 
@@ -326,6 +362,12 @@ LABEL_DENIED = ErrorKind(
     "ERR_NGROK_399",
     400,
     "The credential ACL policy does not permit binding this label: {labels}. Credential: {id}.",
+)
+SESSIONS_RATE_LIMITED = ErrorKind(
+    "ERR_NGROK_90430",
+    429,
+    "The authtoken credential {id} may start at most {max} agent sessions per {interval}. "
+    "Retry in {retry} s.",
 )
 NO_COMMON_VERSION = ErrorKind(
     "ERR_NGROK_811",

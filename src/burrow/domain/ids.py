@@ -27,6 +27,7 @@ ACCOUNT = "acct"
 OPERATION = "op"
 TUNNEL_SESSION = "ts"
 TUNNEL = "tn"
+AUDIT_EVENT = "ae"
 
 
 def b62encode(value: int, width: int) -> str:

@@ -60,6 +60,32 @@ class Credential:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a write, for the audit trail: an API key, or an operator on the command line."""
+
+    actor_id: str  # the API key's id, or "cli:<local user name>"
+    owner_id: str  # the API key's owner (a user or bot user id); "" on the command line
+    client_ip: str  # the client's address; "local" on the command line
+    operation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One write, as the audit trail keeps it: never a token, never a body."""
+
+    id: str
+    account_id: str
+    created_at: datetime
+    actor_id: str
+    actor_owner_id: str
+    operation: str  # create, update, delete, stop
+    resource: str  # api_key, credential, bot_user, tunnel_session, user, account
+    resource_id: str
+    client_ip: str
+    operation_id: str
+
+
 Resource = ApiKey | Credential | BotUser
 
 ROLES = ("admin", "member")

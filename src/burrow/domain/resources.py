@@ -137,6 +137,7 @@ class Resource:
     # Fields fixed at creation, and the error an update naming them gets.
     permanent: Mapping[str, errors.ErrorKind] = field(default_factory=dict)
     admin_only_writes: bool = False  # bot users: only admins manage them
+    admin_only: bool = False  # the audit trail: only admins may even read it
     owner_of: Callable[[Any], str | None] = _no_owner  # who may write it besides admins
     # Create picks the owner from ``owner_id`` (default: the caller); members may name only themselves.
     owned: bool = False
@@ -311,6 +312,29 @@ TUNNELS = Resource(
     operations=frozenset({Operation.LIST}),
 )
 
+AUDIT_EVENTS = Resource(
+    name="audit_event",
+    title="audit event",
+    path="/audit_events",
+    list_key="audit_events",
+    id_prefix=ids.AUDIT_EVENT,
+    fields=(
+        _ID,
+        self_uri("/audit_events"),
+        _CREATED_AT,
+        attribute("actor_id"),  # the API key, or "cli:<user>" for burrow admin and init
+        attribute("actor_owner_id"),  # the key's user or bot user; "" on the command line
+        attribute("operation"),
+        attribute("resource"),
+        attribute("resource_id"),
+        attribute("client_ip"),
+        attribute("operation_id"),
+    ),
+    operations=frozenset({Operation.LIST, Operation.GET}),  # recorded by writes, never written
+    admin_only=True,
+)
+
 STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS)
 LIVE = (TUNNEL_SESSIONS, TUNNELS)
-ALL = STORED + LIVE
+RECORDS = (AUDIT_EVENTS,)
+ALL = STORED + LIVE + RECORDS

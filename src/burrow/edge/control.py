@@ -19,7 +19,8 @@ from typing import Any
 from burrow.domain import acl, errors, ids, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
-from burrow.store.store import CREDENTIALS, Store
+from burrow.store.ratelimit import Throttle
+from burrow.store.store import CREDENTIALS, AuthRecord, Store
 
 SUPPORTED_VERSIONS = ("3", "2")
 _TUNNEL_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -72,10 +73,13 @@ class Authenticated:
 
 
 class EdgeControl:
-    def __init__(self, store: Store, registry: Registry, settings: EdgeSettings) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, settings: EdgeSettings, throttle: Throttle | None = None
+    ) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
+        self.throttle = throttle or Throttle()
 
     # Auth -------------------------------------------------------------------------
 
@@ -84,15 +88,13 @@ class EdgeControl:
         extra = get(request, "Extra") or {}
         if not isinstance(extra, Mapping):
             raise AgentError(errors.AGENT_TOKEN_MALFORMED())
-        token = get(extra, "AuthToken") or ""
-        credential_id = tokens.resource_id(token, ids.CREDENTIAL) if isinstance(token, str) else None
-        if not isinstance(credential_id, str):
-            raise AgentError(errors.AGENT_TOKEN_MALFORMED())
-        record = self.store.auth_record("credential", credential_id)
-        if record is None or not tokens.matches(self.store.secret, token, record.digest):
-            raise AgentError(errors.AGENT_TOKEN_INVALID())
-        if not record.owner_active:
-            raise AgentError(errors.AGENT_OWNER_INACTIVE())
+        address = client_addr.rpartition(":")[0].strip("[]")
+        try:
+            self.throttle.before_check(address)
+            credential_id, record = self._check_token(get(extra, "AuthToken") or "", address)
+            self.throttle.session_start(credential_id)
+        except errors.BurrowError as error:
+            raise AgentError(error) from None
         previous = get(request, "ClientId") or None
         session = AgentSession(
             id=ids.new_id(ids.TUNNEL_SESSION),
@@ -114,6 +116,25 @@ class EdgeControl:
                 reconnecting_from = previous
         self.registry.add_session(session)
         return Authenticated(session, version, reconnecting_from)
+
+    def _check_token(self, token: object, address: str) -> tuple[str, AuthRecord]:
+        """The credential ``token`` belongs to; a failure counts against ``address``."""
+        try:
+            return self._credential(token)
+        except errors.BurrowError:
+            self.throttle.failed(address)
+            raise
+
+    def _credential(self, token: object) -> tuple[str, AuthRecord]:
+        credential_id = tokens.resource_id(token, ids.CREDENTIAL) if isinstance(token, str) else None
+        if not isinstance(token, str) or not isinstance(credential_id, str):
+            raise errors.AGENT_TOKEN_MALFORMED()
+        record = self.store.auth_record("credential", credential_id)
+        if record is None or not tokens.matches(self.store.secret, token, record.digest):
+            raise errors.AGENT_TOKEN_INVALID()
+        if not record.owner_active:
+            raise errors.AGENT_OWNER_INACTIVE()
+        return credential_id, record
 
     def auth_response(self, authenticated: Authenticated) -> dict[str, Any]:
         return {

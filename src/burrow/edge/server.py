@@ -16,6 +16,7 @@ from burrow.domain.acl import BindPolicy
 from burrow.domain.errors import BurrowError
 from burrow.domain.limits import Admission, AgentLimits
 from burrow.domain.tunnels import Registry, Tunnel
+from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, Store
 
 from . import muxado_protocol as mux
@@ -109,12 +110,14 @@ class _AgentGate(asyncio.Protocol):
 
 
 class Edge:
-    def __init__(self, store: Store, config: EdgeConfig, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, store: Store, config: EdgeConfig, tls: ssl.SSLContext, throttle: Throttle | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.tls = tls
         self.registry = Registry()
-        self.control = EdgeControl(store, self.registry, config.settings)
+        self.control = EdgeControl(store, self.registry, config.settings, throttle)
         self.agents: dict[str, AgentSession] = {}
         limits = config.agent_limits
         self.agent_admission = Admission(limits.max_connections, limits.max_connections_per_client)

@@ -71,3 +71,20 @@ credentials = Table(
     Index("ix_credentials_account_id", "account_id", "id"),
     Index("ix_credentials_owner_id", "owner_id"),
 )
+
+# Append-only: the store has no update or delete of it (and on PostgreSQL a trigger refuses them).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("actor_id", String(64), nullable=False),  # an API key id, or "cli:<user>"
+    Column("actor_owner_id", String(40), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("resource", String(32), nullable=False),
+    Column("resource_id", String(40), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("operation_id", String(40), nullable=False),
+    Index("ix_audit_events_account_id", "account_id", "id"),
+)

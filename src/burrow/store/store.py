@@ -18,11 +18,11 @@ from sqlalchemy import Engine, Table, and_, bindparam, delete, event, insert, se
 from sqlalchemy.engine import Connection
 
 from burrow.domain import errors, ids, tokens
-from burrow.domain.models import ApiKey, BotUser, Credential, Principal, User
+from burrow.domain.models import Actor, ApiKey, AuditEvent, BotUser, Credential, Principal, User
 from burrow.store import database, datadir, schema
 from burrow.store.fastpath import PointRead, PointReader
 
-T = TypeVar("T", ApiKey, Credential, BotUser)
+T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent)
 
 
 def utcnow() -> datetime:
@@ -68,14 +68,19 @@ def _bot_user(row: Mapping[str, Any]) -> BotUser:
     return BotUser(row["id"], row["account_id"], row["name"], row["active"], row["created_at"])
 
 
+def _audit_event(row: Mapping[str, Any]) -> AuditEvent:
+    return AuditEvent(**row)
+
+
 API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
 CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
 BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
-KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in (API_KEYS, CREDENTIALS, BOT_USERS)}
+# Read like the others; written only by Store.record, never updated or deleted.
+AUDIT_EVENTS = Kind("audit_event", schema.audit_events, ids.AUDIT_EVENT, _audit_event)
+KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in (API_KEYS, CREDENTIALS, BOT_USERS, AUDIT_EVENTS)}
 
 _PUBLIC_COLUMNS = {
-    kind.name: [c for c in kind.table.c if c.name != "token_digest"]
-    for kind in (API_KEYS, CREDENTIALS, BOT_USERS)
+    kind.name: [c for c in kind.table.c if c.name != "token_digest"] for kind in KINDS.values()
 }
 
 
@@ -126,7 +131,7 @@ class Store:
                     kind.table.c.account_id == bindparam("account_id"),
                 ),
             )
-            for kind in (API_KEYS, CREDENTIALS, BOT_USERS)
+            for kind in KINDS.values()
         }
 
     @classmethod
@@ -152,7 +157,9 @@ class Store:
 
     # Accounts and users -------------------------------------------------------------
 
-    def create_account(self, admin_email: str, name: str = "") -> tuple[User, str]:
+    def create_account(
+        self, admin_email: str, name: str = "", actor: Actor | None = None
+    ) -> tuple[User, str]:
         """A new account with its admin user and that user's first API key token."""
         account_id = ids.new_id(ids.ACCOUNT)
         with self.engine.begin() as connection:
@@ -160,19 +167,26 @@ class Store:
                 insert(schema.accounts),
                 {"id": account_id, "name": name or admin_email, "created_at": utcnow()},
             )
-            user = self._insert_user(connection, account_id, admin_email, "admin")
-            values = {"owner_id": user.id, "description": "first API key", "metadata": ""}
-            token = self._insert(connection, API_KEYS, account_id, values)[1]
-        assert token is not None
+            self._record(connection, actor, account_id, "create", "account", account_id)
+            user, token = self._insert_user_and_key(connection, account_id, admin_email, "admin", actor)
         return user, token
 
-    def create_user(self, account_id: str, email: str, role: str) -> tuple[User, str]:
+    def create_user(
+        self, account_id: str, email: str, role: str, actor: Actor | None = None
+    ) -> tuple[User, str]:
         with self.engine.begin() as connection:
             if self._account_exists(connection, account_id) is False:
                 raise errors.NOT_FOUND()
-            user = self._insert_user(connection, account_id, email, role)
-            values = {"owner_id": user.id, "description": "first API key", "metadata": ""}
-            token = self._insert(connection, API_KEYS, account_id, values)[1]
+            return self._insert_user_and_key(connection, account_id, email, role, actor)
+
+    def _insert_user_and_key(
+        self, connection: Connection, account_id: str, email: str, role: str, actor: Actor | None
+    ) -> tuple[User, str]:
+        user = self._insert_user(connection, account_id, email, role)
+        self._record(connection, actor, account_id, "create", "user", user.id)
+        values = {"owner_id": user.id, "description": "first API key", "metadata": ""}
+        key, token = self._insert(connection, API_KEYS, account_id, values)
+        self._record(connection, actor, account_id, "create", API_KEYS.name, key.id)
         assert token is not None
         return user, token
 
@@ -312,10 +326,17 @@ class Store:
                 return
             cursor = rows[-1]["id"]
 
-    def create(self, kind: Kind[T], account_id: str, values: Mapping[str, Any]) -> tuple[T, str | None]:
-        """A new resource of ``kind`` with ``values`` (its columns); its token if it has one."""
+    def create(
+        self, kind: Kind[T], account_id: str, values: Mapping[str, Any], actor: Actor | None = None
+    ) -> tuple[T, str | None]:
+        """A new resource of ``kind`` with ``values`` (its columns); its token if it has one.
+
+        With an ``actor``, the write and its audit event commit together (as for update and delete).
+        """
         with self.engine.begin() as connection:
-            return self._insert(connection, kind, account_id, values)
+            item, token = self._insert(connection, kind, account_id, values)
+            self._record(connection, actor, account_id, "create", kind.name, item.id)
+            return item, token
 
     def _insert(
         self, connection: Connection, kind: Kind[T], account_id: str, values: Mapping[str, Any]
@@ -353,7 +374,14 @@ class Store:
     def create_bot_user(self, account_id: str, name: str, active: bool) -> BotUser:
         return self.create(BOT_USERS, account_id, {"name": name, "active": active})[0]
 
-    def update(self, kind: Kind[T], account_id: str, resource_id: str, values: Mapping[str, Any]) -> T | None:
+    def update(
+        self,
+        kind: Kind[T],
+        account_id: str,
+        resource_id: str,
+        values: Mapping[str, Any],
+        actor: Actor | None = None,
+    ) -> T | None:
         stored = dict(values)
         if "acl" in stored:
             stored["acl"] = json.dumps(list(stored["acl"]))
@@ -366,19 +394,75 @@ class Store:
             )
             if result.rowcount == 0:
                 return None
+            self._record(connection, actor, account_id, "update", kind.name, resource_id)
             row = connection.execute(
                 select(*_PUBLIC_COLUMNS[kind.name]).where(table.c.id == resource_id)
             ).one()
         return kind.from_row(row._mapping)
 
-    def delete(self, kind: Kind[Any], account_id: str, resource_id: str) -> bool:
+    def delete(self, kind: Kind[Any], account_id: str, resource_id: str, actor: Actor | None = None) -> bool:
         table = kind.table
         with self.engine.begin() as connection:
             result = connection.execute(
                 delete(table).where(table.c.id == resource_id, table.c.account_id == account_id)
             )
+            if result.rowcount:
+                self._record(connection, actor, account_id, "delete", kind.name, resource_id)
             if result.rowcount and kind is BOT_USERS:
                 # What a bot owned goes with it, so none of its tokens outlive it.
                 for owned in (schema.api_keys, schema.credentials):
                     connection.execute(delete(owned).where(owned.c.owner_id == resource_id))
             return bool(result.rowcount)
+
+    # The audit trail ---------------------------------------------------------------
+
+    def audit_events(
+        self,
+        account_id: str | None = None,
+        resource: str | None = None,
+        actor: str | None = None,
+        limit: int = 50,
+    ) -> list[AuditEvent]:
+        """Newest first; ``resource`` matches a resource id or type, ``actor`` an actor or owner id."""
+        table = schema.audit_events
+        query = select(table).order_by(table.c.id.desc()).limit(limit)
+        if account_id is not None:
+            query = query.where(table.c.account_id == account_id)
+        if resource is not None:
+            query = query.where((table.c.resource_id == resource) | (table.c.resource == resource))
+        if actor is not None:
+            query = query.where((table.c.actor_id == actor) | (table.c.actor_owner_id == actor))
+        with self.engine.connect() as connection:
+            return [_audit_event(dict(row._mapping)) for row in connection.execute(query)]
+
+    def record(self, actor: Actor, account_id: str, operation: str, resource: str, resource_id: str) -> None:
+        """An audit event for a write that changed nothing stored (stopping a tunnel session)."""
+        with self.engine.begin() as connection:
+            self._record(connection, actor, account_id, operation, resource, resource_id)
+
+    def _record(
+        self,
+        connection: Connection,
+        actor: Actor | None,
+        account_id: str,
+        operation: str,
+        resource: str,
+        resource_id: str,
+    ) -> None:
+        if actor is None:
+            return
+        connection.execute(
+            insert(schema.audit_events),
+            {
+                "id": ids.new_id(ids.AUDIT_EVENT),
+                "account_id": account_id,
+                "created_at": utcnow(),
+                "actor_id": actor.actor_id,
+                "actor_owner_id": actor.owner_id,
+                "operation": operation,
+                "resource": resource,
+                "resource_id": resource_id,
+                "client_ip": actor.client_ip,
+                "operation_id": actor.operation_id,
+            },
+        )

@@ -1,0 +1,177 @@
+"""Rate limits: how many events a key may count in a window, and the state that counts them.
+
+:class:`RateLimiter` is the state: counters per (rate, key). :class:`MemoryRateLimiter`
+keeps them in this process with the ``limits`` library's moving windows; a
+server sharing limits between processes would implement the same two methods on Redis
+or PostgreSQL (``limits`` itself has Redis, Memcached and MongoDB storages).
+:class:`Throttle` is the policy both the API and the edge apply (docs/api.md, "Rate limits").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import limits
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from burrow.domain import errors
+
+OFF = ("off", "0", "none", "")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``amount`` events per ``interval``, e.g. ``Rate.parse("600/minute")``."""
+
+    item: limits.RateLimitItem
+
+    @classmethod
+    def parse(cls, text: str) -> Rate | None:
+        """``N/second|minute|hour|day`` (or ``N per 5 minutes``); None for ``off``."""
+        if text.strip().lower() in OFF:
+            return None
+        try:
+            item = limits.parse(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a rate like 600/minute, or off") from None
+        if item.amount < 1:
+            raise ValueError(f"{text!r}: the amount must be at least 1")
+        return cls(item)
+
+    @property
+    def amount(self) -> int:
+        return int(self.item.amount)
+
+    @property
+    def interval(self) -> str:
+        multiples = self.item.multiples
+        unit = self.item.GRANULARITY.name
+        return unit if multiples == 1 else f"{multiples} {unit}s"
+
+    def __str__(self) -> str:
+        return f"{self.amount}/{self.interval}"
+
+
+class RateLimiter(Protocol):
+    """Counters of events per key; whatever holds them (memory today, a shared store later)."""
+
+    def hit(self, rate: Rate, key: str) -> float:
+        """Count one event; 0 if it was within ``rate``, else the seconds until one would be."""
+        ...
+
+    def exhausted(self, rate: Rate, key: str) -> bool:
+        """Whether another event would exceed ``rate``, without counting one."""
+        ...
+
+
+class MemoryRateLimiter:
+    """Rolling windows (as ngrok's "120 requests per rolling minute") in this process's memory.
+
+    ``limits``' moving window keeps one timestamp per counted event until it ages out, so
+    memory follows the events of the last window, which the server's throughput bounds;
+    unlike its sliding-window counter, it never lets a burst through at a window boundary.
+    """
+
+    def __init__(self) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def hit(self, rate: Rate, key: str) -> float:
+        if self._limiter.hit(rate.item, key):
+            return 0.0
+        reset = self._limiter.get_window_stats(rate.item, key).reset_time
+        return max(reset - time.time(), 0.001)
+
+    def exhausted(self, rate: Rate, key: str) -> bool:
+        return not self._limiter.test(rate.item, key)
+
+
+def retry_seconds(wait: float) -> int:
+    """The ``Retry-After`` value: whole seconds, at least 1."""
+    return max(1, math.ceil(wait))
+
+
+def _rate(text: str) -> Rate:
+    rate = Rate.parse(text)
+    assert rate is not None
+    return rate
+
+
+# Defaults: far above what a CI suite does with one key (docs/api.md, "Rate limits").
+API_KEY_RATE = _rate("6000/minute")
+API_ADDRESS_RATE = _rate("12000/minute")
+AUTH_FAILURE_RATE = _rate("60/minute")
+SESSION_START_RATE = _rate("60/minute")
+# While an address has no failed authentication left, tokens not recognised from a recent
+# success are still checked, but at this pace: valid keys get through, guesses crawl.
+THROTTLED_CHECK_RATE = _rate("1/second")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The configured limits; None turns one off."""
+
+    api_key: Rate | None = API_KEY_RATE
+    api_address: Rate | None = API_ADDRESS_RATE
+    auth_failures: Rate | None = AUTH_FAILURE_RATE
+    session_starts: Rate | None = SESSION_START_RATE
+    throttled_checks: Rate | None = THROTTLED_CHECK_RATE
+
+
+class Throttle:
+    """Burrow's rate-limit policy, over a :class:`RateLimiter`.
+
+    Each check raises a :class:`~burrow.domain.errors.BurrowError` with status 429 and a
+    ``retry_after`` (seconds) when the limit is reached.
+    """
+
+    def __init__(self, rates: Rates | None = None, limiter: RateLimiter | None = None) -> None:
+        self.rates = rates or Rates()
+        self.limiter: RateLimiter = limiter or MemoryRateLimiter()
+
+    def _hit(self, rate: Rate | None, key: str, error: errors.ErrorKind, **values: object) -> None:
+        if rate is None:
+            return
+        wait = self.limiter.hit(rate, key)
+        if wait:
+            retry = retry_seconds(wait)
+            raise errors.rate_limited(
+                error(max=rate.amount, interval=rate.interval, retry=retry, **values), retry
+            )
+
+    def api_request(self, address: str) -> None:
+        """Every API request, counted per client address before anything else."""
+        self._hit(self.rates.api_address, f"address:{address}", errors.ADDRESS_RATE_LIMITED)
+
+    def api_key(self, key_id: str) -> None:
+        """Every authenticated API request, counted per API key."""
+        self._hit(self.rates.api_key, f"key:{key_id}", errors.RATE_LIMITED)
+
+    def before_check(self, address: str) -> None:
+        """Before a token is verified: refused at a crawl once the address failed too often."""
+        rate = self.rates.auth_failures
+        if rate is None or not self.limiter.exhausted(rate, f"failures:{address}"):
+            return
+        checks = self.rates.throttled_checks
+        wait = self.limiter.hit(checks, f"checks:{address}") if checks else 60.0
+        if wait:
+            retry = retry_seconds(wait)
+            error = errors.AUTH_THROTTLED(max=rate.amount, interval=rate.interval, retry=retry)
+            raise errors.rate_limited(error, retry)
+
+    def failed(self, address: str) -> None:
+        """A token from ``address`` failed to authenticate (an API key or an authtoken)."""
+        if self.rates.auth_failures is not None:
+            self.limiter.hit(self.rates.auth_failures, f"failures:{address}")
+
+    def session_start(self, credential_id: str) -> None:
+        """An agent session is starting with this credential."""
+        self._hit(
+            self.rates.session_starts,
+            f"sessions:{credential_id}",
+            errors.SESSIONS_RATE_LIMITED,
+            id=credential_id,
+        )
