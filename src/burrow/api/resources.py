@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from starlette.responses import Response
 
 from burrow.domain import errors
 from burrow.domain.models import Principal
 from burrow.domain.resources import Operation, Resource
+from burrow.store.filter_sql import split_filter
 from burrow.store.store import KINDS, Store
 
 from . import paging
 from .endpoints import Call, Handler, check_may_write
+from .filtering import ListFilter, within_budget
 
 
 class StoredHandlers:
@@ -45,9 +48,29 @@ class StoredHandlers:
         return call.json(self.resource.represent(self._existing(call), call.base))
 
     async def list(self, call: Call) -> Response:
-        assert call.query is not None
-        items = self.store.iterate(self.kind, call.principal.account_id, call.query.before_id)
-        return call.json(paging.page(self.resource, call.query, call.base, items))
+        query = call.query
+        assert query is not None
+        if not query.filter:
+            items = self.store.iterate(self.kind, call.principal.account_id, query.before_id)
+            return call.json(paging.page(self.resource, query, call.base, items))
+        checked = ListFilter(self.resource.filter_fields, query.filter)
+        # Off the event loop: even a filter SQL answers may scan the whole account.
+        page = await anyio.to_thread.run_sync(self._filtered_page, call, checked)
+        return call.json(page)
+
+    def _filtered_page(self, call: Call, checked: ListFilter) -> dict[str, Any]:
+        query = call.query
+        assert query is not None
+        columns = self.store.filter_columns(self.kind, f"{call.base}{self.resource.path}/")
+        columns = {name: column for name, column in columns.items() if name in self.resource.filter_fields}
+        split = split_filter(checked.compiled, columns, checked.now, self.store.dialect())
+        items = self.store.iterate(
+            self.kind, call.principal.account_id, query.before_id, where=split.condition
+        )
+        if split.residual is None:
+            return paging.page(self.resource, query, call.base, items, keep=lambda item: True)
+        keep = checked.predicate(split.residual)
+        return paging.page(self.resource, query, call.base, within_budget(items), keep=keep)
 
     async def create(self, call: Call) -> Response:
         resource, principal = self.resource, call.principal

@@ -117,6 +117,13 @@ LIMIT_NOT_A_NUMBER = ErrorKind(
     "The page size limit must be a number between 1 and {max} but {value!r} was provided.",
 )
 INVALID_FILTER = ErrorKind("ERR_NGROK_250", 400, "Invalid CEL query: {detail}")
+FILTER_OVER_BUDGET = ErrorKind(
+    "ERR_NGROK_90250",
+    400,
+    "The CEL query needs more work than this server allows per page ({rows} items or {seconds} s "
+    "checked outside the database). Add conditions the database answers (==, !=, in, <, >, "
+    "startsWith and contains on string fields, comparisons of created_at).",
+)
 RATE_LIMITED = ErrorKind(
     "ERR_NGROK_226", 429, "Your account is rate limited to {max} API requests per {interval}."
 )

@@ -14,13 +14,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, Table, and_, bindparam, delete, event, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Engine,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    event,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from burrow.domain import errors, ids, tokens
+from burrow.domain.fields import ValueKind
 from burrow.domain.models import ApiKey, BotUser, Credential, Principal, User
 from burrow.store import database, schema
 from burrow.store.fastpath import PointRead, PointReader
+from burrow.store.filter_sql import Column
 
 T = TypeVar("T", ApiKey, Credential, BotUser)
 
@@ -285,13 +303,47 @@ class Store:
             reader.cache[cache_key] = item
         return item
 
-    def iterate(self, kind: Kind[T], account_id: str, before_id: str | None, batch: int = 100) -> Iterator[T]:
-        """The account's resources, newest first, older than ``before_id``, lazily."""
+    def filter_columns(self, kind: Kind[Any], uri_prefix: str) -> dict[str, Column]:
+        """What a list filter may read from the database: the JSON field each column shows.
+
+        A column shows the field of its name, so the tables name columns only after what
+        they hold exactly as served; ``uri`` is ``uri_prefix`` followed by the id.
+        """
+        table = kind.table
+        columns = {"uri": Column(literal(uri_prefix, String()) + table.c.id, ValueKind.STRING)}
+        for column in _PUBLIC_COLUMNS[kind.name]:
+            if column.name == "account_id":
+                continue
+            if column.name == "acl":
+                value_kind = ValueKind.STRING_LIST  # the JSON text json.dumps writes
+            elif isinstance(column.type, DateTime):
+                value_kind = ValueKind.TIMESTAMP
+            elif isinstance(column.type, Boolean):
+                value_kind = ValueKind.BOOLEAN
+            else:
+                value_kind = ValueKind.STRING
+            columns[column.name] = Column(column, value_kind)
+        return columns
+
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def iterate(
+        self,
+        kind: Kind[T],
+        account_id: str,
+        before_id: str | None,
+        batch: int = 100,
+        where: ColumnElement[bool] | None = None,
+    ) -> Iterator[T]:
+        """The account's resources, newest first, older than ``before_id``, lazily; only
+        those satisfying ``where`` when it is given."""
         table = kind.table
         columns = _PUBLIC_COLUMNS[kind.name]
         cursor = before_id
+        condition = true() if where is None else where
         while True:
-            query = select(*columns).where(table.c.account_id == account_id)
+            query = select(*columns).where(table.c.account_id == account_id, condition)
             if cursor is not None:
                 query = query.where(table.c.id < cursor)
             query = query.order_by(table.c.id.desc()).limit(batch)
