@@ -26,6 +26,7 @@ from .tunnels import EdgeControl, LiveHandlers, NoEdge
 access_log = logging.getLogger("burrow.access")
 error_log = logging.getLogger("burrow.error")
 
+
 async def _burrow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.BurrowError)
     return http.error_response(request, exc)

@@ -260,6 +260,34 @@ def _only_account(store: Store) -> str:
     raise _fail("several accounts exist; choose one with --account (see 'burrow admin accounts list')")
 
 
+@admin_app.command("seed")
+def seed(
+    account: Annotated[
+        str, typer.Option("--account", help="The account: its id, or the email of its admin.")
+    ],
+    credentials: Annotated[int, typer.Option("--credentials", min=0, help="Credentials to add.")] = 0,
+    api_keys: Annotated[int, typer.Option("--api-keys", min=0, help="API keys to add.")] = 0,
+    bot_users: Annotated[int, typer.Option("--bot-users", min=0, help="Bot users to add.")] = 0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Fill an account with synthetic rows for benchmarks (one transaction; their tokens are never shown)."""
+    store = _open(data_dir, database_url)
+    try:
+        account_id = _find_account(store, account)
+        admins = [user for user in store.users(account_id) if user.role == "admin" and user.active]
+        if not admins:
+            raise _fail(f"{account_id} has no active admin to own the rows")
+        owner = next((user for user in admins if user.email == account), admins[0])
+        counts = {"credential": credentials, "api_key": api_keys, "bot_user": bot_users}
+        store.seed(account_id, owner.id, counts)
+    finally:
+        store.close()
+    err.print(
+        f"added {credentials} credentials, {api_keys} API keys and {bot_users} bot users to {account_id}"
+    )
+
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]
 
 

@@ -393,6 +393,34 @@ class Store:
         assert token is not None
         return credential, token
 
+    def seed(self, account_id: str, owner_id: str, counts: Mapping[str, int]) -> None:
+        """Synthetic rows for benchmarks: ``counts`` maps a kind's name to how many, owned
+        by ``owner_id``; one transaction, one executemany per kind. Their tokens are
+        random and never shown (the digests of tokens nobody holds)."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            for name, count in counts.items():
+                kind = KINDS[name]
+                rows = []
+                for index in range(count):
+                    row: dict[str, Any] = {"account_id": account_id, "created_at": now}
+                    if kind is BOT_USERS:
+                        row.update(id=ids.new_id(kind.prefix), name=f"seed {index}", active=True)
+                    else:
+                        issued = tokens.issue(kind.prefix)
+                        row.update(
+                            id=issued.id,
+                            owner_id=owner_id,
+                            description=f"seed {index}",
+                            metadata="",
+                            token_digest=tokens.digest(self.secret, issued.token),
+                        )
+                        if kind is CREDENTIALS:
+                            row["acl"] = "[]"
+                    rows.append(row)
+                if rows:
+                    connection.execute(insert(kind.table), rows)
+
     def create_bot_user(self, account_id: str, name: str, active: bool) -> BotUser:
         return self.create(BOT_USERS, account_id, {"name": name, "active": active})[0]
 
