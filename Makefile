@@ -8,6 +8,9 @@ NGROK_API_ENV := .venvs/ngrok-api
 NGROK_SDK_ENV := .venvs/ngrok-sdk
 # The ngrok v2 agent binary (2.3.41), as npm ships it, for protocol version 2.
 NGROK_BIN_DIR := .venvs/ngrok-bin
+# The browser of the dashboard's end-to-end tests: Debian's, since Playwright's own
+# download is unreachable from the build machines (the tests launch this executable).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: serve test test-fast lint bench clean
 
@@ -32,6 +35,9 @@ $(NGROK_API_ENV)/.installed:
 	$(NGROK_API_ENV)/bin/pip install -q 'ngrok-api==0.19.0'
 	touch $@
 
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -39,7 +45,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy --strict src/burrow
 
-test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed lint
+test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier and everything else that needs nothing but Burrow (under a minute);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -13,7 +14,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from burrow.domain import errors, resources
+from burrow.dashboard import DashboardSettings, Identity, create_dashboard
+from burrow.domain import errors, ids, resources, tokens
 from burrow.domain.resources import Operation, Resource
 from burrow.store.store import Store
 
@@ -94,7 +96,12 @@ class AccessLog:
             )
 
 
-def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | None = None) -> ASGIApp:
+def create_app(
+    store: Store,
+    public_url: str | None = None,
+    edge: EdgeControl | None = None,
+    dashboard: DashboardSettings | None = None,
+) -> ASGIApp:
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store).handlers() for resource in resources.STORED
     }
@@ -123,7 +130,23 @@ def create_app(store: Store, public_url: str | None = None, edge: EdgeControl | 
         Exception: _unexpected,
     }
     app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
+    if dashboard is not None:
+        # A client of this very app, in process: it sees what the API shows each key, no more.
+        app.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))
     return AccessLog(app)
+
+
+def _identify(store: Store) -> Callable[[str], Identity | None]:
+    """Who an API key acts for, which the API does not tell: the dashboard hides what they may not do."""
+
+    def identify(token: str) -> Identity | None:
+        principal = store.cached_principal(token)
+        if principal is None:
+            key_id = tokens.resource_id(token, ids.API_KEY)
+            principal = store.authenticate_api_key(key_id, token) if isinstance(key_id, str) else None
+        return None if principal is None else Identity(principal.owner_id, principal.is_admin)
+
+    return identify
 
 
 def _merge_methods(routes: list[Route]) -> list[Route]:

@@ -196,7 +196,12 @@ def serve(
             serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge_config else None
         )
         config = uvicorn.Config(
-            create_app(store, public_url=public_url.rstrip("/") if public_url else None, edge=edge_server),
+            create_app(
+                store,
+                public_url=public_url.rstrip("/") if public_url else None,
+                edge=edge_server,
+                dashboard=serving.dashboard_settings(edge_server, public_url),
+            ),
             host=host,
             port=port,
             log_config=None,

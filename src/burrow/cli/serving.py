@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 from rich.console import Console
 
+from burrow.dashboard import DashboardSettings
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
 from burrow.edge.control import EdgeSettings
 from burrow.edge.server import Edge, EdgeConfig
@@ -106,6 +107,19 @@ def make_edge(
     edge = Edge(store, config, server_context(certificate))
     edge.ca_path = certificate.ca_path
     return edge
+
+
+def dashboard_settings(edge: Edge | None, public_url: str | None) -> DashboardSettings:
+    """What the dashboard's agent snippets say: where agents connect and which CA they trust."""
+    if edge is None:
+        return DashboardSettings(public_url=public_url)
+    host, port = edge.config.agent_addr
+    return DashboardSettings(
+        agent_addr=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        ca_path=str(edge.ca_path.resolve()) if edge.ca_path else None,
+        domain=edge.config.settings.domain,
+        public_url=public_url,
+    )
 
 
 def split_addr(addr: str) -> tuple[str, int]:
