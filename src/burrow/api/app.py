@@ -17,11 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from burrow.dashboard import DashboardSettings, Identity, create_dashboard
 from burrow.domain import errors, ids, resources, tokens
 from burrow.domain.resources import Operation, Resource
+from burrow.edge.control import EdgeSettings
 from burrow.store.store import Store
 
 from . import http
 from .endpoints import SHAPES, Endpoint, Handler, endpoint
 from .openapi import openapi_document
+from .reserved import Reservations
 from .resources import StoredHandlers
 from .tunnels import EdgeControl, LiveHandlers, NoEdge
 
@@ -101,9 +103,14 @@ def create_app(
     public_url: str | None = None,
     edge: EdgeControl | None = None,
     dashboard: DashboardSettings | None = None,
+    settings: EdgeSettings | None = None,
 ) -> ASGIApp:
+    """The API; ``settings`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
+    settings = settings or EdgeSettings()
+    creators = Reservations(store, settings.domain, settings.tcp_host, settings.tcp_ports).creators()
     handlers: dict[Resource, dict[Operation, Handler]] = {
-        resource: StoredHandlers(resource, store).handlers() for resource in resources.STORED
+        resource: StoredHandlers(resource, store, creators.get(resource.name)).handlers()
+        for resource in resources.STORED
     }
     handlers.update(LiveHandlers(edge or NoEdge()).handlers())
     routes: list[Route] = []

@@ -6,6 +6,7 @@ What differs between resources is in their descriptions (burrow.domain.resources
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -30,10 +31,17 @@ FILTER_THREADS = anyio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
 class StoredHandlers:
     """The five operations of one stored resource, bound to a store."""
 
-    def __init__(self, resource: Resource, store: Store) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        store: Store,
+        creator: Callable[[Principal, dict[str, Any]], Any] | None = None,
+    ) -> None:
         self.resource = resource
         self.store = store
         self.kind = KINDS[resource.name]
+        # Resources whose create needs more than storing the values (reserved names).
+        self.creator = creator
 
     def handlers(self) -> dict[Operation, Handler]:
         return {
@@ -87,7 +95,10 @@ class StoredHandlers:
         else:
             check_may_write(resource, principal, None)
         resource.check_required(values, creating=True)
-        item, token = self.store.create(self.kind, principal.account_id, values)
+        if self.creator is not None:
+            item, token = self.creator(principal, values), None
+        else:
+            item, token = self.store.create(self.kind, principal.account_id, values)
         return call.json(resource.represent(item, call.base, token), 201)
 
     def _owner(self, principal: Principal, reference: str | None) -> str:

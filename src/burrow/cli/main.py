@@ -162,6 +162,15 @@ def serve(
     edge: Annotated[
         bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
     ] = True,
+    require_reservation: Annotated[
+        bool,
+        typer.Option(
+            "--require-reservation/--no-require-reservation",
+            envvar="BURROW_REQUIRE_RESERVATION",
+            help="Agents bind hostnames under --domain and fixed TCP addresses only when their "
+            "account reserved them (assigned random names still work).",
+        ),
+    ] = False,
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
@@ -173,12 +182,16 @@ def serve(
     logs.configure(log_level, access_log)
     try:
         host, port = serving.split_addr(api_addr)
-        edge_config = (
-            serving.edge_config(
-                agent_addr, http_addr, tls_addr, tcp_ports, tcp_host, domain, label_routes or []
-            )
-            if edge
-            else None
+        # Computed with --no-edge too: the API shapes reserved names by the same settings.
+        edge_config = serving.edge_config(
+            agent_addr,
+            http_addr,
+            tls_addr,
+            tcp_ports,
+            tcp_host,
+            domain,
+            label_routes or [],
+            require_reservation,
         )
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
@@ -192,15 +205,14 @@ def serve(
                 f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
                 f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
             )
-        edge_server = (
-            serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge_config else None
-        )
+        edge_server = serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge else None
         config = uvicorn.Config(
             create_app(
                 store,
                 public_url=public_url.rstrip("/") if public_url else None,
                 edge=edge_server,
                 dashboard=serving.dashboard_settings(edge_server, public_url),
+                settings=edge_config.settings,
             ),
             host=host,
             port=port,

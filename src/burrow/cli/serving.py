@@ -71,6 +71,7 @@ def edge_config(
     tcp_host: str,
     domain: str,
     label_routes: list[str],
+    require_reservation: bool = False,
 ) -> EdgeConfig:
     first, sep, last = tcp_ports.partition("-")
     if not first.isdigit() or (sep and not last.isdigit()):
@@ -92,6 +93,7 @@ def edge_config(
         tls_url_port=None if tls[1] == 443 else tls[1],
         tcp_host=tcp_host,
         tcp_ports=ports,
+        require_reservation=require_reservation,
     )
     return EdgeConfig(split_addr(agent_addr), http, tls, settings, routes)
 

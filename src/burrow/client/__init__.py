@@ -21,7 +21,7 @@ from ._client import (
     Listing,
 )
 from ._errors import Error, NotFoundError
-from ._models import ApiKey, BotUser, Credential, Ref, Tunnel, TunnelSession
+from ._models import ApiKey, BotUser, Credential, Ref, ReservedAddr, ReservedDomain, Tunnel, TunnelSession
 
 __all__ = [
     "ApiKey",
@@ -34,6 +34,8 @@ __all__ = [
     "Listing",
     "NotFoundError",
     "Ref",
+    "ReservedAddr",
+    "ReservedDomain",
     "Tunnel",
     "TunnelSession",
 ]

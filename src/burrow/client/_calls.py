@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from ._errors import Error, NotFoundError
-from ._models import ApiKey, BotUser, Credential, Tunnel, TunnelSession
+from ._models import ApiKey, BotUser, Credential, ReservedAddr, ReservedDomain, Tunnel, TunnelSession
 
 T = TypeVar("T")
 
@@ -111,6 +111,8 @@ BOT_USERS = Resource("/bot_users", "bot_users", BotUser.from_json)
 SERVICE_USERS = Resource("/service_users", "service_users", BotUser.from_json)
 TUNNEL_SESSIONS = Resource("/tunnel_sessions", "tunnel_sessions", TunnelSession.from_json)
 TUNNELS = Resource("/tunnels", "tunnels", Tunnel.from_json)
+RESERVED_DOMAINS = Resource("/reserved_domains", "reserved_domains", ReservedDomain.from_json)
+RESERVED_ADDRS = Resource("/reserved_addrs", "reserved_addrs", ReservedAddr.from_json)
 
 
 def acl_list(acl: Sequence[str] | None) -> list[str] | None:

@@ -27,6 +27,8 @@ ACCOUNT = "acct"
 OPERATION = "op"
 TUNNEL_SESSION = "ts"
 TUNNEL = "tn"
+RESERVED_DOMAIN = "rd"
+RESERVED_ADDR = "ra"
 
 
 def b62encode(value: int, width: int) -> str:

@@ -31,16 +31,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from burrow.domain import errors, ids, tokens
 from burrow.domain.fields import ValueKind
-from burrow.domain.models import ApiKey, BotUser, Credential, Principal, User
+from burrow.domain.models import ApiKey, BotUser, Credential, Principal, ReservedAddr, ReservedDomain, User
 from burrow.store import database, schema
 from burrow.store.fastpath import PointRead, PointReader
 from burrow.store.filter_sql import Column
 
-T = TypeVar("T", ApiKey, Credential, BotUser)
+T = TypeVar("T", ApiKey, Credential, BotUser, ReservedDomain, ReservedAddr)
 
 
 def utcnow() -> datetime:
@@ -86,15 +87,27 @@ def _bot_user(row: Mapping[str, Any]) -> BotUser:
     return BotUser(row["id"], row["account_id"], row["name"], row["active"], row["created_at"])
 
 
+def _reserved_domain(row: Mapping[str, Any]) -> ReservedDomain:
+    return ReservedDomain(**{name: row[name] for name in ReservedDomain.__slots__})
+
+
+def _reserved_addr(row: Mapping[str, Any]) -> ReservedAddr:
+    return ReservedAddr(**{name: row[name] for name in ReservedAddr.__slots__})
+
+
 API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
 CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
 BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
-KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in (API_KEYS, CREDENTIALS, BOT_USERS)}
+RESERVED_DOMAINS = Kind("reserved_domain", schema.reserved_domains, ids.RESERVED_DOMAIN, _reserved_domain)
+RESERVED_ADDRS = Kind("reserved_addr", schema.reserved_addrs, ids.RESERVED_ADDR, _reserved_addr)
+_ALL_KINDS = (API_KEYS, CREDENTIALS, BOT_USERS, RESERVED_DOMAINS, RESERVED_ADDRS)
+KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in _ALL_KINDS}
 
-_PUBLIC_COLUMNS = {
-    kind.name: [c for c in kind.table.c if c.name != "token_digest"]
-    for kind in (API_KEYS, CREDENTIALS, BOT_USERS)
-}
+_PUBLIC_COLUMNS = {kind.name: [c for c in kind.table.c if c.name != "token_digest"] for kind in _ALL_KINDS}
+
+
+class Taken(Exception):
+    """A unique name (a reserved domain or address) is already held."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,7 @@ class Store:
                     kind.table.c.account_id == bindparam("account_id"),
                 ),
             )
-            for kind in (API_KEYS, CREDENTIALS, BOT_USERS)
+            for kind in _ALL_KINDS
         }
 
     @classmethod
@@ -312,8 +325,8 @@ class Store:
         table = kind.table
         columns = {"uri": Column(literal(uri_prefix, String()) + table.c.id, ValueKind.STRING)}
         for column in _PUBLIC_COLUMNS[kind.name]:
-            if column.name == "account_id":
-                continue
+            if column.name == "account_id" or column.nullable:
+                continue  # a NULL would read as "" in a filter, and differently in SQL
             if column.name == "acl":
                 value_kind = ValueKind.STRING_LIST  # the JSON text json.dumps writes
             elif isinstance(column.type, DateTime):
@@ -356,9 +369,35 @@ class Store:
             cursor = rows[-1]["id"]
 
     def create(self, kind: Kind[T], account_id: str, values: Mapping[str, Any]) -> tuple[T, str | None]:
-        """A new resource of ``kind`` with ``values`` (its columns); its token if it has one."""
-        with self.engine.begin() as connection:
-            return self._insert(connection, kind, account_id, values)
+        """A new resource of ``kind`` with ``values`` (its columns); its token if it has one.
+
+        Raises :class:`Taken` when a unique column (a reserved domain or address) already
+        holds the value, whichever account holds it."""
+        try:
+            with self.engine.begin() as connection:
+                return self._insert(connection, kind, account_id, values)
+        except IntegrityError as problem:
+            if kind in (RESERVED_DOMAINS, RESERVED_ADDRS):
+                raise Taken() from problem
+            raise
+
+    # Reserved names ----------------------------------------------------------------
+
+    def reservation(self, domain: str | None = None, addr: str | None = None) -> tuple[str, str] | None:
+        """Who reserved ``domain`` (lowercase) or ``addr`` (host:port): (account id, id), or None."""
+        table = schema.reserved_domains if domain is not None else schema.reserved_addrs
+        column = table.c.domain if domain is not None else table.c.addr
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(table.c.account_id, table.c.id).where(
+                    column == (domain if domain is not None else addr)
+                )
+            ).first()
+        return None if row is None else (row.account_id, row.id)
+
+    def reserved_addrs(self) -> set[str]:
+        with self.engine.connect() as connection:
+            return {row.addr for row in connection.execute(select(schema.reserved_addrs.c.addr))}
 
     def _insert(
         self, connection: Connection, kind: Kind[T], account_id: str, values: Mapping[str, Any]
@@ -450,6 +489,12 @@ class Store:
             )
             if result.rowcount and kind is BOT_USERS:
                 # What a bot owned goes with it, so none of its tokens outlive it.
-                for owned in (schema.api_keys, schema.credentials):
+                owned_tables = (
+                    schema.api_keys,
+                    schema.credentials,
+                    schema.reserved_domains,
+                    schema.reserved_addrs,
+                )
+                for owned in owned_tables:
                     connection.execute(delete(owned).where(owned.c.owner_id == resource_id))
             return bool(result.rowcount)
