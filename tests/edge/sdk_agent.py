@@ -119,11 +119,10 @@ async def main() -> None:
         name, kind = endpoint["name"], endpoint["kind"]
         try:
             if kind == "http":
-                listener = (
-                    await session.http_endpoint()
-                    .domain(endpoint["domain"])
-                    .listen_and_forward(f"http://127.0.0.1:{http_port}")
-                )
+                builder_http = session.http_endpoint()
+                if endpoint.get("domain"):  # without one, Burrow assigns a name
+                    builder_http = builder_http.domain(endpoint["domain"])
+                listener = await builder_http.listen_and_forward(f"http://127.0.0.1:{http_port}")
             elif kind == "tcp":
                 builder_tcp = session.tcp_endpoint()
                 if endpoint.get("remote_addr"):
