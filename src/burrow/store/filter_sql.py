@@ -14,11 +14,11 @@ a timestamp shifted out of range) stays in the residual. Subtrees without fields
 evaluated once here, at the request's ``now``.
 
 Compiled: ``! && ||``, ``== !=``, ``in`` against a list of constants (or a constant against a
-list of fields), orderings of timestamps and booleans, and of strings on SQLite (its BINARY
-collation orders UTF-8 bytes, which is code point order, as CEL's), ``startsWith`` (as a range,
-so the index on ``id`` serves it) and ``contains``; a list field (the JSON text of ``acl``)
-only for emptiness and equality with a list literal. ``size()``, ``endsWith``, and shifts of
-fields are left to the residual.
+list of fields), orderings of timestamps and booleans; on SQLite also orderings of strings
+(its BINARY collation orders UTF-8 bytes, which is code point order, as CEL's),
+``startsWith`` (as a range, so the index on ``id`` serves it) and ``contains`` (``instr``).
+A list field (the JSON text of ``acl``) compiles only for emptiness and equality with a list
+literal. ``size()``, ``endsWith``, and shifts of fields are left to the residual.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ class _Compiler:
         if not isinstance(receiver, Column) or not isinstance(argument, _Value):
             raise _NotCompilable
         text: str = argument.value
-        if node.method == "startsWith":
+        if node.method == "startsWith" and self.sqlite:  # the range needs code point order
             if text == "":
                 return true()
             last = ord(text[-1])
