@@ -114,3 +114,14 @@ def test_official_client_manages_reserved_names(make_server: Callable[..., Burro
     tcp_port = server.edge[server.edge.index("--tcp-ports") + 1].split("-")[0]
     assert out["addr"] == f"127.0.0.1:{tcp_port}" and len(out["addrs"]) == 1
     assert out["addr_updated"] == "pg"
+
+
+def test_deleting_a_bot_user_frees_its_reservations(app_server: AppServer) -> None:
+    with app_server.client() as admin:
+        bot = admin.post("/bot_users", json={"name": "deployer"}).json()
+        bot_key = admin.post("/api_keys", json={"owner_id": bot["id"]}).json()["token"]
+        with app_server.client(bot_key) as http:
+            assert http.post("/reserved_domains", json={"domain": "bot.example.com"}).status_code == 201
+        assert admin.delete(f"/bot_users/{bot['id']}").status_code == 204
+        assert admin.get("/reserved_domains").json()["reserved_domains"] == []
+        assert admin.post("/reserved_domains", json={"domain": "bot.example.com"}).status_code == 201
