@@ -3,6 +3,7 @@ and under --require-reservation fixed names under --domain must be reserved firs
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -100,3 +101,31 @@ def test_require_reservation(
     assert agent.url("random").endswith(".burrow.localhost:" + server.http_addr.rsplit(":", 1)[1])
     assert agent.url("custom").startswith("http://custom.example:")  # outside --domain: DNS decides
     assert "ERR_NGROK_7118" in agent.error("tcp")
+
+
+def test_a_name_another_account_has_bound_cannot_be_reserved(
+    two_accounts: tuple[BurrowServer, str], start_agent: Callable[..., Agent]
+) -> None:
+    server, other_key = two_accounts
+    theirs = start_agent(
+        server,
+        credential(server, other_key)["token"],
+        [{"name": "web", "kind": "http", "domain": "busy.example"}, {"name": "db", "kind": "tcp"}],
+    )
+    busy_addr = theirs.url("db").removeprefix("tcp://")
+    with server.client() as http:
+        domain = http.post("/reserved_domains", json={"domain": "busy.example"})
+        assert domain.status_code == 400 and domain.json()["error_code"] == "ERR_NGROK_430"
+        addr = http.post("/reserved_addrs", json={"addr": busy_addr})
+        assert addr.status_code == 400 and addr.json()["error_code"] == "ERR_NGROK_90430"
+        # The only TCP port is in use by the other account: none is left to assign.
+        assert http.post("/reserved_addrs", json={}).json()["error_code"] == "ERR_NGROK_90415"
+    theirs.stop()
+    # Once their session is gone (the edge notices the closed connection), the name is free.
+    deadline = time.monotonic() + 10
+    with server.client() as http:
+        while (
+            reserved := http.post("/reserved_domains", json={"domain": "busy.example"})
+        ).status_code != 201:
+            assert reserved.json()["error_code"] == "ERR_NGROK_430" and time.monotonic() < deadline
+            time.sleep(0.05)

@@ -107,12 +107,15 @@ def create_app(
 ) -> ASGIApp:
     """The API; ``settings`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
     settings = settings or EdgeSettings()
-    creators = Reservations(store, settings.domain, settings.tcp_host, settings.tcp_ports).creators()
+    edge = edge or NoEdge()
+    creators = Reservations(
+        store, settings.domain, settings.tcp_host, settings.tcp_ports, edge.registry
+    ).creators()
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store, creators.get(resource.name)).handlers()
         for resource in resources.STORED
     }
-    handlers.update(LiveHandlers(edge or NoEdge()).handlers())
+    handlers.update(LiveHandlers(edge).handlers())
     routes: list[Route] = []
     for resource in resources.ALL:
         for operation in [op for op in SHAPES if op in resource.operations]:

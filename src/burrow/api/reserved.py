@@ -11,14 +11,18 @@ from typing import Any
 from burrow.domain import acl, errors
 from burrow.domain.models import Principal
 from burrow.domain.reserved import is_under, normalize_domain
+from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.store import RESERVED_ADDRS, RESERVED_DOMAINS, Store, Taken
 
 Creator = Callable[[Principal, dict[str, Any]], Any]
 
 
 class Reservations:
-    def __init__(self, store: Store, base_domain: str, tcp_host: str, tcp_ports: range) -> None:
+    def __init__(
+        self, store: Store, base_domain: str, tcp_host: str, tcp_ports: range, registry: Registry
+    ) -> None:
         self.store = store
+        self.registry = registry  # what is bound now: a name another account uses is not reservable
         self.base_domain = base_domain
         self.tcp_host = tcp_host
         self.tcp_ports = tcp_ports
@@ -32,6 +36,10 @@ class Reservations:
         # A custom domain's CNAME points at a name under --domain, which the operator's DNS
         # sends to the edge; the public listeners route by the original Host either way.
         values["cname_target"] = None if is_under(domain, self.base_domain) else self.base_domain
+        # Checked and inserted without yielding to the event loop, so no bind slips between.
+        for tunnel in (self.registry.http_tunnel(domain), self.registry.tls_tunnel(domain)):
+            if tunnel is not None and self._account_of(tunnel) != principal.account_id:
+                raise errors.DOMAIN_IN_USE(name=domain)
         try:
             return self.store.create(RESERVED_DOMAINS, principal.account_id, values)[0]
         except Taken:
@@ -44,13 +52,20 @@ class Reservations:
         requested = values.get("addr")
         if requested:
             values["addr"] = self._checked_addr(requested)
+            if self._in_use_by_another(int(values["addr"].rpartition(":")[2]), principal.account_id):
+                raise errors.ADDR_IN_USE(addr=values["addr"])
             try:
                 return self.store.create(RESERVED_ADDRS, principal.account_id, values)[0]
             except Taken:
                 raise errors.ADDR_ALREADY_RESERVED(addr=values["addr"]) from None
         for _ in range(5):  # another request may take the port we picked; pick again
             taken = self.store.reserved_addrs()
-            free = [port for port in self.tcp_ports if f"{self.tcp_host}:{port}" not in taken]
+            free = [
+                port
+                for port in self.tcp_ports
+                if f"{self.tcp_host}:{port}" not in taken
+                and not self._in_use_by_another(port, principal.account_id)
+            ]
             if not free:
                 raise errors.NO_FREE_ADDR(host=self.tcp_host, ports=self._ports_text())
             values["addr"] = f"{self.tcp_host}:{secrets.choice(free)}"
@@ -59,6 +74,14 @@ class Reservations:
             except Taken:
                 continue
         raise errors.NO_FREE_ADDR(host=self.tcp_host, ports=self._ports_text())
+
+    def _account_of(self, tunnel: Tunnel) -> str | None:
+        session = self.registry.sessions.get(tunnel.session_id)
+        return None if session is None else session.account_id
+
+    def _in_use_by_another(self, port: int, account_id: str) -> bool:
+        tunnel = self.registry.tcp_tunnel(port)
+        return tunnel is not None and self._account_of(tunnel) != account_id
 
     def _checked_addr(self, text: str) -> str:
         host, _, port_text = text.rpartition(":")

@@ -272,6 +272,18 @@ DOMAIN_ALREADY_RESERVED = ErrorKind(
 DOMAIN_RESERVED_BY_OTHER = ErrorKind(
     "ERR_NGROK_414", 400, "This domain is already reserved for another account. Failed to reserve {name}."
 )
+DOMAIN_IN_USE = ErrorKind(
+    "ERR_NGROK_430",
+    400,
+    "Another account is running an active tunnel on the domain {name}. You may not reserve "
+    "domains that are actively in use.",
+)
+ADDR_IN_USE = ErrorKind(
+    "ERR_NGROK_90430",
+    400,
+    "Another account is running an active tunnel on the address {addr}. You may not reserve "
+    "addresses that are actively in use.",
+)
 ADDR_ALREADY_RESERVED = ErrorKind(
     "ERR_NGROK_90414", 400, "The address {addr} is already reserved. Failed to reserve it."
 )
