@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from burrow.dashboard import DashboardSettings, Identity, create_dashboard
 from burrow.domain import errors, ids, resources, tokens
+from burrow.domain.reserved import NameSpace
 from burrow.domain.resources import Operation, Resource
-from burrow.edge.control import EdgeSettings
 from burrow.store.store import Store
 
 from . import http
@@ -103,14 +103,12 @@ def create_app(
     public_url: str | None = None,
     edge: EdgeControl | None = None,
     dashboard: DashboardSettings | None = None,
-    settings: EdgeSettings | None = None,
+    names: NameSpace | None = None,
 ) -> ASGIApp:
-    """The API; ``settings`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
-    settings = settings or EdgeSettings()
+    """The API; ``names`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
+    names = names or NameSpace()
     edge = edge or NoEdge()
-    creators = Reservations(
-        store, settings.domain, settings.tcp_host, settings.tcp_ports, edge.registry
-    ).creators()
+    creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, edge.registry).creators()
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store, creators.get(resource.name)).handlers()
         for resource in resources.STORED

@@ -212,7 +212,7 @@ def serve(
                 public_url=public_url.rstrip("/") if public_url else None,
                 edge=edge_server,
                 dashboard=serving.dashboard_settings(edge_server, public_url),
-                settings=edge_config.settings,
+                names=serving.name_space(edge_config),
             ),
             host=host,
             port=port,

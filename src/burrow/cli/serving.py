@@ -12,6 +12,7 @@ import uvicorn
 from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
+from burrow.domain.reserved import NameSpace
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
 from burrow.edge.control import EdgeSettings
 from burrow.edge.server import Edge, EdgeConfig
@@ -96,6 +97,12 @@ def edge_config(
         require_reservation=require_reservation,
     )
     return EdgeConfig(split_addr(agent_addr), http, tls, settings, routes)
+
+
+def name_space(config: EdgeConfig) -> NameSpace:
+    """The names the edge hands out, as the API needs them for reservations."""
+    settings = config.settings
+    return NameSpace(settings.domain, settings.tcp_host, settings.tcp_ports)
 
 
 def make_edge(

@@ -30,6 +30,15 @@ def is_under(hostname: str, base_domain: str) -> bool:
 
 
 @dataclass(frozen=True)
+class NameSpace:
+    """The names a server hands out: hostnames under ``domain``, ``tcp_host`` on ``tcp_ports``."""
+
+    domain: str = "burrow.localhost"
+    tcp_host: str = "127.0.0.1"
+    tcp_ports: range = range(20000, 20100)
+
+
+@dataclass(frozen=True)
 class ReservationPolicy:
     """The check a bind makes: ``lookup`` says which account reserved a domain or address."""
 
