@@ -19,7 +19,14 @@ from . import logs
 
 if TYPE_CHECKING:
     from burrow.store.store import Store
-from .resources import api_keys_app, bot_users_app, credentials_app, login
+from .resources import (
+    api_keys_app,
+    bot_users_app,
+    credentials_app,
+    login,
+    reserved_addrs_app,
+    reserved_domains_app,
+)
 
 app = typer.Typer(
     help="Burrow: a self-hosted tunnel service that speaks ngrok's protocols.",
@@ -34,6 +41,8 @@ accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_h
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(bot_users_app, name="bot-users")
+app.add_typer(reserved_domains_app, name="reserved-domains")
+app.add_typer(reserved_addrs_app, name="reserved-addrs")
 app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")
