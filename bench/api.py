@@ -77,7 +77,8 @@ def main() -> None:
                 cwd=work,
             )
         )
-        token, server = start_burrow(work / "data", burrow_port)
+        # The API alone: an edge would take the default ports, clashing with a `make serve`.
+        token, server = start_burrow(work / "data", burrow_port, "--no-edge")
         processes.append(server)
         bare = f"http://127.0.0.1:{bare_port}"
         burrow = f"http://127.0.0.1:{burrow_port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -57,14 +58,23 @@ def wait_for_port(port: int) -> None:
     raise RuntimeError(f"port {port} did not open")
 
 
-def need(tool: str) -> str:
-    """The tool's path, installing Debian's package of that name if it is missing."""
-    found = shutil.which(tool)
+def need(tool: str, package: str | None = None) -> str:
+    """The tool's absolute path (sbin included), installing its Debian package (by default
+    the tool's own name) if it is missing."""
+    path = f"{os.environ.get('PATH', '')}:/usr/local/sbin:/usr/sbin:/sbin"
+    found = shutil.which(tool, path=path)
     if found:
         return found
     subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", tool], check=True)
-    return shutil.which(tool) or tool
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", package or tool],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    found = shutil.which(tool, path=path)
+    if not found:
+        raise RuntimeError(f"{package or tool} installed, but {tool} is still not on the PATH")
+    return found
 
 
 def run_wrk(

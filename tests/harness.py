@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -63,6 +64,8 @@ def edge_args() -> list[str]:
         "--http-addr",
         f"127.0.0.1:{free_port()}",
         "--tls-addr",
+        f"127.0.0.1:{free_port()}",
+        "--https-addr",
         f"127.0.0.1:{free_port()}",
         "--tcp-ports",
         f"{tcp}-{tcp}",
@@ -164,9 +167,15 @@ class BurrowServer:
         ).stdout.strip()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> BurrowServer:
+    def start(self, *extra: str, file_limit: int | None = None) -> BurrowServer:
+        """Run ``burrow serve`` with ``extra`` options (and a lower open-file limit, if given)."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.edge = edge_args()
+
+        def limit_files() -> None:
+            if file_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (file_limit, file_limit))
+
         self.process = subprocess.Popen(
             [
                 BURROW,
@@ -180,6 +189,7 @@ class BurrowServer:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit_files,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -259,12 +269,22 @@ class BurrowServer:
         return self.edge_addr("--tls-addr")
 
     @property
+    def https_addr(self) -> str:
+        return self.edge_addr("--https-addr")
+
+    @property
     def tcp_port(self) -> int:
         return int(self.edge_addr("--tcp-ports").split("-")[0])
 
     @property
     def ca_path(self) -> Path:
         return self.data_dir / "ca.pem"
+
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (user plus system), from /proc."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

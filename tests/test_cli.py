@@ -233,6 +233,19 @@ def test_sigterm_lets_in_flight_requests_finish(make_server: Callable[..., Burro
     assert "Shutting down" in server.log()
 
 
+@pytest.mark.parametrize(("option", "value"), [("--api-max-headers", "0"), ("--agent-auth-timeout", "-1")])
+def test_serve_refuses_a_limit_that_is_not_positive(tmp_path: Path, option: str, value: str) -> None:
+    result = burrow("serve", "--data-dir", str(tmp_path / "data"), option, value, check=False)
+    assert result.returncode == 2
+    assert f"{option} must be positive" in result.stderr
+
+
+def test_limits_are_read_from_the_environment(tmp_path: Path) -> None:
+    env = {"BURROW_API_MAX_CONNECTIONS": "0"}
+    result = burrow("serve", "--data-dir", str(tmp_path / "data"), env=env, check=False)
+    assert result.returncode == 2 and "--api-max-connections must be positive" in result.stderr
+
+
 def test_admin_seed_fills_an_account(make_server: Callable[..., BurrowServer]) -> None:
     server = make_server()
     other_key = server.new_account("other@example.com")

@@ -2,7 +2,7 @@
 
 "As written" means byte for byte, except for what a reader fills in or what must differ for
 tests to run side by side: placeholders (``<credential token>``) and the default addresses
-(``127.0.0.1:4080``, ``:4443``, ``:8080``, ``:3000``), which become the test server's free
+(``127.0.0.1:4080``, ``:4443``, ``:8444``, ``:3000``), which become the test server's free
 ports. Every replacement is asserted to be present, so a README edit cannot silently turn a
 test into a no-op, and ``test_every_block_is_covered`` fails when a block is added without one.
 
@@ -164,7 +164,7 @@ def test_official_client_snippet_then_agents_then_curl(
     server: BurrowServer, workdir: Path, local_service: int
 ) -> None:
     """The README's path: create a credential, start an agent with its token, curl the URL."""
-    http_port = port(server.http_addr)
+    https_port = port(server.https_addr)
     snippet = filled(
         block("python", "ngrok.Client("),
         {
@@ -190,11 +190,11 @@ def test_official_client_snippet_then_agents_then_curl(
             "http://127.0.0.1:3000": f"http://127.0.0.1:{local_service}",
         },
     )
-    printed_url = filled("http://laptop.burrow.localhost:8080", {":8080": f":{http_port}"})
-    assert f"# {'http://laptop.burrow.localhost:8080'}" in block("python", "ngrok.SessionBuilder()")
+    printed_url = filled("https://laptop.burrow.localhost:8444", {":8444": f":{https_port}"})
+    assert f"# {'https://laptop.burrow.localhost:8444'}" in block("python", "ngrok.SessionBuilder()")
     curl = filled(
         re.search(r"Then `(curl [^`]+)`", README.read_text()).group(1),  # type: ignore[union-attr]
-        {":8080": f":{http_port}"},
+        {":8444": f":{https_port}"},
     )
     agent = subprocess.Popen(
         [str(SDK_PYTHON), "-u", "-c", agent_snippet],
@@ -210,7 +210,7 @@ def test_official_client_snippet_then_agents_then_curl(
         assert agent.stdout.readline().strip() == printed_url, agent.stderr
         reached = bash(curl, workdir, shell_env(server))
         assert reached.returncode == 0, reached.stderr
-        assert reached.stdout == "local service saw laptop.burrow.localhost:" + http_port + "/"
+        assert reached.stdout == "local service saw laptop.burrow.localhost:" + https_port + "/"
     finally:
         agent.terminate()
         agent.wait(timeout=10)

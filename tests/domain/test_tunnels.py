@@ -26,7 +26,7 @@ def test_a_hostname_has_one_holder() -> None:
     session(registry, "ts_a")
     session(registry, "ts_b")
     registry.add_tunnel(tunnel("ts_a", "tn_1", hostname="App.example.com"))
-    assert registry.http_tunnel("app.example.com.") is registry.sessions["ts_a"].tunnels["tn_1"]
+    assert registry.https_tunnel("app.example.com.") is registry.sessions["ts_a"].tunnels["tn_1"]
     with pytest.raises(BindConflict):
         registry.add_tunnel(tunnel("ts_b", "tn_2", hostname="app.example.com"))
     assert not registry.is_free("https", "APP.example.com")
@@ -83,3 +83,18 @@ def test_unbind_is_idempotent() -> None:
     assert registry.remove_tunnel("ts_a", "tn_1") is not None
     assert registry.remove_tunnel("ts_a", "tn_1") is None
     assert registry.remove_tunnel("ts_gone", "tn_1") is None
+
+
+def test_http_and_https_are_separate_endpoints_of_one_holder() -> None:
+    registry = Registry()
+    session(registry, "ts_a")
+    session(registry, "ts_b")
+    registry.add_tunnel(tunnel("ts_a", "tn_1", proto="https", hostname="both.example.com"))
+    registry.add_tunnel(tunnel("ts_a", "tn_2", proto="http", hostname="both.example.com"))
+    assert registry.https_tunnel("both.example.com").id == "tn_1"  # type: ignore[union-attr]
+    assert registry.http_tunnel("both.example.com").id == "tn_2"  # type: ignore[union-attr]
+    # Another session may not take the other scheme of a name someone holds.
+    registry.add_tunnel(tunnel("ts_a", "tn_3", proto="https", hostname="one.example.com"))
+    with pytest.raises(BindConflict):
+        registry.add_tunnel(tunnel("ts_b", "tn_4", proto="http", hostname="one.example.com"))
+    assert not registry.is_free("http", "one.example.com")

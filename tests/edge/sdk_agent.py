@@ -8,6 +8,7 @@ This file runs under the SDK's interpreter and imports nothing from Burrow.
 """
 
 import asyncio
+import base64
 import hashlib
 import http.server
 import json
@@ -16,6 +17,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from ngrok import ngrok
 
@@ -25,12 +27,25 @@ config = json.loads(sys.argv[1])
 class HttpService(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:
+    def do_HEAD(self) -> None:
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False) -> None:
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.websocket_echo()
+            return
+        if self.path.startswith("/status/"):  # an answer with that status
+            self.send_response(int(self.path.split("/")[2]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path.startswith("/bytes/"):
             size = int(self.path.split("/")[2])
             self.send_response(200)
             self.send_header("Content-Length", str(size))
             self.end_headers()
+            if head:
+                return
             block = bytes(range(256)) * 4096
             sent = 0
             while sent < size:
@@ -38,9 +53,10 @@ class HttpService(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 sent += len(chunk)
             return
-        body = json.dumps(
-            {"service": config.get("label", "http"), "path": self.path, "host": self.headers.get("Host")}
-        ).encode()
+        answer = {"service": config.get("label", "http"), "path": self.path, "host": self.headers.get("Host")}
+        if self.path.startswith("/headers"):
+            answer["headers"] = [[name, value] for name, value in self.headers.items()]
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -48,20 +64,50 @@ class HttpService(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
         digest = hashlib.sha256()
-        remaining = length
-        while remaining:
-            chunk = self.rfile.read(min(remaining, 1 << 20))
-            if not chunk:
-                break
-            digest.update(chunk)
-            remaining -= len(chunk)
-        body = json.dumps({"received": length - remaining, "sha256": digest.hexdigest()}).encode()
+        received = 0
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                chunk = self.rfile.read(size)
+                digest.update(chunk)
+                received += len(chunk)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+        else:
+            remaining = int(self.headers["Content-Length"])
+            while remaining:
+                chunk = self.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                received += len(chunk)
+                remaining -= len(chunk)
+        body = json.dumps(
+            {
+                "received": received,
+                "sha256": digest.hexdigest(),
+                "framing": "chunked" if self.headers.get("Transfer-Encoding") else "length",
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def websocket_echo(self) -> None:
+        """The WebSocket handshake, then every byte echoed back (frames are not decoded)."""
+        key = self.headers["Sec-WebSocket-Key"].encode()
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        self.wfile.flush()
+        while data := self.connection.recv(65536):
+            self.connection.sendall(data)
+        self.close_connection = True
 
     def log_message(self, *args: object) -> None:
         pass
@@ -97,6 +143,15 @@ tcp_port = serve(ThreadingTCP(("127.0.0.1", 0), Echo))
 tls_port = serve(ThreadingTCP(("127.0.0.1", 0), TlsEcho)) if config.get("tls_cert") else 0
 
 
+def with_options(builder: Any, options: list[list[str]]) -> Any:
+    """Endpoint options as builder calls: [["basic_auth", "user", "password"], ...]."""
+    for method, *args in options:
+        if method == "mutual_tlsca":
+            args = [bytearray(args[0].encode())]
+        builder = getattr(builder, method)(*args)
+    return builder
+
+
 def emit(message: object) -> None:
     print(json.dumps(message), flush=True)
 
@@ -117,23 +172,29 @@ async def main() -> None:
     results = {}
     for endpoint in config.get("endpoints", []):
         name, kind = endpoint["name"], endpoint["kind"]
+        options = endpoint.get("options", [])
+
         try:
             if kind == "http":
-                builder_http = session.http_endpoint()
-                if endpoint.get("domain"):  # without one, Burrow assigns a name
+                # The SDK's default scheme is https (served on the HTTPS listener); the
+                # tests ask for "http" unless they say otherwise. Without a domain, Burrow
+                # assigns a name.
+                builder_http = session.http_endpoint().scheme(endpoint.get("scheme", "http").upper())
+                if endpoint.get("domain"):
                     builder_http = builder_http.domain(endpoint["domain"])
-                listener = await builder_http.listen_and_forward(f"http://127.0.0.1:{http_port}")
+                listener = await with_options(builder_http, options).listen_and_forward(
+                    f"http://127.0.0.1:{http_port}"
+                )
             elif kind == "tcp":
-                builder_tcp = session.tcp_endpoint()
+                builder_tcp = with_options(session.tcp_endpoint(), options)
                 if endpoint.get("remote_addr"):
                     builder_tcp = builder_tcp.remote_addr(endpoint["remote_addr"])
                 listener = await builder_tcp.listen_and_forward(f"tcp://127.0.0.1:{tcp_port}")
             elif kind == "tls":
                 listener = (
-                    await session.tls_endpoint()
-                    .domain(endpoint["domain"])
+                    await with_options(session.tls_endpoint().domain(endpoint["domain"]), options)
                     .listen_and_forward(f"tcp://127.0.0.1:{tls_port}")
-                )
+                )  # fmt: skip
             else:
                 labeled = session.labeled_listener()
                 for key, value in endpoint["labels"].items():

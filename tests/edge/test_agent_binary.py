@@ -98,3 +98,30 @@ def test_the_v2_binary_is_refused_a_denied_domain(
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+def test_the_v2_binary_auth_option_is_enforced(
+    server: BurrowServer, local_service: int, tmp_path: Path
+) -> None:
+    made = credential(server, ["bind:*.burrow.localhost"])
+    password = "v2-password-1"
+    agent = run_agent(
+        server, made["token"], tmp_path, "http", "-hostname", "v2auth.burrow.localhost",
+        "-bind-tls=false", "-auth", f"user:{password}", str(local_service),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while (unauthenticated := public_get(server, "v2auth.burrow.localhost")).status_code != 401:
+            assert agent.poll() is None, agent.stdout.read() if agent.stdout else ""
+            assert time.monotonic() < deadline, "the v2 agent never served"
+            time.sleep(0.2)
+        assert "ERR_NGROK_90401" in unauthenticated.text
+        host = {"Host": "v2auth.burrow.localhost"}
+        wrong = httpx.get(f"http://{server.http_addr}/", headers=host, auth=("user", "nope-nope"))
+        assert wrong.status_code == 401
+        right = httpx.get(f"http://{server.http_addr}/x", headers=host, auth=("user", password))
+        assert right.status_code == 200 and right.text == "v2 agent served /x"
+        assert password not in server.log()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def test_http_binds_follow_the_acl(edge: EdgeControl, store: Store) -> None:
     credential_id, token, _ = credential(store, ["bind:*.example.com", "bind:app.burrow.localhost"])
     session = auth(edge, token)
     response = bind(edge, session, "https", Hostname="a.example.com", Auth="")
-    assert response["Error"] == "" and response["URL"] == "http://a.example.com:8080"
+    assert response["Error"] == "" and response["URL"] == "https://a.example.com:8444"
     assert response["Opts"] == {"Hostname": "a.example.com", "Auth": ""} and response["Id"].startswith("tn_")
     assert bind(edge, session, "http", Subdomain="app")["Opts"]["Hostname"] == "app.burrow.localhost"
     with pytest.raises(AgentError) as error:
@@ -136,7 +137,7 @@ def test_names_have_one_holder_until_the_agent_reconnects(edge: EdgeControl, sto
     assert code(error) == "ERR_NGROK_334"
     again = auth(edge, token, client_id=first.session.id)
     assert bind(edge, again, "https", Hostname=assigned)["Error"] == ""
-    assert edge.registry.http_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
+    assert edge.registry.https_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
 
 
 def test_tcp_binds(edge: EdgeControl, store: Store) -> None:
@@ -183,3 +184,56 @@ def test_deleted_credential_cannot_bind(edge: EdgeControl, store: Store) -> None
     with pytest.raises(AgentError) as error:
         auth(edge, token)
     assert code(error) == "ERR_NGROK_107"
+
+
+def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: EdgeControl, store: Store) -> None:
+    _, token, _ = credential(store, [])
+    session = auth(edge, token)
+    secret_opts = {
+        "Hostname": "",
+        "BasicAuth": {"credentials": [{"username": "alice", "cleartext_password": "correct horse"}]},
+        "WebhookVerification": {"provider": "github", "secret": "s3cret"},
+        "IPRestriction": {"allow_cidrs": ["10.0.0.0/8"], "deny_cidrs": None},
+        "OAuth": None,
+    }
+    response = bind(edge, session, "https", **secret_opts)
+    # The echo keeps every key (the SDK parses it back) but no secret.
+    assert response["Opts"].keys() == secret_opts.keys()
+    assert "correct horse" not in repr(response) and "s3cret" not in repr(response)
+    tunnel = edge.registry.https_tunnel(response["Opts"]["Hostname"])
+    assert tunnel is not None and tunnel.policy.basic_auth is not None and tunnel.policy.webhook is not None
+    assert not tunnel.policy.allows_client(ipaddress.ip_address("127.0.0.1"))
+    tcp = bind(edge, session, "tcp", Addr="", ProxyProto=2, IPRestriction={"deny_cidrs": ["127.0.0.0/8"]})
+    tcp_tunnel = edge.registry.tcp_tunnel(int(tcp["URL"].rsplit(":", 1)[1]))
+    assert tcp_tunnel is not None and tcp_tunnel.policy.proxy_proto == 2
+
+    refusals = [
+        ("https", {"OAuth": {"provider": "google"}}, "ERR_NGROK_90301", "OAuth"),
+        ("tcp", {"Addr": "", "TrafficPolicy": "on_tcp_connect: []"}, "ERR_NGROK_90301", "TrafficPolicy"),
+        ("tls", {"MutualTLSAtEdge": {"mutual_tls_ca": "eA=="}}, "ERR_NGROK_90301", "MutualTLSAtEdge"),
+        ("http", {"MutualTLSCA": {"mutual_tls_ca": "eA=="}}, "ERR_NGROK_90301", "MutualTLSCA"),
+        ("https", {"IPRestriction": {"allow_cidrs": ["10.0.0.0/40"]}}, "ERR_NGROK_362", "10.0.0.0/40"),
+        ("https", {"WebhookVerification": {"provider": "acme", "secret": "x"}}, "ERR_NGROK_364", "acme"),
+        ("https", {"CircuitBreaker": {"error_threshold": 2}}, "ERR_NGROK_361", "2"),
+        ("https", {"RequestHeaders": {"add": ["x-a:1\r\nx-b:2"]}}, "ERR_NGROK_1624", "x-a"),
+    ]
+    for proto, opts, expected, named in refusals:
+        with pytest.raises(AgentError) as error:
+            bind(edge, session, proto, **opts)
+        assert code(error) == expected and named in error.value.wire, (opts, error.value.wire)
+    with pytest.raises(AgentError) as error:
+        bind(
+            edge,
+            session,
+            "https",
+            BasicAuth={"credentials": [{"username": "a", "cleartext_password": "short"}]},
+        )
+    assert code(error) == "ERR_NGROK_360" and "short" not in error.value.wire
+    # HostHeaderRewrite needs the ForwardsTo, which the v2 agent binary never sends.
+    without_forwards_to = {"Id": "", "Proto": "http", "Opts": {"HostHeaderRewrite": True}, "Extra": {}}
+    with pytest.raises(AgentError) as error:
+        edge.bind(session, without_forwards_to)
+    assert code(error) == "ERR_NGROK_90301" and "HostHeaderRewrite" in error.value.wire
+    rewritten = bind(edge, session, "http", HostHeaderRewrite=True)
+    rewritten_tunnel = edge.registry.http_tunnel(rewritten["Opts"]["Hostname"])
+    assert rewritten_tunnel is not None and rewritten_tunnel.policy.host_header == b"localhost:80"

@@ -60,6 +60,8 @@ def test_denied_domain_is_refused_with_316(server: BurrowServer, start_agent: Ca
     error = agent.error("web")
     assert "ERR_NGROK_316" in error and any(made["id"] in part for part in error)
     assert public_get(server, "evil.example").status_code == 404
+    refusals = [line for line in server.log().splitlines() if "agent request refused" in line]
+    assert any('"error": "ERR_NGROK_316"' in line and "evil.example" in line for line in refusals)
 
 
 def test_bad_token_is_refused_with_107(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
@@ -155,7 +157,7 @@ def test_20_mib_up_and_down_arrive_intact(server: BurrowServer, start_agent: Cal
         headers={"Host": "bulk.burrow.localhost"},
         timeout=60,
     )
-    assert up.json() == {"received": size, "sha256": hashlib.sha256(payload).hexdigest()}
+    assert up.json() == {"received": size, "sha256": hashlib.sha256(payload).hexdigest(), "framing": "length"}
 
 
 def test_deleting_the_credential_ends_the_session_within_a_second(
@@ -224,7 +226,9 @@ def test_official_client_lists_live_sessions_and_tunnels(
 
     made = credential(server, [])
     agent = start_agent(
-        server, made["token"], [{"name": "web", "kind": "http", "domain": "official.burrow.localhost"}]
+        server,
+        made["token"],
+        [{"name": "web", "kind": "http", "domain": "official.burrow.localhost", "scheme": "https"}],
     )
     out = run_official(
         server,
@@ -240,6 +244,7 @@ def test_official_client_lists_live_sessions_and_tunnels(
     tunnels = [t for t in out["tunnels"] if t[2] == mine[0][0]]
     assert [t[0] for t in tunnels] == [agent.url("web")]
     assert tunnels[0][1] == "https" and tunnels[0][3].startswith("http://127.0.0.1:")
+    assert agent.url("web") == f"https://official.burrow.localhost:{server.https_addr.rsplit(':', 1)[1]}"
 
 
 def test_authtokens_are_never_logged_or_stored(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from burrow.domain import errors, ids
@@ -36,16 +36,22 @@ def empty_response(request: Request) -> Response:
     return Response(None, 204, {OPERATION_ID_HEADER: operation_id(request)})
 
 
+def error_body(error: errors.BurrowError, op: str) -> bytes:
+    """ngrok's error body (also written by the HTTP layer, before a request has a route)."""
+    return orjson.dumps(
+        {
+            "error_code": error.code,
+            "status_code": error.status,
+            "msg": error.message,
+            "details": {**error.details, "operation_id": op},
+        }
+    )
+
+
 def error_response(request: Request, error: errors.BurrowError) -> Response:
     op = operation_id(request)
-    body = {
-        "error_code": error.code,
-        "status_code": error.status,
-        "msg": error.message,
-        "details": {**error.details, "operation_id": op},
-    }
     return Response(
-        orjson.dumps(body), error.status, {OPERATION_ID_HEADER: op}, media_type="application/json"
+        error_body(error, op), error.status, {OPERATION_ID_HEADER: op}, media_type="application/json"
     )
 
 
@@ -67,11 +73,14 @@ async def read_body(request: Request) -> bytes:
             raise errors.BODY_TOO_LARGE(max=MAX_BODY_BYTES)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise errors.BODY_TOO_LARGE(max=MAX_BODY_BYTES)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise errors.BODY_TOO_LARGE(max=MAX_BODY_BYTES)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client left, or the HTTP layer timed its body out
+        raise errors.UNREADABLE_BODY() from None
     return b"".join(chunks)
 
 

@@ -24,12 +24,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(level: str, access_log: bool) -> None:
+class _Verbatim(logging.Formatter):
+    """The traffic log's lines are JSON already (edge/traffic.py)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return str(record.msg)
+
+
+def configure(level: str, access_log: bool, traffic_log: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("burrow.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    traffic = logging.getLogger("burrow.traffic")
+    traffic_handler = logging.StreamHandler(sys.stderr)
+    traffic_handler.setFormatter(_Verbatim())
+    traffic.handlers[:] = [traffic_handler]
+    traffic.propagate = False
+    traffic.setLevel(logging.INFO if traffic_log else logging.WARNING)
     # uvicorn's own access log prints query strings; ours does not.
     logging.getLogger("uvicorn.access").disabled = True

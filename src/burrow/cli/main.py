@@ -7,13 +7,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from burrow.domain.limits import AgentLimits, ApiLimits
 from burrow.domain.models import ROLES
+from burrow.edge.limits import PublicLimits
 
 from . import logs
 
@@ -66,6 +68,14 @@ DatabaseUrl = Annotated[
         help="A SQLAlchemy database URL (postgresql+psycopg://...); default: SQLite in the data dir.",
     ),
 ]
+
+
+def _limit(flag: str, help: str) -> Any:
+    """A ``burrow serve`` limit option, also read from BURROW_<FLAG> (docs/limits.md)."""
+    envvar = "BURROW_" + flag.lstrip("-").upper().replace("-", "_")
+    return typer.Option(flag, envvar=envvar, help=help, rich_help_panel="Limits (see docs/limits.md)")
+
+
 DEFAULT_DATA_DIR = Path(".burrow")
 DEFAULT_API_ADDR = "127.0.0.1:4080"
 FIRST_RUN_EMAIL = "admin@localhost"
@@ -143,6 +153,83 @@ def serve(
             "--tls-addr", envvar="BURROW_TLS_ADDR", help="HOST:PORT of the public TLS (SNI) listener."
         ),
     ] = "127.0.0.1:8443",
+    https_addr: Annotated[
+        str,
+        typer.Option(
+            "--https-addr",
+            envvar="BURROW_HTTPS_ADDR",
+            help="HOST:PORT of the public HTTPS listener (TLS terminated here, for https endpoints).",
+        ),
+    ] = "127.0.0.1:8444",
+    https_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--https-cert",
+            envvar="BURROW_HTTPS_CERT",
+            help="PEM certificate (chain) for public HTTPS names, e.g. *.<domain> (default: local CA).",
+        ),
+    ] = None,
+    https_key: Annotated[
+        Path | None,
+        typer.Option("--https-key", envvar="BURROW_HTTPS_KEY", help="PEM private key for --https-cert."),
+    ] = None,
+    https_extra_certs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--https-extra-cert",
+            help="CERT,KEY: a certificate served for the names its SAN covers (repeatable; custom domains).",
+        ),
+    ] = None,
+    traffic_log: Annotated[
+        bool,
+        typer.Option(
+            "--traffic-log/--no-traffic-log",
+            envvar="BURROW_TRAFFIC_LOG",
+            help="Log one JSON line per public request or connection (logger burrow.traffic).",
+        ),
+    ] = True,
+    max_head_bytes: Annotated[
+        int, typer.Option("--max-head-bytes", envvar="BURROW_MAX_HEAD_BYTES", help="Public request head cap.")
+    ] = PublicLimits.max_head_bytes,
+    max_headers: Annotated[
+        int, typer.Option("--max-headers", envvar="BURROW_MAX_HEADERS", help="Header fields per request.")
+    ] = PublicLimits.max_headers,
+    tls_handshake_timeout: Annotated[
+        float,
+        typer.Option("--tls-handshake-timeout", envvar="BURROW_TLS_HANDSHAKE_TIMEOUT", help="Seconds."),
+    ] = PublicLimits.tls_handshake_timeout,
+    head_timeout: Annotated[
+        float,
+        typer.Option(
+            "--head-timeout", envvar="BURROW_HEAD_TIMEOUT", help="Seconds to receive a whole request head."
+        ),
+    ] = PublicLimits.head_timeout,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", envvar="BURROW_BODY_TIMEOUT", help="Longest silence within a request body (s)."
+        ),
+    ] = PublicLimits.body_timeout,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout", envvar="BURROW_IDLE_TIMEOUT", help="Keep-alive idle time between requests (s)."
+        ),
+    ] = PublicLimits.idle_timeout,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections", envvar="BURROW_MAX_CONNECTIONS", help="Open connections per public listener."
+        ),
+    ] = PublicLimits.max_connections,
+    max_connections_per_client: Annotated[
+        int,
+        typer.Option(
+            "--max-connections-per-client",
+            envvar="BURROW_MAX_CONNECTIONS_PER_CLIENT",
+            help="Open public connections per client address.",
+        ),
+    ] = PublicLimits.max_connections_per_client,
     tcp_ports: Annotated[
         str,
         typer.Option(
@@ -171,6 +258,45 @@ def serve(
     edge: Annotated[
         bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
     ] = True,
+    api_max_head_bytes: Annotated[
+        int, _limit("--api-max-head-bytes", "Largest API request line plus headers (431 beyond).")
+    ] = ApiLimits.max_head_bytes,
+    api_max_headers: Annotated[
+        int, _limit("--api-max-headers", "Most header fields in one API request (431 beyond).")
+    ] = ApiLimits.max_headers,
+    api_head_timeout: Annotated[
+        float, _limit("--api-head-timeout", "Seconds an API request's headers may take to arrive.")
+    ] = ApiLimits.head_timeout,
+    api_body_timeout: Annotated[
+        float, _limit("--api-body-timeout", "Seconds an API request body may stall.")
+    ] = ApiLimits.body_timeout,
+    api_keepalive_timeout: Annotated[
+        float, _limit("--api-keepalive-timeout", "Seconds an idle API connection stays open.")
+    ] = ApiLimits.keepalive_timeout,
+    api_max_connections: Annotated[
+        int, _limit("--api-max-connections", "Open API connections at most (503 beyond).")
+    ] = ApiLimits.max_connections,
+    api_max_connections_per_client: Annotated[
+        int, _limit("--api-max-connections-per-client", "Open API connections per client address.")
+    ] = ApiLimits.max_connections_per_client,
+    agent_tls_handshake_timeout: Annotated[
+        float, _limit("--agent-tls-handshake-timeout", "Seconds an agent's TLS handshake may take.")
+    ] = AgentLimits.tls_handshake_timeout,
+    agent_auth_timeout: Annotated[
+        float, _limit("--agent-auth-timeout", "Seconds from an agent's connection to its completed Auth.")
+    ] = AgentLimits.auth_timeout,
+    agent_max_message_bytes: Annotated[
+        int, _limit("--agent-max-message-bytes", "Largest JSON message an agent may send.")
+    ] = AgentLimits.max_message_bytes,
+    agent_max_message_depth: Annotated[
+        int, _limit("--agent-max-message-depth", "Deepest nesting in an agent's JSON message.")
+    ] = AgentLimits.max_message_depth,
+    agent_max_connections: Annotated[
+        int, _limit("--agent-max-connections", "Open agent connections at most.")
+    ] = AgentLimits.max_connections,
+    agent_max_connections_per_client: Annotated[
+        int, _limit("--agent-max-connections-per-client", "Open agent connections per client address.")
+    ] = AgentLimits.max_connections_per_client,
     require_reservation: Annotated[
         bool,
         typer.Option(
@@ -185,12 +311,42 @@ def serve(
     import uvicorn
 
     from burrow.api.app import create_app
+    from burrow.api.connection import protocol_class
 
     from . import serving
 
-    logs.configure(log_level, access_log)
+    logs.configure(log_level, access_log, traffic_log)
+    limits = PublicLimits(
+        max_head_bytes=max_head_bytes,
+        max_headers=max_headers,
+        tls_handshake_timeout=tls_handshake_timeout,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
+    )
     try:
         host, port = serving.split_addr(api_addr)
+        api_limits, agent_limits = serving.check_limits(
+            ApiLimits(
+                max_head_bytes=api_max_head_bytes,
+                max_headers=api_max_headers,
+                head_timeout=api_head_timeout,
+                body_timeout=api_body_timeout,
+                keepalive_timeout=api_keepalive_timeout,
+                max_connections=api_max_connections,
+                max_connections_per_client=api_max_connections_per_client,
+            ),
+            AgentLimits(
+                tls_handshake_timeout=agent_tls_handshake_timeout,
+                auth_timeout=agent_auth_timeout,
+                max_message_bytes=agent_max_message_bytes,
+                max_message_depth=agent_max_message_depth,
+                max_connections=agent_max_connections,
+                max_connections_per_client=agent_max_connections_per_client,
+            ),
+        )
         # Computed with --no-edge too: the API shapes reserved names by the same settings.
         edge_config = serving.edge_config(
             agent_addr,
@@ -200,12 +356,19 @@ def serve(
             tcp_host,
             domain,
             label_routes or [],
-            require_reservation,
+            https_addr,
+            limits,
+            require_reservation=require_reservation,
         )
+        listening = 3 + (len(edge_config.settings.tcp_ports) if edge else 0)
+        api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
+        edge_config.agent_limits = agent_limits
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
         raise _fail("--tls-cert and --tls-key go together")
+    if (https_cert is None) != (https_key is None):
+        raise _fail("--https-cert and --https-key go together")
     store = _open(data_dir, database_url)
     try:
         if not store.accounts():
@@ -214,7 +377,13 @@ def serve(
                 f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
                 f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
             )
-        edge_server = serving.make_edge(store, data_dir, edge_config, tls_cert, tls_key) if edge else None
+        edge_server = (
+            serving.make_edge(
+                store, data_dir, edge_config, tls_cert, tls_key, https_cert, https_key, https_extra_certs
+            )
+            if edge
+            else None
+        )
         config = uvicorn.Config(
             create_app(
                 store,
@@ -230,6 +399,9 @@ def serve(
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=10,
+            http=protocol_class(api_limits),
+            ws="none",  # the API has no WebSocket routes: an Upgrade request is a plain request
+            timeout_keep_alive=api_limits.keepalive_timeout,  # type: ignore[arg-type]  # a float serves
         )
         # uvicorn's loop factory picks uvloop when it is installed.
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import resource
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +14,12 @@ import uvicorn
 from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
+from burrow.domain.limits import AgentLimits, ApiLimits, fit_to_descriptors
 from burrow.domain.reserved import NameSpace
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
 from burrow.edge.control import EdgeSettings
+from burrow.edge.https import HttpsCertificates
+from burrow.edge.limits import PublicLimits
 from burrow.edge.server import Edge, EdgeConfig
 from burrow.store.store import Store
 
@@ -42,7 +47,8 @@ async def run_until_signalled(server: uvicorn.Server, edge: Edge | None) -> None
         err.print(
             f"Agents connect to [cyan]{config.agent_addr[0]}:{config.agent_addr[1]}[/] (trust "
             f"[cyan]{edge.ca_path or 'your certificate'}[/]); public HTTP on "
-            f"[cyan]{_show(config.http_addr)}[/], TLS on [cyan]{_show(config.tls_addr)}[/], TCP ports "
+            f"[cyan]{_show(config.http_addr)}[/], HTTPS on [cyan]{_show(config.https_addr)}[/], "
+            f"TLS on [cyan]{_show(config.tls_addr)}[/], TCP ports "
             f"[cyan]{config.settings.tcp_ports.start}-{config.settings.tcp_ports.stop - 1}[/]."
         )
 
@@ -60,6 +66,33 @@ async def run_until_signalled(server: uvicorn.Server, edge: Edge | None) -> None
             await edge.stop()
 
 
+def check_limits(api: ApiLimits, agent: AgentLimits) -> tuple[ApiLimits, AgentLimits]:
+    """The limits, if every one is positive (0 would mean "refuse everything", not "none")."""
+    for limits, prefix in ((api, "--api-"), (agent, "--agent-")):
+        for item in dataclasses.fields(limits):
+            if not getattr(limits, item.name) > 0:
+                flag = prefix + item.name.replace("_", "-")
+                raise CommandError(f"{flag} must be positive")
+    return api, agent
+
+
+def fit_to_file_limit(
+    api: ApiLimits, agent: AgentLimits, listening_sockets: int
+) -> tuple[ApiLimits, AgentLimits]:
+    """The connection caps, lowered if the process's file limit cannot hold them."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return api, agent
+    fitted_api, fitted_agent = fit_to_descriptors(api, agent, soft, listening_sockets)
+    if (fitted_api, fitted_agent) != (api, agent):
+        err.print(
+            f"[yellow]warning:[/] the file limit ({soft}) cannot hold {api.max_connections} API and "
+            f"{agent.max_connections} agent connections: capped at {fitted_api.max_connections} and "
+            f"{fitted_agent.max_connections} (raise 'ulimit -n' to allow more)."
+        )
+    return fitted_api, fitted_agent
+
+
 def _show(addr: tuple[str, int] | None) -> str:
     return f"{addr[0]}:{addr[1]}" if addr else "(off)"
 
@@ -72,6 +105,8 @@ def edge_config(
     tcp_host: str,
     domain: str,
     label_routes: list[str],
+    https_addr: str = "127.0.0.1:8444",
+    limits: PublicLimits | None = None,
     require_reservation: bool = False,
 ) -> EdgeConfig:
     first, sep, last = tcp_ports.partition("-")
@@ -80,7 +115,7 @@ def edge_config(
     ports = range(int(first), int(last or first) + 1)
     if not ports or ports.start < 1 or ports.stop > 65536 or len(ports) > 10000:
         raise CommandError(f"--tcp-ports {tcp_ports!r} must be 1 to 10000 ports within 1-65535")
-    http, tls = split_addr(http_addr), split_addr(tls_addr)
+    http, tls, https = split_addr(http_addr), split_addr(tls_addr), split_addr(https_addr)
     routes: dict[str, dict[str, str]] = {}
     for route in label_routes:
         host, _, labels = route.partition("=")
@@ -92,11 +127,20 @@ def edge_config(
         domain=domain.lower().strip("."),
         http_url_port=None if http[1] == 80 else http[1],
         tls_url_port=None if tls[1] == 443 else tls[1],
+        https_url_port=None if https[1] == 443 else https[1],
         tcp_host=tcp_host,
         tcp_ports=ports,
         require_reservation=require_reservation,
     )
-    return EdgeConfig(split_addr(agent_addr), http, tls, settings, routes)
+    return EdgeConfig(
+        agent_addr=split_addr(agent_addr),
+        http_addr=http,
+        tls_addr=tls,
+        https_addr=https,
+        settings=settings,
+        label_routes=routes,
+        limits=limits or PublicLimits(),
+    )
 
 
 def name_space(config: EdgeConfig) -> NameSpace:
@@ -106,15 +150,44 @@ def name_space(config: EdgeConfig) -> NameSpace:
 
 
 def make_edge(
-    store: Store, data_dir: Path, config: EdgeConfig, tls_cert: Path | None, tls_key: Path | None
+    store: Store,
+    data_dir: Path,
+    config: EdgeConfig,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    https_cert: Path | None = None,
+    https_key: Path | None = None,
+    https_extra_certs: list[str] | None = None,
 ) -> Edge:
+    names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
+    local = ensure_server_certificate(data_dir, names)  # also makes the local CA
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
     else:
-        names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
-        certificate = ensure_server_certificate(data_dir, names)
+        certificate = local
     edge = Edge(store, config, server_context(certificate))
     edge.ca_path = certificate.ca_path
+    extra = []
+    for pair in https_extra_certs or []:
+        cert, sep, key = pair.partition(",")
+        if not sep or not cert or not key:
+            raise CommandError(f"--https-extra-cert {pair!r} is not CERT,KEY")
+        extra.append(ServerCertificate(Path(cert), Path(key), None))
+    operator = ServerCertificate(https_cert, https_key, None) if https_cert and https_key else None
+    try:
+        edge.https = HttpsCertificates(
+            edge.registry,
+            data_dir,
+            local,
+            operator,
+            extra,
+            served=lambda name: name in edge.public.label_routes,
+        )
+        edge.https.context_for(None)  # fail at start on unreadable certificates
+        for given in [*extra, *([operator] if operator else [])]:
+            server_context(given)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"HTTPS certificate: {error}") from None
     return edge
 
 

@@ -1,23 +1,44 @@
 """What an endpoint asks the edge to do with its traffic, read from a Bind's ``Opts``.
 
-Pure: :meth:`EndpointPolicy.from_opts` runs once per bind and refuses (raises a
-:class:`~burrow.domain.errors.BurrowError` naming the option) every option Burrow does not
+Pure: :meth:`EndpointPolicy.from_opts` runs once per bind, validates every option it
+enforces (with ngrok's error codes) and refuses, naming it, every option Burrow does not
 enforce, so an agent never believes an endpoint is protected when it is not. The public
 listeners then ask the policy about each connection and each request.
 
 This module is the contract between the bind (``edge/control.py``) and the public
 listeners (``edge/public.py`` and the HTTP proxy): the listeners call only what is
-declared here.
+declared here. docs/edge.md has the table of options per protocol.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from . import errors
+from cryptography import x509
+
+from . import errors, proxy_protocol, webhooks
+from .basic_auth import CHALLENGE, BasicAuth
+from .circuit import CircuitBreaker
+from .header_rules import HeaderRules, field_value
+from .ip_restriction import IPRestriction
+
+__all__ = [
+    "CircuitBreaker",
+    "EndpointPolicy",
+    "Headers",
+    "IPAddress",
+    "Refusal",
+    "ca_bundle",
+    "options_set",
+    "redacted_opts",
+]
 
 # Header fields as the proxy holds them: (name, value) pairs of raw bytes, in order,
 # names as received (compare case-insensitively).
@@ -34,16 +55,16 @@ class Refusal:
     message: str
     headers: tuple[tuple[bytes, bytes], ...] = ()  # e.g. WWW-Authenticate
 
+    @classmethod
+    def of(cls, kind: errors.ErrorKind, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Refusal:
+        return cls(kind.status, kind.code, kind.template, headers)
 
-class CircuitBreaker:
-    """Opens after too many 5xx answers; interface used by the proxy (see from_opts)."""
 
-    def allows(self, now: float) -> bool:
-        """May a request go to the agent at monotonic time ``now``?"""
-        return True
-
-    def record(self, status: int, now: float) -> None:
-        """The status the agent answered (0 when it answered nothing)."""
+IP_RESTRICTED = Refusal.of(errors.IP_RESTRICTED)
+BASIC_AUTH_REQUIRED = Refusal.of(errors.BASIC_AUTH_FAILED, (CHALLENGE,))
+WEBHOOK_REFUSED = Refusal.of(errors.WEBHOOK_VERIFICATION_FAILED)
+# What the proxy answers while ``circuit_breaker.allows(now)`` is False.
+CIRCUIT_OPEN = Refusal.of(errors.CIRCUIT_BREAKER_OPEN)
 
 
 @dataclass(frozen=True)
@@ -62,30 +83,45 @@ class EndpointPolicy:
     # for endpoints whose TLS the edge terminates).
     mutual_tls_ca: bytes | None = None
     circuit_breaker: CircuitBreaker | None = None
+    ip_restriction: IPRestriction | None = None
+    basic_auth: BasicAuth | None = None
+    webhook: webhooks.WebhookVerifier | None = None
+    request_rules: HeaderRules | None = None
+    response_rules: HeaderRules | None = None
+    # HostHeaderRewrite: the Host the local service is addressed by ("host:port").
+    host_header: bytes | None = None
+    # Wall-clock time for webhook timestamps (Slack, Stripe); injected by tests.
+    clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
     @classmethod
-    def from_opts(cls, proto: str, opts: Mapping[str, Any]) -> EndpointPolicy:
+    def from_opts(cls, proto: str, opts: Mapping[str, Any], *, forwards_to: str = "") -> EndpointPolicy:
         """The policy for a bind of ``proto`` ("http", "https", "tcp", "tls") with these Opts.
 
-        Raises BurrowError for any option that is set and not enforced.
+        ``forwards_to`` is the Bind's ``ForwardsTo`` (needed only by HostHeaderRewrite).
+        Raises BurrowError for any option that is set and not enforced, or invalid.
         """
-        for name, value in opts.items():
-            if name.lower() in _IDENTITY_KEYS or _unset(value):
-                continue
-            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=name)
-        return cls()
+        allowed = _OPTIONS.get(proto, frozenset())
+        settings: dict[str, Any] = {}
+        for name in options_set(opts):
+            key = name.lower()
+            if key not in allowed:
+                raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=_shown(name, proto))
+            _PARSERS[key](name, opts[name], settings, proto, forwards_to)
+        return cls(**settings)
 
     # Per connection (TCP, TLS; and every HTTP request) ---------------------------------
 
     def allows_client(self, ip: IPAddress) -> bool:
         """IP restrictions: may a client at ``ip`` reach this endpoint?"""
-        return True
+        return self.ip_restriction is None or self.ip_restriction.allows(ip)
 
     def proxy_protocol_header(
         self, client: tuple[str, int], server: tuple[str, int], proto_tcp: bool = True
     ) -> bytes:
         """The PROXY protocol header to write first on a proxy stream (b"" when off)."""
-        return b""
+        if not self.proxy_proto:
+            return b""
+        return proxy_protocol.header(self.proxy_proto, client, server, proto_tcp)
 
     # Per HTTP request ------------------------------------------------------------------
 
@@ -93,25 +129,264 @@ class EndpointPolicy:
         self, method: bytes, target: bytes, headers: Headers, client_ip: IPAddress
     ) -> Refusal | None:
         """IP restrictions (403) and basic auth (401) on a request head."""
+        if not self.allows_client(client_ip):
+            return IP_RESTRICTED
+        if self.basic_auth is not None and not self.basic_auth.allows(
+            webhooks.header(headers, b"authorization")
+        ):
+            return BASIC_AUTH_REQUIRED
         return None
 
     def check_request_body(self, headers: Headers, body: bytes) -> Refusal | None:
         """Webhook verification, once the whole body is there (only if buffer_body_up_to)."""
+        if self.webhook is not None and not self.webhook.verify(headers, body, self.clock()):
+            return WEBHOOK_REFUSED
         return None
 
     def request_headers(self, headers: Headers) -> Headers:
         """Request header add/remove and host header rewrite, before forwarding."""
+        if self.host_header is not None:
+            headers = [(n, v) for n, v in headers if n.lower() != b"host"] + [(b"Host", self.host_header)]
+        if self.request_rules is not None:
+            headers = self.request_rules.apply(headers)
         return headers
 
     def response_headers(self, headers: Headers) -> Headers:
         """Response header add/remove, before answering the client."""
-        return headers
+        return headers if self.response_rules is None else self.response_rules.apply(headers)
 
+
+def options_set(opts: Mapping[str, Any]) -> list[str]:
+    """The keys of ``opts`` that ask for something (set, and not naming the endpoint)."""
+    return [name for name, value in opts.items() if name.lower() not in _IDENTITY_KEYS and not _unset(value)]
+
+
+def redacted_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """``opts`` as the Bind response echoes them: same keys (the agent parses them back into
+    its endpoint struct), secrets blanked, since the agent has no use for them back."""
+    echoed = dict(opts)
+    for name, value in opts.items():
+        key = name.lower()
+        if key == "auth" and isinstance(value, str) and value:
+            echoed[name] = ""
+        elif key == "basicauth" and isinstance(value, Mapping):
+            credentials = _field(value, "credentials")
+            blanked = [
+                {k: ("" if k.lower() == "cleartext_password" else v) for k, v in entry.items()}
+                if isinstance(entry, Mapping)
+                else entry
+                for entry in (credentials if isinstance(credentials, list) else [])
+            ]
+            echoed[name] = {k: (blanked if k.lower() == "credentials" else v) for k, v in value.items()}
+        elif key == "webhookverification" and isinstance(value, Mapping):
+            echoed[name] = {k: ("" if k.lower() == "secret" else v) for k, v in value.items()}
+    return echoed
+
+
+# Parsing ---------------------------------------------------------------------------------
 
 # Keys of Opts that name the endpoint rather than ask for a protection.
 _IDENTITY_KEYS = frozenset({"hostname", "subdomain", "addr", "domain", "localurlscheme"})
+
+_HTTP = frozenset(
+    {
+        "auth",
+        "basicauth",
+        "iprestriction",
+        "requestheaders",
+        "responseheaders",
+        "hostheaderrewrite",
+        "circuitbreaker",
+        "compression",
+        "webhookverification",
+        "proxyproto",
+        "mutualtlsca",
+    }
+)
+_OPTIONS = {
+    "http": _HTTP,
+    "https": _HTTP,
+    "tcp": frozenset({"iprestriction", "proxyproto"}),
+    "tls": frozenset({"iprestriction", "proxyproto"}),
+}
+_HTTP_ONLY = _HTTP - _OPTIONS["tcp"]
 
 
 def _unset(value: object) -> bool:
     # An empty object is not "unset": ``"Compression": {}`` turns compression on.
     return value is None or value is False or value == "" or value == 0
+
+
+def _shown(name: str, proto: str) -> str:
+    if name.lower() in _HTTP_ONLY or (name.lower() == "mutualtlsca" and proto == "http"):
+        return f"{name} (on {proto} endpoints)"
+    return name
+
+
+def _field(value: Mapping[str, Any], key: str) -> Any:
+    for name, item in value.items():
+        if isinstance(name, str) and name.lower() == key:
+            return item
+    return None
+
+
+def _object(option: str, value: object, known: set[str]) -> Mapping[str, Any]:
+    """An option's object; a set field Burrow does not know refuses the bind (fail closed)."""
+    if not isinstance(value, Mapping):
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="expected an object")
+    for name, item in value.items():
+        if str(name).lower() not in known and not _unset(item) and item != []:
+            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=f"{option}.{name}")
+    return value
+
+
+def _strings(option: str, value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="expected a list of strings")
+    return value
+
+
+_Parser = Callable[[str, Any, dict[str, Any], str, str], None]
+
+
+def _basic_auth(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    credentials: list[tuple[str, str]] = []
+    if option.lower() == "auth":  # the v2 agent binary: "user:password"
+        if not isinstance(value, str) or ":" not in value:
+            raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="expected 'username:password'")
+        username, _, password = value.partition(":")
+        credentials.append((username, password))
+    else:
+        entries = _field(_object(option, value, {"credentials"}), "credentials")
+        if not isinstance(entries, list) or not entries:
+            raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="at least one credential is needed")
+        for entry in entries:
+            fields = _object(option, entry, {"username", "cleartext_password"})
+            username, password = _field(fields, "username"), _field(fields, "cleartext_password")
+            if not isinstance(username, str) or not isinstance(password, str):
+                raise errors.ENDPOINT_OPTION_INVALID(
+                    option=option, reason="a credential has a string username and cleartext_password"
+                )
+            credentials.append((username, password))
+    if "basic_auth" in settings:  # both Auth and BasicAuth: enforce both lists as one
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="give Auth or BasicAuth, not both")
+    settings["basic_auth"] = BasicAuth.of(credentials)
+
+
+def _ip_restriction(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    fields = _object(option, value, {"allow_cidrs", "deny_cidrs"})
+    settings["ip_restriction"] = IPRestriction.of(
+        _strings(option, _field(fields, "allow_cidrs")), _strings(option, _field(fields, "deny_cidrs"))
+    )
+
+
+def _headers(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    fields = _object(option, value, {"add", "remove"})
+    rules = HeaderRules.of(
+        option, _strings(option, _field(fields, "add")), _strings(option, _field(fields, "remove"))
+    )
+    settings["request_rules" if option.lower() == "requestheaders" else "response_rules"] = rules
+
+
+def _host_header_rewrite(
+    option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str
+) -> None:
+    if value is not True:
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="expected true or false")
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in forwards_to):
+        # urlsplit would quietly drop line breaks; a Host built from them is refused instead.
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="ForwardsTo is not a URL or host:port")
+    target = urlsplit(forwards_to if "://" in forwards_to else f"//{forwards_to}")
+    try:
+        host, port = target.hostname, target.port
+    except ValueError:
+        host, port = None, None
+    if not host:
+        # The agent did not say where it forwards (the v2 agent binary never does).
+        raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=f"{option} (the agent sent no ForwardsTo)")
+    shown = f"[{host}]" if ":" in host else host
+    settings["host_header"] = field_value(b"Host", shown if port is None else f"{shown}:{port}")
+
+
+def _circuit_breaker(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    threshold = _field(_object(option, value, {"error_threshold"}), "error_threshold")
+    if threshold is None:
+        threshold = 0.5  # ngrok's default
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise errors.CIRCUIT_BREAKER_THRESHOLD(value=threshold)
+    settings["circuit_breaker"] = CircuitBreaker(float(threshold))
+
+
+def _compression(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    if value is not True:
+        _object(option, value, set())
+    settings["compression"] = True
+
+
+def _webhook(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    fields = _object(option, value, {"provider", "secret"})
+    provider, secret = _field(fields, "provider"), _field(fields, "secret")
+    if not isinstance(provider, str) or provider.lower() not in webhooks.PROVIDERS:
+        raise errors.WEBHOOK_PROVIDER_UNSUPPORTED(
+            provider=provider, supported=", ".join(sorted(webhooks.PROVIDERS))
+        )
+    if not isinstance(secret, str) or not secret:
+        raise errors.WEBHOOK_SECRET_MISSING()
+    settings["webhook"] = webhooks.WebhookVerifier(provider.lower(), secret.encode())
+    settings["buffer_body_up_to"] = webhooks.MAX_BODY
+
+
+def _proxy_proto(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    if isinstance(value, bool) or value not in (1, 2):
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="PROXY protocol version 1 or 2")
+    settings["proxy_proto"] = int(value)
+
+
+def _mutual_tls_ca(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    if proto != "https":  # only the HTTPS listener terminates TLS at the edge
+        raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=_shown(option, proto))
+    settings["mutual_tls_ca"] = ca_bundle(option, value)
+
+
+def ca_bundle(option: str, value: Any) -> bytes:
+    """The PEM of the CA certificates a ``MutualTLSCA`` option carries, or ngrok's error."""
+    encoded = _field(_object(option, value, {"mutual_tls_ca"}), "mutual_tls_ca")
+    if not isinstance(encoded, str) or not encoded:
+        raise errors.MUTUAL_TLS_CA_INVALID(reason="no certificate was sent")
+    pem = encoded.encode()
+    if b"-----BEGIN" not in pem:  # the SDK sends base64 of the PEM
+        try:
+            pem = base64.b64decode(pem, validate=True)
+        except binascii.Error:
+            raise errors.MUTUAL_TLS_CA_INVALID(reason="neither PEM nor base64 of PEM") from None
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError as error:
+        raise errors.MUTUAL_TLS_CA_INVALID(reason=str(error)) from None
+    for certificate in certificates:
+        try:
+            is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise errors.MUTUAL_TLS_CA_INVALID(
+                reason=f"{certificate.subject.rfc4514_string()} is not a CA certificate"
+            )
+    return pem
+
+
+_PARSERS: dict[str, _Parser] = {
+    "auth": _basic_auth,
+    "basicauth": _basic_auth,
+    "iprestriction": _ip_restriction,
+    "requestheaders": _headers,
+    "responseheaders": _headers,
+    "hostheaderrewrite": _host_header_rewrite,
+    "circuitbreaker": _circuit_breaker,
+    "compression": _compression,
+    "webhookverification": _webhook,
+    "proxyproto": _proxy_proto,
+    "mutualtlsca": _mutual_tls_ca,
+}

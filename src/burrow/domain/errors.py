@@ -216,6 +216,21 @@ BODY_TOO_LARGE = ErrorKind(
 INTERNAL_ERROR = ErrorKind(
     "ERR_NGROK_90500", 500, "An internal error occurred. It has been logged; operation {op}."
 )
+# The API's HTTP layer, before a request reaches a route (docs/limits.md).
+MALFORMED_REQUEST = ErrorKind("ERR_NGROK_90400", 400, "The request is not valid HTTP/1.1: {reason}.")
+REQUEST_TIMEOUT = ErrorKind(
+    "ERR_NGROK_90408", 408, "The request did not arrive in time: {reason}. Send it promptly."
+)
+HEAD_TOO_LARGE = ErrorKind(
+    "ERR_NGROK_90431", 431, "The request line and headers are larger than the limit of {max} bytes."
+)
+TOO_MANY_HEADERS = ErrorKind("ERR_NGROK_90431", 431, "The request has more than {max} header fields.")
+TOO_MANY_CONNECTIONS = ErrorKind(
+    "ERR_NGROK_90503", 503, "The server takes no more connections now: {reason}. Try again later."
+)
+HTTP_VERSION_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_90505", 505, "HTTP/{version} is not supported: use HTTP/1.1 (or HTTP/1.0)."
+)
 
 # The edge: errors answered to agents in a message's "Error" field.
 AGENT_TOKEN_MALFORMED = ErrorKind(
@@ -302,8 +317,55 @@ INVALID_DOMAIN = ErrorKind("ERR_NGROK_326", 400, "The name {name!r} is not a val
 ENDPOINT_OPTION_UNSUPPORTED = ErrorKind(
     "ERR_NGROK_90301",
     400,
-    "This Burrow server does not enforce the endpoint option {option!r}, so the endpoint was not "
-    "started: remove the option, or ask the operator to enable it.",
+    "The endpoint option {option!r} is not enforced by this Burrow server, so the endpoint was not "
+    "started: remove the option.",
+)
+ENDPOINT_OPTION_INVALID = ErrorKind(
+    "ERR_NGROK_90302", 400, "The endpoint option {option!r} is invalid: {reason}."
+)
+BASIC_AUTH_USERNAME_EMPTY = ErrorKind(
+    "ERR_NGROK_359", 400, "Invalid basic auth credential. Username must not be zero length."
+)
+BASIC_AUTH_PASSWORD_LENGTH = ErrorKind(
+    "ERR_NGROK_360",
+    400,
+    "Invalid basic auth credential. Password must be between {min} and {max} characters, got {got}.",
+)
+BASIC_AUTH_USERNAME_INVALID = ErrorKind(
+    "ERR_NGROK_15011",
+    400,
+    "Invalid basic auth credential. Username {username!r} fails to meet requirements of RFC 7617 "
+    "#2.1: {reason}",
+)
+BASIC_AUTH_PASSWORD_INVALID = ErrorKind(
+    "ERR_NGROK_15012",
+    400,
+    "Invalid basic auth credential. The password of user {username!r} fails to meet requirements "
+    "of RFC 7617 #2.1: {reason}",
+)
+CIRCUIT_BREAKER_THRESHOLD = ErrorKind(
+    "ERR_NGROK_361",
+    400,
+    "Invalid circuit breaker configuration, error threshold percentage must be between 0.0 and 1.0 "
+    "inclusive, was {value}.",
+)
+INVALID_CIDR = ErrorKind("ERR_NGROK_362", 400, "Invalid IP restriction configuration, invalid CIDR: {cidr}")
+WEBHOOK_PROVIDER_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_364",
+    400,
+    "Webhook provider {provider!r} is not supported. Supported providers: [{supported}]",
+)
+WEBHOOK_SECRET_MISSING = ErrorKind(
+    "ERR_NGROK_15007", 400, "The Webhook Verification secret was not specified."
+)
+HEADER_VALUE_INVALID = ErrorKind(
+    "ERR_NGROK_1624", 400, "The value of header {name!r} is not a valid HTTP header value: {reason}."
+)
+MUTUAL_TLS_CA_INVALID = ErrorKind(
+    "ERR_NGROK_1900",
+    400,
+    "The provided certificate is in an unknown or unsupported format. The error encountered while "
+    "parsing was: {reason!r}",
 )
 UNSUPPORTED_PROTO = ErrorKind("ERR_NGROK_332", 400, "{proto!r} is not a supported tunnel protocol.")
 ENDPOINT_ONLINE = ErrorKind(
@@ -327,3 +389,13 @@ NO_COMMON_VERSION = ErrorKind(
     400,
     "Could not negotiate a protocol version. Requested: {requested}, Supported: 3, 2.",
 )
+
+# The edge: answers to public clients that an endpoint's options refuse.
+BASIC_AUTH_FAILED = ErrorKind(
+    "ERR_NGROK_90401",
+    401,
+    "This endpoint requires HTTP basic authentication: the credentials are missing or wrong.",
+)
+CIRCUIT_BREAKER_OPEN = ErrorKind("ERR_NGROK_3202", 503, "Circuit breaker tripped")
+WEBHOOK_VERIFICATION_FAILED = ErrorKind("ERR_NGROK_3204", 403, "Request failed webhook verification")
+IP_RESTRICTED = ErrorKind("ERR_NGROK_3205", 403, "Request blocked by Endpoints IP Restriction")

@@ -60,7 +60,10 @@ def _http_key(hostname: str) -> str:
 class Registry:
     def __init__(self) -> None:
         self.sessions: dict[str, AgentSession] = {}
+        # http and https endpoints are separate (ngrok: one endpoint per scheme), but a
+        # hostname belongs to one session across both, so no tenant can take the other scheme.
         self._http: dict[str, Tunnel] = {}
+        self._https: dict[str, Tunnel] = {}
         self._tls: dict[str, Tunnel] = {}
         self._tcp: dict[int, Tunnel] = {}
         self._labeled: dict[str, Tunnel] = {}
@@ -85,8 +88,10 @@ class Registry:
     # Binding ----------------------------------------------------------------------
 
     def _holder(self, tunnel: Tunnel) -> tuple[dict[object, Tunnel], object] | None:
-        if tunnel.proto in ("http", "https") and tunnel.hostname:
+        if tunnel.proto == "http" and tunnel.hostname:
             return self._http, _http_key(tunnel.hostname)  # type: ignore[return-value]
+        if tunnel.proto == "https" and tunnel.hostname:
+            return self._https, _http_key(tunnel.hostname)  # type: ignore[return-value]
         if tunnel.proto == "tls" and tunnel.hostname:
             return self._tls, _http_key(tunnel.hostname)  # type: ignore[return-value]
         if tunnel.proto == "tcp" and tunnel.port is not None:
@@ -94,12 +99,15 @@ class Registry:
         return None
 
     def is_free(self, proto: Proto, name: str | int, reconnecting_from: str | None = None) -> bool:
-        table: dict[object, Tunnel] = (
-            self._tcp if proto == "tcp" else self._tls if proto == "tls" else self._http  # type: ignore[assignment]
+        tables: list[dict[object, Tunnel]] = (
+            [self._tcp] if proto == "tcp" else [self._tls] if proto == "tls" else [self._http, self._https]  # type: ignore[list-item]
         )
         key: object = name if isinstance(name, int) else _http_key(name)
-        holder = table.get(key)
-        return holder is None or (reconnecting_from is not None and holder.session_id == reconnecting_from)
+        for table in tables:
+            holder = table.get(key)
+            if holder is not None and (reconnecting_from is None or holder.session_id != reconnecting_from):
+                return False
+        return True
 
     def add_tunnel(self, tunnel: Tunnel, reconnecting_from: str | None = None) -> None:
         """Bind ``tunnel``; raises :class:`BindConflict` if its name is held by another."""
@@ -107,7 +115,13 @@ class Registry:
         place = self._holder(tunnel)
         if place is not None:
             table, key = place
+            other: dict[object, Tunnel] = {}
+            if tunnel.proto in ("http", "https"):
+                other = self._https if tunnel.proto == "http" else self._http  # type: ignore[assignment]
             holder = table.get(key)
+            foreign = other.get(key)
+            if foreign is not None and foreign.session_id not in (tunnel.session_id, reconnecting_from):
+                raise BindConflict(tunnel.hostname or str(tunnel.port))
             if holder is not None and holder.session_id != tunnel.session_id:
                 if reconnecting_from is None or holder.session_id != reconnecting_from:
                     raise BindConflict(tunnel.hostname or str(tunnel.port))
@@ -138,6 +152,9 @@ class Registry:
 
     def http_tunnel(self, hostname: str) -> Tunnel | None:
         return self._http.get(_http_key(hostname))
+
+    def https_tunnel(self, hostname: str) -> Tunnel | None:
+        return self._https.get(_http_key(hostname))
 
     def tls_tunnel(self, hostname: str) -> Tunnel | None:
         return self._tls.get(_http_key(hostname))

@@ -10,8 +10,11 @@ import struct
 import time
 from typing import Any
 
+from burrow.domain.limits import AgentLimits
+
 from . import muxado_protocol as mux
 from .control import AgentError, Authenticated, EdgeControl
+from .messages import MessageError, MessageScanner
 from .muxado_streams import MuxConnection, MuxStream
 
 log = logging.getLogger("burrow.edge")
@@ -19,36 +22,20 @@ log = logging.getLogger("burrow.edge")
 # Typed streams: the first 4 bytes of every stream.
 AUTH, BIND, UNBIND, PROXY, RESTART, STOP, UPDATE, START_LABELED, SRV_INFO, STOP_TUNNEL = range(10)
 HEARTBEAT = 0xFFFFFFFF
-MAX_MESSAGE = 256 * 1024
 RPC_TIMEOUT = 15.0
 DEFAULT_HEARTBEAT = 10.0 + 15.0  # the SDK's interval plus tolerance
 MAX_STREAMS_PER_AGENT = 480
 
 
-async def read_message(stream: MuxStream, until_eof: bool = False) -> dict[str, Any]:
-    """One JSON object; the requester sends no FIN after it, so parse as bytes arrive."""
-    decoder = json.JSONDecoder()
-    buffer = bytearray()
-    while True:
-        data = await stream.read()
-        if data:
-            buffer += data
-            if len(buffer) > MAX_MESSAGE:
-                raise ValueError("message too large")
-        if not until_eof or not data:
-            text = buffer.decode("utf-8", errors="strict").lstrip()
-            if text:
-                try:
-                    value, _ = decoder.raw_decode(text)
-                except json.JSONDecodeError:
-                    if not data:
-                        raise
-                else:
-                    if not isinstance(value, dict):
-                        raise ValueError("a message must be a JSON object")
-                    return value
-        if not data:
-            raise ValueError("the stream ended before a message")
+async def read_message(stream: MuxStream, limits: AgentLimits, until_eof: bool = False) -> dict[str, Any]:
+    """One JSON object; the requester sends no FIN after it, so its end is found as bytes arrive."""
+    scanner = MessageScanner(limits.max_message_bytes, limits.max_message_depth)
+    while data := await stream.read():
+        if scanner.feed(data) and not until_eof:
+            return scanner.message()
+    if scanner.end is None:
+        raise MessageError("the stream ended before a message")
+    return scanner.message()
 
 
 async def respond(stream: MuxStream, message: dict[str, Any]) -> None:
@@ -59,29 +46,49 @@ async def respond(stream: MuxStream, message: dict[str, Any]) -> None:
 class AgentSession:
     """Drives one agent connection from Auth to its end."""
 
-    def __init__(self, connection: MuxConnection, control: EdgeControl, client_addr: str) -> None:
+    def __init__(
+        self,
+        connection: MuxConnection,
+        control: EdgeControl,
+        client_addr: str,
+        limits: AgentLimits,
+        connected_at: float,
+    ) -> None:
         self.connection = connection
         self.control = control
         self.client_addr = client_addr
+        self.limits = limits
+        self.connected_at = connected_at  # the event loop's clock when the TCP connection came
         self.authenticated: Authenticated | None = None
         self.auth_done = asyncio.Event()
         self.last_heartbeat = time.monotonic()
         self.liveness = DEFAULT_HEARTBEAT
         self._tasks: set[asyncio.Task[None]] = set()
+        # Until Auth, the agent's first frame must open a stream and no frame may be larger
+        # than a message: garbage that reads as a frame header must not hold the connection
+        # waiting for its payload. Set before TLS is up, as data may arrive with the handshake.
+        protocol = connection.protocol
+        self._full_payload = protocol.max_payload
+        protocol.max_payload = min(self._full_payload, limits.max_message_bytes + 4)
+        protocol.expect_stream_first = True
 
     @property
     def session_id(self) -> str | None:
         return self.authenticated.session.id if self.authenticated else None
 
     async def run(self) -> None:
-        watchdog = asyncio.create_task(self._watch_heartbeats())
+        watchdogs = [
+            asyncio.create_task(self._watch_heartbeats()),
+            asyncio.create_task(self._require_auth()),
+        ]
         try:
             while (stream := await self.connection.accept_stream()) is not None:
                 task = asyncio.create_task(self._serve_stream(stream))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         finally:
-            watchdog.cancel()
+            for watchdog in watchdogs:
+                watchdog.cancel()
             for task in list(self._tasks):
                 task.cancel()
             if self.authenticated is not None:
@@ -101,7 +108,7 @@ class AgentSession:
                 await self._rpc(kind, stream)
             else:
                 await self._fail(f"unknown stream type {kind}")
-        except (TimeoutError, asyncio.IncompleteReadError, ValueError, UnicodeDecodeError) as error:
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
             await self._fail(f"bad stream: {error}")
         except (ConnectionError, asyncio.CancelledError):
             stream.reset()
@@ -110,8 +117,17 @@ class AgentSession:
         log.info("closing agent session", extra={"fields": {"session": self.session_id, "reason": reason}})
         await self.connection.close(mux.ErrorCode.PROTOCOL, reason)
 
+    async def _require_auth(self) -> None:
+        """End the connection if Auth is not done within the limit of its start."""
+        timeout = self.limits.auth_timeout
+        remaining = self.connected_at + timeout - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(self.auth_done.wait(), max(remaining, 0))
+        except TimeoutError:
+            await self._fail(f"no Auth within {timeout:g} s of connecting")
+
     async def _auth(self, stream: MuxStream) -> None:
-        request = await asyncio.wait_for(read_message(stream), RPC_TIMEOUT)
+        request = await asyncio.wait_for(read_message(stream, self.limits), RPC_TIMEOUT)
         if self.authenticated is not None:
             await self._fail("a second Auth")
             return
@@ -132,6 +148,7 @@ class AgentSession:
         if interval and tolerance:
             self.liveness = interval + tolerance
         self.last_heartbeat = time.monotonic()
+        self.connection.protocol.max_payload = self._full_payload
         await respond(stream, self.control.auth_response(self.authenticated))
         self.auth_done.set()
         session = self.authenticated.session
@@ -148,7 +165,7 @@ class AgentSession:
         )
 
     async def _rpc(self, kind: int, stream: MuxStream) -> None:
-        request = await asyncio.wait_for(read_message(stream), RPC_TIMEOUT)
+        request = await asyncio.wait_for(read_message(stream, self.limits), RPC_TIMEOUT)
         authenticated = self.authenticated
         assert authenticated is not None
         try:
@@ -161,6 +178,18 @@ class AgentSession:
             else:
                 response = self.control.srv_info()
         except AgentError as error:
+            message, _, code = error.wire.strip().rpartition("\n\n")
+            log.info(
+                "agent request refused",
+                extra={
+                    "fields": {
+                        "session": self.session_id,
+                        "request": {BIND: "bind", START_LABELED: "start_labeled"}.get(kind, str(kind)),
+                        "error": code,
+                        "reason": message,
+                    }
+                },
+            )
             if kind == BIND:
                 response = {
                     "Id": "",
@@ -221,7 +250,7 @@ class AgentSession:
             stream = self.connection.open_stream()
             await stream.write(struct.pack(">I", kind) + json.dumps(message).encode())
             if kind != STOP_TUNNEL:
-                await asyncio.wait_for(read_message(stream, until_eof=True), timeout)
+                await asyncio.wait_for(read_message(stream, self.limits, until_eof=True), timeout)
             stream.close()
 
     async def stop(self, message: str, error_code: str = "") -> None:

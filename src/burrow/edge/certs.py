@@ -28,6 +28,7 @@ CA_KEY_FILE = "ca-key.pem"
 SERVER_FILE = "server.pem"
 SERVER_KEY_FILE = "server-key.pem"
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+ISSUED_DIR = "issued"  # certificates for public HTTPS names, one pair per name
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,39 @@ def ensure_server_certificate(data_dir: Path, names: Iterable[str] = ()) -> Serv
     wanted_values = {str(n.value) for n in _subject_names(wanted)}
     if _current_names(cert_path) == wanted_values and key_path.exists():
         return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+    _issue(wanted, ca_certificate, ca_key, cert_path, key_path)
+    return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+
+
+def ensure_name_certificate(data_dir: Path, name: str) -> ServerCertificate:
+    """A certificate for one public HTTPS name, signed by the local CA (made once, then reused)."""
+    directory = data_dir / ISSUED_DIR
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    if _current_names(cert_path) == {name} and key_path.exists():
+        return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+    ca_certificate, ca_key = _load_or_make_ca(data_dir)
+    _issue([name], ca_certificate, ca_key, cert_path, key_path)
+    return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+
+
+def certificate_names(cert_path: Path) -> list[str]:
+    """The DNS names a PEM certificate's SAN covers (wildcards as written, e.g. ``*.example.com``)."""
+    certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [name.lower() for name in names.get_values_for_type(x509.DNSName)]
+
+
+def _issue(
+    wanted: list[str],
+    ca_certificate: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    cert_path: Path,
+    key_path: Path,
+) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     certificate = (
@@ -144,7 +178,6 @@ def ensure_server_certificate(data_dir: Path, names: Iterable[str] = ()) -> Serv
     )
     _write_private(key_path, _key_pem(key))
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
 
 
 def server_context(certificate: ServerCertificate) -> ssl.SSLContext:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from burrow.domain import acl, errors, ids, tokens
-from burrow.domain.endpoint import EndpointPolicy
+from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.reserved import ReservationPolicy
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.store import CREDENTIALS, Store
@@ -50,6 +50,7 @@ def get(message: Mapping[str, Any], key: str, default: Any = None) -> Any:
 class EdgeSettings:
     domain: str = "burrow.localhost"
     http_url_port: int | None = 8080  # the public HTTP port, for URLs (None for 80)
+    https_url_port: int | None = 8444  # the public HTTPS port, for URLs (None for 443)
     tls_url_port: int | None = 8443
     tcp_host: str = "127.0.0.1"
     tcp_ports: range = field(default_factory=lambda: range(20000, 20100))
@@ -227,15 +228,15 @@ class EdgeControl:
         if not isinstance(opts, Mapping):
             raise AgentError(errors.BIND_INVALID(reason="Opts must be an object"))
         policy = self._policy(session)
+        forwards_to = str(get(request, "ForwardsTo") or "")
         try:
-            endpoint = EndpointPolicy.from_opts(proto, opts)
+            endpoint = EndpointPolicy.from_opts(proto, opts, forwards_to=forwards_to)
         except errors.BurrowError as error:
             raise AgentError(error) from None
         tunnel_id = self._tunnel_id(get(request, "Id"))
         extra = get(request, "Extra") or {}
         metadata = str(get(extra, "Metadata") or "") if isinstance(extra, Mapping) else ""
-        forwards_to = str(get(request, "ForwardsTo") or "")
-        echoed = dict(opts)
+        echoed = redacted_opts(opts)
         previous = authenticated.reconnecting_from
         now = datetime.now(UTC)
         if proto == "tcp":
@@ -250,8 +251,9 @@ class EdgeControl:
             hostname = self._hostname(opts, typed, policy, session)
             if typed == "tls":
                 url = self._http_url("tls", hostname, self.settings.tls_url_port)
+            elif typed == "https":
+                url = self._http_url("https", hostname, self.settings.https_url_port)
             else:
-                # The public listener speaks plain HTTP, whichever scheme the agent asked for.
                 url = self._http_url("http", hostname, self.settings.http_url_port)
             tunnel = Tunnel(
                 tunnel_id,

@@ -155,6 +155,8 @@ class Connection:
     _held: bytes = b""
     _out: list[bytes] = field(default_factory=list)
     remote_going_away: bool = False
+    expect_stream_first: bool = False  # the peer's first frame must open a stream (DATA, SYN)
+    _first_header: bytearray = field(default_factory=bytearray)
 
     def __post_init__(self) -> None:
         self._next_local_id = 1 if self.client_side else 2
@@ -170,6 +172,8 @@ class Connection:
             return []
         events: list[Event | _PendingData] = []
         try:
+            if self.expect_stream_first:
+                self._check_first_frame(data)
             position = 0
             if self._in:
                 # Complete the one partial frame held back, borrowing from ``data``; the rest
@@ -190,6 +194,16 @@ class Connection:
         return [
             DataReceived(e.stream_id, b"".join(e.parts)) if isinstance(e, _PendingData) else e for e in events
         ]
+
+    def _check_first_frame(self, data: bytes) -> None:
+        self._first_header += data[: HEADER.size - len(self._first_header)]
+        if len(self._first_header) < HEADER.size:
+            return
+        self.expect_stream_first = False
+        word, stream_id = HEADER.unpack(self._first_header)
+        remote_parity = 0 if self.client_side else 1
+        if (word >> 4) & 0xF != FrameType.DATA or not word & SYN or stream_id % 2 != remote_parity:
+            raise ProtocolError(ErrorCode.PROTOCOL, "the first frame does not open a stream")
 
     def _check_held_header(self) -> None:
         """Refuse an oversized frame as soon as its header is in, not once it is complete."""

@@ -344,6 +344,13 @@ class MuxConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's TLS transport is no subclass
         self._quickack = _QuickAck(transport)
+        # Data that came with the TLS handshake may have been received already (start_tls
+        # hands it over before it returns the transport): send what it queued, or hang up
+        # if it broke the protocol.
+        self._write_out()
+        if self.closed:
+            self.transport.close()
+            return
         if self._on_connected is not None:
             self._on_connected(self)
 
@@ -408,8 +415,10 @@ class MuxConnection(asyncio.Protocol):
 
     def _write_out(self) -> None:
         self._flush_scheduled = False
+        if self.transport is None:
+            return  # not connected yet: connection_made sends what is queued
         out = self.protocol.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
+        if out and not self.transport.is_closing():
             self.transport.write(out)
 
     async def _drain(self) -> None:

@@ -1,7 +1,8 @@
-"""Public listeners: HTTP by Host, TLS by SNI (never decrypted), TCP by port.
+"""Public listeners: TLS by SNI (never decrypted), TCP by port; HTTP and HTTPS are proxied
+request by request (``http_proxy.py``).
 
-Each accepted connection is matched to a tunnel, then spliced onto a new proxy stream to
-the agent holding it, bytes passing both ways with half-close until both sides are done.
+Each accepted TLS/TCP connection is matched to a tunnel, then spliced onto a new proxy stream
+to the agent holding it, bytes passing both ways with half-close until both sides are done.
 Connections are asyncio protocols: bytes move in the receive callbacks, without a task
 switch per chunk; a task runs only while routing and to follow the agent's direction.
 """
@@ -11,49 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.tunnels import Registry, Tunnel
 
+from . import traffic
 from .flow import WriteFlow
+from .http_proxy import HttpProxyConnection, _peer_ip
+from .limits import ConnectionCounts, PublicLimits
 from .muxado_streams import MuxStream
-from .sniff import NEED_MORE, http_host, tls_server_name
+from .sniff import NEED_MORE, tls_server_name
 
 log = logging.getLogger("burrow.edge")
-SNIFF_TIMEOUT = 10.0
-HTTP_SNIFF_LIMIT = 64 * 1024  # a request head longer than this gets a 400
 TLS_SNIFF_LIMIT = 16 * 1024 + 5  # one TLS record holds the ClientHello
-BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class ProxyOpener(Protocol):
     async def __call__(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
-
-
-def not_found_page(host: str) -> bytes:
-    body = (
-        "<!doctype html><title>Tunnel not found</title>"
-        f"<h1>Tunnel {_escape(host)} not found</h1>"
-        "<p>No agent is serving this name on this Burrow server.</p><p>ERR_NGROK_3200</p>\n"
-    ).encode()
-    head = (
-        "HTTP/1.1 404 Not Found\r\nContent-Type: text/html; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\nNgrok-Error-Code: ERR_NGROK_3200\r\n\r\n"
-    ).encode()
-    return head + body
-
-
-_BUSY = b"The tunnel's agent has too many open connections.\n"
-BUSY_PAGE = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-    + f"Content-Length: {len(_BUSY)}\r\nConnection: close\r\n\r\n".encode()
-    + _BUSY
-)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 class _HasExtraInfo(Protocol):
@@ -80,7 +57,7 @@ class PublicConnection(asyncio.Protocol):
 
     def __init__(self, listeners: PublicListeners, kind: str, port: int = 0) -> None:
         self.listeners = listeners
-        self.kind = kind  # "http", "tls" or "tcp"
+        self.kind = kind  # "tls" or "tcp"
         self.port = port
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.stream: MuxStream | None = None
@@ -95,16 +72,30 @@ class PublicConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._flow = WriteFlow()
         self._upstream_finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._client_ip = ""
+        self._admitted = False
+        self._tunnel: Tunnel | None = None
+        self._started = time.monotonic()
+        self._bytes_in = 0
+        self._bytes_out = 0
 
     # asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self._client_ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self.listeners.counts.admit(self.kind, self._client_ip):
+            self.transport.close()
+            return
+        self._admitted = True
         self.listeners._connections.add(self)
         if self.kind == "tcp":
             self._start_route(None)
         else:
-            self._timer = asyncio.get_running_loop().call_later(SNIFF_TIMEOUT, self.transport.close)
+            self._timer = asyncio.get_running_loop().call_later(
+                self.listeners.limits.head_timeout, self.transport.close
+            )
 
     def data_received(self, data: bytes) -> None:
         if self.stream is not None:
@@ -113,13 +104,8 @@ class PublicConnection(asyncio.Protocol):
         self._buffer += data
         if self._task is not None:
             return  # the route is being found; these bytes follow the sniffed ones
-        if self.kind == "http":
-            name = http_host(bytes(self._buffer))
-            limit = HTTP_SNIFF_LIMIT
-        else:
-            name = tls_server_name(bytes(self._buffer))
-            limit = TLS_SNIFF_LIMIT
-        if name == NEED_MORE and len(self._buffer) <= limit:
+        name = tls_server_name(bytes(self._buffer))
+        if name == NEED_MORE and len(self._buffer) <= TLS_SNIFF_LIMIT:
             return
         self._start_route(None if name == NEED_MORE else name)
 
@@ -133,6 +119,19 @@ class PublicConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        if self._admitted:
+            self.listeners.counts.release(self.kind, self._client_ip)
+            if self._tunnel is not None and traffic.enabled():
+                traffic.record(
+                    listener=self.kind,
+                    tunnel=self._tunnel.id,
+                    host=self._tunnel.hostname if self.kind == "tls" else None,
+                    port=self.port or None,
+                    bytes_in=self._bytes_in,
+                    bytes_out=self._bytes_out,
+                    duration_ms=round((time.monotonic() - self._started) * 1000, 3),
+                    client=_peer(self.transport),
+                )
         self.listeners._connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
@@ -151,6 +150,7 @@ class PublicConnection(asyncio.Protocol):
     # The writer forward_to() writes to ------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        self._bytes_out += len(data)
         self.transport.write(data)
 
     async def drain(self) -> None:
@@ -165,6 +165,7 @@ class PublicConnection(asyncio.Protocol):
 
     def _send(self, data: bytes) -> None:
         assert self.stream is not None
+        self._bytes_in += len(data)
         if self._pending:
             self._pending += data
             return
@@ -262,39 +263,55 @@ class PublicConnection(asyncio.Protocol):
     async def _open(self, name: str | None) -> MuxStream | None:
         """The proxy stream for this connection, or None after answering why not."""
         registry = self.listeners.registry
-        if self.kind == "http":
-            if name is None:
-                if self._buffer:
-                    self.transport.write(BAD_REQUEST)
-                return None
-            tunnel = registry.http_tunnel(name)
-            if tunnel is None and name in self.listeners.label_routes:
-                tunnel = registry.labeled_tunnel(self.listeners.label_routes[name])
-        elif self.kind == "tls":
+        if self.kind == "tls":
             tunnel = registry.tls_tunnel(name) if name else None
         else:
             tunnel = registry.tcp_tunnel(self.port)
-        stream = await self.listeners.open_proxy(tunnel, _peer(self.transport), self.kind) if tunnel else None
-        if stream is None and self.kind == "http":
-            # A tunnel that cannot take one more connection is busy, not missing.
-            self.transport.write(not_found_page(str(name)) if tunnel is None else BUSY_PAGE)
+        if tunnel is None or not tunnel.policy.allows_client(_peer_ip((self._client_ip, 0))):
+            return None
+        self._tunnel = tunnel
+        stream = await self.listeners.open_proxy(tunnel, _peer(self.transport), self.kind)
         if stream is not None and self._lost:
             stream.reset()
             return None
+        if stream is not None:
+            sock = self.transport.get_extra_info("sockname")
+            server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else ("0.0.0.0", 0)
+            peer = self.transport.get_extra_info("peername")
+            client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("0.0.0.0", 0)
+            header = tunnel.policy.proxy_protocol_header(client, server)
+            if header:
+                stream.send_nowait(header)  # the window is empty: a header always fits
         return stream
 
 
 class PublicListeners:
     def __init__(
-        self, registry: Registry, open_proxy: ProxyOpener, label_routes: dict[str, dict[str, str]]
+        self,
+        registry: Registry,
+        open_proxy: ProxyOpener,
+        label_routes: dict[str, dict[str, str]],
+        limits: PublicLimits | None = None,
     ) -> None:
         self.registry = registry
         self.open_proxy = open_proxy
         self.label_routes = {host.lower(): labels for host, labels in label_routes.items()}
-        self._connections: set[PublicConnection] = set()
+        self.limits = limits or PublicLimits()
+        self.counts = ConnectionCounts(self.limits)
+        self._connections: set[PublicConnection | HttpProxyConnection] = set()
 
-    def http_protocol(self) -> PublicConnection:
-        return PublicConnection(self, "http")
+    def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
+        """The tunnel serving ``host`` on the HTTP (or HTTPS) listener."""
+        tunnel = self.registry.https_tunnel(host) if scheme == "https" else self.registry.http_tunnel(host)
+        if tunnel is None and host in self.label_routes:
+            tunnel = self.registry.labeled_tunnel(self.label_routes[host])
+        return tunnel
+
+    def http_protocol(self) -> HttpProxyConnection:
+        return HttpProxyConnection(self, "http")
+
+    def https_protocol(self, server_name: str | None) -> HttpProxyConnection:
+        return HttpProxyConnection(self, "https", server_name)
 
     def tls_protocol(self) -> PublicConnection:
         return PublicConnection(self, "tls")
@@ -306,7 +323,8 @@ class PublicListeners:
         tasks = []
         for connection in list(self._connections):
             connection.transport.abort()
-            if connection._task is not None:
-                connection._task.cancel()
-                tasks.append(connection._task)
+            task = connection._task if isinstance(connection, PublicConnection) else connection._stream_task
+            if task is not None:
+                task.cancel()
+                tasks.append(task)
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,8 +1,9 @@
 """Reading where a public connection wants to go, without consuming it.
 
-The HTTP listener routes by the ``Host`` header and the TLS listener by the ClientHello's
-server name (SNI), which it never decrypts. Both are pure functions over the bytes read so
-far: they answer the name, :data:`NEED_MORE`, or None when the bytes cannot carry one.
+The TLS listener routes by the ClientHello's server name (SNI), which it never decrypts,
+and the HTTPS listener picks its certificate by it (the HTTP proxy parses requests
+itself). A pure function over the bytes read so far: it answers the name,
+:data:`NEED_MORE`, or None when the bytes cannot carry one.
 """
 
 from __future__ import annotations
@@ -12,27 +13,7 @@ from typing import Final, Literal
 NEED_MORE: Final = "need-more"
 NeedMore = Literal["need-more"]
 
-MAX_HTTP_HEAD = 64 * 1024
 MAX_CLIENT_HELLO = 16 * 1024 + 5
-
-
-def http_host(data: bytes) -> str | NeedMore | None:
-    """The Host of an HTTP/1.x request head (without its port), lower-cased."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return None if len(data) > MAX_HTTP_HEAD else NEED_MORE
-    lines = data[:end].split(b"\r\n")
-    request_line = lines[0].split(b" ")
-    if len(request_line) != 3 or not request_line[2].startswith(b"HTTP/1."):
-        return None
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"host":
-            host = value.strip().decode("latin-1").lower()
-            if host.startswith("["):  # [v6]:port
-                return host[: host.find("]") + 1] if "]" in host else None
-            return host.rsplit(":", 1)[0] if ":" in host else host
-    return None
 
 
 def tls_server_name(data: bytes) -> str | NeedMore | None:

@@ -1,0 +1,201 @@
+"""Certificates of the public HTTPS listener, chosen per TLS server name (SNI).
+
+For a name, in order: an extra certificate whose SAN covers it (``--https-extra-cert``), the
+operator's certificate if its SAN covers it (``--https-cert``, typically ``*.<domain>``), or
+else, for a name some HTTPS endpoint (or label route) serves, a certificate the local CA
+issues on the fly (``<data-dir>/issued/``), so local use works without setup. Names nobody
+serves get no certificate: the handshake is refused. An endpoint asking for mutual TLS gets a
+context of its own that requires a client certificate chaining to its CA.
+
+The listener reads the server name from the ClientHello before TLS starts (peeking, so
+the bytes stay for the handshake), then starts TLS with that name's context: OpenSSL
+keeps a connection's verify mode from the context it started with, so switching contexts
+in an SNI callback could change the certificate but never require a client certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from burrow.domain.tunnels import Registry
+
+from .certs import ServerCertificate, certificate_names, ensure_name_certificate
+from .limits import ConnectionCounts
+from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_server_name
+
+_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+MAX_CONTEXTS = 10_000
+
+
+def _covers(pattern: str, name: str) -> bool:
+    if pattern.startswith("*."):
+        head, _, rest = name.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == name
+
+
+def _context(certificate: ServerCertificate, client_ca: bytes | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate.cert_path, certificate.key_path)
+    if client_ca is not None:
+        context.load_verify_locations(cadata=client_ca.decode("ascii"))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class HttpsCertificates:
+    def __init__(
+        self,
+        registry: Registry,
+        data_dir: Path,
+        fallback: ServerCertificate,
+        operator: ServerCertificate | None = None,
+        extra: list[ServerCertificate] | None = None,
+        served: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.data_dir = data_dir
+        self.fallback = fallback
+        # (SAN pattern, certificate): the operator's first choices, then their default.
+        self._given: list[tuple[str, ServerCertificate]] = []
+        for certificate in [*(extra or []), *([operator] if operator else [])]:
+            self._given += [(pattern, certificate) for pattern in certificate_names(certificate.cert_path)]
+        self._served = served or (lambda name: False)  # label routes and the like
+        self._contexts: dict[tuple[str, bytes | None], ssl.SSLContext] = {}
+        self._fallback: ssl.SSLContext | None = None
+
+    def context_for(self, server_name: str | None) -> ssl.SSLContext | None:
+        """The context to start TLS with for this server name; None to refuse the connection."""
+        if server_name is None:
+            if self._fallback is None:
+                self._fallback = _context(self.fallback, None)
+            return self._fallback  # no name: requests will not match a Host (421)
+        name = server_name.lower().rstrip(".")
+        try:
+            return self._context_for(name)
+        except (OSError, ValueError, ssl.SSLError):
+            return None
+
+    def _context_for(self, name: str) -> ssl.SSLContext | None:
+        tunnel = self.registry.https_tunnel(name)
+        client_ca = tunnel.policy.mutual_tls_ca if tunnel is not None else None
+        key = (name, client_ca)
+        context = self._contexts.get(key)
+        if context is not None:
+            return context
+        certificate = next((c for pattern, c in self._given if _covers(pattern, name)), None)
+        if certificate is None:
+            if (tunnel is None and not self._served(name)) or len(name) > 253 or not _NAME.fullmatch(name):
+                return None
+            certificate = ensure_name_certificate(self.data_dir, name)
+        context = _context(certificate, client_ca)
+        if len(self._contexts) >= MAX_CONTEXTS:
+            self._contexts.clear()
+        self._contexts[key] = context
+        return context
+
+
+class HttpsListener:
+    """Accepts TCP connections, reads each ClientHello's server name, then starts TLS."""
+
+    def __init__(
+        self,
+        certificates: HttpsCertificates,
+        protocol: Callable[[str | None], asyncio.Protocol],
+        handshake_timeout: float,
+        counts: ConnectionCounts,
+    ) -> None:
+        self.certificates = certificates
+        self.protocol = protocol  # its connections release the count this listener took
+        self.handshake_timeout = handshake_timeout
+        self.counts = counts
+        self._socket: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family, backlog=1024)
+        self._socket.setblocking(False)
+        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._accepting, *self._handshakes) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._socket is not None:
+            self._socket.close()
+
+    async def _accept(self) -> None:
+        assert self._socket is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, peer = await loop.sock_accept(self._socket)
+            except OSError:  # e.g. out of descriptors: try again shortly
+                await asyncio.sleep(0.1)
+                continue
+            # Counted from the start, handshakes too (the connection releases it when it ends).
+            if not self.counts.admit("https", str(peer[0])):
+                client.close()
+                continue
+            task = loop.create_task(self._start_tls(client, str(peer[0])))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _start_tls(self, client: socket.socket, client_ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        connected = False
+        try:
+            async with asyncio.timeout(self.handshake_timeout):
+                name = await _peek_server_name(client)
+            context = self.certificates.context_for(name) if name != "" else None
+            if context is None:
+                client.close()  # no certificate for that name: nothing to say in TLS terms
+                return
+            await loop.connect_accepted_socket(
+                lambda: self.protocol(name),
+                client,
+                ssl=context,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+            connected = True
+        except (OSError, TimeoutError, ssl.SSLError, asyncio.CancelledError):
+            client.close()
+        finally:
+            if not connected:
+                self.counts.release("https", client_ip)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _peek_server_name(client: socket.socket) -> str | None:
+    """The SNI of the ClientHello waiting on ``client`` (None without one; "" if unreadable)."""
+    loop = asyncio.get_running_loop()
+    seen = -1
+    while True:
+        ready = loop.create_future()
+        loop.add_reader(client.fileno(), _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(client.fileno())
+        data = client.recv(MAX_CLIENT_HELLO, socket.MSG_PEEK)
+        if not data:
+            return ""
+        name = tls_server_name(data)
+        if name != NEED_MORE:
+            return name
+        if len(data) == seen:  # still waiting for the rest of it (the bytes stay readable)
+            await asyncio.sleep(0.01)
+        seen = len(data)

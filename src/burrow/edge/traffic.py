@@ -1,0 +1,60 @@
+"""The traffic log: one JSON line per HTTP request or TCP/TLS connection on ``burrow.traffic``.
+
+Each line is built once with orjson. Lines are handed to the logger in batches, at most
+``FLUSH_DELAY`` seconds after they were recorded (one logging call and one write per batch
+rather than per request); the CLI gives this logger a handler that writes its messages as
+they are (see ``cli/logs.py``). No headers, query strings or bodies are ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+traffic_log = logging.getLogger("burrow.traffic")
+FLUSH_DELAY = 0.2
+
+_lines: list[bytes] = []
+_flush_scheduled = False
+_second = -1
+_second_text = ""
+
+
+def enabled() -> bool:
+    return traffic_log.isEnabledFor(logging.INFO)
+
+
+def _time_text(now: float) -> str:
+    global _second, _second_text
+    second = int(now)
+    if second != _second:  # formatted once a second
+        _second, _second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second_text}.{int(now % 1 * 1000):03d}Z"
+
+
+def record(**fields: Any) -> None:
+    global _flush_scheduled
+    if not traffic_log.isEnabledFor(logging.INFO):
+        return
+    _lines.append(orjson.dumps({"time": _time_text(time.time()), **fields}))
+    if not _flush_scheduled:
+        try:
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, flush)
+        except RuntimeError:  # no event loop: write it now
+            flush()
+            return
+        _flush_scheduled = True
+
+
+def flush() -> None:
+    """Hand the recorded lines to the logger (also called on shutdown)."""
+    global _flush_scheduled
+    _flush_scheduled = False
+    if _lines:
+        batch = b"\n".join(_lines).decode()
+        _lines.clear()
+        traffic_log.info(batch)
