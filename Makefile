@@ -64,6 +64,7 @@ test-fast: $(VENV)/.installed lint
 bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
 	$(PY) bench/api.py
 	$(PY) bench/edge.py
+	$(PY) bench/filters.py
 
 clean:
 	rm -rf $(VENV) .venvs .burrow

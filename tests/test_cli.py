@@ -194,6 +194,7 @@ def test_admin_users_create_adds_a_member_with_a_working_key(burrow_server: Burr
         ["admin", "users", "create"],
         ["admin", "users", "list"],
         ["admin", "accounts", "list"],
+        ["admin", "seed"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -245,3 +246,25 @@ def test_limits_are_read_from_the_environment(tmp_path: Path) -> None:
     env = {"BURROW_API_MAX_CONNECTIONS": "0"}
     result = burrow("serve", "--data-dir", str(tmp_path / "data"), env=env, check=False)
     assert result.returncode == 2 and "--api-max-connections must be positive" in result.stderr
+
+
+def test_admin_seed_fills_an_account(make_server: Callable[..., BurrowServer]) -> None:
+    server = make_server()
+    other_key = server.new_account("other@example.com")
+    result = burrow(
+        "admin", "seed", "--data-dir", str(server.data_dir), "--account", "admin@example.com",
+        "--credentials", "250", "--api-keys", "3", "--bot-users", "2",
+    )  # fmt: skip
+    assert "added 250 credentials, 3 API keys and 2 bot users" in result.stderr
+    with server.client() as http:
+        first = http.get("/credentials", params={"limit": "100"}).json()
+        rest = http.get(first["next_page_uri"]).json()
+        last = http.get(rest["next_page_uri"]).json()
+        assert len(first["credentials"]) + len(rest["credentials"]) + len(last["credentials"]) == 250
+        assert len(http.get("/api_keys").json()["keys"]) == 1 + 3
+        assert len(http.get("/bot_users").json()["bot_users"]) == 2
+        # Seeded rows are ordinary rows: filters find them, and their owner is the admin.
+        found = http.get("/credentials", params={"filter": 'obj.description == "seed 7"'}).json()
+        assert [c["description"] for c in found["credentials"]] == ["seed 7"]
+    with server.client(other_key) as theirs:
+        assert theirs.get("/credentials").json()["credentials"] == []

@@ -32,11 +32,15 @@ CLIENT_MODELS: dict[str, type[Any]] = {
     "bot_user": client.BotUser,
     "tunnel_session": client.TunnelSession,
     "tunnel": client.Tunnel,
+    "reserved_domain": client.ReservedDomain,
+    "reserved_addr": client.ReservedAddr,
 }
 CREATE_BODIES = {
     "credential": {"description": "d", "acl": ["bind:*.example.com"]},
     "api_key": {"description": "d"},
     "bot_user": {"name": "b"},
+    "reserved_domain": {"domain": "shape.example.com"},
+    "reserved_addr": {"description": "d"},
 }
 
 

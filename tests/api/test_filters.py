@@ -53,3 +53,24 @@ def test_both_clients_pass_filters(make_server: Callable[..., BurrowServer]) -> 
     """,
     )
     assert ours == official["names"] == ["gamma", "alpha"]
+
+
+def test_filters_past_the_budget_are_refused(app_server: AppServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What SQL cannot answer is checked in Python within a row budget; past it, 90250."""
+    from burrow.api import filtering
+
+    monkeypatch.setattr(filtering, "ROW_BUDGET", 3)
+    with app_server.client() as http:
+        for i in range(5):
+            http.post("/credentials", json={"description": f"c{i}", "acl": ["bind:a.example.com"] * (i % 2)})
+        # size() of a list is left to Python: five rows to examine, three allowed.
+        refused = http.get("/credentials", params={"filter": "size(obj.acl) == 7"})
+        assert refused.status_code == 400 and refused.json()["error_code"] == "ERR_NGROK_90250"
+        # SQL narrows the rows first, so the same condition after a compiled one fits.
+        narrowed = http.get(
+            "/credentials", params={"filter": 'obj.description == "c1" && size(obj.acl) == 1'}
+        )
+        assert [c["description"] for c in narrowed.json()["credentials"]] == ["c1"]
+        # A filter SQL answers entirely examines only what it returns.
+        compiled = http.get("/credentials", params={"filter": 'obj.description >= "c1"'})
+        assert len(compiled.json()["credentials"]) == 4

@@ -43,6 +43,8 @@ def test_every_documented_operation_is_served_and_nothing_else(app_server: AppSe
             "/api_keys/{id}": http.post("/api_keys", json={}).json()["id"],
             "/bot_users/{id}": http.post("/bot_users", json={"name": "o"}).json()["id"],
             "/service_users/{id}": http.post("/service_users", json={"name": "o"}).json()["id"],
+            "/reserved_domains/{id}": http.post("/reserved_domains", json={"domain": "o"}).json()["id"],
+            "/reserved_addrs/{id}": http.post("/reserved_addrs", json={}).json()["id"],
             "/tunnel_sessions/{id}": ids.new_id(ids.TUNNEL_SESSION),
             "/tunnel_sessions/{id}/stop": ids.new_id(ids.TUNNEL_SESSION),
         }

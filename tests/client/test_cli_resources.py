@@ -155,3 +155,26 @@ def test_shell_completion_is_available(shell: str) -> None:
         env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
     )
     assert result.returncode == 0 and "burrow" in result.stdout.lower()
+
+
+def test_reserved_names_every_command(burrow_server: BurrowServer) -> None:
+    domain = data(cli(burrow_server, "reserved-domains", "create", "cli.example.net", "--json"))
+    assert domain["id"].startswith("rd_") and domain["domain"] == "cli.example.net"
+    updated = data(
+        cli(burrow_server, "reserved-domains", "update", domain["id"], "--metadata", "m", "--json")
+    )
+    assert updated["metadata"] == "m"
+    assert data(cli(burrow_server, "reserved-domains", "get", domain["id"], "--json"))["metadata"] == "m"
+    listed = data(cli(burrow_server, "reserved-domains", "list", "--json"))
+    assert domain["id"] in [d["id"] for d in listed]
+    assert cli(burrow_server, "reserved-domains", "delete", domain["id"]).returncode == 0
+    addr = data(cli(burrow_server, "reserved-addrs", "create", "--description", "db", "--json"))
+    assert addr["id"].startswith("ra_") and addr["addr"].startswith("127.0.0.1:")
+    assert (
+        data(cli(burrow_server, "reserved-addrs", "update", addr["id"], "--description", "pg", "--json"))[
+            "description"
+        ]
+        == "pg"
+    )
+    assert addr["id"] in [a["id"] for a in data(cli(burrow_server, "reserved-addrs", "list", "--json"))]
+    assert cli(burrow_server, "reserved-addrs", "delete", addr["id"]).returncode == 0

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from burrow.dashboard import DashboardSettings, Identity, create_dashboard
 from burrow.domain import errors, ids, resources, tokens
+from burrow.domain.reserved import NameSpace
 from burrow.domain.resources import Operation, Resource
 from burrow.logsink import STDERR, JsonLineSink, timestamp
 from burrow.store.ratelimit import Throttle
@@ -24,6 +25,7 @@ from burrow.store.store import Store
 from . import http
 from .endpoints import SHAPES, Endpoint, Handler, endpoint
 from .openapi import openapi_document
+from .reserved import Reservations
 from .resources import StoredHandlers
 from .tunnels import EdgeControl, LiveHandlers, NoEdge
 
@@ -111,14 +113,19 @@ def create_app(
     edge: EdgeControl | None = None,
     dashboard: DashboardSettings | None = None,
     throttle: Throttle | None = None,
+    names: NameSpace | None = None,
 ) -> ASGIApp:
-    """The API; ``throttle`` is shared with the edge (failed authentications count together)."""
+    """The API; ``throttle`` is shared with the edge (failed authentications count together);
+    ``names`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
     throttle = throttle or Throttle()
+    names = names or NameSpace()
+    edge = edge or NoEdge()
+    creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, edge.registry).creators()
     handlers: dict[Resource, dict[Operation, Handler]] = {
-        resource: StoredHandlers(resource, store).handlers()
+        resource: StoredHandlers(resource, store, creators.get(resource.name)).handlers()
         for resource in resources.STORED + resources.RECORDS
     }
-    handlers.update(LiveHandlers(edge or NoEdge(), store).handlers())
+    handlers.update(LiveHandlers(edge, store).handlers())
     routes: list[Route] = []
     for resource in resources.ALL:
         for operation in [op for op in SHAPES if op in resource.operations]:

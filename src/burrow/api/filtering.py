@@ -1,23 +1,59 @@
-"""List filters: ngrok's CEL subset (burrow.domain.filter) applied to each item's JSON."""
+"""List filters: ngrok's CEL subset (burrow.domain.filter), answered by SQL where it can be.
+
+A filter is checked on the event loop (a bad one answers ``ERR_NGROK_250`` at once); the
+list is then read in a worker thread, because even a filter the database answers may scan
+the whole account. What SQL cannot decide (burrow.store.filter_sql) is checked in Python
+on each row SQL keeps, within a row and time budget: past it the request answers
+``ERR_NGROK_90250`` rather than holding a thread (and the GIL) for as long as it likes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from burrow.domain import errors
 from burrow.domain.fields import ValueKind
-from burrow.domain.filter import FilterError, compile_filter
+from burrow.domain.filter import Filter, FilterError, compile_filter
+
+# Rows a residual filter may examine for one page, and the time it may take.
+ROW_BUDGET = 50_000
+TIME_BUDGET = 1.0  # seconds
+
+T = TypeVar("T")
+
+
+class ListFilter:
+    """A checked filter and the ``now`` every item of one request is judged at."""
+
+    def __init__(self, fields: Mapping[str, ValueKind], expression: str) -> None:
+        try:
+            self.compiled: Filter = compile_filter(expression, fields)
+        except FilterError as problem:
+            raise errors.INVALID_FILTER(detail=str(problem)) from None
+        self.now = datetime.now(UTC)
+
+    def predicate(self, residual: Filter | None = None) -> Callable[[Mapping[str, Any]], bool]:
+        """Whether an item's JSON matches ``residual`` (default: the whole filter)."""
+        chosen = self.compiled if residual is None else residual
+        now = self.now
+        return lambda item: chosen.matches(item, now=now)
 
 
 def compile_list_filter(
     fields: Mapping[str, ValueKind], expression: str
 ) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate over one item's JSON; every item of a request is judged at the same ``now``."""
-    try:
-        compiled = compile_filter(expression, fields)
-    except FilterError as problem:
-        raise errors.INVALID_FILTER(detail=str(problem)) from None
-    now = datetime.now(UTC)
-    return lambda item: compiled.matches(item, now=now)
+    """A predicate over one item's JSON (for lists held in memory)."""
+    return ListFilter(fields, expression).predicate()
+
+
+def within_budget(items: Iterable[T]) -> Iterator[T]:
+    """``items``, refusing (ERR_NGROK_90250) past ROW_BUDGET items or TIME_BUDGET seconds."""
+    rows, seconds = ROW_BUDGET, TIME_BUDGET
+    deadline = time.monotonic() + seconds
+    for count, item in enumerate(items, 1):
+        if count > rows or time.monotonic() > deadline:
+            raise errors.FILTER_OVER_BUDGET(rows=rows, seconds=seconds)
+        yield item

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from typing import Any
 from urllib.parse import urlencode
@@ -42,12 +42,23 @@ class ListQuery:
         self.filter = self.values.get("filter") or None
 
 
-def page(resource: Resource, query: ListQuery, base: str, items: Iterable[Any]) -> dict[str, Any]:
-    """One page of ``items`` (already newest first and older than ``before_id``), shaped."""
+def page(
+    resource: Resource,
+    query: ListQuery,
+    base: str,
+    items: Iterable[Any],
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """One page of ``items`` (already newest first and older than ``before_id``), shaped.
+
+    ``keep`` judges each item's JSON; by default the query's filter, if any, does.
+    """
     shaped: Iterable[Mapping[str, Any]] = (resource.represent(item, base) for item in items)
-    if query.filter:
+    if keep is None and query.filter:
         keep = compile_list_filter(resource.filter_fields, query.filter)
-        shaped = (item for item in shaped if keep(item))
+    if keep is not None:
+        predicate = keep
+        shaped = (item for item in shaped if predicate(item))
     chosen = list(islice(shaped, query.limit + 1))
     next_page_uri = None
     uri = f"{base}{resource.path}"

@@ -5,26 +5,43 @@ What differs between resources is in their descriptions (burrow.domain.resources
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.responses import Response
 
 from burrow.domain import errors
-from burrow.domain.models import Principal
+from burrow.domain.models import Actor, Principal
 from burrow.domain.resources import Operation, Resource
+from burrow.store.filter_sql import split_filter
 from burrow.store.store import KINDS, Store
 
 from . import paging
 from .endpoints import Call, Handler, check_may_write
+from .filtering import ListFilter, within_budget
+
+# Filtered lists run at most this many at once, so that on a machine of N cores they leave
+# one core to the event loop (the API, the edge, every tunnel); the others wait their turn.
+FILTER_THREADS = anyio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
 
 
 class StoredHandlers:
     """The five operations of one stored resource, bound to a store."""
 
-    def __init__(self, resource: Resource, store: Store) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        store: Store,
+        creator: Callable[[Principal, dict[str, Any], Actor | None], Any] | None = None,
+    ) -> None:
         self.resource = resource
         self.store = store
         self.kind = KINDS[resource.name]
+        # Resources whose create needs more than storing the values (reserved names).
+        self.creator = creator
 
     def handlers(self) -> dict[Operation, Handler]:
         return {
@@ -45,9 +62,30 @@ class StoredHandlers:
         return call.json(self.resource.represent(self._existing(call), call.base))
 
     async def list(self, call: Call) -> Response:
-        assert call.query is not None
-        items = self.store.iterate(self.kind, call.principal.account_id, call.query.before_id)
-        return call.json(paging.page(self.resource, call.query, call.base, items))
+        query = call.query
+        assert query is not None
+        if not query.filter:
+            items = self.store.iterate(self.kind, call.principal.account_id, query.before_id)
+            return call.json(paging.page(self.resource, query, call.base, items))
+        # Off the event loop: parsing a long expression takes milliseconds, and even a
+        # filter SQL answers may scan the whole account.
+        page = await anyio.to_thread.run_sync(self._filtered_page, call, query.filter, limiter=FILTER_THREADS)
+        return call.json(page)
+
+    def _filtered_page(self, call: Call, expression: str) -> dict[str, Any]:
+        query = call.query
+        assert query is not None
+        checked = ListFilter(self.resource.filter_fields, expression)
+        columns = self.store.filter_columns(self.kind, f"{call.base}{self.resource.path}/")
+        columns = {name: column for name, column in columns.items() if name in self.resource.filter_fields}
+        split = split_filter(checked.compiled, columns, checked.now, self.store.dialect())
+        items = self.store.iterate(
+            self.kind, call.principal.account_id, query.before_id, where=split.condition
+        )
+        if split.residual is None:
+            return paging.page(self.resource, query, call.base, items, keep=lambda item: True)
+        keep = checked.predicate(split.residual)
+        return paging.page(self.resource, query, call.base, within_budget(items), keep=keep)
 
     async def create(self, call: Call) -> Response:
         resource, principal = self.resource, call.principal
@@ -57,7 +95,10 @@ class StoredHandlers:
         else:
             check_may_write(resource, principal, None)
         resource.check_required(values, creating=True)
-        item, token = self.store.create(self.kind, principal.account_id, values, call.actor)
+        if self.creator is not None:
+            item, token = self.creator(principal, values, call.actor), None
+        else:
+            item, token = self.store.create(self.kind, principal.account_id, values, call.actor)
         return call.json(resource.represent(item, call.base, token), 201)
 
     def _owner(self, principal: Principal, reference: str | None) -> str:

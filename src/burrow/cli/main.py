@@ -23,7 +23,14 @@ from . import logs
 if TYPE_CHECKING:
     from burrow.domain.models import Actor
     from burrow.store.store import Store
-from .resources import api_keys_app, bot_users_app, credentials_app, login
+from .resources import (
+    api_keys_app,
+    bot_users_app,
+    credentials_app,
+    login,
+    reserved_addrs_app,
+    reserved_domains_app,
+)
 
 app = typer.Typer(
     help="Burrow: a self-hosted tunnel service that speaks ngrok's protocols.",
@@ -38,6 +45,8 @@ accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_h
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(bot_users_app, name="bot-users")
+app.add_typer(reserved_domains_app, name="reserved-domains")
+app.add_typer(reserved_addrs_app, name="reserved-addrs")
 app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")
@@ -338,6 +347,15 @@ def serve(
             help="Agent session starts per credential, or off.",
         ),
     ] = "60/minute",
+    require_reservation: Annotated[
+        bool,
+        typer.Option(
+            "--require-reservation/--no-require-reservation",
+            envvar="BURROW_REQUIRE_RESERVATION",
+            help="Agents bind hostnames under --domain and fixed TCP addresses only when their "
+            "account reserved them (assigned random names still work).",
+        ),
+    ] = False,
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
@@ -379,25 +397,22 @@ def serve(
                 max_connections_per_client=agent_max_connections_per_client,
             ),
         )
-        edge_config = (
-            serving.edge_config(
-                agent_addr,
-                http_addr,
-                tls_addr,
-                tcp_ports,
-                tcp_host,
-                domain,
-                label_routes or [],
-                https_addr,
-                limits,
-            )
-            if edge
-            else None
+        # Computed with --no-edge too: the API shapes reserved names by the same settings.
+        edge_config = serving.edge_config(
+            agent_addr,
+            http_addr,
+            tls_addr,
+            tcp_ports,
+            tcp_host,
+            domain,
+            label_routes or [],
+            https_addr,
+            limits,
+            require_reservation=require_reservation,
         )
-        listening = 3 + (len(edge_config.settings.tcp_ports) if edge_config else 0)
+        listening = 3 + (len(edge_config.settings.tcp_ports) if edge else 0)
         api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
-        if edge_config is not None:
-            edge_config.agent_limits = agent_limits
+        edge_config.agent_limits = agent_limits
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -434,7 +449,7 @@ def serve(
                 https_extra_certs,
                 throttle,
             )
-            if edge_config
+            if edge
             else None
         )
         config = uvicorn.Config(
@@ -444,6 +459,7 @@ def serve(
                 edge=edge_server,
                 dashboard=serving.dashboard_settings(edge_server, public_url),
                 throttle=throttle,
+                names=serving.name_space(edge_config),
             ),
             host=host,
             port=port,
@@ -511,6 +527,34 @@ def _only_account(store: Store) -> str:
     if not accounts:
         raise _fail("no accounts yet; run 'burrow init --admin-email EMAIL' first")
     raise _fail("several accounts exist; choose one with --account (see 'burrow admin accounts list')")
+
+
+@admin_app.command("seed")
+def seed(
+    account: Annotated[
+        str, typer.Option("--account", help="The account: its id, or the email of its admin.")
+    ],
+    credentials: Annotated[int, typer.Option("--credentials", min=0, help="Credentials to add.")] = 0,
+    api_keys: Annotated[int, typer.Option("--api-keys", min=0, help="API keys to add.")] = 0,
+    bot_users: Annotated[int, typer.Option("--bot-users", min=0, help="Bot users to add.")] = 0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Fill an account with synthetic rows for benchmarks (one transaction; their tokens are never shown)."""
+    store = _open(data_dir, database_url)
+    try:
+        account_id = _find_account(store, account)
+        admins = [user for user in store.users(account_id) if user.role == "admin" and user.active]
+        if not admins:
+            raise _fail(f"{account_id} has no active admin to own the rows")
+        owner = next((user for user in admins if user.email == account), admins[0])
+        counts = {"credential": credentials, "api_key": api_keys, "bot_user": bot_users}
+        store.seed(account_id, owner.id, counts)
+    finally:
+        store.close()
+    err.print(
+        f"added {credentials} credentials, {api_keys} API keys and {bot_users} bot users to {account_id}"
+    )
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]

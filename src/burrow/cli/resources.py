@@ -300,6 +300,76 @@ def bot_users_update(
 # login ------------------------------------------------------------------------------
 
 
+# reserved-domains, reserved-addrs ---------------------------------------------------
+
+reserved_domains_app = typer.Typer(
+    help="Reserved domains: hostnames only your account's agents bind.", no_args_is_help=True
+)
+add_read_and_delete(
+    reserved_domains_app,
+    "reserved_domains",
+    "reserved domain",
+    ["id", "domain", "description", "cname_target", "created_at"],
+    "other accounts may bind or reserve it again",
+)
+reserved_addrs_app = typer.Typer(
+    help="Reserved TCP addresses: host:port only your account's agents bind.", no_args_is_help=True
+)
+add_read_and_delete(
+    reserved_addrs_app,
+    "reserved_addrs",
+    "reserved address",
+    ["id", "addr", "description", "created_at"],
+    "other accounts may bind or reserve it again",
+)
+
+
+@reserved_domains_app.command("create")
+def reserved_domains_create(
+    domain: Annotated[str, typer.Argument(help="Hostname; a single label is a subdomain of the server's.")],
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reserve a domain for this account."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.reserved_domains.create(domain, description or "", metadata or "")), as_json)
+
+
+@reserved_addrs_app.command("create")
+def reserved_addrs_create(
+    addr: Annotated[str | None, typer.Option("--addr", help="host:port (default: a free one).")] = None,
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reserve a TCP address for this account."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.reserved_addrs.create(description or "", metadata or "", addr)), as_json)
+
+
+def _add_update(app: typer.Typer, service: str, noun: str) -> None:
+    @app.command("update", help=f"Change a {noun}'s description or metadata.")
+    def update(
+        id: str,
+        description: DescriptionOption = None,
+        metadata: MetadataOption = None,
+        api_key: ApiKeyOption = None,
+        api_url: ApiUrlOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        with client(api_key, api_url) as c:
+            show_one(run(lambda: getattr(c, service).update(id, description, metadata)), as_json)
+
+
+_add_update(reserved_domains_app, "reserved_domains", "reserved domain")
+_add_update(reserved_addrs_app, "reserved_addrs", "reserved address")
+
+
 def login(
     api_key: Annotated[str, typer.Option("--api-key", prompt=True, hide_input=True, help="Your API key.")],
     api_url: Annotated[str, typer.Option("--api-url", help="The API's URL.")] = DEFAULT_BASE_URL,

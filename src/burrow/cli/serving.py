@@ -16,6 +16,7 @@ from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
 from burrow.domain.limits import AgentLimits, ApiLimits, fit_to_descriptors
+from burrow.domain.reserved import NameSpace
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
 from burrow.edge.control import EdgeSettings
 from burrow.edge.https import HttpsCertificates
@@ -109,6 +110,7 @@ def edge_config(
     label_routes: list[str],
     https_addr: str = "127.0.0.1:8444",
     limits: PublicLimits | None = None,
+    require_reservation: bool = False,
 ) -> EdgeConfig:
     first, sep, last = tcp_ports.partition("-")
     if not first.isdigit() or (sep and not last.isdigit()):
@@ -131,6 +133,7 @@ def edge_config(
         https_url_port=None if https[1] == 443 else https[1],
         tcp_host=tcp_host,
         tcp_ports=ports,
+        require_reservation=require_reservation,
     )
     return EdgeConfig(
         agent_addr=split_addr(agent_addr),
@@ -164,6 +167,12 @@ def throttle(api_key: str, api_address: str, auth_failures: str, session_starts:
             session_starts=parsed["--agent-session-limit"],
         )
     )
+
+
+def name_space(config: EdgeConfig) -> NameSpace:
+    """The names the edge hands out, as the API needs them for reservations."""
+    settings = config.settings
+    return NameSpace(settings.domain, settings.tcp_host, settings.tcp_ports)
 
 
 def make_edge(

@@ -21,7 +21,17 @@ from ._client import (
     Listing,
 )
 from ._errors import Error, NotFoundError
-from ._models import ApiKey, AuditEvent, BotUser, Credential, Ref, Tunnel, TunnelSession
+from ._models import (
+    ApiKey,
+    AuditEvent,
+    BotUser,
+    Credential,
+    Ref,
+    ReservedAddr,
+    ReservedDomain,
+    Tunnel,
+    TunnelSession,
+)
 
 __all__ = [
     "ApiKey",
@@ -35,6 +45,8 @@ __all__ = [
     "Listing",
     "NotFoundError",
     "Ref",
+    "ReservedAddr",
+    "ReservedDomain",
     "Tunnel",
     "TunnelSession",
 ]

@@ -14,7 +14,16 @@ from urllib.parse import quote
 import httpx
 
 from ._errors import Error, NotFoundError
-from ._models import ApiKey, AuditEvent, BotUser, Credential, Tunnel, TunnelSession
+from ._models import (
+    ApiKey,
+    AuditEvent,
+    BotUser,
+    Credential,
+    ReservedAddr,
+    ReservedDomain,
+    Tunnel,
+    TunnelSession,
+)
 
 T = TypeVar("T")
 
@@ -112,6 +121,8 @@ SERVICE_USERS = Resource("/service_users", "service_users", BotUser.from_json)
 TUNNEL_SESSIONS = Resource("/tunnel_sessions", "tunnel_sessions", TunnelSession.from_json)
 TUNNELS = Resource("/tunnels", "tunnels", Tunnel.from_json)
 AUDIT_EVENTS = Resource("/audit_events", "audit_events", AuditEvent.from_json)
+RESERVED_DOMAINS = Resource("/reserved_domains", "reserved_domains", ReservedDomain.from_json)
+RESERVED_ADDRS = Resource("/reserved_addrs", "reserved_addrs", ReservedAddr.from_json)
 
 
 def acl_list(acl: Sequence[str] | None) -> list[str] | None:

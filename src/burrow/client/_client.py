@@ -13,7 +13,16 @@ import httpx
 
 from . import _calls as calls
 from ._calls import Call, Page, Resource
-from ._models import ApiKey, AuditEvent, BotUser, Credential, Tunnel, TunnelSession
+from ._models import (
+    ApiKey,
+    AuditEvent,
+    BotUser,
+    Credential,
+    ReservedAddr,
+    ReservedDomain,
+    Tunnel,
+    TunnelSession,
+)
 
 T = TypeVar("T")
 VERSION = "0.1.0"
@@ -105,6 +114,8 @@ class Client:
         self.tunnel_sessions = TunnelSessionsClient(self)
         self.tunnels = TunnelsClient(self)
         self.audit_events = AuditEventsClient(self)
+        self.reserved_domains = ReservedDomainsClient(self)
+        self.reserved_addrs = ReservedAddrsClient(self)
 
     def _send(self, call: Call[T]) -> T:
         attempt = 0
@@ -272,6 +283,55 @@ class AuditEventsClient:
 # Async -----------------------------------------------------------------------------
 
 
+class ReservedDomainsClient:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._r = calls.RESERVED_DOMAINS.bound(self)
+
+    def create(self, domain: str, description: str = "", metadata: str = "") -> ReservedDomain:
+        body = {"domain": domain, "description": description, "metadata": metadata}
+        return self._c._send(self._r.create(body))
+
+    def get(self, id: str) -> ReservedDomain:
+        return self._c._send(self._r.get(id))
+
+    def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> Listing[ReservedDomain]:
+        return self._c._list(self._r, before_id, limit, filter)
+
+    def update(self, id: str, description: str | None = None, metadata: str | None = None) -> ReservedDomain:
+        return self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+
+    def delete(self, id: str) -> None:
+        self._c._send(self._r.delete(id))
+
+
+class ReservedAddrsClient:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._r = calls.RESERVED_ADDRS.bound(self)
+
+    def create(self, description: str = "", metadata: str = "", addr: str | None = None) -> ReservedAddr:
+        """``addr`` (host:port) is Burrow's: without it the server assigns a free address."""
+        body = {"description": description, "metadata": metadata, "addr": addr}
+        return self._c._send(self._r.create(body))
+
+    def get(self, id: str) -> ReservedAddr:
+        return self._c._send(self._r.get(id))
+
+    def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> Listing[ReservedAddr]:
+        return self._c._list(self._r, before_id, limit, filter)
+
+    def update(self, id: str, description: str | None = None, metadata: str | None = None) -> ReservedAddr:
+        return self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+
+    def delete(self, id: str) -> None:
+        self._c._send(self._r.delete(id))
+
+
 class AsyncListing(_PageView[T]):
     """A list result: the first page now, later pages as you iterate (``async for``)."""
 
@@ -319,6 +379,8 @@ class AsyncClient:
         self.tunnel_sessions = AsyncTunnelSessionsClient(self)
         self.tunnels = AsyncTunnelsClient(self)
         self.audit_events = AsyncAuditEventsClient(self)
+        self.reserved_domains = AsyncReservedDomainsClient(self)
+        self.reserved_addrs = AsyncReservedAddrsClient(self)
 
     async def _send(self, call: Call[T]) -> T:
         attempt = 0
@@ -485,3 +547,58 @@ class AsyncAuditEventsClient:
 
 
 __all__ = ["AsyncClient", "AsyncListing", "Client", "Listing"]
+
+
+class AsyncReservedDomainsClient:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+        self._r = calls.RESERVED_DOMAINS.bound(self)
+
+    async def create(self, domain: str, description: str = "", metadata: str = "") -> ReservedDomain:
+        body = {"domain": domain, "description": description, "metadata": metadata}
+        return await self._c._send(self._r.create(body))
+
+    async def get(self, id: str) -> ReservedDomain:
+        return await self._c._send(self._r.get(id))
+
+    async def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> AsyncListing[ReservedDomain]:
+        return await self._c._list(self._r, before_id, limit, filter)
+
+    async def update(
+        self, id: str, description: str | None = None, metadata: str | None = None
+    ) -> ReservedDomain:
+        return await self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+
+    async def delete(self, id: str) -> None:
+        await self._c._send(self._r.delete(id))
+
+
+class AsyncReservedAddrsClient:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+        self._r = calls.RESERVED_ADDRS.bound(self)
+
+    async def create(
+        self, description: str = "", metadata: str = "", addr: str | None = None
+    ) -> ReservedAddr:
+        """``addr`` (host:port) is Burrow's: without it the server assigns a free address."""
+        body = {"description": description, "metadata": metadata, "addr": addr}
+        return await self._c._send(self._r.create(body))
+
+    async def get(self, id: str) -> ReservedAddr:
+        return await self._c._send(self._r.get(id))
+
+    async def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> AsyncListing[ReservedAddr]:
+        return await self._c._list(self._r, before_id, limit, filter)
+
+    async def update(
+        self, id: str, description: str | None = None, metadata: str | None = None
+    ) -> ReservedAddr:
+        return await self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+
+    async def delete(self, id: str) -> None:
+        await self._c._send(self._r.delete(id))

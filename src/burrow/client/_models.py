@@ -134,6 +134,74 @@ class BotUser(_Bound):
 
 
 @dataclass(frozen=True, slots=True)
+class ReservedDomain(_Bound):
+    id: str
+    uri: str
+    created_at: datetime
+    description: str
+    metadata: str
+    domain: str
+    region: str
+    cname_target: str | None  # for a domain outside the server's --domain
+    # Always null or empty on Burrow (no per-domain certificates, no DNS); kept for ngrok's shape.
+    certificate: Ref | None = None
+    certificate_management_policy: Mapping[str, Any] | None = None
+    certificate_management_status: Mapping[str, Any] | None = None
+    acme_challenge_cname_target: str | None = None
+    resolves_to: tuple[Mapping[str, Any], ...] = ()
+    service: _Service | None = field(default=None, repr=False, compare=False)
+
+    def update(self, description: str | None = None, metadata: str | None = None) -> Any:
+        return self._service().update(self.id, description=description, metadata=metadata)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReservedDomain:
+        certificate = data.get("certificate")
+        return cls(
+            id=data["id"],
+            uri=data["uri"],
+            created_at=parse_time(data["created_at"]),
+            description=data.get("description", ""),
+            metadata=data.get("metadata", ""),
+            domain=data["domain"],
+            region=data.get("region", ""),
+            cname_target=data.get("cname_target"),
+            certificate=Ref.from_json(certificate) if certificate else None,
+            certificate_management_policy=data.get("certificate_management_policy"),
+            certificate_management_status=data.get("certificate_management_status"),
+            acme_challenge_cname_target=data.get("acme_challenge_cname_target"),
+            resolves_to=tuple(data.get("resolves_to") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedAddr(_Bound):
+    id: str
+    uri: str
+    created_at: datetime
+    description: str
+    metadata: str
+    addr: str
+    region: str
+    service: _Service | None = field(default=None, repr=False, compare=False)
+
+    def update(self, description: str | None = None, metadata: str | None = None) -> Any:
+        return self._service().update(self.id, description=description, metadata=metadata)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReservedAddr:
+        return cls(
+            id=data["id"],
+            uri=data["uri"],
+            created_at=parse_time(data["created_at"]),
+            description=data.get("description", ""),
+            metadata=data.get("metadata", ""),
+            addr=data["addr"],
+            region=data.get("region", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TunnelSession:
     id: str
     uri: str

@@ -131,6 +131,13 @@ LIMIT_NOT_A_NUMBER = ErrorKind(
     "The page size limit must be a number between 1 and {max} but {value!r} was provided.",
 )
 INVALID_FILTER = ErrorKind("ERR_NGROK_250", 400, "Invalid CEL query: {detail}")
+FILTER_OVER_BUDGET = ErrorKind(
+    "ERR_NGROK_90250",
+    400,
+    "The CEL query needs more work than this server allows per page ({rows} items or {seconds} s "
+    "checked outside the database). Add conditions the database answers (==, !=, in, <, >, "
+    "startsWith and contains on string fields, comparisons of created_at).",
+)
 RATE_LIMITED = ErrorKind(
     "ERR_NGROK_226",
     429,
@@ -291,6 +298,56 @@ HOSTNAME_DENIED = ErrorKind(
     "ERR_NGROK_316",
     400,
     "The credential ACL policy does not permit binding this name: {name}. Credential: {id}.",
+)
+DOMAIN_RESERVED_ELSEWHERE = ErrorKind(
+    "ERR_NGROK_320",
+    400,
+    "This domain is reserved for another account. Failed to create an endpoint with the domain "
+    "{name} for the account {account}. If you have reserved this name, make sure that you are using "
+    "an authtoken credential for the appropriate account.",
+)
+ADDR_RESERVED_ELSEWHERE = ErrorKind(
+    "ERR_NGROK_90320",
+    400,
+    "The address {addr} is reserved for another account. Failed to bind it for the account {account}.",
+)
+NOT_RESERVED = ErrorKind(
+    "ERR_NGROK_7118",
+    400,
+    "The {what} {name} is not reserved by your account, and this server binds only reserved "
+    "{what}s (--require-reservation). Reserve it first (POST /reserved_{what}s).",
+)
+DOMAIN_ALREADY_RESERVED = ErrorKind(
+    "ERR_NGROK_413", 400, "This domain is already reserved for your account. Failed to reserve {name}."
+)
+DOMAIN_RESERVED_BY_OTHER = ErrorKind(
+    "ERR_NGROK_414", 400, "This domain is already reserved for another account. Failed to reserve {name}."
+)
+DOMAIN_IN_USE = ErrorKind(
+    "ERR_NGROK_430",
+    400,
+    "Another account is running an active tunnel on the domain {name}. You may not reserve "
+    "domains that are actively in use.",
+)
+ADDR_IN_USE = ErrorKind(
+    "ERR_NGROK_90430",
+    400,
+    "Another account is running an active tunnel on the address {addr}. You may not reserve "
+    "addresses that are actively in use.",
+)
+ADDR_ALREADY_RESERVED = ErrorKind(
+    "ERR_NGROK_90414", 400, "The address {addr} is already reserved. Failed to reserve it."
+)
+NO_FREE_ADDR = ErrorKind(
+    "ERR_NGROK_90415",
+    400,
+    "Every address this server binds TCP tunnels on ({host}, ports {ports}) is reserved.",
+)
+DOMAIN_REQUIRED = ErrorKind("ERR_NGROK_90416", 400, "A reserved domain needs a domain name.")
+UNSUPPORTED_VALUE = ErrorKind(
+    "ERR_NGROK_90216",
+    400,
+    "The request parameter {name!r} cannot be set on this Burrow server: {reason}. Leave it empty.",
 )
 INVALID_DOMAIN = ErrorKind("ERR_NGROK_326", 400, "The name {name!r} is not a valid domain name.")
 ENDPOINT_OPTION_UNSUPPORTED = ErrorKind(

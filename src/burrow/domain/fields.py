@@ -45,6 +45,11 @@ class Field:
     max_bytes: int | None = None
     # The error for a value over max_bytes: ngrok has dedicated codes for some fields.
     too_long: Callable[[int, int], errors.BurrowError] | None = None
+    # For fields of ngrok's that Burrow does not implement: the values accepted (and
+    # dropped, since they ask for nothing), and why any other is refused. The official
+    # clients send some of them on every request, empty.
+    accepts_only: tuple[Any, ...] | None = None
+    unsupported_reason: str = ""
 
 
 DESCRIPTION = Field(
@@ -74,6 +79,46 @@ ACL = Field(
 )
 NAME = Field("name", ValueKind.STRING, "human-readable name of the bot user; max 255 bytes", MAX_NAME_BYTES)
 ACTIVE = Field("active", ValueKind.BOOLEAN, "whether the bot user may authenticate; default true")
+DOMAIN = Field(
+    "domain",
+    ValueKind.STRING,
+    "hostname to reserve; a name without a dot is a subdomain of the server's --domain",
+    253,
+)
+ADDR = Field(
+    "addr",
+    ValueKind.STRING,
+    "host:port to reserve, within the server's --tcp-host and --tcp-ports; default: a free one",
+    300,
+)
+REGION = Field(
+    "region",
+    ValueKind.STRING,
+    "accepted for compatibility: empty or 'local', the one region of a Burrow server",
+    accepts_only=("", "local"),
+    unsupported_reason="a Burrow server has one region, 'local'",
+)
+CERTIFICATE_ID = Field(
+    "certificate_id",
+    ValueKind.STRING,
+    "not supported: must be empty",
+    accepts_only=("",),
+    unsupported_reason="Burrow does not serve uploaded certificates for reserved domains",
+)
+CERTIFICATE_MANAGEMENT_POLICY = Field(
+    "certificate_management_policy",
+    ValueKind.STRING_MAP,
+    "not supported: must be empty",
+    accepts_only=({},),
+    unsupported_reason="Burrow does not manage certificates for reserved domains",
+)
+RESOLVES_TO = Field(
+    "resolves_to",
+    ValueKind.REF_LIST,
+    "not supported: must be empty",
+    accepts_only=([],),
+    unsupported_reason="Burrow does not serve DNS",
+)
 
 
 def _check_length(spec: Field, value: str) -> None:
@@ -101,6 +146,10 @@ def validate(body: object, accepted: tuple[Field, ...]) -> dict[str, Any]:
             raise errors.UNKNOWN_FIELD(name=name, supported=", ".join(s.name for s in accepted) or "(none)")
         if value is None:
             continue
+        if spec.accepts_only is not None:
+            if value in spec.accepts_only and type(value) in {type(v) for v in spec.accepts_only}:
+                continue
+            raise errors.UNSUPPORTED_VALUE(name=name, reason=spec.unsupported_reason)
         if spec.kind is ValueKind.STRING:
             if not isinstance(value, str):
                 raise errors.INVALID_FIELD(name=name, reason="expected a string")

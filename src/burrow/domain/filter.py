@@ -967,6 +967,11 @@ class Filter:
     expression: str
     _root: _Node = field(repr=False)
 
+    @property
+    def root(self) -> _Node:
+        """The checked syntax tree (burrow.store.filter_sql compiles it to SQL)."""
+        return self._root
+
     def matches(self, obj: Mapping[str, object], now: datetime | None = None) -> bool:
         """Whether ``obj`` (a resource's fields by name) satisfies the filter.
 

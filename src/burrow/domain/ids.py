@@ -28,6 +28,8 @@ OPERATION = "op"
 TUNNEL_SESSION = "ts"
 TUNNEL = "tn"
 AUDIT_EVENT = "ae"
+RESERVED_DOMAIN = "rd"
+RESERVED_ADDR = "ra"
 
 
 def b62encode(value: int, width: int) -> str:

@@ -89,3 +89,26 @@ class AuditEvent:
 Resource = ApiKey | Credential | BotUser
 
 ROLES = ("admin", "member")
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedDomain:
+    id: str
+    account_id: str
+    owner_id: str
+    description: str
+    metadata: str
+    domain: str  # lowercase
+    cname_target: str | None  # for a domain outside --domain: where its CNAME should point
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedAddr:
+    id: str
+    account_id: str
+    owner_id: str
+    description: str
+    metadata: str
+    addr: str  # host:port
+    created_at: datetime

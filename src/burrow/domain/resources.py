@@ -19,13 +19,21 @@ from burrow.domain import errors, ids
 from burrow.domain.fields import (
     ACL,
     ACTIVE,
+    ADDR,
+    CERTIFICATE_ID,
+    CERTIFICATE_MANAGEMENT_POLICY,
     DESCRIPTION,
+    DOMAIN,
     METADATA,
     NAME,
     OWNER_ID,
+    RESOLVES_TO,
     Field,
     ValueKind,
     validate,
+)
+from burrow.domain.fields import (
+    REGION as REGION_FIELD,
 )
 from burrow.domain.filter import FILTERABLE_KINDS
 from burrow.domain.tunnels import AgentSession, Tunnel
@@ -333,8 +341,66 @@ AUDIT_EVENTS = Resource(
     operations=frozenset({Operation.LIST, Operation.GET}),  # recorded by writes, never written
     admin_only=True,
 )
+RESERVED_DOMAINS = Resource(
+    name="reserved_domain",
+    title="reserved domain",
+    path="/reserved_domains",
+    list_key="reserved_domains",
+    id_prefix=ids.RESERVED_DOMAIN,
+    fields=(
+        _ID,
+        self_uri("/reserved_domains"),
+        _CREATED_AT,
+        attribute("description"),
+        attribute("metadata"),
+        attribute("domain"),
+        constant("region", ValueKind.STRING, REGION),
+        Shown("cname_target", ValueKind.STRING, lambda item, view: item.cname_target, nullable=True),
+        # Burrow neither holds certificates per domain nor serves DNS: always null or empty.
+        constant("certificate", ValueKind.REF, None, nullable=True),
+        constant("certificate_management_policy", ValueKind.STRING_MAP, None, nullable=True),
+        constant("certificate_management_status", ValueKind.STRING_MAP, None, nullable=True),
+        constant("acme_challenge_cname_target", ValueKind.STRING, None, nullable=True),
+        Shown("resolves_to", ValueKind.REF_LIST, lambda item, view: []),
+    ),
+    create_fields=(
+        DOMAIN,
+        REGION_FIELD,
+        DESCRIPTION,
+        METADATA,
+        CERTIFICATE_ID,
+        CERTIFICATE_MANAGEMENT_POLICY,
+        RESOLVES_TO,
+    ),
+    update_fields=(DESCRIPTION, METADATA, CERTIFICATE_ID, CERTIFICATE_MANAGEMENT_POLICY, RESOLVES_TO),
+    create_defaults={"description": "", "metadata": ""},
+    required_text={"domain": errors.DOMAIN_REQUIRED},
+    owner_of=_owner_id,
+    owned=True,
+)
+RESERVED_ADDRS = Resource(
+    name="reserved_addr",
+    title="reserved address",
+    path="/reserved_addrs",
+    list_key="reserved_addrs",
+    id_prefix=ids.RESERVED_ADDR,
+    fields=(
+        _ID,
+        self_uri("/reserved_addrs"),
+        _CREATED_AT,
+        attribute("description"),
+        attribute("metadata"),
+        attribute("addr"),
+        constant("region", ValueKind.STRING, REGION),
+    ),
+    create_fields=(DESCRIPTION, METADATA, REGION_FIELD, ADDR),
+    update_fields=(DESCRIPTION, METADATA),
+    create_defaults={"description": "", "metadata": ""},
+    owner_of=_owner_id,
+    owned=True,
+)
 
-STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS)
+STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS, RESERVED_DOMAINS, RESERVED_ADDRS)
 LIVE = (TUNNEL_SESSIONS, TUNNELS)
 RECORDS = (AUDIT_EVENTS,)
 ALL = STORED + LIVE + RECORDS

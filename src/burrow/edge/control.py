@@ -18,6 +18,7 @@ from typing import Any
 
 from burrow.domain import acl, errors, ids, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
+from burrow.domain.reserved import ReservationPolicy
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, AuthRecord, Store
@@ -55,6 +56,8 @@ class EdgeSettings:
     tcp_host: str = "127.0.0.1"
     tcp_ports: range = field(default_factory=lambda: range(20000, 20100))
     region: str = "local"
+    # Hostnames under `domain` and fixed TCP addresses must be reserved by the binding account.
+    require_reservation: bool = False
 
 
 def negotiate_version(offered: object) -> str:
@@ -80,6 +83,12 @@ class EdgeControl:
         self.registry = registry
         self.settings = settings
         self.throttle = throttle or Throttle()
+        self.reservations = ReservationPolicy(
+            lookup_domain=lambda name: _holder(store.reservation(domain=name)),
+            lookup_addr=lambda addr: _holder(store.reservation(addr=addr)),
+            base_domain=settings.domain,
+            require_reservation=settings.require_reservation,
+        )
 
     # Auth -------------------------------------------------------------------------
 
@@ -184,10 +193,14 @@ class EdgeControl:
                 raise AgentError(errors.INVALID_DOMAIN(name=hostname))
             if not policy.allows_hostname(hostname):
                 raise AgentError(errors.HOSTNAME_DENIED(name=hostname, id=session.credential_id))
+            try:
+                self.reservations.check_hostname(hostname, session.account_id)
+            except errors.BurrowError as error:
+                raise AgentError(error) from None
             return hostname
         for _ in range(20):
             candidate = f"{secrets.token_hex(4)}.{self.settings.domain}"
-            if self.registry.is_free(proto, candidate):
+            if self.registry.is_free(proto, candidate) and self.store.reservation(domain=candidate) is None:
                 if not policy.allows_hostname(candidate):
                     raise AgentError(errors.HOSTNAME_DENIED(name=candidate, id=session.credential_id))
                 return candidate
@@ -200,7 +213,12 @@ class EdgeControl:
         if not addr:
             if not policy.allows_random_address():
                 raise AgentError(errors.RANDOM_TCP_DENIED(id=session.credential_id))
-            free = [p for p in settings.tcp_ports if self.registry.is_free("tcp", p)]
+            reserved = self.store.reserved_addrs()  # kept for the accounts that reserved them
+            free = [
+                p
+                for p in settings.tcp_ports
+                if self.registry.is_free("tcp", p) and f"{settings.tcp_host}:{p}" not in reserved
+            ]
             if not free:
                 raise AgentError(
                     errors.ADDRESS_UNAVAILABLE(addr="(any)", host=settings.tcp_host, ports=ports)
@@ -216,6 +234,10 @@ class EdgeControl:
             raise AgentError(
                 errors.TCP_ADDRESS_DENIED(addr=f"{settings.tcp_host}:{port}", id=session.credential_id)
             )
+        try:
+            self.reservations.check_addr(f"{settings.tcp_host}:{port}", session.account_id)
+        except errors.BurrowError as error:
+            raise AgentError(error) from None
         return port
 
     def bind(self, authenticated: Authenticated, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,6 +338,11 @@ class EdgeControl:
 
     def end(self, authenticated: Authenticated) -> None:
         self.registry.remove_session(authenticated.session.id)
+
+
+def _holder(reservation: tuple[str, str] | None) -> str | None:
+    """The account that holds a reservation, if any."""
+    return None if reservation is None else reservation[0]
 
 
 def _key(opts: Mapping[str, Any], name: str) -> str:

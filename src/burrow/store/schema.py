@@ -88,3 +88,34 @@ audit_events = Table(
     Column("operation_id", String(40), nullable=False),
     Index("ix_audit_events_account_id", "account_id", "id"),
 )
+
+# Reserved names: unique across accounts, so that no account binds another's. Domains are
+# stored lowercased; cname_target is null for names under --domain.
+reserved_domains = Table(
+    "reserved_domains",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("owner_id", ID, nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("domain", String(253), nullable=False),
+    Column("cname_target", String(253), nullable=True),
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_reserved_domains_domain", "domain", unique=True),
+    Index("ix_reserved_domains_account_id", "account_id", "id"),
+)
+
+reserved_addrs = Table(
+    "reserved_addrs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("owner_id", ID, nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("addr", String(300), nullable=False),  # host:port, as agents and the API show it
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_reserved_addrs_addr", "addr", unique=True),
+    Index("ix_reserved_addrs_account_id", "account_id", "id"),
+)

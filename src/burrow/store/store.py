@@ -14,15 +14,44 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, Table, and_, bindparam, delete, event, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Engine,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    event,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from burrow.domain import errors, ids, tokens
-from burrow.domain.models import Actor, ApiKey, AuditEvent, BotUser, Credential, Principal, User
+from burrow.domain.fields import ValueKind
+from burrow.domain.models import (
+    Actor,
+    ApiKey,
+    AuditEvent,
+    BotUser,
+    Credential,
+    Principal,
+    ReservedAddr,
+    ReservedDomain,
+    User,
+)
 from burrow.store import database, datadir, schema
 from burrow.store.fastpath import PointRead, PointReader
+from burrow.store.filter_sql import Column
 
-T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent)
+T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent, ReservedDomain, ReservedAddr)
 
 
 def utcnow() -> datetime:
@@ -72,16 +101,29 @@ def _audit_event(row: Mapping[str, Any]) -> AuditEvent:
     return AuditEvent(**row)
 
 
+def _reserved_domain(row: Mapping[str, Any]) -> ReservedDomain:
+    return ReservedDomain(**{name: row[name] for name in ReservedDomain.__slots__})
+
+
+def _reserved_addr(row: Mapping[str, Any]) -> ReservedAddr:
+    return ReservedAddr(**{name: row[name] for name in ReservedAddr.__slots__})
+
+
 API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
 CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
 BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
 # Read like the others; written only by Store.record, never updated or deleted.
 AUDIT_EVENTS = Kind("audit_event", schema.audit_events, ids.AUDIT_EVENT, _audit_event)
-KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in (API_KEYS, CREDENTIALS, BOT_USERS, AUDIT_EVENTS)}
+RESERVED_DOMAINS = Kind("reserved_domain", schema.reserved_domains, ids.RESERVED_DOMAIN, _reserved_domain)
+RESERVED_ADDRS = Kind("reserved_addr", schema.reserved_addrs, ids.RESERVED_ADDR, _reserved_addr)
+_ALL_KINDS = (API_KEYS, CREDENTIALS, BOT_USERS, AUDIT_EVENTS, RESERVED_DOMAINS, RESERVED_ADDRS)
+KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in _ALL_KINDS}
 
-_PUBLIC_COLUMNS = {
-    kind.name: [c for c in kind.table.c if c.name != "token_digest"] for kind in KINDS.values()
-}
+_PUBLIC_COLUMNS = {kind.name: [c for c in kind.table.c if c.name != "token_digest"] for kind in _ALL_KINDS}
+
+
+class Taken(Exception):
+    """A unique name (a reserved domain or address) is already held."""
 
 
 @dataclass(frozen=True)
@@ -308,13 +350,47 @@ class Store:
             reader.cache[cache_key] = item
         return item
 
-    def iterate(self, kind: Kind[T], account_id: str, before_id: str | None, batch: int = 100) -> Iterator[T]:
-        """The account's resources, newest first, older than ``before_id``, lazily."""
+    def filter_columns(self, kind: Kind[Any], uri_prefix: str) -> dict[str, Column]:
+        """What a list filter may read from the database: the JSON field each column shows.
+
+        A column shows the field of its name, so the tables name columns only after what
+        they hold exactly as served; ``uri`` is ``uri_prefix`` followed by the id.
+        """
+        table = kind.table
+        columns = {"uri": Column(literal(uri_prefix, String()) + table.c.id, ValueKind.STRING)}
+        for column in _PUBLIC_COLUMNS[kind.name]:
+            if column.name == "account_id" or column.nullable:
+                continue  # a NULL would read as "" in a filter, and differently in SQL
+            if column.name == "acl":
+                value_kind = ValueKind.STRING_LIST  # the JSON text json.dumps writes
+            elif isinstance(column.type, DateTime):
+                value_kind = ValueKind.TIMESTAMP
+            elif isinstance(column.type, Boolean):
+                value_kind = ValueKind.BOOLEAN
+            else:
+                value_kind = ValueKind.STRING
+            columns[column.name] = Column(column, value_kind)
+        return columns
+
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def iterate(
+        self,
+        kind: Kind[T],
+        account_id: str,
+        before_id: str | None,
+        batch: int = 100,
+        where: ColumnElement[bool] | None = None,
+    ) -> Iterator[T]:
+        """The account's resources, newest first, older than ``before_id``, lazily; only
+        those satisfying ``where`` when it is given."""
         table = kind.table
         columns = _PUBLIC_COLUMNS[kind.name]
         cursor = before_id
+        condition = true() if where is None else where
         while True:
-            query = select(*columns).where(table.c.account_id == account_id)
+            query = select(*columns).where(table.c.account_id == account_id, condition)
             if cursor is not None:
                 query = query.where(table.c.id < cursor)
             query = query.order_by(table.c.id.desc()).limit(batch)
@@ -332,11 +408,36 @@ class Store:
         """A new resource of ``kind`` with ``values`` (its columns); its token if it has one.
 
         With an ``actor``, the write and its audit event commit together (as for update and delete).
+        Raises :class:`Taken` when a unique column (a reserved domain or address) already
+        holds the value, whichever account holds it.
         """
-        with self.engine.begin() as connection:
-            item, token = self._insert(connection, kind, account_id, values)
-            self._record(connection, actor, account_id, "create", kind.name, item.id)
-            return item, token
+        try:
+            with self.engine.begin() as connection:
+                item, token = self._insert(connection, kind, account_id, values)
+                self._record(connection, actor, account_id, "create", kind.name, item.id)
+                return item, token
+        except IntegrityError as problem:
+            if kind in (RESERVED_DOMAINS, RESERVED_ADDRS):
+                raise Taken() from problem
+            raise
+
+    # Reserved names ----------------------------------------------------------------
+
+    def reservation(self, domain: str | None = None, addr: str | None = None) -> tuple[str, str] | None:
+        """Who reserved ``domain`` (lowercase) or ``addr`` (host:port): (account id, id), or None."""
+        table = schema.reserved_domains if domain is not None else schema.reserved_addrs
+        column = table.c.domain if domain is not None else table.c.addr
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(table.c.account_id, table.c.id).where(
+                    column == (domain if domain is not None else addr)
+                )
+            ).first()
+        return None if row is None else (row.account_id, row.id)
+
+    def reserved_addrs(self) -> set[str]:
+        with self.engine.connect() as connection:
+            return {row.addr for row in connection.execute(select(schema.reserved_addrs.c.addr))}
 
     def _insert(
         self, connection: Connection, kind: Kind[T], account_id: str, values: Mapping[str, Any]
@@ -370,6 +471,34 @@ class Store:
         credential, token = self.create(CREDENTIALS, account_id, values)
         assert token is not None
         return credential, token
+
+    def seed(self, account_id: str, owner_id: str, counts: Mapping[str, int]) -> None:
+        """Synthetic rows for benchmarks: ``counts`` maps a kind's name to how many, owned
+        by ``owner_id``; one transaction, one executemany per kind. Their tokens are
+        random and never shown (the digests of tokens nobody holds)."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            for name, count in counts.items():
+                kind = KINDS[name]
+                rows = []
+                for index in range(count):
+                    row: dict[str, Any] = {"account_id": account_id, "created_at": now}
+                    if kind is BOT_USERS:
+                        row.update(id=ids.new_id(kind.prefix), name=f"seed {index}", active=True)
+                    else:
+                        issued = tokens.issue(kind.prefix)
+                        row.update(
+                            id=issued.id,
+                            owner_id=owner_id,
+                            description=f"seed {index}",
+                            metadata="",
+                            token_digest=tokens.digest(self.secret, issued.token),
+                        )
+                        if kind is CREDENTIALS:
+                            row["acl"] = "[]"
+                    rows.append(row)
+                if rows:
+                    connection.execute(insert(kind.table), rows)
 
     def create_bot_user(self, account_id: str, name: str, active: bool) -> BotUser:
         return self.create(BOT_USERS, account_id, {"name": name, "active": active})[0]
@@ -410,7 +539,13 @@ class Store:
                 self._record(connection, actor, account_id, "delete", kind.name, resource_id)
             if result.rowcount and kind is BOT_USERS:
                 # What a bot owned goes with it, so none of its tokens outlive it.
-                for owned in (schema.api_keys, schema.credentials):
+                owned_tables = (
+                    schema.api_keys,
+                    schema.credentials,
+                    schema.reserved_domains,
+                    schema.reserved_addrs,
+                )
+                for owned in owned_tables:
                     connection.execute(delete(owned).where(owned.c.owner_id == resource_id))
             return bool(result.rowcount)
 
