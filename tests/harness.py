@@ -99,7 +99,7 @@ def snapshot(database: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 class AppServer:
-    """The API application in this process, on a SQLite file of its own: the fast tier.
+    """The API application in this process, on a database of its own: the fast tier.
 
     The same application ``burrow serve`` runs, reached through Starlette's TestClient
     instead of a socket; accounts and users are made through the store, as ``burrow init``
@@ -108,12 +108,14 @@ class AppServer:
 
     base_url = "http://testserver"
 
-    def __init__(self, data_dir: Path, admin_email: str = "admin@example.com") -> None:
+    def __init__(
+        self, data_dir: Path, admin_email: str = "admin@example.com", database_url: str | None = None
+    ) -> None:
         from burrow.api.app import create_app
         from burrow.store.store import Store
 
         self.data_dir = data_dir
-        self.store = Store.open(data_dir)
+        self.store = Store.open(data_dir, database_url)
         user, self.api_key = self.store.create_account(admin_email)
         self.account_id = user.account_id
         self.app = create_app(self.store)
@@ -146,24 +148,36 @@ class AppServer:
         """A new, separate account in the same database; its admin's API key token."""
         return self.store.create_account(admin_email)[1]
 
-    @property
-    def database(self) -> Path:
-        return self.data_dir / "burrow.db"
-
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        return snapshot(self.database)
+        """Every row of every table (SQLite or PostgreSQL), to show that a refused request changed nothing."""
+        from sqlalchemy import MetaData, select
+
+        tables = MetaData()
+        tables.reflect(self.store.engine)
+        with self.store.engine.connect() as connection:
+            return {
+                name: sorted((tuple(row) for row in connection.execute(select(table))), key=repr)
+                for name, table in sorted(tables.tables.items())
+            }
 
 
 class BurrowServer:
-    """A ``burrow serve`` process on its own data directory and port."""
+    """A ``burrow serve`` process on its own data directory and port.
 
-    def __init__(self, data_dir: Path, admin_email: str = "admin@example.com") -> None:
+    ``env`` adds environment variables for ``burrow init`` and ``burrow serve``, e.g.
+    ``BURROW_DATABASE_URL`` to run on PostgreSQL or ``BURROW_SECRET_KEY``.
+    """
+
+    def __init__(
+        self, data_dir: Path, admin_email: str = "admin@example.com", env: Mapping[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.env = dict(env or {})
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.api_key = burrow(
-            "init", "--data-dir", str(data_dir), "--admin-email", admin_email
+            "init", "--data-dir", str(data_dir), "--admin-email", admin_email, env=self.env
         ).stdout.strip()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -190,6 +204,7 @@ class BurrowServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=limit_files,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

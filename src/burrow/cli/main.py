@@ -110,11 +110,12 @@ def _operator() -> Actor:
 def _open(data_dir: Path, database_url: str | None) -> Store:
     # Imported here: client commands need no database.
     from burrow.store.database import DamagedSecret
+    from burrow.store.identity import IdentityError
     from burrow.store.store import Store
 
     try:
         return Store.open(data_dir, database_url)
-    except DamagedSecret as problem:
+    except (DamagedSecret, IdentityError) as problem:
         raise _fail(str(problem)) from None
 
 
@@ -356,12 +357,22 @@ def serve(
             "account reserved them (assigned random names still work).",
         ),
     ] = False,
+    revocation_fail_closed_after: Annotated[
+        float,
+        typer.Option(
+            "--revocation-fail-closed-after",
+            envvar="BURROW_REVOCATION_FAIL_CLOSED_AFTER",
+            help="Seconds revocations may go unchecked (database unreachable) before the edge "
+            "refuses new agent sessions and binds.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
 
     from burrow.api.app import create_app
     from burrow.api.connection import protocol_class
+    from burrow.store.identity import IdentityError
 
     from . import serving
 
@@ -413,6 +424,9 @@ def serve(
         listening = 3 + (len(edge_config.settings.tcp_ports) if edge else 0)
         api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
         edge_config.agent_limits = agent_limits
+        if not revocation_fail_closed_after > 0:
+            raise serving.CommandError("--revocation-fail-closed-after must be positive")
+        edge_config.revocation_fail_closed_after = revocation_fail_closed_after
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -437,21 +451,24 @@ def serve(
             )
             sys.stdout.write(token + "\n")
             sys.stdout.flush()
-        edge_server = (
-            serving.make_edge(
-                store,
-                data_dir,
-                edge_config,
-                tls_cert,
-                tls_key,
-                https_cert,
-                https_key,
-                https_extra_certs,
-                throttle,
+        try:
+            edge_server = (
+                serving.make_edge(
+                    store,
+                    data_dir,
+                    edge_config,
+                    tls_cert,
+                    tls_key,
+                    https_cert,
+                    https_key,
+                    https_extra_certs,
+                    throttle,
+                )
+                if edge
+                else None
             )
-            if edge
-            else None
-        )
+        except (serving.CommandError, IdentityError) as problem:
+            raise _fail(str(problem)) from None
         config = uvicorn.Config(
             create_app(
                 store,

@@ -17,7 +17,7 @@ from rich.console import Console
 from burrow.dashboard import DashboardSettings
 from burrow.domain.limits import AgentLimits, ApiLimits, fit_to_descriptors
 from burrow.domain.reserved import NameSpace
-from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
+from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context, share_ca
 from burrow.edge.control import EdgeSettings
 from burrow.edge.https import HttpsCertificates
 from burrow.edge.limits import PublicLimits
@@ -187,7 +187,9 @@ def make_edge(
     throttle: Throttle | None = None,
 ) -> Edge:
     names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
-    local = ensure_server_certificate(data_dir, names)  # also makes the local CA
+    if share_ca(store, data_dir):
+        err.print(f"[yellow]note:[/] {data_dir / 'ca.pem'} is now the cluster's CA, from the database.")
+    local = ensure_server_certificate(data_dir, names)  # the CA's certificate for this node
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
     else:

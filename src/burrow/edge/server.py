@@ -42,6 +42,9 @@ class EdgeConfig:
     label_routes: dict[str, dict[str, str]] = field(default_factory=dict)
     agent_limits: AgentLimits = field(default_factory=AgentLimits)
     limits: PublicLimits = field(default_factory=PublicLimits)
+    # How long revocations may go unchecked (the database unreachable) before the edge
+    # refuses new sessions and binds.
+    revocation_fail_closed_after: float = 10.0
 
 
 class _AgentGate(asyncio.Protocol):

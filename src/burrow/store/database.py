@@ -9,7 +9,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import Engine, create_engine, event, exc, inspect, make_url, text
+from sqlalchemy.engine import ExceptionContext
+
+from burrow.domain import errors
+from burrow.store.identity import IdentityError
 
 from . import datadir
 
@@ -44,7 +48,37 @@ def open_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Pre-ping replaces pooled connections that a restart or failover closed. The store runs
+    # on the event loop, so a database that does not answer must not hold it for long.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.startswith("postgresql") else {}
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+CONNECT_TIMEOUT_SECONDS = 2
+
+
+def _unavailable(context: ExceptionContext) -> None:
+    """A database that cannot be reached is a 503 (ERR_NGROK_90504), not an internal error.
+
+    Lost connections are still invalidated by SQLAlchemy, so the next use reconnects.
+    """
+    if context.is_pre_ping:
+        return  # the pool handles it: it connects anew
+    lost = context.is_disconnect or isinstance(context.sqlalchemy_exception, exc.OperationalError)
+    if lost:
+        raise errors.DATABASE_UNAVAILABLE() from context.original_exception
+
+
+def is_reachable(engine: Engine) -> bool:
+    """Whether the database answers now (for readiness)."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except (errors.BurrowError, exc.DBAPIError):
+        return False
+    return True
 
 
 def migrate(engine: Engine) -> None:
@@ -85,28 +119,45 @@ def is_initialized(engine: Engine) -> bool:
     return inspect(engine).has_table("accounts")
 
 
+SECRET_BYTES = 32
+
+
+def _parse_secret(text: str, source: str) -> bytes:
+    """The key in ``text``: 64 hex digits, what ``secret.key`` holds."""
+    value = text.strip()
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        key = b""
+    if len(key) != SECRET_BYTES:
+        raise IdentityError(
+            f"{source} must be {SECRET_BYTES * 2} hexadecimal digits (what secret.key holds, e.g. "
+            "from 'python3 -c \"import secrets; print(secrets.token_hex(32))\"'), not something else"
+        )
+    return key
+
+
 def load_secret(data_dir: Path) -> bytes:
-    """The key tokens are hashed with: from the environment, or a 0600 file in data_dir."""
+    """The key tokens are hashed with: from the environment, or a 0600 file in data_dir (made once)."""
     from_env = os.environ.get(SECRET_ENV)
-    if from_env:
-        return from_env.encode("utf-8")
+    if from_env is not None:
+        return _parse_secret(from_env, SECRET_ENV)
     path = data_dir / SECRET_FILE
     try:
-        text_key = path.read_text().strip()
+        text_key = path.read_text()
     except FileNotFoundError:
         pass
     else:
         datadir.tighten(path, datadir.PRIVATE_FILE)
         try:
-            key = bytes.fromhex(text_key)
-        except ValueError:
-            key = b""
-        if len(key) < 32:
-            raise DamagedSecret(f"{path} is not a server secret (64 hex digits); restore it from a backup")
-        return key
+            return _parse_secret(text_key, str(path))
+        except IdentityError:
+            raise DamagedSecret(
+                f"{path} is not a server secret (64 hex digits); restore it from a backup"
+            ) from None
     # Callers hold the setup lock, so no other process is writing the file meanwhile.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, datadir.PRIVATE_FILE)
-    key = secrets.token_bytes(32)
+    key = secrets.token_bytes(SECRET_BYTES)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key.hex() + "\n")
     return key

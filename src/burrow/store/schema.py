@@ -119,3 +119,13 @@ reserved_addrs = Table(
     Index("ix_reserved_addrs_addr", "addr", unique=True),
     Index("ix_reserved_addrs_account_id", "account_id", "id"),
 )
+
+# What every node on one database must share, written once by the first node: the secret's
+# keyed fingerprint ("secret_fingerprint") and the agent CA ("ca_cert", "ca_key_sealed",
+# its private key encrypted under the secret). Never the secret itself.
+cluster_identity = Table(
+    "cluster_identity",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text(), nullable=False),
+)

@@ -47,7 +47,7 @@ from burrow.domain.models import (
     ReservedDomain,
     User,
 )
-from burrow.store import database, datadir, schema
+from burrow.store import database, datadir, identity, schema
 from burrow.store.fastpath import PointRead, PointReader
 from burrow.store.filter_sql import Column
 
@@ -181,7 +181,7 @@ class Store:
         """Open (creating and migrating as needed) the store of a data directory.
 
         Concurrent openers take turns (see :mod:`burrow.store.datadir`); what they create
-        is private to this user.
+        is private to this user. A secret that does not match the cluster's is refused.
         """
         datadir.prepare(data_dir)
         url = database_url or database.sqlite_url(data_dir)
@@ -190,8 +190,18 @@ class Store:
             if sqlite_file is not None:
                 database.protect_sqlite_file(sqlite_file)
             engine = database.open_engine(url)
-            database.migrate(engine)
-            return cls(engine, database.load_secret(data_dir))
+            try:
+                secret = database.load_secret(data_dir)
+                database.migrate(engine)
+                identity.check_secret(engine, secret)
+            except BaseException:
+                engine.dispose()
+                raise
+            return cls(engine, secret)
+
+    def is_reachable(self) -> bool:
+        """Whether the database answers now (a fresh check, for readiness)."""
+        return database.is_reachable(self.engine)
 
     def close(self) -> None:
         self._reader.close()

@@ -1,7 +1,7 @@
 """Reserved domains and reserved TCP addresses.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-30
 """
 
