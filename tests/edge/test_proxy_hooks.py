@@ -21,7 +21,7 @@ from burrow.domain.endpoint import CircuitBreaker, EndpointPolicy, Headers, IPAd
 from burrow.domain.tunnels import AgentSession, Registry, Tunnel
 from burrow.edge.certs import ensure_server_certificate
 from burrow.edge.https import HttpsCertificates, HttpsListener
-from burrow.edge.muxado_streams import MuxConnection, MuxStream, StreamReset
+from burrow.edge.muxado_streams import MuxConnection, MuxStream, StreamResetError
 from burrow.edge.public import PublicListeners
 from tests.edge.test_http_proxy import _throwaway_ca
 from tests.harness import free_port
@@ -68,7 +68,7 @@ class VisiblePolicy(EndpointPolicy):
 
 
 async def _agent_serves(stream: MuxStream, seen: list[bytes]) -> None:
-    with contextlib.suppress(StreamReset):
+    with contextlib.suppress(StreamResetError):
         await _answer_requests(stream, seen)
 
 

@@ -23,7 +23,7 @@ from . import http
 from .endpoints import SHAPES, Endpoint, Handler, endpoint
 from .openapi import openapi_document
 from .resources import StoredHandlers
-from .tunnels import EdgeControl, LiveHandlers, NoEdge
+from .tunnels import LiveEdge, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
 error_log = logging.getLogger("burrow.error")
@@ -98,7 +98,7 @@ class AccessLog:
 def create_app(
     store: Store,
     public_url: str | None = None,
-    edge: EdgeControl | None = None,
+    edge: LiveEdge | None = None,
     dashboard: DashboardSettings | None = None,
 ) -> ASGIApp:
     handlers: dict[Resource, dict[Operation, Handler]] = {

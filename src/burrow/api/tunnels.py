@@ -14,8 +14,8 @@ from . import paging
 from .endpoints import Call, Handler, check_may_write
 
 
-class EdgeControl(Protocol):
-    """What the API needs of the edge: its registry, and a way to end a session."""
+class LiveEdge(Protocol):
+    """What the API needs of the running edge: its registry, and a way to end a session."""
 
     registry: Registry
 
@@ -33,7 +33,7 @@ class NoEdge:
 
 
 class LiveHandlers:
-    def __init__(self, edge: EdgeControl) -> None:
+    def __init__(self, edge: LiveEdge) -> None:
         self.edge = edge
 
     def handlers(self) -> dict[Resource, dict[Operation, Handler]]:

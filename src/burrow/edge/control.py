@@ -71,7 +71,10 @@ class Authenticated:
     reconnecting_from: str | None
 
 
-class EdgeControl:
+class AgentControl:
+    """Answers an agent's control requests (Auth, Bind, StartTunnelWithLabel, Unbind) and
+    keeps the registry in step; :class:`~burrow.edge.agent.AgentConnection` moves the bytes."""
+
     def __init__(self, store: Store, registry: Registry, settings: EdgeSettings) -> None:
         self.store = store
         self.registry = registry

@@ -17,8 +17,8 @@ from burrow.store.store import Store
 
 from . import muxado_protocol as mux
 from . import traffic
-from .agent import STOP, AgentSession
-from .control import EdgeControl, EdgeSettings
+from .agent import STOP, AgentConnection
+from .control import AgentControl, EdgeSettings
 from .https import HttpsCertificates, HttpsListener
 from .limits import PublicLimits
 from .muxado_streams import MuxConnection, MuxStream
@@ -111,8 +111,8 @@ class Edge:
         self.config = config
         self.tls = tls
         self.registry = Registry()
-        self.control = EdgeControl(store, self.registry, config.settings)
-        self.agents: dict[str, AgentSession] = {}
+        self.control = AgentControl(store, self.registry, config.settings)
+        self.agents: dict[str, AgentConnection] = {}
         limits = config.agent_limits
         self.agent_admission = Admission(limits.max_connections, limits.max_connections_per_client)
         self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes, config.limits)
@@ -181,7 +181,7 @@ class Edge:
         loop = asyncio.get_running_loop()
         limits = self.config.agent_limits
         connection = MuxConnection(client_side=False)
-        agent = AgentSession(connection, self.control, _peer(transport), limits, loop.time())
+        agent = AgentConnection(connection, self.control, _peer(transport), limits, loop.time())
         waiter: asyncio.Task[None] | None = None
         try:
             try:
@@ -209,7 +209,7 @@ class Edge:
                     extra={"fields": {"session": agent.session_id, "reason": connection.close_reason}},
                 )
 
-    async def _register_when_authenticated(self, agent: AgentSession) -> None:
+    async def _register_when_authenticated(self, agent: AgentConnection) -> None:
         await agent.auth_done.wait()
         authenticated = agent.authenticated
         assert authenticated is not None
