@@ -150,7 +150,7 @@ async def _with_edge(
     listeners = PublicListeners(registry, open_proxy, {})
     server: asyncio.Server | HttpsListener
     if certificates is not None:
-        server = HttpsListener(certificates(registry), listeners.https_protocol, 5, listeners.counts)
+        server = HttpsListener(certificates(registry), listeners.https_protocol, 5, listeners.admission)
         port = free_port()
         await server.start("127.0.0.1", port)
     else:

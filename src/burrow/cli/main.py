@@ -13,9 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from burrow.domain.limits import AgentLimits, ApiLimits
+from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits
 from burrow.domain.models import ROLES
-from burrow.edge.limits import PublicLimits
 
 from . import logs
 
@@ -345,9 +344,12 @@ def serve(
             else None
         )
         listening = 3 + (len(edge_config.settings.tcp_ports) if edge_config else 0)
-        api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
+        api_limits, agent_limits, limits = serving.fit_to_file_limit(
+            api_limits, agent_limits, limits, listening
+        )
         if edge_config is not None:
             edge_config.agent_limits = agent_limits
+            edge_config.limits = limits
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):

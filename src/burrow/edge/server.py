@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from burrow.domain.limits import Admission, AgentLimits
+from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.store import Store
 
@@ -20,7 +20,6 @@ from . import traffic
 from .agent import STOP, AgentConnection
 from .control import AgentControl, EdgeSettings
 from .https import HttpsCertificates, HttpsListener
-from .limits import PublicLimits
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
 
@@ -138,7 +137,7 @@ class Edge:
                 self.https,
                 self.public.https_protocol,
                 self.config.limits.tls_handshake_timeout,
-                self.public.counts,
+                self.public.admission,
             )
             await self._https_listener.start(*self.config.https_addr)
         settings = self.config.settings
