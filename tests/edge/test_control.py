@@ -11,7 +11,7 @@ import pytest
 
 from burrow.domain import ids, tokens
 from burrow.domain.tunnels import Registry
-from burrow.edge.control import AgentError, Authenticated, EdgeControl, EdgeSettings
+from burrow.edge.control import AgentControl, AgentError, Authenticated, EdgeSettings
 from burrow.store.store import BOT_USERS, CREDENTIALS, Store
 
 
@@ -23,8 +23,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def edge(store: Store) -> EdgeControl:
-    return EdgeControl(store, Registry(), EdgeSettings(tcp_ports=range(20000, 20003)))
+def edge(store: Store) -> AgentControl:
+    return AgentControl(store, Registry(), EdgeSettings(tcp_ports=range(20000, 20003)))
 
 
 def credential(store: Store, acl: list[str], owner: str | None = None) -> tuple[str, str, str]:
@@ -35,7 +35,7 @@ def credential(store: Store, acl: list[str], owner: str | None = None) -> tuple[
 
 
 def auth(
-    edge: EdgeControl, token: str, versions: list[str] | None = None, client_id: str = ""
+    edge: AgentControl, token: str, versions: list[str] | None = None, client_id: str = ""
 ) -> Authenticated:
     return edge.authenticate(
         {
@@ -51,13 +51,13 @@ def code(error: pytest.ExceptionInfo[AgentError]) -> str:
     return error.value.wire.strip().splitlines()[-1]
 
 
-def bind(edge: EdgeControl, session: Authenticated, proto: str, **opts: Any) -> dict[str, Any]:
+def bind(edge: AgentControl, session: Authenticated, proto: str, **opts: Any) -> dict[str, Any]:
     return edge.bind(
         session, {"Id": "", "Proto": proto, "ForwardsTo": "localhost:80", "Opts": opts, "Extra": {}}
     )
 
 
-def test_auth_accepts_a_credential_and_negotiates_versions(edge: EdgeControl, store: Store) -> None:
+def test_auth_accepts_a_credential_and_negotiates_versions(edge: AgentControl, store: Store) -> None:
     credential_id, token, account = credential(store, [])
     session = auth(edge, token)
     assert session.version == "3" and session.session.credential_id == credential_id
@@ -75,14 +75,14 @@ def test_auth_accepts_a_credential_and_negotiates_versions(edge: EdgeControl, st
 
 
 @pytest.mark.parametrize("token", ["", "nonsense", "x" * 56, None])
-def test_malformed_tokens(edge: EdgeControl, token: str | None) -> None:
+def test_malformed_tokens(edge: AgentControl, token: str | None) -> None:
     with pytest.raises(AgentError) as error:
         auth(edge, token)  # type: ignore[arg-type]
     assert code(error) == "ERR_NGROK_105"
     assert error.value.wire.endswith("\n\nERR_NGROK_105\n")
 
 
-def test_invalid_tokens(edge: EdgeControl, store: Store) -> None:
+def test_invalid_tokens(edge: AgentControl, store: Store) -> None:
     _, _, account = credential(store, [])
     api_key = store.create_user(account, "m@example.com", "member")[1]
     for wrong in (tokens.issue(ids.CREDENTIAL).token, api_key):
@@ -94,7 +94,7 @@ def test_invalid_tokens(edge: EdgeControl, store: Store) -> None:
     assert code(error) == "ERR_NGROK_107"
 
 
-def test_inactive_owner_is_refused(edge: EdgeControl, store: Store) -> None:
+def test_inactive_owner_is_refused(edge: AgentControl, store: Store) -> None:
     user, _ = store.create_account("o@example.com")
     bot = store.create_bot_user(user.account_id, "b", True)
     _, token = store.create_credential(user.account_id, bot.id, "", "", [])
@@ -105,7 +105,7 @@ def test_inactive_owner_is_refused(edge: EdgeControl, store: Store) -> None:
     assert code(error) == "ERR_NGROK_107"
 
 
-def test_http_binds_follow_the_acl(edge: EdgeControl, store: Store) -> None:
+def test_http_binds_follow_the_acl(edge: AgentControl, store: Store) -> None:
     credential_id, token, _ = credential(store, ["bind:*.example.com", "bind:app.burrow.localhost"])
     session = auth(edge, token)
     response = bind(edge, session, "https", Hostname="a.example.com", Auth="")
@@ -126,7 +126,7 @@ def test_http_binds_follow_the_acl(edge: EdgeControl, store: Store) -> None:
     assert code(error) == "ERR_NGROK_332"
 
 
-def test_names_have_one_holder_until_the_agent_reconnects(edge: EdgeControl, store: Store) -> None:
+def test_names_have_one_holder_until_the_agent_reconnects(edge: AgentControl, store: Store) -> None:
     _, token, _ = credential(store, [])
     first = auth(edge, token)
     assigned = bind(edge, first, "https")["Opts"]["Hostname"]
@@ -140,7 +140,7 @@ def test_names_have_one_holder_until_the_agent_reconnects(edge: EdgeControl, sto
     assert edge.registry.https_tunnel(assigned).session_id == again.session.id  # type: ignore[union-attr]
 
 
-def test_tcp_binds(edge: EdgeControl, store: Store) -> None:
+def test_tcp_binds(edge: AgentControl, store: Store) -> None:
     _, open_token, _ = credential(store, [])
     session = auth(edge, open_token)
     assigned = bind(edge, session, "tcp", Addr="")
@@ -161,7 +161,7 @@ def test_tcp_binds(edge: EdgeControl, store: Store) -> None:
     assert code(error) == "ERR_NGROK_307"
 
 
-def test_labels(edge: EdgeControl, store: Store) -> None:
+def test_labels(edge: AgentControl, store: Store) -> None:
     _, token, _ = credential(store, ["bind:edge=web"])
     session = auth(edge, token)
     response = edge.start_labeled(session, {"Labels": {"edge": "web"}, "ForwardsTo": "x"})
@@ -174,7 +174,7 @@ def test_labels(edge: EdgeControl, store: Store) -> None:
     assert edge.registry.labeled_tunnel({"edge": "web"}) is None
 
 
-def test_deleted_credential_cannot_bind(edge: EdgeControl, store: Store) -> None:
+def test_deleted_credential_cannot_bind(edge: AgentControl, store: Store) -> None:
     credential_id, token, account = credential(store, [])
     session = auth(edge, token)
     store.delete(CREDENTIALS, account, credential_id)
@@ -186,7 +186,7 @@ def test_deleted_credential_cannot_bind(edge: EdgeControl, store: Store) -> None
     assert code(error) == "ERR_NGROK_107"
 
 
-def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: EdgeControl, store: Store) -> None:
+def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: AgentControl, store: Store) -> None:
     _, token, _ = credential(store, [])
     session = auth(edge, token)
     secret_opts = {

@@ -33,7 +33,7 @@ def frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
 
 
 def terminated(events: list[mux.Event]) -> ErrorCode:
-    assert isinstance(events[-1], mux.ConnectionTerminated), events
+    assert isinstance(events[-1], mux.ProtocolViolation), events
     return events[-1].code
 
 
@@ -58,7 +58,7 @@ def test_open_send_half_close_both_ways() -> None:
     assert pump(client, server) == [mux.StreamEnded(1)]
     assert server.send_data(1, b"reply", end_stream=True) == 5
     assert pump(server, client) == [mux.DataReceived(1, b"reply"), mux.StreamEnded(1)]
-    assert 1 not in client.streams and 1 not in server.streams  # both sides ended: forgotten
+    assert not client.is_open(1) and not server.is_open(1)  # both sides ended: forgotten
     assert server.open_stream() == 2  # the server's ids are even
 
 
@@ -106,8 +106,8 @@ def test_reset_both_ways() -> None:
     pump(client, server)
     server.reset_stream(stream_id, ErrorCode.REFUSED)
     assert pump(server, client) == [mux.StreamReset(stream_id, ErrorCode.REFUSED)]
-    assert stream_id not in client.streams
-    with pytest.raises(mux.ProtocolError):
+    assert not client.is_open(stream_id)
+    with pytest.raises(mux.LocalProtocolError):
         client.send_data(stream_id, b"late")
     # Frames for a stream already gone are ignored, not fatal.
     assert server.receive_data(encode_frame(FrameType.DATA, stream_id, b"late")) == []
@@ -123,11 +123,11 @@ def test_go_away_both_ways() -> None:
     pump(client, server)
     server.go_away(ErrorCode.NONE, "bye")
     assert server.closed
-    with pytest.raises(mux.ProtocolError):
+    with pytest.raises(mux.LocalProtocolError):
         server.open_stream()
     events = pump(server, client)
-    assert events == [mux.GoAwayReceived(stream_id, ErrorCode.NONE, b"bye")]
-    with pytest.raises(mux.ProtocolError):
+    assert events == [mux.ConnectionTerminated(stream_id, ErrorCode.NONE, b"bye")]
+    with pytest.raises(mux.LocalProtocolError):
         client.open_stream()  # the peer is going away: no new streams
     assert server.receive_data(b"anything") == []  # a closed connection ignores input
 
@@ -201,9 +201,9 @@ def test_sending_on_a_closed_stream_is_refused() -> None:
     stream_id = client.open_stream()
     client.end_stream(stream_id)
     client.end_stream(stream_id)  # idempotent
-    with pytest.raises(mux.ProtocolError):
+    with pytest.raises(mux.LocalProtocolError):
         client.send_data(stream_id, b"x")
-    with pytest.raises(mux.ProtocolError):
+    with pytest.raises(mux.LocalProtocolError):
         client.send_data(99, b"x")
 
 
@@ -249,7 +249,7 @@ def test_fuzz_well_framed_nonsense_never_crashes(wire: list[bytes]) -> None:
     for frame in wire:
         server.receive_data(frame)
         server.data_to_send()
-    assert len(server.streams) <= 8
+    assert server.open_stream_count <= 8
 
 
 def test_syns_may_arrive_out_of_order() -> None:

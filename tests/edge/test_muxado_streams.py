@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from burrow.edge import muxado_protocol as mux
-from burrow.edge.muxado_streams import MuxConnection, StreamReset
+from burrow.edge.muxado_streams import MuxConnection, StreamResetError
 
 Scenario = Callable[[MuxConnection, MuxConnection], Awaitable[None]]
 
@@ -106,9 +106,9 @@ def test_reset_reaches_the_peer() -> None:
         assert await incoming.read(1) == b"x"
         reading = asyncio.create_task(incoming.read())
         stream.reset()
-        with pytest.raises(StreamReset):
+        with pytest.raises(StreamResetError):
             await asyncio.wait_for(reading, 5)
-        with pytest.raises(StreamReset):
+        with pytest.raises(StreamResetError):
             await stream.write(b"after reset")
 
     run(scenario)
@@ -123,7 +123,7 @@ def test_go_away_wakes_every_waiter() -> None:
         waiting_read = asyncio.create_task(stream.read())
         waiting_accept = asyncio.create_task(client.accept_stream())
         await server.close(mux.ErrorCode.NONE, "maintenance")
-        with pytest.raises(StreamReset):
+        with pytest.raises(StreamResetError):
             await asyncio.wait_for(waiting_read, 5)
         assert await asyncio.wait_for(waiting_accept, 5) is None
         await asyncio.wait_for(client.done.wait(), 5)

@@ -21,7 +21,7 @@ from burrow.domain.endpoint import CircuitBreaker, EndpointPolicy, Headers, IPAd
 from burrow.domain.tunnels import AgentSession, Registry, Tunnel
 from burrow.edge.certs import ensure_server_certificate
 from burrow.edge.https import HttpsCertificates, HttpsListener
-from burrow.edge.muxado_streams import MuxConnection, MuxStream, StreamReset
+from burrow.edge.muxado_streams import MuxConnection, MuxStream, StreamResetError
 from burrow.edge.public import PublicListeners
 from tests.edge.test_http_proxy import _throwaway_ca
 from tests.harness import free_port
@@ -68,7 +68,7 @@ class VisiblePolicy(EndpointPolicy):
 
 
 async def _agent_serves(stream: MuxStream, seen: list[bytes]) -> None:
-    with contextlib.suppress(StreamReset):
+    with contextlib.suppress(StreamResetError):
         await _answer_requests(stream, seen)
 
 
@@ -150,7 +150,7 @@ async def _with_edge(
     listeners = PublicListeners(registry, open_proxy, {})
     server: asyncio.Server | HttpsListener
     if certificates is not None:
-        server = HttpsListener(certificates(registry), listeners.https_protocol, 5, listeners.counts)
+        server = HttpsListener(certificates(registry), listeners.https_protocol, 5, listeners.admission)
         port = free_port()
         await server.start("127.0.0.1", port)
     else:

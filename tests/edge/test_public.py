@@ -6,9 +6,11 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from burrow.domain.limits import FIXED_DESCRIPTORS, PUBLIC_LISTENERS, PublicLimits
 from burrow.edge.agent import MAX_STREAMS_PER_AGENT
 from tests.edge.conftest import Agent
 from tests.edge.test_sdk import credential, public_get
@@ -131,3 +133,30 @@ def test_past_the_stream_cap_a_connection_is_refused_and_the_session_lives(
     finally:
         for connection in held:
             connection.close()
+
+
+def test_the_public_connection_cap_is_fitted_to_the_file_limit(tmp_path: Path) -> None:
+    server = BurrowServer(tmp_path / "data").start(file_limit=1024)
+    listening = 3 + 1  # the API, agent and public listeners counted apart, and one TCP port
+    cap = (1024 - FIXED_DESCRIPTORS - listening) // 2 // PUBLIC_LISTENERS
+    assert cap < PublicLimits().max_connections
+    http = address(server.http_addr)
+    held: list[socket.socket] = []
+    try:
+        # From several addresses, so that the listener's cap is reached, not a client's.
+        for n in range(cap + 10):
+            source = (f"127.0.3.{n // 50 + 1}", 0)
+            held.append(socket.create_connection(http, timeout=5, source_address=source))
+        refused = []
+        for connection in held[cap - 5 :]:
+            connection.settimeout(0.5)
+            try:
+                refused.append(connection.recv(100).startswith(b"HTTP/1.1 503 "))
+            except TimeoutError:  # admitted: waiting for its request
+                refused.append(False)
+        assert refused == [False] * 5 + [True] * 10
+        assert f"capped at {cap}" in server.log()
+    finally:
+        for connection in held:
+            connection.close()
+        server.stop()

@@ -10,7 +10,7 @@ import pytest
 
 from burrow.domain import ids, tokens
 from burrow.domain.tunnels import Registry
-from burrow.edge.control import AgentError, Authenticated, EdgeControl, EdgeSettings
+from burrow.edge.control import AgentControl, AgentError, Authenticated, EdgeSettings
 from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 from tests.edge.conftest import Agent
@@ -27,12 +27,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-def control(store: Store, **rates: str) -> EdgeControl:
+def control(store: Store, **rates: str) -> AgentControl:
     parsed = {name: Rate.parse(text) for name, text in rates.items()}
-    return EdgeControl(store, Registry(), EdgeSettings(), Throttle(replace(OFF, **parsed)))
+    return AgentControl(store, Registry(), EdgeSettings(), Throttle(replace(OFF, **parsed)))
 
 
-def refused(edge: EdgeControl, token: str, address: str = "127.0.0.1:5555") -> str:
+def refused(edge: AgentControl, token: str, address: str = "127.0.0.1:5555") -> str:
     with pytest.raises(AgentError) as error:
         edge.authenticate({"Version": ["2"], "Extra": {"AuthToken": token}}, address)
     return code(error)
@@ -62,7 +62,7 @@ def test_failed_authtokens_are_throttled_per_address(store: Store) -> None:
     assert refused(edge, forged, "10.0.0.9:4000") == "ERR_NGROK_107"
 
 
-def auth_from(edge: EdgeControl, token: str, address: str) -> Authenticated:
+def auth_from(edge: AgentControl, token: str, address: str) -> Authenticated:
     return edge.authenticate({"Version": ["2"], "Extra": {"AuthToken": token}}, address)
 
 

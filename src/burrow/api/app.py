@@ -27,7 +27,7 @@ from .endpoints import SHAPES, Endpoint, Handler, endpoint
 from .openapi import openapi_document
 from .reserved import Reservations
 from .resources import StoredHandlers
-from .tunnels import EdgeControl, LiveHandlers, NoEdge
+from .tunnels import LiveEdge, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
 error_log = logging.getLogger("burrow.error")
@@ -114,7 +114,7 @@ class AccessLog:
 def create_app(
     store: Store,
     public_url: str | None = None,
-    edge: EdgeControl | None = None,
+    edge: LiveEdge | None = None,
     dashboard: DashboardSettings | None = None,
     throttle: Throttle | None = None,
     names: NameSpace | None = None,

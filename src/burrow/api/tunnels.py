@@ -15,8 +15,8 @@ from . import paging
 from .endpoints import Call, Handler, check_may_write
 
 
-class EdgeControl(Protocol):
-    """What the API needs of the edge: its registry, and a way to end a session."""
+class LiveEdge(Protocol):
+    """What the API needs of the running edge: its registry, and a way to end a session."""
 
     registry: Registry
 
@@ -34,7 +34,7 @@ class NoEdge:
 
 
 class LiveHandlers:
-    def __init__(self, edge: EdgeControl, store: Store) -> None:
+    def __init__(self, edge: LiveEdge, store: Store) -> None:
         self.edge = edge
         self.store = store  # for the audit trail
 

@@ -14,9 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from burrow.domain.limits import AgentLimits, ApiLimits
+from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits
 from burrow.domain.models import ROLES
-from burrow.edge.limits import PublicLimits
 
 from . import logs
 
@@ -422,8 +421,11 @@ def serve(
             require_reservation=require_reservation,
         )
         listening = 3 + (len(edge_config.settings.tcp_ports) if edge else 0)
-        api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
+        api_limits, agent_limits, limits = serving.fit_to_file_limit(
+            api_limits, agent_limits, limits, listening
+        )
         edge_config.agent_limits = agent_limits
+        edge_config.limits = limits
         if not revocation_fail_closed_after > 0:
             raise serving.CommandError("--revocation-fail-closed-after must be positive")
         edge_config.revocation_fail_closed_after = revocation_fail_closed_after

@@ -15,12 +15,11 @@ import uvicorn
 from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
-from burrow.domain.limits import AgentLimits, ApiLimits, fit_to_descriptors
+from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
 from burrow.domain.reserved import NameSpace
 from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context, share_ca
 from burrow.edge.control import EdgeSettings
 from burrow.edge.https import HttpsCertificates
-from burrow.edge.limits import PublicLimits
 from burrow.edge.server import Edge, EdgeConfig
 from burrow.store import database, datadir
 from burrow.store.ratelimit import Rate, Rates, Throttle
@@ -80,20 +79,26 @@ def check_limits(api: ApiLimits, agent: AgentLimits) -> tuple[ApiLimits, AgentLi
 
 
 def fit_to_file_limit(
-    api: ApiLimits, agent: AgentLimits, listening_sockets: int
-) -> tuple[ApiLimits, AgentLimits]:
+    api: ApiLimits, agent: AgentLimits, public: PublicLimits, listening_sockets: int
+) -> tuple[ApiLimits, AgentLimits, PublicLimits]:
     """The connection caps, lowered if the process's file limit cannot hold them."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return api, agent
-    fitted_api, fitted_agent = fit_to_descriptors(api, agent, soft, listening_sockets)
-    if (fitted_api, fitted_agent) != (api, agent):
+        return api, agent, public
+    fitted = fit_to_descriptors(api, agent, public, soft, listening_sockets)
+    if fitted[:2] != (api, agent):
         err.print(
             f"[yellow]warning:[/] the file limit ({soft}) cannot hold {api.max_connections} API and "
-            f"{agent.max_connections} agent connections: capped at {fitted_api.max_connections} and "
-            f"{fitted_agent.max_connections} (raise 'ulimit -n' to allow more)."
+            f"{agent.max_connections} agent connections: capped at {fitted[0].max_connections} and "
+            f"{fitted[1].max_connections} (raise 'ulimit -n' to allow more)."
         )
-    return fitted_api, fitted_agent
+    if fitted[2] != public:
+        err.print(
+            f"[yellow]warning:[/] the file limit ({soft}) cannot hold {public.max_connections} connections "
+            f"on each public listener: capped at {fitted[2].max_connections} "
+            "(raise 'ulimit -n' to allow more)."
+        )
+    return fitted
 
 
 def _show(addr: tuple[str, int] | None) -> str:

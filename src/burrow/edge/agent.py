@@ -13,7 +13,8 @@ from typing import Any
 from burrow.domain.limits import AgentLimits
 
 from . import muxado_protocol as mux
-from .control import AgentError, Authenticated, EdgeControl
+from .control import AgentControl, AgentError, Authenticated
+from .heartbeat import Liveness
 from .messages import MessageError, MessageScanner
 from .muxado_streams import MuxConnection, MuxStream
 
@@ -23,7 +24,6 @@ log = logging.getLogger("burrow.edge")
 AUTH, BIND, UNBIND, PROXY, RESTART, STOP, UPDATE, START_LABELED, SRV_INFO, STOP_TUNNEL = range(10)
 HEARTBEAT = 0xFFFFFFFF
 RPC_TIMEOUT = 15.0
-DEFAULT_HEARTBEAT = 10.0 + 15.0  # the SDK's interval plus tolerance
 MAX_STREAMS_PER_AGENT = 480
 
 
@@ -43,13 +43,15 @@ async def respond(stream: MuxStream, message: dict[str, Any]) -> None:
     await stream.write_eof()
 
 
-class AgentSession:
-    """Drives one agent connection from Auth to its end."""
+class AgentConnection:
+    """Drives one agent's muxado connection from Auth to its end: answers its typed streams
+    (Auth, Bind, heartbeats, ...) and opens proxy streams to it. Once authenticated it has
+    an :class:`AgentSession` (the record in the registry)."""
 
     def __init__(
         self,
         connection: MuxConnection,
-        control: EdgeControl,
+        control: AgentControl,
         client_addr: str,
         limits: AgentLimits,
         connected_at: float,
@@ -61,8 +63,7 @@ class AgentSession:
         self.connected_at = connected_at  # the event loop's clock when the TCP connection came
         self.authenticated: Authenticated | None = None
         self.auth_done = asyncio.Event()
-        self.last_heartbeat = time.monotonic()
-        self.liveness = DEFAULT_HEARTBEAT
+        self.liveness = Liveness(time.monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         # Until Auth, the agent's first frame must open a stream and no frame may be larger
         # than a message: garbage that reads as a frame header must not hold the connection
@@ -142,12 +143,8 @@ class AgentSession:
             await asyncio.sleep(0.1)  # let the answer leave before the connection does
             await self.connection.close(mux.ErrorCode.NONE, "authentication failed")
             return
-        extra = request.get("Extra") or {}
-        interval = _seconds(extra.get("HeartbeatInterval")) if isinstance(extra, dict) else None
-        tolerance = _seconds(extra.get("HeartbeatTolerance")) if isinstance(extra, dict) else None
-        if interval and tolerance:
-            self.liveness = interval + tolerance
-        self.last_heartbeat = time.monotonic()
+        self.liveness.negotiate(request.get("Extra"))
+        self.liveness.beat()
         self.connection.protocol.max_payload = self._full_payload
         await respond(stream, self.control.auth_response(self.authenticated))
         self.auth_done.set()
@@ -206,14 +203,14 @@ class AgentSession:
     async def _heartbeats(self, stream: MuxStream) -> None:
         while True:
             beat = await stream.readexactly(4)
-            self.last_heartbeat = time.monotonic()
+            self.liveness.beat()
             await stream.write(beat)
 
     async def _watch_heartbeats(self) -> None:
         """End sessions whose agent went silent: no heartbeat within interval + tolerance."""
         while True:
             await asyncio.sleep(1)
-            if time.monotonic() - self.last_heartbeat > self.liveness:
+            if self.liveness.expired():
                 await self._fail("no heartbeat")
                 return
 
@@ -222,7 +219,7 @@ class AgentSession:
     async def open_proxy(
         self, tunnel_id: str, client_addr: str, proto: str, edge_type: str = ""
     ) -> MuxStream:
-        if len(self.connection.protocol.streams) >= MAX_STREAMS_PER_AGENT:
+        if self.connection.open_stream_count >= MAX_STREAMS_PER_AGENT:
             # ngrok's agents limit a session's streams (512 in ngrok-rust's muxado); refusing
             # the public connection here answers it clearly (503 for HTTP) and leaves the
             # session headroom for its own streams (heartbeats, binds).
@@ -261,9 +258,3 @@ class AgentSession:
                     STOP_TUNNEL, {"Id": tunnel_id, "Message": message, "ErrorCode": error_code}
                 )
         await self.connection.close(mux.ErrorCode.NONE, message)
-
-
-def _seconds(nanoseconds: object) -> float | None:
-    if isinstance(nanoseconds, int | float) and 0 < nanoseconds < 3600e9:
-        return float(nanoseconds) / 1e9
-    return None

@@ -76,7 +76,10 @@ class Authenticated:
     reconnecting_from: str | None
 
 
-class EdgeControl:
+class AgentControl:
+    """Answers an agent's control requests (Auth, Bind, StartTunnelWithLabel, Unbind) and
+    keeps the registry in step; :class:`~burrow.edge.agent.AgentConnection` moves the bytes."""
+
     def __init__(
         self, store: Store, registry: Registry, settings: EdgeSettings, throttle: Throttle | None = None
     ) -> None:
@@ -150,7 +153,8 @@ class EdgeControl:
         credential_id = tokens.resource_id(token, ids.CREDENTIAL) if isinstance(token, str) else None
         if not isinstance(token, str) or not isinstance(credential_id, str):
             raise errors.AGENT_TOKEN_MALFORMED()
-        record = self.store.auth_record("credential", credential_id)
+        # A database outage (or failing closed) is the edge's trouble, not a failed attempt.
+        record = self._stored(lambda: self.store.auth_record("credential", credential_id))
         if record is None or not tokens.matches(self.store.secret, token, record.digest):
             raise errors.AGENT_TOKEN_INVALID()
         if not record.owner_active:

@@ -305,7 +305,7 @@ class HttpProxyConnection(asyncio.Protocol):
             self.server = (str(sock[0]), int(sock[1]))
         self.client_ip = _peer_ip(self.client)
         # HTTPS connections were counted by their listener before the handshake.
-        if self.scheme != "https" and not self.listeners.counts.admit(self.scheme, self.client[0]):
+        if self.scheme != "https" and self.listeners.admission.admit(self.client[0], self.scheme) is not None:
             self.transport.write(CONNECTION_REFUSED)
             self.transport.close()
             return
@@ -372,7 +372,7 @@ class HttpProxyConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         if self._admitted:
-            self.listeners.counts.release(self.scheme, self.client[0])
+            self.listeners.admission.release(self.client[0], self.scheme)
         self.listeners._connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()

@@ -22,10 +22,10 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from burrow.domain.limits import Admission
 from burrow.domain.tunnels import Registry
 
 from .certs import ServerCertificate, certificate_names, ensure_name_certificate
-from .limits import ConnectionCounts
 from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_server_name
 
 _NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
@@ -109,12 +109,12 @@ class HttpsListener:
         certificates: HttpsCertificates,
         protocol: Callable[[str | None], asyncio.Protocol],
         handshake_timeout: float,
-        counts: ConnectionCounts,
+        admission: Admission,
     ) -> None:
         self.certificates = certificates
         self.protocol = protocol  # its connections release the count this listener took
         self.handshake_timeout = handshake_timeout
-        self.counts = counts
+        self.admission = admission
         self._socket: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
@@ -143,7 +143,7 @@ class HttpsListener:
                 await asyncio.sleep(0.1)
                 continue
             # Counted from the start, handshakes too (the connection releases it when it ends).
-            if not self.counts.admit("https", str(peer[0])):
+            if self.admission.admit(str(peer[0]), "https") is not None:
                 client.close()
                 continue
             task = loop.create_task(self._start_tls(client, str(peer[0])))
@@ -171,7 +171,7 @@ class HttpsListener:
             client.close()
         finally:
             if not connected:
-                self.counts.release("https", client_ip)
+                self.admission.release(client_ip, "https")
 
 
 def _wake(future: asyncio.Future[None]) -> None:

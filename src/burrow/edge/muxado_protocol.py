@@ -10,7 +10,9 @@ Framing (all big-endian): a u32 of ``length << 8 | type << 4 | flags``, a u32 st
 (u32 increment), GOAWAY 3 (stream 0: u32 last stream id, u32 error code, message).
 Flags: FIN 0x1, SYN 0x2. A stream opens with a DATA frame flagged SYN; the client opens
 odd ids, the server even ones. Each stream has a fixed 256 KiB window per direction.
-Any violation by the peer ends the whole connection with a GOAWAY naming the error.
+Any violation by the peer ends the whole connection with a GOAWAY naming the error
+(reported as a :class:`ProtocolViolation` event); misuse by our own caller raises
+:class:`LocalProtocolError` and sends nothing.
 """
 
 from __future__ import annotations
@@ -58,11 +60,13 @@ def encode_frame(kind: FrameType, stream_id: int, payload: bytes = b"", flags: i
     return HEADER.pack((len(payload) << 8) | (int(kind) << 4) | flags, stream_id & 0x7FFFFFFF) + payload
 
 
-# Events ------------------------------------------------------------------------------
+# Events: what the peer did, as h2 names it ---------------------------------------------
 
 
 @dataclass(frozen=True)
 class StreamOpened:
+    """The peer opened a stream (DATA flagged SYN)."""
+
     stream_id: int
 
 
@@ -81,26 +85,33 @@ class StreamEnded:
 
 @dataclass(frozen=True)
 class StreamReset:
+    """The peer reset the stream (RST): it is gone both ways."""
+
     stream_id: int
     code: int
 
 
 @dataclass(frozen=True)
 class WindowUpdated:
+    """The peer returned send credit (WNDINC)."""
+
     stream_id: int
     increment: int
 
 
 @dataclass(frozen=True)
-class GoAwayReceived:
+class ConnectionTerminated:
+    """The peer ended the connection (GOAWAY): it opens no more streams."""
+
     last_stream_id: int
     code: int
     message: bytes
 
 
 @dataclass(frozen=True)
-class ConnectionTerminated:
-    """We found the peer at fault; a GOAWAY is queued and the connection is over."""
+class ProtocolViolation:
+    """The peer broke the protocol (a :class:`RemoteProtocolError`): we queued a GOAWAY
+    naming the error, and the connection is over."""
 
     code: ErrorCode
     message: str
@@ -120,9 +131,12 @@ Event = (
     | StreamEnded
     | StreamReset
     | WindowUpdated
-    | GoAwayReceived
     | ConnectionTerminated
+    | ProtocolViolation
 )
+
+
+# Errors: whose fault, as h11 splits it -----------------------------------------------
 
 
 class ProtocolError(Exception):
@@ -131,38 +145,126 @@ class ProtocolError(Exception):
         self.code = code
 
 
+class LocalProtocolError(ProtocolError):
+    """Our own caller misused the connection (sent on a closed stream, opened one after
+    GOAWAY); raised to that caller, nothing is sent."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol. Never raised out of :meth:`Connection.receive_data`:
+    it ends the connection with a GOAWAY and comes out as a :class:`ProtocolViolation`."""
+
+
+# Policies: pure decisions, tested without sockets ------------------------------------
+
+
+class ReceiveCredit:
+    """One stream's receive window, and when what the application consumed goes back to
+    the peer as credit (WNDINC): in batches of at least ``batch`` bytes, or at once when
+    the peer has used the whole window, to keep WNDINC frames few."""
+
+    __slots__ = ("_unacknowledged", "batch", "window")
+
+    def __init__(self, window: int = WINDOW, batch: int = WINDOW // 16) -> None:
+        self.window = window  # how much more the peer may send
+        self.batch = batch
+        self._unacknowledged = 0  # consumed, credit not yet returned
+
+    def take(self, size: int) -> bool:
+        """The peer sent ``size`` bytes: False if the window did not allow them."""
+        if size > self.window:
+            return False
+        self.window -= size
+        return True
+
+    def consume(self, size: int) -> int:
+        """The application consumed ``size`` bytes: the credit to return now (0: not yet)."""
+        self._unacknowledged += size
+        if self._unacknowledged < self.batch and self.window:
+            return 0
+        credit, self._unacknowledged = self._unacknowledged, 0
+        self.window += credit
+        return credit
+
+
+class DrainCredit:
+    """Credit on drain: bytes forwarded to a writer count as consumed at once if the writer
+    took them all, else only once its buffer drains (so a slow reader slows the peer, not
+    our memory)."""
+
+    __slots__ = ("draining", "owed")
+
+    def __init__(self) -> None:
+        self.owed = 0  # written while the writer was buffering
+        self.draining = False
+
+    def written(self, size: int, writer_buffering: bool) -> tuple[int, bool]:
+        """``size`` bytes went to the writer: (bytes consumed now, whether to start a drain)."""
+        if not self.draining and not writer_buffering:
+            return size, False
+        self.owed += size
+        if self.draining:
+            return 0, False
+        self.draining = True
+        return 0, True
+
+    def drained(self) -> int:
+        """The writer drained: the bytes now consumed."""
+        owed, self.owed, self.draining = self.owed, 0, False
+        return owed
+
+    def failed(self) -> None:
+        """The writer failed: nothing more is owed to it."""
+        self.draining = False
+
+
 @dataclass
 class _Stream:
-    receive_window: int = WINDOW  # how much more the peer may send
+    credit: ReceiveCredit = field(default_factory=ReceiveCredit)
     send_window: int = WINDOW  # how much more we may send
-    unacknowledged: int = 0  # consumed by the application, credit not yet returned
     local_ended: bool = False
     remote_ended: bool = False
     pending_syn: bool = False  # opened locally; the SYN goes out with its first DATA frame
 
 
-@dataclass
 class Connection:
-    client_side: bool
-    max_payload: int = 1024 * 1024  # the largest frame we accept (real agents send <= 256 KiB)
-    max_streams: int = 1024  # concurrent streams the peer may open
-    send_chunk: int = 64 * 1024  # the largest DATA frame we send
-    streams: dict[int, _Stream] = field(default_factory=dict)
-    closed: bool = False
-    _next_local_id: int = 0
-    _last_remote_id: int = 0
-    _in: bytearray = field(default_factory=bytearray)  # a partial frame, held until complete
-    _held: bytes = b""
-    _out: list[bytes] = field(default_factory=list)
-    remote_going_away: bool = False
-    expect_stream_first: bool = False  # the peer's first frame must open a stream (DATA, SYN)
-    _first_header: bytearray = field(default_factory=bytearray)
+    """One side of a muxado connection (``client_side`` opens odd stream ids)."""
 
-    def __post_init__(self) -> None:
-        self._next_local_id = 1 if self.client_side else 2
-        if self.client_side:
-            # A server's first stream is 2; 0 means "none yet".
-            self._last_remote_id = 0
+    def __init__(
+        self,
+        client_side: bool,
+        *,
+        max_payload: int = 1024 * 1024,  # the largest frame we accept (real agents send <= 256 KiB)
+        max_streams: int = 1024,  # concurrent streams the peer may open
+        send_chunk: int = 64 * 1024,  # the largest DATA frame we send
+    ) -> None:
+        self.client_side = client_side
+        self.max_payload = max_payload
+        self.max_streams = max_streams
+        self.send_chunk = send_chunk
+        self.expect_stream_first = False  # the peer's first frame must open a stream (DATA, SYN)
+        self.remote_going_away = False  # the peer sent GOAWAY
+        self._closed = False  # we sent GOAWAY
+        self._streams: dict[int, _Stream] = {}
+        self._next_local_id = 1 if client_side else 2
+        self._last_remote_id = 0  # none yet
+        self._in = bytearray()  # a partial frame, held until complete
+        self._held = b""
+        self._out: list[bytes] = []
+        self._first_header = bytearray()
+
+    @property
+    def closed(self) -> bool:
+        """We sent GOAWAY (asked to, or because the peer broke the protocol)."""
+        return self._closed
+
+    @property
+    def open_stream_count(self) -> int:
+        """Streams not yet ended both ways nor reset, whoever opened them."""
+        return len(self._streams)
+
+    def is_open(self, stream_id: int) -> bool:
+        return stream_id in self._streams
 
     # Receiving ------------------------------------------------------------------------
 
@@ -187,10 +289,10 @@ class Connection:
             if position < len(data):
                 self._in += memoryview(data)[position:]
                 self._check_held_header()
-        except ProtocolError as error:
+        except RemoteProtocolError as error:
             self.go_away(error.code, str(error))
             self._in.clear()
-            events.append(ConnectionTerminated(error.code, str(error)))
+            events.append(ProtocolViolation(error.code, str(error)))
         return [
             DataReceived(e.stream_id, b"".join(e.parts)) if isinstance(e, _PendingData) else e for e in events
         ]
@@ -203,14 +305,14 @@ class Connection:
         word, stream_id = HEADER.unpack(self._first_header)
         remote_parity = 0 if self.client_side else 1
         if (word >> 4) & 0xF != FrameType.DATA or not word & SYN or stream_id % 2 != remote_parity:
-            raise ProtocolError(ErrorCode.PROTOCOL, "the first frame does not open a stream")
+            raise RemoteProtocolError(ErrorCode.PROTOCOL, "the first frame does not open a stream")
 
     def _check_held_header(self) -> None:
         """Refuse an oversized frame as soon as its header is in, not once it is complete."""
         if len(self._in) >= HEADER.size:
             length = self._held_length()
             if length > self.max_payload:
-                raise ProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
+                raise RemoteProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
 
     def _held_length(self) -> int:
         """The payload length in the held frame's header (its top 24 bits)."""
@@ -246,7 +348,7 @@ class Connection:
             length, kind, flags = word >> 8, (word >> 4) & 0xF, word & 0xF
             stream_id &= 0x7FFFFFFF
             if length > self.max_payload:
-                raise ProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
+                raise RemoteProtocolError(ErrorCode.FRAME_SIZE, f"frame of {length} bytes")
             end = position + HEADER.size + length
             if size < end:
                 break
@@ -255,9 +357,10 @@ class Connection:
                 # The hot path: plain DATA. Runs of it for one stream become one event,
                 # as agents send 8 KiB frames and each event costs far more than a byte;
                 # the payloads are views, copied once when the run is joined.
-                stream = self.streams.get(stream_id)
-                if stream is not None and not stream.remote_ended and length <= stream.receive_window:
-                    stream.receive_window -= length
+                stream = self._streams.get(stream_id)
+                credit = stream.credit if stream is not None and not stream.remote_ended else None
+                if credit is not None and length <= credit.window:  # ReceiveCredit.take, inlined
+                    credit.window -= length
                     last = events[-1] if events else None
                     if isinstance(last, _PendingData) and last.stream_id == stream_id:
                         last.parts.append(view[start:end])
@@ -274,54 +377,57 @@ class Connection:
             self._data(flags, stream_id, payload, events)
         elif kind == FrameType.WNDINC:
             if len(payload) != 4 or stream_id == 0:
-                raise ProtocolError(ErrorCode.PROTOCOL, "malformed WNDINC")
+                raise RemoteProtocolError(ErrorCode.PROTOCOL, "malformed WNDINC")
             increment = int.from_bytes(payload, "big")
-            stream = self.streams.get(stream_id)
+            stream = self._streams.get(stream_id)
             if stream is not None and increment:
                 stream.send_window += increment
                 if stream.send_window > 0x7FFFFFFF:
-                    raise ProtocolError(ErrorCode.FLOW_CONTROL, f"window overflow on stream {stream_id}")
+                    raise RemoteProtocolError(
+                        ErrorCode.FLOW_CONTROL, f"window overflow on stream {stream_id}"
+                    )
                 events.append(WindowUpdated(stream_id, increment))
         elif kind == FrameType.RST:
             if len(payload) != 4 or stream_id == 0:
-                raise ProtocolError(ErrorCode.PROTOCOL, "malformed RST")
-            if self.streams.pop(stream_id, None) is not None:
+                raise RemoteProtocolError(ErrorCode.PROTOCOL, "malformed RST")
+            if self._streams.pop(stream_id, None) is not None:
                 events.append(StreamReset(stream_id, int.from_bytes(payload, "big")))
         elif kind == FrameType.GOAWAY:
             if len(payload) < 8 or stream_id != 0:
-                raise ProtocolError(ErrorCode.PROTOCOL, "malformed GOAWAY")
+                raise RemoteProtocolError(ErrorCode.PROTOCOL, "malformed GOAWAY")
             last, code = struct.unpack_from(">II", payload)
             self.remote_going_away = True
-            events.append(GoAwayReceived(last & 0x7FFFFFFF, code, payload[8:]))
+            events.append(ConnectionTerminated(last & 0x7FFFFFFF, code, payload[8:]))
         else:
-            raise ProtocolError(ErrorCode.PROTOCOL, f"unknown frame type {kind}")
+            raise RemoteProtocolError(ErrorCode.PROTOCOL, f"unknown frame type {kind}")
 
     def _data(self, flags: int, stream_id: int, payload: bytes, events: list[Event | _PendingData]) -> None:
         if stream_id == 0:
-            raise ProtocolError(ErrorCode.PROTOCOL, "DATA on stream 0")
-        stream = self.streams.get(stream_id)
+            raise RemoteProtocolError(ErrorCode.PROTOCOL, "DATA on stream 0")
+        stream = self._streams.get(stream_id)
         if flags & SYN:
             remote_parity = 0 if self.client_side else 1
             # Peers choose an id when they open a stream but send its SYN on the first write,
             # so concurrent streams' SYNs may arrive out of order: only parity and reuse count.
             if stream_id % 2 != remote_parity or stream is not None:
-                raise ProtocolError(ErrorCode.PROTOCOL, f"stream {stream_id} may not be opened")
+                raise RemoteProtocolError(ErrorCode.PROTOCOL, f"stream {stream_id} may not be opened")
             if self.remote_going_away:
-                raise ProtocolError(ErrorCode.PROTOCOL, "new stream after GOAWAY")
-            if len(self.streams) >= self.max_streams:
-                raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, f"more than {self.max_streams} streams")
+                raise RemoteProtocolError(ErrorCode.PROTOCOL, "new stream after GOAWAY")
+            if len(self._streams) >= self.max_streams:
+                raise RemoteProtocolError(
+                    ErrorCode.ENHANCE_YOUR_CALM, f"more than {self.max_streams} streams"
+                )
             self._last_remote_id = max(self._last_remote_id, stream_id)
-            stream = self.streams[stream_id] = _Stream()
+            stream = self._streams[stream_id] = _Stream()
             events.append(StreamOpened(stream_id))
         elif stream is None:
             return  # a stream we already closed: late frames are expected
         if stream.remote_ended:
             if payload or not flags & FIN:
-                raise ProtocolError(ErrorCode.STREAM_CLOSED, f"DATA after FIN on stream {stream_id}")
+                raise RemoteProtocolError(ErrorCode.STREAM_CLOSED, f"DATA after FIN on stream {stream_id}")
             return
-        if len(payload) > stream.receive_window:
-            raise ProtocolError(ErrorCode.FLOW_CONTROL, f"window overrun on stream {stream_id}")
-        stream.receive_window -= len(payload)
+        if not stream.credit.take(len(payload)):
+            raise RemoteProtocolError(ErrorCode.FLOW_CONTROL, f"window overrun on stream {stream_id}")
         if payload:
             events.append(DataReceived(stream_id, payload))
         if flags & FIN:
@@ -338,14 +444,14 @@ class Connection:
 
     def open_stream(self) -> int:
         if self.closed or self.remote_going_away:
-            raise ProtocolError(ErrorCode.SESSION_CLOSED, "the connection is closing")
+            raise LocalProtocolError(ErrorCode.SESSION_CLOSED, "the connection is closing")
         stream_id = self._next_local_id
         self._next_local_id += 2
-        self.streams[stream_id] = _Stream(pending_syn=True)
+        self._streams[stream_id] = _Stream(pending_syn=True)
         return stream_id
 
     def send_window(self, stream_id: int) -> int:
-        stream = self.streams.get(stream_id)
+        stream = self._streams.get(stream_id)
         return 0 if stream is None or stream.local_ended else stream.send_window
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
@@ -353,9 +459,9 @@ class Connection:
 
         ``end_stream`` applies only if all of ``data`` was taken.
         """
-        stream = self.streams.get(stream_id)
+        stream = self._streams.get(stream_id)
         if stream is None or stream.local_ended or self.closed:
-            raise ProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} is closed")
+            raise LocalProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} is closed")
         taken = min(len(data), stream.send_window)
         view = memoryview(data)[:taken]
         for start in range(0, taken, self.send_chunk):
@@ -375,7 +481,7 @@ class Connection:
 
     def end_stream(self, stream_id: int) -> None:
         """Half-close: we send no more on this stream."""
-        stream = self.streams.get(stream_id)
+        stream = self._streams.get(stream_id)
         if stream is None or stream.local_ended or self.closed:
             return
         self._data_frame(stream_id, stream, b"", FIN)
@@ -383,33 +489,26 @@ class Connection:
         self._forget_if_done(stream_id, stream)
 
     def reset_stream(self, stream_id: int, code: ErrorCode = ErrorCode.CANCELLED) -> None:
-        if self.streams.pop(stream_id, None) is not None and not self.closed:
+        if self._streams.pop(stream_id, None) is not None and not self.closed:
             self._out.append(encode_frame(FrameType.RST, stream_id, int(code).to_bytes(4, "big")))
 
     def acknowledge_received_data(self, stream_id: int, consumed: int) -> None:
-        """The application consumed ``consumed`` bytes: return that much window credit.
-
-        Credit goes back in batches of at least a sixteenth of the window, or when the peer
-        has used it all, to keep WNDINC frames few.
-        """
-        stream = self.streams.get(stream_id)
-        if stream is None or consumed <= 0 or self.closed or stream.remote_ended:
+        """The application consumed ``consumed`` bytes: return window credit as
+        :class:`ReceiveCredit` decides."""
+        stream = self._streams.get(stream_id)
+        if stream is None or consumed <= 0 or self._closed or stream.remote_ended:
             return
-        stream.unacknowledged += consumed
-        if stream.unacknowledged >= WINDOW // 16 or stream.receive_window == 0:
-            stream.receive_window += stream.unacknowledged
-            self._out.append(
-                encode_frame(FrameType.WNDINC, stream_id, stream.unacknowledged.to_bytes(4, "big"))
-            )
-            stream.unacknowledged = 0
+        credit = stream.credit.consume(consumed)
+        if credit:
+            self._out.append(encode_frame(FrameType.WNDINC, stream_id, credit.to_bytes(4, "big")))
 
     def go_away(self, code: ErrorCode = ErrorCode.NONE, message: str = "") -> None:
         if self.closed:
             return
         payload = struct.pack(">II", self._last_remote_id, int(code)) + message.encode()[:1024]
         self._out.append(encode_frame(FrameType.GOAWAY, 0, payload))
-        self.closed = True
+        self._closed = True
 
     def _forget_if_done(self, stream_id: int, stream: _Stream) -> None:
         if stream.local_ended and stream.remote_ended:
-            del self.streams[stream_id]
+            del self._streams[stream_id]

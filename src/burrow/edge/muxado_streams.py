@@ -52,8 +52,9 @@ class _QuickAck:
             self._socket = None
 
 
-class StreamReset(ConnectionError):
-    pass
+class StreamResetError(ConnectionError):
+    """Raised to a stream's reader or writer: the stream was reset (by the peer, by us, or
+    because the connection ended). The peer's RST itself is the :class:`mux.StreamReset` event."""
 
 
 class Writer(Protocol):
@@ -80,8 +81,7 @@ class MuxStream:
         # forward_to(): received data goes straight to this writer, without a task switch.
         self._sink: Writer | None = None
         self._sink_done: asyncio.Future[None] | None = None
-        self._sink_unacknowledged = 0
-        self._sink_draining = False
+        self._sink_credit = mux.DrainCredit()
         # Called when the peer returns window credit (see send_nowait).
         self.on_writable: Callable[[], None] | None = None
 
@@ -98,7 +98,7 @@ class MuxStream:
     def _feed_eof(self) -> None:
         self._eof = True
         self._readable.set()
-        if self._sink_done is not None and not self._sink_draining and not self._sink_done.done():
+        if self._sink_done is not None and not self._sink_credit.draining and not self._sink_done.done():
             self._sink_done.set_result(None)
 
     def _feed_reset(self, code: int) -> None:
@@ -106,7 +106,7 @@ class MuxStream:
         self._readable.set()
         self._writable.set()
         if self._sink_done is not None and not self._sink_done.done():
-            self._sink_done.set_exception(StreamReset(f"stream {self.stream_id} reset (code {code})"))
+            self._sink_done.set_exception(StreamResetError(f"stream {self.stream_id} reset (code {code})"))
 
     async def forward_to(self, writer: Writer) -> None:
         """Write everything received to ``writer`` until the peer ends the stream.
@@ -122,7 +122,7 @@ class MuxStream:
         if self._eof:
             return
         if self._reset is not None:
-            raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
+            raise StreamResetError(f"stream {self.stream_id} reset (code {self._reset})")
         self._sink, self._sink_done = writer, asyncio.get_running_loop().create_future()
         try:
             await self._sink_done
@@ -137,25 +137,22 @@ class MuxStream:
             if self._sink_done is not None and not self._sink_done.done():
                 self._sink_done.set_exception(ConnectionResetError(str(error)))
             return
-        if not self._sink_draining and not self._sink.transport.get_write_buffer_size():
-            self.connection._consumed(self.stream_id, len(data))
-            return
-        self._sink_unacknowledged += len(data)
-        if not self._sink_draining:
-            self._sink_draining = True
+        consumed, start_drain = self._sink_credit.written(
+            len(data), bool(self._sink.transport.get_write_buffer_size())
+        )
+        self.connection._consumed(self.stream_id, consumed)
+        if start_drain:
             asyncio.get_running_loop().create_task(self._drain_sink(self._sink))
 
     async def _drain_sink(self, writer: Writer) -> None:
         try:
             await writer.drain()
         except Exception as error:
+            self._sink_credit.failed()
             if self._sink_done is not None and not self._sink_done.done():
                 self._sink_done.set_exception(ConnectionResetError(str(error)))
             return
-        finally:
-            self._sink_draining = False
-        self.connection._consumed(self.stream_id, self._sink_unacknowledged)
-        self._sink_unacknowledged = 0
+        self.connection._consumed(self.stream_id, self._sink_credit.drained())
         if self._eof and self._sink_done is not None and not self._sink_done.done():
             self._sink_done.set_result(None)
 
@@ -165,7 +162,7 @@ class MuxStream:
             if self._eof:
                 return b""
             if self._reset is not None:
-                raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
+                raise StreamResetError(f"stream {self.stream_id} reset (code {self._reset})")
             self._readable.clear()
             await self._readable.wait()
         chunks = self._chunks
@@ -227,7 +224,7 @@ class MuxStream:
         connection's own transport wants them to slow down.
         """
         if self._reset is not None:
-            raise StreamReset(f"stream {self.stream_id} reset (code {self._reset})")
+            raise StreamResetError(f"stream {self.stream_id} reset (code {self._reset})")
         connection = self.connection
         if connection.closed:
             raise ConnectionResetError("the muxado connection is closed")
@@ -236,7 +233,7 @@ class MuxStream:
             taken = connection.protocol.send_data(
                 self.stream_id, data[:window] if window < len(data) else data
             )
-        except mux.ProtocolError as error:
+        except mux.LocalProtocolError as error:
             raise ConnectionResetError(str(error)) from None
         connection._flush()
         return taken
@@ -259,7 +256,7 @@ class MuxStream:
 
     def close(self) -> None:
         """Done with the stream both ways: half-close, and drop it without waiting."""
-        if self.stream_id in self.connection.protocol.streams:
+        if self.connection.protocol.is_open(self.stream_id):
             self.connection.protocol.end_stream(self.stream_id)
             self.connection._flush()
         self.connection._streams.pop(self.stream_id, None)
@@ -322,6 +319,10 @@ class MuxConnection(asyncio.Protocol):
         stream_id = self.protocol.open_stream()
         stream = self._streams[stream_id] = MuxStream(self, stream_id)
         return stream
+
+    @property
+    def open_stream_count(self) -> int:
+        return self.protocol.open_stream_count
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default) if self.transport else default
@@ -456,9 +457,9 @@ class MuxConnection(asyncio.Protocol):
                 stream._writable.set()
                 if stream.on_writable is not None:
                     stream.on_writable()
-        elif isinstance(event, mux.GoAwayReceived):
-            self.close_reason = event.message.decode(errors="replace")
         elif isinstance(event, mux.ConnectionTerminated):
+            self.close_reason = event.message.decode(errors="replace")
+        elif isinstance(event, mux.ProtocolViolation):
             self.close_reason = event.message
 
     def _shutdown(self, reason: str) -> None:

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from burrow.domain.limits import Admission, PublicLimits
 from burrow.domain.tunnels import Registry, Tunnel
 
 from . import traffic
 from .flow import WriteFlow
 from .http_proxy import HttpProxyConnection, _peer_ip
-from .limits import ConnectionCounts, PublicLimits
 from .muxado_streams import MuxStream
 from .sniff import NEED_MORE, tls_server_name
 
@@ -85,7 +85,7 @@ class PublicConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._client_ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not self.listeners.counts.admit(self.kind, self._client_ip):
+        if self.listeners.admission.admit(self._client_ip, self.kind) is not None:
             self.transport.close()
             return
         self._admitted = True
@@ -120,7 +120,7 @@ class PublicConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         if self._admitted:
-            self.listeners.counts.release(self.kind, self._client_ip)
+            self.listeners.admission.release(self._client_ip, self.kind)
             if self._tunnel is not None and traffic.enabled():
                 traffic.record(
                     listener=self.kind,
@@ -297,7 +297,7 @@ class PublicListeners:
         self.open_proxy = open_proxy
         self.label_routes = {host.lower(): labels for host, labels in label_routes.items()}
         self.limits = limits or PublicLimits()
-        self.counts = ConnectionCounts(self.limits)
+        self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_client)
         self._connections: set[PublicConnection | HttpProxyConnection] = set()
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:

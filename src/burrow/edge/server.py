@@ -14,17 +14,16 @@ from typing import Any, cast
 from burrow.domain import errors
 from burrow.domain.acl import BindPolicy
 from burrow.domain.errors import BurrowError
-from burrow.domain.limits import Admission, AgentLimits
+from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, Store
 
 from . import muxado_protocol as mux
 from . import traffic
-from .agent import STOP, STOP_TUNNEL, AgentSession
-from .control import EdgeControl, EdgeSettings
+from .agent import STOP, STOP_TUNNEL, AgentConnection
+from .control import AgentControl, EdgeSettings
 from .https import HttpsCertificates, HttpsListener
-from .limits import PublicLimits
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
 
@@ -120,8 +119,8 @@ class Edge:
         self.config = config
         self.tls = tls
         self.registry = Registry()
-        self.control = EdgeControl(store, self.registry, config.settings, throttle)
-        self.agents: dict[str, AgentSession] = {}
+        self.control = AgentControl(store, self.registry, config.settings, throttle)
+        self.agents: dict[str, AgentConnection] = {}
         limits = config.agent_limits
         self.agent_admission = Admission(limits.max_connections, limits.max_connections_per_client)
         self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes, config.limits)
@@ -131,7 +130,7 @@ class Edge:
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         # The ACL each session's tunnels were last checked against.
-        self._checked_acls: weakref.WeakKeyDictionary[AgentSession, tuple[str, ...]] = (
+        self._checked_acls: weakref.WeakKeyDictionary[AgentConnection, tuple[str, ...]] = (
             weakref.WeakKeyDictionary()
         )
         self.ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
@@ -151,7 +150,7 @@ class Edge:
                 self.https,
                 self.public.https_protocol,
                 self.config.limits.tls_handshake_timeout,
-                self.public.counts,
+                self.public.admission,
             )
             await self._https_listener.start(*self.config.https_addr)
         settings = self.config.settings
@@ -194,7 +193,7 @@ class Edge:
         loop = asyncio.get_running_loop()
         limits = self.config.agent_limits
         connection = MuxConnection(client_side=False)
-        agent = AgentSession(connection, self.control, _peer(transport), limits, loop.time())
+        agent = AgentConnection(connection, self.control, _peer(transport), limits, loop.time())
         waiter: asyncio.Task[None] | None = None
         try:
             try:
@@ -222,7 +221,7 @@ class Edge:
                     extra={"fields": {"session": agent.session_id, "reason": connection.close_reason}},
                 )
 
-    async def _register_when_authenticated(self, agent: AgentSession) -> None:
+    async def _register_when_authenticated(self, agent: AgentConnection) -> None:
         await agent.auth_done.wait()
         authenticated = agent.authenticated
         assert authenticated is not None
@@ -252,19 +251,68 @@ class Edge:
 
     async def _watch_revocations(self) -> None:
         """End sessions whose credential was deleted or whose owner was deactivated, and
-        tunnels their credential's ACL no longer allows."""
+        tunnels their credential's ACL no longer allows.
+
+        A failed check is logged, never skipped quietly. While checks fail for longer than
+        ``revocation_fail_closed_after``, the edge starts no session and binds nothing.
+        """
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
+        bound = self.config.revocation_fail_closed_after
         while True:
             await asyncio.sleep(REVOCATION_CHECK_SECONDS)
-            for session_id, agent in list(self.agents.items()):
-                try:
-                    self._recheck(session_id, agent)
-                except Exception:
-                    log.exception("revocation check failed", extra={"fields": {"session": session_id}})
+            try:
+                self._check_revocations()
+            except Exception as error:
+                now = loop.time()
+                if failing_since is None:
+                    failing_since = now
+                    log.exception("revocation check failed; retrying")
+                else:
+                    log.warning(
+                        "revocation check failed again",
+                        extra={"fields": {"error": str(error), "failing_for_s": round(now - failing_since)}},
+                    )
+                if self.control.refusal is None and now - failing_since >= bound:
+                    self.control.refusal = errors.REVOCATION_UNCHECKED(seconds=f"{now - failing_since:.0f}")
+                    log.error(
+                        "failing closed: revocations unchecked, refusing new agent sessions and binds",
+                        extra={"fields": {"failing_for_s": round(now - failing_since, 1)}},
+                    )
+                continue
+            if failing_since is not None:
+                log.warning(
+                    "revocation checks resumed",
+                    extra={"fields": {"failed_for_s": round(loop.time() - failing_since, 1)}},
+                )
+                failing_since = None
+            if self.control.refusal is not None:
+                self.control.refusal = None
+                log.warning("no longer failing closed: accepting agent sessions and binds again")
 
-    def _recheck(self, session_id: str, agent: AgentSession) -> None:
+    def _check_revocations(self) -> None:
+        """One round: every session's credential (or, with none, that the database answers).
+
+        A session whose check fails is logged and the others are still checked; the first
+        failure is raised after the round, so that the watcher can fail closed."""
+        checked = False
+        failure: Exception | None = None
+        for session_id, agent in list(self.agents.items()):
+            try:
+                checked = self._recheck(session_id, agent) or checked
+            except Exception as error:
+                log.exception("revocation check failed", extra={"fields": {"session": session_id}})
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        if not checked and not self.store.is_reachable():
+            raise errors.DATABASE_UNAVAILABLE()
+
+    def _recheck(self, session_id: str, agent: AgentConnection) -> bool:
+        """Check one session; False when it has not authenticated yet."""
         session = agent.authenticated.session if agent.authenticated else None
         if session is None:
-            return
+            return False
         record = self.store.auth_record("credential", session.credential_id)
         credential = self.store.get(CREDENTIALS, session.account_id, session.credential_id)
         if record is None or not record.owner_active or credential is None:
@@ -272,11 +320,11 @@ class Edge:
             log.info("revoking agent session", extra={"fields": {"session": session_id, "reason": reason}})
             self.agents.pop(session_id, None)
             self._spawn(agent.stop(reason, "ERR_NGROK_300"))
-            return
+            return True
         # An ACL is parsed again only when it differs from the one this session's tunnels
         # were last checked against (every tunnel bound since was checked at its bind).
         if self._checked_acls.get(agent) == credential.acl:
-            return
+            return True
         policy = BindPolicy.from_rules(credential.acl)
         for tunnel in list(session.tunnels.values()):
             denial = self._denial(policy, tunnel, session.credential_id)
@@ -290,6 +338,7 @@ class Edge:
             message = {"Id": tunnel.id, "Message": denial.message, "ErrorCode": denial.code}
             self._spawn(agent.send_command(STOP_TUNNEL, message))
         self._checked_acls[agent] = credential.acl
+        return True
 
     def _denial(self, policy: BindPolicy, tunnel: Tunnel, credential_id: str) -> BurrowError | None:
         """Why ``policy`` would refuse ``tunnel``'s bind today, or None if it allows it."""
