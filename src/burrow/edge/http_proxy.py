@@ -47,9 +47,14 @@ _DROPPED = HOP_BY_HOP | _OWN_REQUEST_FIELDS | {b"x-forwarded-for"}
 _NOTED = _DROPPED | {b"host", b"accept-encoding"}
 # Connection options that name no other field.
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+_NO_TOKENS: frozenset[bytes] = frozenset()
+_PLAIN_REQUEST_HEAD = (
+    b"%b %b HTTP/%b\r\n%bX-Forwarded-For: %b\r\nX-Forwarded-Host: %b\r\nX-Forwarded-Proto: %b\r\n"
+)
 # Response fields that send a response head down the slow path (rebuilt field by field).
 _RESPONSE_HOP_BY_HOP = re.compile(b"\n(?:" + b"|".join(sorted(HOP_BY_HOP)) + b"):")
 _DEFAULT_POLICY = EndpointPolicy()
+_CLOSE_END = b"\r\nConnection: close\r\n\r\n"  # ends a response head that had none
 MAX_RESPONSE_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 4096
 
@@ -250,10 +255,12 @@ class HttpProxyConnection(asyncio.Protocol):
         self.listeners = listeners
         self.limits = listeners.limits
         self.scheme = scheme  # "http" or "https"
+        self._scheme_bytes = scheme.encode()
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.client: tuple[str, int] = ("0.0.0.0", 0)
         self.client_text = "unknown:0"
         self.client_ip: IPAddress = ipaddress.ip_address("0.0.0.0")
+        self._client_address = b"0.0.0.0"
         self.server: tuple[str, int] = ("0.0.0.0", 0)
         self.sni = sni  # the TLS server name an HTTPS connection was accepted for
         self._loop = asyncio.get_running_loop()
@@ -304,6 +311,7 @@ class HttpProxyConnection(asyncio.Protocol):
         if isinstance(sock, tuple) and len(sock) >= 2:
             self.server = (str(sock[0]), int(sock[1]))
         self.client_ip = _peer_ip(self.client)
+        self._client_address = self.client[0].encode()  # for X-Forwarded-For
         # HTTPS connections were counted by their listener before the handshake.
         if self.scheme != "https" and self.listeners.admission.admit(self.client[0], self.scheme) is not None:
             self.transport.write(CONNECTION_REFUSED)
@@ -526,6 +534,10 @@ class HttpProxyConnection(asyncio.Protocol):
                 request.plain = False
             else:
                 self._plain_policy = policy  # an endpoint without options: every hook a no-op
+        if request.plain:
+            if b"transfer-encoding" in noted:
+                request.chunked = b"chunked" in _tokens(noted[b"transfer-encoding"])
+            return
         refusal = policy.check_request_head(request.method, target, request.headers, self.client_ip)
         if refusal is not None:
             request.answer = self._refusal_page(refusal)
@@ -559,31 +571,34 @@ class HttpProxyConnection(asyncio.Protocol):
     def _request_head(self, request: _Request) -> bytes:
         """The head forwarded to the agent: hop-by-hop fields out, forwarding fields in."""
         noted = request.noted
-        named = _tokens(noted.get(b"connection", []))
+        connection = noted.get(b"connection")
+        named = _tokens(connection) if connection else _NO_TOKENS
         host = noted[b"host"][0].strip()
-        forwarded_for = [value.strip() for value in noted.get(b"x-forwarded-for", [])]
-        forwarded_for.append(self.client[0].encode())
+        client = self._client_address
+        forwarded_for = (
+            b", ".join([*(value.strip() for value in noted[b"x-forwarded-for"]), client])
+            if b"x-forwarded-for" in noted
+            else client
+        )
         if request.plain and named <= _CONNECTION_OPTIONS:
-            # The common case, from the fields kept while parsing.
-            head = bytearray(
-                b"%b %b HTTP/%b\r\n" % (request.method, request.target, request.version.encode())
-            )
-            head += request.kept
-            head += b"X-Forwarded-For: %b\r\nX-Forwarded-Host: %b\r\nX-Forwarded-Proto: %b\r\n" % (
-                b", ".join(forwarded_for),
+            # The common case: the fields kept while parsing, spliced with ours.
+            head = _PLAIN_REQUEST_HEAD % (
+                request.method,
+                request.target,
+                b"1.1" if request.version == "1.1" else request.version.encode(),
+                request.kept,
+                forwarded_for,
                 host,
-                self.scheme.encode(),
+                self._scheme_bytes,
             )
             if request.upgrade:
-                for value in noted.get(b"upgrade", []):
-                    head += b"Upgrade: %b\r\n" % value
+                head += b"".join([b"Upgrade: %b\r\n" % value for value in noted.get(b"upgrade", [])])
                 head += b"Connection: Upgrade\r\n"
             if request.chunked:
-                head += b"Transfer-Encoding: chunked\r\n"
-            elif b"content-length" in noted:
-                head += b"Content-Length: %b\r\n" % noted[b"content-length"][0].strip()
-            head += b"\r\n"
-            return bytes(head)
+                return head + b"Transfer-Encoding: chunked\r\n\r\n"
+            if b"content-length" in noted:
+                return head + b"Content-Length: %b\r\n\r\n" % noted[b"content-length"][0].strip()
+            return head + b"\r\n"
         kept: Headers = []
         for name, value in request.headers:
             lower = name.lower()
@@ -594,9 +609,9 @@ class HttpProxyConnection(asyncio.Protocol):
             if lower == b"x-forwarded-for" or (lower == b"expect" and request.whole_body):
                 continue  # a body the edge must have whole was asked for here (100 sent)
             kept.append((name, value))
-        kept.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
+        kept.append((b"X-Forwarded-For", forwarded_for))
         kept.append((b"X-Forwarded-Host", host))
-        kept.append((b"X-Forwarded-Proto", self.scheme.encode()))
+        kept.append((b"X-Forwarded-Proto", self._scheme_bytes))
         assert request.tunnel is not None
         kept = request.tunnel.policy.request_headers(kept)
         if request.upgrade:
@@ -805,41 +820,37 @@ class HttpProxyConnection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         out = self._out
-        if mode == _HEAD and not self._head and self._current is not None and self._current.plain:
-            # A whole small response in one read, its head unchanged: sent as received.
+        request = self._current
+        if mode == _HEAD and not self._head and request is not None and request.plain and not request.upgrade:
+            # The common case: an HTTP/1.1 response head, whole in this read, that needs no
+            # change but maybe a "Connection: close"; sent as received, body and all.
             end = data.find(b"\r\n\r\n")
-            if end > 0 and data[:9] == b"HTTP/1.1 ":
+            if end > 0 and data[:9] == b"HTTP/1.1 " and data[9:10] in b"2345":
                 try:
-                    self._response_head(data[:end], out)
+                    close = self._plain_response(request, data[:end])
                 except ValueError:
-                    out.clear()
                     self._bad_gateway()
                     return
-                rest = len(data) - end - 4
-                if (
-                    len(out) == 1
-                    and out[0] == data[: end + 4]
-                    and (
-                        (self._mode == _LENGTH and rest == self._remaining)
-                        or (self._mode == _IDLE and not rest)
-                    )
-                ):
-                    out.clear()
-                    self.transport.write(data)
-                    if self._mode == _LENGTH:
-                        self._current_bytes_out(rest)
+                if close is not None:
+                    rest = len(data) - end - 4
+                    mode = self._mode
+                    if not close and (
+                        (mode == _LENGTH and rest == self._remaining) or (mode == _IDLE and not rest)
+                    ):
+                        self.transport.write(data)
+                        request.bytes_out += rest
                         self._remaining = 0
                         self._finish_response(out)
+                    else:
+                        out.append(data[:end] + _CLOSE_END if close else data[: end + 4])
+                        if mode == _IDLE:
+                            self._finish_response(out)
+                        data = data[end + 4 :]  # the body goes the usual way
+                    if not data or not out or self.transport.is_closing():
                         if out:
                             self.transport.write(b"".join(out))
                             out.clear()
-                    return
-                data = data[end + 4 :]  # the head is dealt with; the body goes the usual way
-                if out:
-                    self.transport.write(b"".join(out))
-                    out.clear()
-                if not data:
-                    return
+                        return
         try:
             self._relay(memoryview(data), out)
         except ValueError:
@@ -925,14 +936,13 @@ class HttpProxyConnection(asyncio.Protocol):
         request = self._current
         if request is None:
             raise ValueError("a response without a request")
-        if (
-            request.plain
-            and not request.upgrade
-            and head[:9] == b"HTTP/1.1 "
-            and head[9:10] in b"2345"
-            and self._plain_response(request, head, out)
-        ):
-            return
+        if request.plain and not request.upgrade and head[:9] == b"HTTP/1.1 " and head[9:10] in b"2345":
+            close = self._plain_response(request, head)
+            if close is not None:
+                out.append(head + (_CLOSE_END if close else b"\r\n\r\n"))
+                if self._mode == _IDLE:
+                    self._finish_response(out)
+                return
         lines = head.split(b"\r\n")
         status_line = lines[0]
         parts = status_line.split(b" ", 2)
@@ -1035,21 +1045,22 @@ class HttpProxyConnection(asyncio.Protocol):
         if mode == _IDLE:
             self._finish_response(out)
 
-    def _plain_response(self, request: _Request, head: bytes, out: list[bytes]) -> bool:
+    def _plain_response(self, request: _Request, head: bytes) -> bool | None:
         """The common case, without rebuilding the head: an HTTP/1.1 response without
-        hop-by-hop fields to an endpoint without options. False: take the general path."""
+        hop-by-hop fields to an endpoint without options. Sets the response's mode and says
+        whether the head needs "Connection: close" added; None: take the general path."""
         low = head.lower()
         if b"\n " in head or b"\n\t" in head or _RESPONSE_HOP_BY_HOP.search(low):
-            return False
+            return None
         status_text = head[9:12]
         if not status_text.isdigit() or head[12:13] not in (b" ", b"\r", b""):
-            return False
+            return None
         status = int(status_text)
         at = low.find(b"\ncontent-length:")
         no_body = request.method == b"HEAD" or status in (204, 304)
         if at >= 0 and not no_body:
             if low.find(b"\ncontent-length:", at + 1) >= 0:
-                return False
+                return None
             end = low.find(b"\r\n", at + 1)
             length = low[at + 16 : end if end >= 0 else len(low)].strip()
             if not length.isdigit():
@@ -1071,11 +1082,8 @@ class HttpProxyConnection(asyncio.Protocol):
         request.status = status
         self._gzip = None
         self._dechunk = False
-        out.append(head + (b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n"))
         self._mode = mode
-        if mode == _IDLE:
-            self._finish_response(out)
-        return True
+        return close
 
     def _policy_response_headers(self, request: _Request, headers: Headers) -> Headers:
         assert request.tunnel is not None
@@ -1092,7 +1100,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self._mode = _IDLE
         self._current = None
         tunnel = request.tunnel
-        if tunnel is not None and tunnel.policy.circuit_breaker is not None:
+        if not request.plain and tunnel is not None and tunnel.policy.circuit_breaker is not None:
             tunnel.policy.circuit_breaker.record(request.status, time.monotonic())
         self._log(request)
         if not request.keep_alive:
@@ -1191,17 +1199,22 @@ class HttpProxyConnection(asyncio.Protocol):
     def _log(self, request: _Request) -> None:
         if traffic.enabled():
             tunnel = request.tunnel
-            traffic.record(
-                listener=self.scheme,
-                tunnel=tunnel.id if tunnel is not None else None,
-                host=request.host,
-                method=request.method.decode("latin-1"),
-                path=request.target.split(b"?", 1)[0].decode("latin-1"),
-                status=request.status,
-                bytes_in=request.bytes_in,
-                bytes_out=request.bytes_out,
-                duration_ms=round((time.monotonic() - request.start) * 1000, 3),
-                client=self.client_text,
+            target = request.target
+            query = target.find(b"?")
+            traffic.record_line(
+                {
+                    "time": None,
+                    "listener": self.scheme,
+                    "tunnel": tunnel.id if tunnel is not None else None,
+                    "host": request.host,
+                    "method": request.method.decode("latin-1"),
+                    "path": (target if query < 0 else target[:query]).decode("latin-1"),
+                    "status": request.status,
+                    "bytes_in": request.bytes_in,
+                    "bytes_out": request.bytes_out,
+                    "duration_ms": round((time.monotonic() - request.start) * 1000, 3),
+                    "client": self.client_text,
+                }
             )
 
 

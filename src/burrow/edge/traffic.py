@@ -37,10 +37,16 @@ def _time_text(now: float) -> str:
 
 
 def record(**fields: Any) -> None:
+    if traffic_log.isEnabledFor(logging.INFO):
+        record_line({"time": None, **fields})
+
+
+def record_line(line: dict[str, Any]) -> None:
+    """Record ``line``, whose first key is ``"time"`` (filled in here): the per-request
+    path builds this one dict and nothing else. The caller checks :func:`enabled`."""
     global _flush_scheduled
-    if not traffic_log.isEnabledFor(logging.INFO):
-        return
-    _lines.append(orjson.dumps({"time": _time_text(time.time()), **fields}))
+    line["time"] = _time_text(time.time())
+    _lines.append(orjson.dumps(line))
     if not _flush_scheduled:
         try:
             asyncio.get_running_loop().call_later(FLUSH_DELAY, flush)
