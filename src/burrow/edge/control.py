@@ -18,7 +18,7 @@ from typing import Any
 
 from burrow.domain import acl, errors, ids, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
-from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
+from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, RegistryUnavailable, Tunnel
 from burrow.store.store import CREDENTIALS, Store
 
 SUPPORTED_VERSIONS = ("3", "2")
@@ -112,7 +112,10 @@ class EdgeControl:
             # Only the same credential may take over a session's names.
             if old is None or old.credential_id == credential_id:
                 reconnecting_from = previous
-        self.registry.add_session(session)
+        try:
+            self.registry.add_session(session)
+        except RegistryUnavailable:
+            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
         return Authenticated(session, version, reconnecting_from)
 
     def auth_response(self, authenticated: Authenticated) -> dict[str, Any]:
@@ -249,6 +252,8 @@ class EdgeControl:
             self.registry.add_tunnel(tunnel, reconnecting_from=previous)
         except BindConflict:
             raise AgentError(errors.ENDPOINT_ONLINE(url=url)) from None
+        except RegistryUnavailable:
+            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
         return {
             "Id": tunnel.id,
             "URL": url,
@@ -281,7 +286,10 @@ class EdgeControl:
             datetime.now(UTC),
             labels=dict(labels),
         )
-        self.registry.add_tunnel(tunnel)
+        try:
+            self.registry.add_tunnel(tunnel)
+        except RegistryUnavailable:
+            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
         return {"Id": tunnel.id, "Error": ""}
 
     def unbind(self, authenticated: Authenticated, request: Mapping[str, Any]) -> dict[str, Any]:
