@@ -48,10 +48,11 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
 	$(VENV)/bin/pytest -q
 
-# The in-process tier and everything else that needs nothing but Burrow (under a minute);
-# `make test` runs this and the e2e tier (official clients, agent SDK and binary, benchmarks).
+# The in-process tier on SQLite and everything else that needs nothing but Burrow (under a
+# minute); `make test` runs this, the same API tests on PostgreSQL (the `postgres` tier) and
+# the e2e tier (official clients, agent SDK and binary, benchmarks).
 test-fast: $(VENV)/.installed lint
-	$(VENV)/bin/pytest -q -m "not e2e"
+	$(VENV)/bin/pytest -q -m "not e2e and not postgres"
 
 bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
 	$(PY) bench/api.py

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import settings
 
 from tests.harness import AppServer, BurrowServer
+from tests.postgres import make_postgres_url, postgres, postgres_url  # noqa: F401 - fixtures
 
 # Hypothesis's default 200 ms deadline per example fails on a loaded machine (the suite
 # runs on shared cores); ten times that still catches an example that is pathologically slow.
@@ -37,13 +38,19 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., BurrowServer]]:
         server.stop()
 
 
-@pytest.fixture
-def make_app_server(tmp_path: Path) -> Iterator[Callable[..., AppServer]]:
-    """The API application in-process, each on a database of its own (the fast tier)."""
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def make_app_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., AppServer]]:
+    """The API application in-process, each on a database of its own (the fast tier).
+
+    Every test runs twice: on a SQLite file and on a database of the session's PostgreSQL.
+    """
     made: list[AppServer] = []
+    new_url: Callable[[], str | None] = (
+        request.getfixturevalue("make_postgres_url") if request.param == "postgresql" else lambda: None
+    )
 
     def make(admin_email: str = "admin@example.com") -> AppServer:
-        server = AppServer(tmp_path / f"app{len(made)}", admin_email)
+        server = AppServer(tmp_path / f"app{len(made)}", admin_email, database_url=new_url())
         made.append(server)
         return server
 
@@ -62,6 +69,9 @@ def app_server(make_app_server: Callable[..., AppServer]) -> AppServer:
 # out. Files outside tests/edge say so with `pytestmark`; tests/edge is marked from here, by
 # the fixtures its tests use and by the files whose own fixtures start `burrow serve`.
 E2E_FIXTURES = frozenset({"start_agent", "burrow_server", "make_server"})
+# The PostgreSQL tier: tests on a real PostgreSQL (the fast tier's twins marked by their
+# parameter, others by the fixture). `make test` runs it, `make test-fast` does not.
+POSTGRES_FIXTURES = frozenset({"postgres", "postgres_url", "make_postgres_url"})
 E2E_EDGE_FILES = frozenset({"test_agent_binary.py", "test_sdk.py", "test_public.py", "test_robustness.py"})
 
 
@@ -71,3 +81,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         in_edge = item.path.parent.name == "edge"
         if fixtures & E2E_FIXTURES or (in_edge and item.path.name in E2E_EDGE_FILES):
             item.add_marker(pytest.mark.e2e)
+        if fixtures & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)

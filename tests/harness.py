@@ -99,7 +99,7 @@ def snapshot(database: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 class AppServer:
-    """The API application in this process, on a SQLite file of its own: the fast tier.
+    """The API application in this process, on a database of its own: the fast tier.
 
     The same application ``burrow serve`` runs, reached through Starlette's TestClient
     instead of a socket; accounts and users are made through the store, as ``burrow init``
@@ -108,12 +108,14 @@ class AppServer:
 
     base_url = "http://testserver"
 
-    def __init__(self, data_dir: Path, admin_email: str = "admin@example.com") -> None:
+    def __init__(
+        self, data_dir: Path, admin_email: str = "admin@example.com", database_url: str | None = None
+    ) -> None:
         from burrow.api.app import create_app
         from burrow.store.store import Store
 
         self.data_dir = data_dir
-        self.store = Store.open(data_dir)
+        self.store = Store.open(data_dir, database_url)
         user, self.api_key = self.store.create_account(admin_email)
         self.account_id = user.account_id
         self.app = create_app(self.store)
@@ -146,12 +148,17 @@ class AppServer:
         """A new, separate account in the same database; its admin's API key token."""
         return self.store.create_account(admin_email)[1]
 
-    @property
-    def database(self) -> Path:
-        return self.data_dir / "burrow.db"
-
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        return snapshot(self.database)
+        """Every row of every table (SQLite or PostgreSQL), to show that a refused request changed nothing."""
+        from sqlalchemy import MetaData, select
+
+        tables = MetaData()
+        tables.reflect(self.store.engine)
+        with self.store.engine.connect() as connection:
+            return {
+                name: sorted((tuple(row) for row in connection.execute(select(table))), key=repr)
+                for name, table in sorted(tables.tables.items())
+            }
 
 
 class BurrowServer:
