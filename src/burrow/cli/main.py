@@ -33,6 +33,9 @@ admin_app = typer.Typer(
 )
 users_app = typer.Typer(help="Users of an account (they have no REST endpoint).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_help=True)
+cluster_app = typer.Typer(
+    help="The edge nodes sharing this database (docs/cluster.md).", no_args_is_help=True
+)
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(bot_users_app, name="bot-users")
@@ -40,6 +43,7 @@ app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")
 admin_app.add_typer(accounts_app, name="accounts")
+app.add_typer(cluster_app, name="cluster")
 
 err = Console(stderr=True)
 
@@ -249,6 +253,22 @@ def serve(
     edge: Annotated[
         bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
     ] = True,
+    node_name: Annotated[
+        str | None,
+        typer.Option(
+            "--node-name",
+            envvar="BURROW_NODE_NAME",
+            help="This node's name in the cluster (default: host name).",
+        ),
+    ] = None,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            envvar="BURROW_LEASE_SECONDS",
+            help="Seconds after its last renewal (every third of it) a silent node's tunnels are dropped.",
+        ),
+    ] = 9.0,
     api_max_head_bytes: Annotated[
         int, _limit("--api-max-head-bytes", "Largest API request line plus headers (431 beyond).")
     ] = ApiLimits.max_head_bytes,
@@ -348,6 +368,11 @@ def serve(
         api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
         if edge_config is not None:
             edge_config.agent_limits = agent_limits
+            if not 1 <= lease_seconds <= 300:
+                raise serving.CommandError("--lease-seconds must be between 1 and 300")
+            edge_config.lease_seconds = lease_seconds
+            if node_name:
+                edge_config.node_name = node_name
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -493,6 +518,40 @@ def accounts_list(
     finally:
         store.close()
     _print_rows([{"id": account_id, "name": name} for account_id, name in accounts], as_json)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+) -> None:
+    """The edge nodes, their leases and the agent sessions each holds."""
+    from datetime import UTC, datetime
+
+    from burrow.store.cluster import ClusterRegistry
+
+    store = _open(data_dir, database_url)
+    try:
+        nodes = ClusterRegistry(store.engine, "", "", 0).nodes()
+    finally:
+        store.close()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows: list[dict[str, object]] = [
+        {
+            "id": node.id,
+            "name": node.name,
+            "relay_addr": node.relay_addr,
+            "started_at": node.started_at.isoformat() + "Z",
+            "lease_expires_at": node.lease_expires_at.isoformat() + "Z",
+            "lease_seconds_left": round((node.lease_expires_at - now).total_seconds(), 1),
+            "live": node.lease_expires_at > now,
+            "sessions": list(node.sessions),
+        }
+        for node in nodes
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    _print_rows([{**row, "sessions": len(row["sessions"])} for row in rows], False)  # type: ignore[arg-type]
 
 
 def main() -> None:

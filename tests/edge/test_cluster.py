@@ -1,0 +1,162 @@
+"""Several ``burrow serve`` nodes on one PostgreSQL, with real SDK agents: one registry for
+the cluster, the API of any node sees and stops every node's sessions, revocation through
+any node reaches all of them, a dead node's names come free when its lease runs out."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.edge.conftest import Agent
+from tests.harness import BurrowServer, burrow, free_port
+
+LEASE_SECONDS = 3
+
+
+class ClusterNode(BurrowServer):
+    """A node joining an existing cluster: its own data directory, no account of its own."""
+
+    def __init__(self, data_dir: Path, api_key: str, ca_from: Path) -> None:
+        data_dir.mkdir(mode=0o700)
+        for name in ("ca.pem", "ca-key.pem"):  # one CA for the cluster, so agents trust every node
+            shutil.copy(ca_from / name, data_dir / name)
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.api_key = api_key
+        self.process = None
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[int], list[BurrowServer]]]:
+    # Every node (and burrow init) reads the same database and the same token secret.
+    monkeypatch.setenv("BURROW_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("BURROW_SECRET_KEY", secrets.token_hex(32))
+    started: list[BurrowServer] = []
+
+    def start(count: int) -> list[BurrowServer]:
+        first = BurrowServer(tmp_path / "node0")
+        options = ("--lease-seconds", str(LEASE_SECONDS))
+        started.append(first.start(*options, "--node-name", "node0"))
+        for number in range(1, count):
+            node = ClusterNode(tmp_path / f"node{number}", first.api_key, first.data_dir)
+            started.append(node.start(*options, "--node-name", f"node{number}"))
+        return list(started)
+
+    yield start
+    for node in started:
+        if node.process is not None:
+            node.stop()
+
+
+def credential(node: BurrowServer, acl: list[str] | None = None) -> dict[str, Any]:
+    with node.client() as http:
+        response = http.post("/credentials", json={"description": "agent", "acl": acl or []})
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+def public_get(node: BurrowServer, host: str) -> httpx.Response:
+    return httpx.get(f"http://{node.http_addr}/", headers={"Host": host}, timeout=30)
+
+
+def sessions(node: BurrowServer) -> list[dict[str, Any]]:
+    with node.client() as http:
+        response = http.get("/tunnel_sessions")
+        assert response.status_code == 200, response.text
+        return response.json()["tunnel_sessions"]  # type: ignore[no-any-return]
+
+
+def within(seconds: float, condition: Callable[[], bool], what: str) -> float:
+    """Wait for ``condition``; how long it took (fails past ``seconds``)."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < seconds, what
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+def test_the_api_of_any_node_sees_and_stops_the_clusters_sessions(
+    cluster: Callable[[int], list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2)
+    made = credential(a)
+    agent = start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "b.burrow.localhost"}])
+    assert public_get(b, "b.burrow.localhost").status_code == 200
+    [seen] = sessions(a)
+    assert seen["credential"]["id"] == made["id"]
+    with a.client() as http:
+        [tunnel] = http.get("/tunnels").json()["tunnels"]
+        assert tunnel["public_url"] == agent.url("web") and tunnel["tunnel_session"]["id"] == seen["id"]
+        assert http.get(f"/tunnel_sessions/{seen['id']}").json()["id"] == seen["id"]
+    # The same hostname is refused on another node, by the database's constraint.
+    other = start_agent(
+        a, credential(a)["token"], [{"name": "web", "kind": "http", "domain": "b.burrow.localhost"}]
+    )
+    assert any("ERR_NGROK_334" in part for part in other.error("web"))
+    # Stopping through A reaches B.
+    with a.client() as http:
+        assert http.post(f"/tunnel_sessions/{seen['id']}/stop", json={}).status_code == 204
+    within(1.0, lambda: not any(s["id"] == seen["id"] for s in sessions(b)), "B kept the stopped session")
+    within(1.0, lambda: public_get(b, "b.burrow.localhost").status_code == 404, "B still routes the tunnel")
+    status = json.loads(burrow("cluster", "status", "--data-dir", str(a.data_dir), "--json").stdout)
+    assert sorted(node["name"] for node in status) == ["node0", "node1"]
+    assert all(node["live"] and 0 < node["lease_seconds_left"] <= LEASE_SECONDS for node in status)
+
+
+def test_revocation_through_one_node_reaches_the_others_within_a_second(
+    cluster: Callable[[int], list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2)
+    with a.client() as http:
+        key = http.post("/api_keys", json={"description": "doomed"}).json()
+    with b.client(key["token"]) as http:
+        assert http.get("/api_keys").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/api_keys/{key['id']}").status_code == 204
+    with b.client(key["token"]) as http:
+        within(1.0, lambda: http.get("/api_keys").status_code == 401, "B accepted a deleted API key")
+
+    made = credential(a)
+    start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "doomed.burrow.localhost"}])
+    assert public_get(b, "doomed.burrow.localhost").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+    within(
+        1.0, lambda: public_get(b, "doomed.burrow.localhost").status_code == 404, "the session outlived it"
+    )
+    within(1.0, lambda: sessions(a) == [], "A still lists the revoked session")
+
+
+def test_a_killed_nodes_names_come_free_within_its_lease(
+    cluster: Callable[[int], list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2)
+    made = credential(a)
+    endpoints = [{"name": "web", "kind": "http", "domain": "moving.burrow.localhost"}]
+    start_agent(b, made["token"], endpoints)
+    assert b.process is not None
+    b.process.kill()  # kill -9: no goodbye, its rows stay until its lease runs out
+    b.process.wait()
+    b.process = None
+    killed_at = time.monotonic()
+    while True:
+        agent = start_agent(a, made["token"], endpoints)
+        if "url" in agent.ready["ready"]["web"]:
+            break
+        assert any("ERR_NGROK_334" in part for part in agent.error("web"))
+        agent.stop()
+        assert time.monotonic() - killed_at < LEASE_SECONDS + 3, "the dead node's name stayed bound"
+    assert public_get(a, "moving.burrow.localhost").json()["host"] == "moving.burrow.localhost"
+    assert [s["credential"]["id"] for s in sessions(a)] == [made["id"]]
