@@ -39,19 +39,23 @@ class ClusterNode(BurrowServer):
 @pytest.fixture
 def cluster(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[int], list[BurrowServer]]]:
+) -> Iterator[Callable[..., list[BurrowServer]]]:
     # Every node (and burrow init) reads the same database and the same token secret.
     monkeypatch.setenv("BURROW_DATABASE_URL", postgres_url)
     monkeypatch.setenv("BURROW_SECRET_KEY", secrets.token_hex(32))
     started: list[BurrowServer] = []
 
-    def start(count: int) -> list[BurrowServer]:
+    def start(count: int, relay: bool = False) -> list[BurrowServer]:
         first = BurrowServer(tmp_path / "node0")
-        options = ("--lease-seconds", str(LEASE_SECONDS))
-        started.append(first.start(*options, "--node-name", "node0"))
+
+        def options(number: int) -> list[str]:
+            given = ["--lease-seconds", str(LEASE_SECONDS), "--node-name", f"node{number}"]
+            return given + (["--relay-addr", f"127.0.0.1:{free_port()}"] if relay else [])
+
+        started.append(first.start(*options(0)))
         for number in range(1, count):
             node = ClusterNode(tmp_path / f"node{number}", first.api_key, first.data_dir)
-            started.append(node.start(*options, "--node-name", f"node{number}"))
+            started.append(node.start(*options(number)))
         return list(started)
 
     yield start
@@ -88,7 +92,7 @@ def within(seconds: float, condition: Callable[[], bool], what: str) -> float:
 
 
 def test_the_api_of_any_node_sees_and_stops_the_clusters_sessions(
-    cluster: Callable[[int], list[BurrowServer]], start_agent: Callable[..., Agent]
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
 ) -> None:
     a, b = cluster(2)
     made = credential(a)
@@ -116,7 +120,7 @@ def test_the_api_of_any_node_sees_and_stops_the_clusters_sessions(
 
 
 def test_revocation_through_one_node_reaches_the_others_within_a_second(
-    cluster: Callable[[int], list[BurrowServer]], start_agent: Callable[..., Agent]
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
 ) -> None:
     a, b = cluster(2)
     with a.client() as http:
@@ -140,7 +144,7 @@ def test_revocation_through_one_node_reaches_the_others_within_a_second(
 
 
 def test_a_killed_nodes_names_come_free_within_its_lease(
-    cluster: Callable[[int], list[BurrowServer]], start_agent: Callable[..., Agent]
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
 ) -> None:
     a, b = cluster(2)
     made = credential(a)
@@ -160,3 +164,27 @@ def test_a_killed_nodes_names_come_free_within_its_lease(
         assert time.monotonic() - killed_at < LEASE_SECONDS + 3, "the dead node's name stayed bound"
     assert public_get(a, "moving.burrow.localhost").json()["host"] == "moving.burrow.localhost"
     assert [s["credential"]["id"] for s in sessions(a)] == [made["id"]]
+
+
+def test_a_public_request_to_any_node_reaches_the_agent_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2, relay=True)
+    made = credential(a, ["bind:*.burrow.localhost"])
+    start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "far.burrow.localhost"}])
+    start_agent(
+        a, credential(a)["token"], [{"name": "web", "kind": "http", "domain": "near.burrow.localhost"}]
+    )
+    # Through A, twice on one connection: the agent on B answers both.
+    with httpx.Client(base_url=f"http://{a.http_addr}", timeout=30) as http:
+        for path in ("/one", "/two"):
+            response = http.get(path, headers={"Host": "far.burrow.localhost"})
+            assert response.status_code == 200, response.text
+            assert response.json() == {"service": "http", "path": path, "host": "far.burrow.localhost"}
+        # The connection now ends at B, which does not hold near.: 421, closed; a new one works.
+        misdirected = http.get("/", headers={"Host": "near.burrow.localhost"})
+        assert misdirected.status_code == 421 and "ERR_NGROK_90421" in misdirected.text
+        assert (
+            http.get("/", headers={"Host": "near.burrow.localhost"}).json()["host"] == "near.burrow.localhost"
+        )
+    assert public_get(a, "nobody.burrow.localhost").status_code == 404

@@ -261,6 +261,15 @@ def serve(
             help="This node's name in the cluster (default: host name).",
         ),
     ] = None,
+    relay_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--relay-addr",
+            envvar="BURROW_RELAY_ADDR",
+            help="HOST:PORT where other nodes relay public traffic for this node's tunnels (mutual TLS); "
+            "other nodes must reach it at this address.",
+        ),
+    ] = None,
     lease_seconds: Annotated[
         float,
         typer.Option(
@@ -371,6 +380,8 @@ def serve(
             if not 1 <= lease_seconds <= 300:
                 raise serving.CommandError("--lease-seconds must be between 1 and 300")
             edge_config.lease_seconds = lease_seconds
+            if relay_addr:
+                edge_config.relay_addr = serving.split_addr(relay_addr)
             if node_name:
                 edge_config.node_name = node_name
     except serving.CommandError as problem:

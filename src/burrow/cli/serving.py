@@ -15,7 +15,7 @@ from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
 from burrow.domain.limits import AgentLimits, ApiLimits, fit_to_descriptors
-from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context
+from burrow.edge.certs import ServerCertificate, ensure_server_certificate, relay_contexts, server_context
 from burrow.edge.control import EdgeSettings
 from burrow.edge.https import HttpsCertificates
 from burrow.edge.limits import PublicLimits
@@ -158,6 +158,8 @@ def make_edge(
         certificate = local
     edge = Edge(store, config, server_context(certificate))
     edge.ca_path = certificate.ca_path
+    if config.relay_addr is not None:
+        edge.relay_contexts = relay_contexts(data_dir)  # from the CA every node shares
     extra = []
     for pair in https_extra_certs or []:
         cert, sep, key = pair.partition(",")

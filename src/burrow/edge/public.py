@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.tunnels import Registry, Tunnel
 
-from . import traffic
+from . import relay, traffic
 from .flow import WriteFlow
 from .http_proxy import HttpProxyConnection, _peer_ip
 from .limits import ConnectionCounts, PublicLimits
 from .muxado_streams import MuxStream
+from .relay import RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
 
 log = logging.getLogger("burrow.edge")
@@ -299,6 +301,26 @@ class PublicListeners:
         self.limits = limits or PublicLimits()
         self.counts = ConnectionCounts(self.limits)
         self._connections: set[PublicConnection | HttpProxyConnection] = set()
+        # Set when this node relays to and from other nodes (edge/relay.py).
+        self.relay_routes: RelayRoutes | None = None
+        self.relay_context: ssl.SSLContext | None = None
+
+    async def relay_out(
+        self,
+        client: asyncio.Transport,
+        first: bytes,
+        header: dict[str, Any],
+        relay_addr: str,
+        on_end: Callable[[], None],
+    ) -> None:
+        assert self.relay_context is not None
+        await relay.relay_out(client, first, header, relay_addr, self.relay_context, on_end)
+
+    def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None:
+        """The protocol for a connection relayed from another node (only HTTP so far)."""
+        if listener == "http":
+            return HttpProxyConnection(self, "http", relayed=True)
+        return None
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         """The tunnel serving ``host`` on the HTTP (or HTTPS) listener."""

@@ -27,6 +27,7 @@ from .https import HttpsCertificates, HttpsListener
 from .limits import PublicLimits
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
+from .relay import RelayInbound, RelayRoutes
 
 log = logging.getLogger("burrow.edge")
 REVOCATION_CHECK_SECONDS = 0.25
@@ -45,6 +46,7 @@ class EdgeConfig:
     limits: PublicLimits = field(default_factory=PublicLimits)
     node_name: str = field(default_factory=socket.gethostname)
     lease_seconds: float = 9.0  # a dead node's names come free this long after its last renewal
+    relay_addr: tuple[str, int] | None = None  # where other nodes relay public traffic to this one
 
 
 class _AgentGate(asyncio.Protocol):
@@ -118,7 +120,14 @@ class Edge:
         self.config = config
         self.tls = tls
         self.node_id = "node_" + ids.new_id_body()
-        self.cluster = ClusterRegistry(store.engine, self.node_id, config.node_name, config.lease_seconds)
+        relay_text = None
+        if config.relay_addr is not None:
+            host, port = config.relay_addr
+            relay_text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.cluster = ClusterRegistry(
+            store.engine, self.node_id, config.node_name, config.lease_seconds, relay_text
+        )
+        self.relay_contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None = None  # (server, client)
         self.registry = Registry(self.cluster)
         self.control = EdgeControl(store, self.registry, config.settings)
         self.agents: dict[str, AgentSession] = {}
@@ -137,6 +146,19 @@ class Edge:
         self.cluster.register()
         host, port = self.config.agent_addr
         loop = asyncio.get_running_loop()
+        if self.config.relay_addr is not None and self.relay_contexts is not None:
+            server_context, client_context = self.relay_contexts
+            self.public.relay_routes = RelayRoutes(self.cluster)
+            self.public.relay_context = client_context
+            timeout = self.config.limits.tls_handshake_timeout
+            self._servers.append(
+                await loop.create_server(
+                    lambda: RelayInbound(self.public, self.config.limits.head_timeout),
+                    *self.config.relay_addr,
+                    ssl=server_context,
+                    ssl_handshake_timeout=timeout,
+                )
+            )
         self._servers.append(await loop.create_server(lambda: _AgentGate(self._agent_accepted), host, port))
         if self.config.http_addr:
             h, p = self.config.http_addr

@@ -373,6 +373,23 @@ class ClusterRegistry:
             rows = connection.execute(select(table).where(table.c.account_id == account_id))
             return [_tunnel(row) for row in rows]
 
+    def route(self, kind: str, name: str) -> str | None:
+        """The relay address of the live node, other than this one, holding the name."""
+        bindings, nodes = schema.cluster_bindings, schema.cluster_nodes
+        query = (
+            select(nodes.c.relay_addr)
+            .select_from(bindings.join(nodes, nodes.c.id == bindings.c.node_id))
+            .where(
+                bindings.c.kind == kind,
+                bindings.c.name == name,
+                nodes.c.id != self.node_id,
+                nodes.c.lease_expires_at > _now(),
+            )
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(query).scalar()
+        return str(found) if found else None
+
     # Commands -------------------------------------------------------------------------
 
     def send_stop(self, node_id: str, session_id: str, message: str) -> None:
