@@ -28,8 +28,10 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., BurrowServer]]:
     """Start servers with data directories of their own, stopped after the test."""
     started: list[BurrowServer] = []
 
-    def make(*extra: str, admin_email: str = "admin@example.com") -> BurrowServer:
-        server = BurrowServer(tmp_path / f"data{len(started)}", admin_email).start(*extra)
+    def make(
+        *extra: str, admin_email: str = "admin@example.com", env: dict[str, str] | None = None
+    ) -> BurrowServer:
+        server = BurrowServer(tmp_path / f"data{len(started)}", admin_email, env).start(*extra)
         started.append(server)
         return server
 

@@ -162,15 +162,22 @@ class AppServer:
 
 
 class BurrowServer:
-    """A ``burrow serve`` process on its own data directory and port."""
+    """A ``burrow serve`` process on its own data directory and port.
 
-    def __init__(self, data_dir: Path, admin_email: str = "admin@example.com") -> None:
+    ``env`` adds environment variables for ``burrow init`` and ``burrow serve``, e.g.
+    ``BURROW_DATABASE_URL`` to run on PostgreSQL or ``BURROW_SECRET_KEY``.
+    """
+
+    def __init__(
+        self, data_dir: Path, admin_email: str = "admin@example.com", env: Mapping[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.env = dict(env or {})
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.api_key = burrow(
-            "init", "--data-dir", str(data_dir), "--admin-email", admin_email
+            "init", "--data-dir", str(data_dir), "--admin-email", admin_email, env=self.env
         ).stdout.strip()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -197,6 +204,7 @@ class BurrowServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=limit_files,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -16,7 +16,9 @@ import importlib.util
 import itertools
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,13 +56,12 @@ class PostgresServer:
         self._command("initdb", "-D", str(self.pgdata), "--auth=trust", "-U", self.USER, "--encoding=utf8")
 
     def _command(self, name: str, *args: str) -> None:
-        subprocess.run(
-            [str(self.bin / name), *args],
-            check=True,
-            capture_output=True,
-            timeout=60,
-            user=self._run_as,
+        done = subprocess.run(
+            [str(self.bin / name), *args], capture_output=True, text=True, timeout=60, user=self._run_as
         )
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr + log)
 
     def start(self) -> None:
         options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off -c max_connections=200"
@@ -88,13 +89,19 @@ def _let_others_traverse(path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session; stopped at its end."""
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
-    server.start()
-    yield server
-    with contextlib.suppress(subprocess.CalledProcessError):  # a test left it stopped
-        server.stop()
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; stopped and removed at its end."""
+    # Not under pytest's base temp: every pytest run resets /tmp/pytest-of-<user> to 0700,
+    # which would lock the server's user out of its own directory.
+    directory = Path(tempfile.mkdtemp(prefix="burrow-postgres-"))
+    try:
+        server = PostgresServer(directory)
+        server.start()
+        yield server
+        with contextlib.suppress(subprocess.CalledProcessError):  # a test left it stopped
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ class ClusterNode(BurrowServer):
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.api_key = api_key
+        self.env: dict[str, str] = {}  # the cluster fixture sets the shared database and secret
         self.process = None
 
 

@@ -30,6 +30,10 @@ error_log = logging.getLogger("burrow.error")
 
 async def _burrow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.BurrowError)
+    if exc.code == errors.DATABASE_UNAVAILABLE.code:
+        error_log.warning(
+            "database unavailable: %s %s answered 503 (%s)", request.method, request.url.path, exc.__cause__
+        )
     return http.error_response(request, exc)
 
 
@@ -117,11 +121,20 @@ def create_app(
         return http.json_response(request, document)
 
     async def healthz(request: Request) -> Response:
-        return http.json_response(request, {"status": "ok"})
+        # Liveness: this process answers, whatever the database does (readyz tells that).
+        database = "ok" if store.is_reachable() else "unavailable"
+        return http.json_response(request, {"status": "ok", "database": database})
+
+    async def readyz(request: Request) -> Response:
+        """Readiness: 503 while the database cannot be reached, so a balancer sends no traffic."""
+        if not store.is_reachable():
+            return http.error_response(request, errors.DATABASE_UNAVAILABLE())
+        return http.json_response(request, {"status": "ok", "database": "ok"})
 
     routes += [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
     ]
     handlers_by_error: dict[Any, Any] = {
         errors.BurrowError: _burrow_error,

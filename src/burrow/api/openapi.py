@@ -183,6 +183,20 @@ def openapi_document(described: Iterable[Resource]) -> dict[str, Any]:
             },
         }
     }
+    paths["/readyz"] = {
+        "get": {
+            "operationId": "readyz",
+            "summary": "Readiness: the database answers",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "ready to serve",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_errors(503),
+            },
+        }
+    }
     paths["/openapi.json"] = {
         "get": {
             "operationId": "openapi",

@@ -317,6 +317,15 @@ def serve(
     agent_max_connections_per_client: Annotated[
         int, _limit("--agent-max-connections-per-client", "Open agent connections per client address.")
     ] = AgentLimits.max_connections_per_client,
+    revocation_fail_closed_after: Annotated[
+        float,
+        typer.Option(
+            "--revocation-fail-closed-after",
+            envvar="BURROW_REVOCATION_FAIL_CLOSED_AFTER",
+            help="Seconds revocations may go unchecked (database unreachable) before the edge "
+            "refuses new agent sessions and binds.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
     import uvicorn
@@ -384,6 +393,9 @@ def serve(
                 edge_config.relay_addr = serving.split_addr(relay_addr)
             if node_name:
                 edge_config.node_name = node_name
+            if not revocation_fail_closed_after > 0:
+                raise serving.CommandError("--revocation-fail-closed-after must be positive")
+            edge_config.revocation_fail_closed_after = revocation_fail_closed_after
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):

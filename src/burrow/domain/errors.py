@@ -224,6 +224,15 @@ TOO_MANY_HEADERS = ErrorKind("ERR_NGROK_90431", 431, "The request has more than 
 TOO_MANY_CONNECTIONS = ErrorKind(
     "ERR_NGROK_90503", 503, "The server takes no more connections now: {reason}. Try again later."
 )
+DATABASE_UNAVAILABLE = ErrorKind(
+    "ERR_NGROK_90504", 503, "The database is unavailable; Burrow reconnects by itself. Try again shortly."
+)
+REVOCATION_UNCHECKED = ErrorKind(
+    "ERR_NGROK_90506",
+    503,
+    "The server cannot check revocations (its database has been unreachable for {seconds}s), "
+    "so it starts no sessions and binds nothing now. Try again shortly.",
+)
 HTTP_VERSION_UNSUPPORTED = ErrorKind(
     "ERR_NGROK_90505", 505, "HTTP/{version} is not supported: use HTTP/1.1 (or HTTP/1.0)."
 )

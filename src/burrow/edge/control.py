@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from burrow.domain import acl, errors, ids, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, RegistryUnavailable, Tunnel
 from burrow.store.store import CREDENTIALS, Store
 
+T = TypeVar("T")
 SUPPORTED_VERSIONS = ("3", "2")
 _TUNNEL_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
@@ -76,6 +77,17 @@ class EdgeControl:
         self.store = store
         self.registry = registry
         self.settings = settings
+        # Set while revocations cannot be checked: no new session or bind until they can.
+        self.refusal: errors.BurrowError | None = None
+
+    def _stored(self, read: Callable[[], T]) -> T:
+        """What the database says, unless the edge is failing closed; its errors go to the agent."""
+        if self.refusal is not None:
+            raise AgentError(self.refusal)
+        try:
+            return read()
+        except errors.BurrowError as error:  # the database is unavailable (ERR_NGROK_90504)
+            raise AgentError(error) from None
 
     # Auth -------------------------------------------------------------------------
 
@@ -88,7 +100,7 @@ class EdgeControl:
         credential_id = tokens.resource_id(token, ids.CREDENTIAL) if isinstance(token, str) else None
         if not isinstance(credential_id, str):
             raise AgentError(errors.AGENT_TOKEN_MALFORMED())
-        record = self.store.auth_record("credential", credential_id)
+        record = self._stored(lambda: self.store.auth_record("credential", credential_id))
         if record is None or not tokens.matches(self.store.secret, token, record.digest):
             raise AgentError(errors.AGENT_TOKEN_INVALID())
         if not record.owner_active:
@@ -137,7 +149,9 @@ class EdgeControl:
     # Binding ----------------------------------------------------------------------
 
     def _policy(self, session: AgentSession) -> acl.BindPolicy:
-        credential = self.store.get(CREDENTIALS, session.account_id, session.credential_id)
+        credential = self._stored(
+            lambda: self.store.get(CREDENTIALS, session.account_id, session.credential_id)
+        )
         if credential is None:
             raise AgentError(errors.CREDENTIAL_REVOKED(id=session.credential_id))
         return acl.BindPolicy.from_rules(credential.acl)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from burrow.domain import ids
+from burrow.domain import errors, ids
 from burrow.domain.limits import Admission, AgentLimits
 from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Registry, Tunnel
@@ -47,6 +47,9 @@ class EdgeConfig:
     node_name: str = field(default_factory=socket.gethostname)
     lease_seconds: float = 9.0  # a dead node's names come free this long after its last renewal
     relay_addr: tuple[str, int] | None = None  # where other nodes relay public traffic to this one
+    # How long revocations may go unchecked (the database unreachable) before the edge
+    # refuses new sessions and binds.
+    revocation_fail_closed_after: float = 10.0
 
 
 class _AgentGate(asyncio.Protocol):
@@ -324,22 +327,61 @@ class Edge:
     # Revocation -----------------------------------------------------------------------
 
     async def _watch_revocations(self) -> None:
-        """End sessions whose credential was deleted or whose owner was deactivated."""
+        """End sessions whose credential was deleted or whose owner was deactivated.
+
+        A failed check is logged, never skipped quietly. While checks fail for longer than
+        ``revocation_fail_closed_after``, the edge starts no session and binds nothing.
+        """
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
+        bound = self.config.revocation_fail_closed_after
         while True:
             await asyncio.sleep(REVOCATION_CHECK_SECONDS)
-            for session_id, agent in list(self.agents.items()):
-                session = agent.authenticated.session if agent.authenticated else None
-                if session is None:
-                    continue
-                with contextlib.suppress(Exception):
-                    record = self.store.auth_record("credential", session.credential_id)
-                    if record is None or not record.owner_active:
-                        reason = f"credential {session.credential_id} revoked"
-                        log.info(
-                            "revoking agent session",
-                            extra={"fields": {"session": session_id, "reason": reason}},
-                        )
-                        self.agents.pop(session_id, None)
-                        stopping = asyncio.create_task(agent.stop(reason, "ERR_NGROK_300"))
-                        self._agent_tasks.add(stopping)
-                        stopping.add_done_callback(self._agent_tasks.discard)
+            try:
+                self._check_revocations()
+            except Exception as error:
+                now = loop.time()
+                if failing_since is None:
+                    failing_since = now
+                    log.exception("revocation check failed; retrying")
+                else:
+                    log.warning(
+                        "revocation check failed again",
+                        extra={"fields": {"error": str(error), "failing_for_s": round(now - failing_since)}},
+                    )
+                if self.control.refusal is None and now - failing_since >= bound:
+                    self.control.refusal = errors.REVOCATION_UNCHECKED(seconds=f"{now - failing_since:.0f}")
+                    log.error(
+                        "failing closed: revocations unchecked, refusing new agent sessions and binds",
+                        extra={"fields": {"failing_for_s": round(now - failing_since, 1)}},
+                    )
+                continue
+            if failing_since is not None:
+                log.warning(
+                    "revocation checks resumed",
+                    extra={"fields": {"failed_for_s": round(loop.time() - failing_since, 1)}},
+                )
+                failing_since = None
+            if self.control.refusal is not None:
+                self.control.refusal = None
+                log.warning("no longer failing closed: accepting agent sessions and binds again")
+
+    def _check_revocations(self) -> None:
+        """One round: every session's credential (or, with none, that the database answers)."""
+        checked = False
+        for session_id, agent in list(self.agents.items()):
+            session = agent.authenticated.session if agent.authenticated else None
+            if session is None:
+                continue
+            record = self.store.auth_record("credential", session.credential_id)
+            checked = True
+            if record is None or not record.owner_active:
+                reason = f"credential {session.credential_id} revoked"
+                fields = {"session": session_id, "reason": reason}
+                log.info("revoking agent session", extra={"fields": fields})
+                self.agents.pop(session_id, None)
+                stopping = asyncio.create_task(agent.stop(reason, "ERR_NGROK_300"))
+                self._agent_tasks.add(stopping)
+                stopping.add_done_callback(self._agent_tasks.discard)
+        if not checked and not self.store.is_reachable():
+            raise errors.DATABASE_UNAVAILABLE()

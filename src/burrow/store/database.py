@@ -9,7 +9,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, exc, inspect
+from sqlalchemy.engine import ExceptionContext
+
+from burrow.domain import errors
 
 SECRET_FILE = "secret.key"
 DATABASE_FILE = "burrow.db"
@@ -36,7 +39,37 @@ def open_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Pre-ping replaces pooled connections that a restart or failover closed. The store runs
+    # on the event loop, so a database that does not answer must not hold it for long.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.startswith("postgresql") else {}
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+CONNECT_TIMEOUT_SECONDS = 2
+
+
+def _unavailable(context: ExceptionContext) -> None:
+    """A database that cannot be reached is a 503 (ERR_NGROK_90504), not an internal error.
+
+    Lost connections are still invalidated by SQLAlchemy, so the next use reconnects.
+    """
+    if context.is_pre_ping:
+        return  # the pool handles it: it connects anew
+    lost = context.is_disconnect or isinstance(context.sqlalchemy_exception, exc.OperationalError)
+    if lost:
+        raise errors.DATABASE_UNAVAILABLE() from context.original_exception
+
+
+def is_reachable(engine: Engine) -> bool:
+    """Whether the database answers now (for readiness)."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except (errors.BurrowError, exc.DBAPIError):
+        return False
+    return True
 
 
 def migrate(engine: Engine) -> None:

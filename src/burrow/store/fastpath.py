@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, Select
+from sqlalchemy import Engine, PoolProxiedConnection, Select
+
+from burrow.domain import errors
 
 
 class PointRead:
@@ -62,9 +64,10 @@ class PointReader:
     RECHECK_SECONDS = 0.001
 
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._is_sqlite = engine.dialect.name == "sqlite"
-        self._connection = engine.raw_connection()
-        self._driver: Any = self._connection.driver_connection
+        self._connection: PoolProxiedConnection | None = engine.raw_connection()
+        self._driver: Any = self._connection.driver_connection  # SQLite's never changes
         self.cache: dict[Hashable, Any] = {}
         self._data_version: Any = None
         self._checked_at = 0.0
@@ -101,14 +104,43 @@ class PointReader:
             row = read.decode(self._driver.execute(read.sql, parameters).fetchone())
             self.cache[key] = row
             return row
-        cursor = self._connection.cursor()
+        return read.decode(self._read_reconnecting(read.sql, parameters))
+
+    def _read_reconnecting(self, sql: str, parameters: Any) -> tuple[Any, ...] | None:
+        """One row, reconnecting if the database dropped this connection (a restart, a
+        failover); DATABASE_UNAVAILABLE (503) while it cannot be reached."""
+        if self._connection is not None:
+            try:
+                return self._read(sql, parameters)
+            except errors.BurrowError:
+                pass  # the connection was lost: connect anew below
         try:
-            cursor.execute(read.sql, parameters)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-            self._connection.rollback()  # end the implicit transaction: no stale snapshot
-        return read.decode(tuple(row) if row is not None else None)
+            self._connection = self._engine.raw_connection()
+        except self._engine.dialect.loaded_dbapi.Error as error:  # the pool raises the driver's own
+            raise errors.DATABASE_UNAVAILABLE() from error
+        return self._read(sql, parameters)
+
+    def _read(self, sql: str, parameters: Any) -> tuple[Any, ...] | None:
+        connection = self._connection
+        assert connection is not None
+        dialect = self._engine.dialect
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql, parameters)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            connection.rollback()  # end the implicit transaction: no stale snapshot
+        except dialect.loaded_dbapi.Error as error:
+            if not dialect.is_disconnect(error, connection.dbapi_connection, None):
+                connection.rollback()
+                raise
+            connection.invalidate()  # the pool forgets it
+            self._connection = None
+            raise errors.DATABASE_UNAVAILABLE() from error
+        return tuple(row) if row is not None else None
 
     def close(self) -> None:
-        self._connection.close()
+        if self._connection is not None:
+            self._connection.close()

@@ -137,6 +137,10 @@ class Store:
         database.migrate(engine)
         return cls(engine, database.load_secret(data_dir))
 
+    def is_reachable(self) -> bool:
+        """Whether the database answers now (a fresh check, for readiness)."""
+        return database.is_reachable(self.engine)
+
     def close(self) -> None:
         self._reader.close()
         self.engine.dispose()
