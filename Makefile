@@ -57,6 +57,7 @@ test-fast: $(VENV)/.installed lint
 bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
 	$(PY) bench/api.py
 	$(PY) bench/edge.py
+	$(PY) bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .venvs .burrow

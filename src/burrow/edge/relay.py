@@ -150,9 +150,13 @@ _UNREACHABLE = page(
 class _RelayedTransport:
     """The relay connection, presented to a public protocol as the client's own."""
 
+    _BOUND = ("write", "writelines", "close", "abort", "is_closing", "pause_reading", "resume_reading")
+
     def __init__(self, transport: asyncio.Transport, peername: tuple[str, int]) -> None:
         self._transport = transport
         self._peername = peername
+        for name in self._BOUND:  # the hot methods without a __getattr__ per call
+            setattr(self, name, getattr(transport, name))
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
