@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,9 +118,6 @@ def main() -> None:
             ))  # fmt: skip
             a_ports, a, key = start_node(work / "a", env, "a", init=True)
             processes.append(a)
-            (work / "b").mkdir(mode=0o700)
-            for name in ("ca.pem", "ca-key.pem"):
-                shutil.copy(work / "a" / name, work / "b" / name)
             b_ports, b, _ = start_node(work / "b", env, "b", init=False)
             processes.append(b)
             credential = api(a_ports["api"], key, "POST", "/credentials", {"description": "bench", "acl": []})

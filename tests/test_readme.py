@@ -143,7 +143,7 @@ def test_make_serve_starts_burrow_and_prints_the_first_key_once(tmp_path: Path) 
                 assert time.monotonic() < deadline, "make serve never answered /healthz"
                 try:
                     health = httpx.get(f"http://127.0.0.1:{api}/healthz", timeout=1)
-                    assert health.json() == {"status": "ok"}
+                    assert health.json() == {"status": "ok", "database": "ok"}
                     break
                 except httpx.HTTPError:
                     time.sleep(0.2)

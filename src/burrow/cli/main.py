@@ -89,9 +89,13 @@ def _check_email(email: str) -> str:
 
 
 def _open(data_dir: Path, database_url: str | None) -> Store:
+    from burrow.store.identity import IdentityError
     from burrow.store.store import Store  # imported here: client commands need no database
 
-    return Store.open(data_dir, database_url)
+    try:
+        return Store.open(data_dir, database_url)
+    except IdentityError as problem:
+        raise _fail(str(problem)) from None
 
 
 @app.command()
@@ -332,6 +336,7 @@ def serve(
 
     from burrow.api.app import create_app
     from burrow.api.connection import protocol_class
+    from burrow.store.identity import IdentityError
 
     from . import serving
 
@@ -410,13 +415,16 @@ def serve(
                 f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
                 f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
             )
-        edge_server = (
-            serving.make_edge(
-                store, data_dir, edge_config, tls_cert, tls_key, https_cert, https_key, https_extra_certs
+        try:
+            edge_server = (
+                serving.make_edge(
+                    store, data_dir, edge_config, tls_cert, tls_key, https_cert, https_key, https_extra_certs
+                )
+                if edge_config
+                else None
             )
-            if edge_config
-            else None
-        )
+        except (serving.CommandError, IdentityError) as problem:
+            raise _fail(str(problem)) from None
         config = uvicorn.Config(
             create_app(
                 store,

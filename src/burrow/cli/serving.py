@@ -15,7 +15,13 @@ from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
 from burrow.domain.limits import AgentLimits, ApiLimits, fit_to_descriptors
-from burrow.edge.certs import ServerCertificate, ensure_server_certificate, relay_contexts, server_context
+from burrow.edge.certs import (
+    ServerCertificate,
+    ensure_server_certificate,
+    relay_contexts,
+    server_context,
+    share_ca,
+)
 from burrow.edge.control import EdgeSettings
 from burrow.edge.https import HttpsCertificates
 from burrow.edge.limits import PublicLimits
@@ -151,7 +157,9 @@ def make_edge(
     https_extra_certs: list[str] | None = None,
 ) -> Edge:
     names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
-    local = ensure_server_certificate(data_dir, names)  # also makes the local CA
+    if share_ca(store, data_dir):
+        err.print(f"[yellow]note:[/] {data_dir / 'ca.pem'} is now the cluster's CA, from the database.")
+    local = ensure_server_certificate(data_dir, names)  # the CA's certificate for this node
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
     else:

@@ -6,6 +6,10 @@ On first start without ``--tls-cert``/``--tls-key``, Burrow creates a CA (``ca.p
 trust ``ca.pem`` (the SDK's ``ca_cert``/``root_cas``, the agent's ``root_cas``). The
 server certificate is made again when the names it must carry change. Private keys are
 written with mode 0600.
+
+Nodes on one database share one CA (:func:`share_ca`): the first node's, kept in the
+database with its private key encrypted under the cluster's secret; each node issues its
+own server certificate from it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from burrow.store import identity
+from burrow.store.store import Store
 
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
@@ -104,6 +111,47 @@ def _load_or_make_ca(data_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurve
     _write_private(key_path, _key_pem(key))
     ca_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return certificate, key
+
+
+def share_ca(store: Store, data_dir: Path) -> bool:
+    """Make the data directory's CA the cluster's; whether it was replaced by the cluster's.
+
+    The first node stores its CA (made now if it has none) in the database; every other
+    node installs that one, dropping certificates its own CA had signed.
+    """
+    secret = store.secret
+    held = {
+        name: value
+        for name in (identity.CA_CERT, identity.CA_KEY_SEALED)
+        if (value := identity.get(store.engine, name)) is not None
+    }
+    if not held:
+        certificate, key = _load_or_make_ca(data_dir)
+        mine = {
+            identity.CA_CERT: certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            identity.CA_KEY_SEALED: identity.seal(secret, identity.CA_KEY_SEALED, _key_pem(key)),
+        }
+        held = identity.put_once(store.engine, mine)
+        if held == mine:
+            return False
+    if set(held) != {identity.CA_CERT, identity.CA_KEY_SEALED}:
+        raise identity.IdentityError("the database holds an incomplete cluster CA")
+    cert_pem = held[identity.CA_CERT].encode()
+    ca_path = data_dir / CA_FILE
+    if ca_path.exists() and ca_path.read_bytes() == cert_pem and (data_dir / CA_KEY_FILE).exists():
+        return False
+    key_pem = identity.unseal(secret, identity.CA_KEY_SEALED, held[identity.CA_KEY_SEALED])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(data_dir / CA_KEY_FILE, key_pem)
+    ca_path.write_bytes(cert_pem)
+    # Whatever this node's former CA signed would not verify against the cluster's.
+    for path in (data_dir / SERVER_FILE, data_dir / SERVER_KEY_FILE):
+        path.unlink(missing_ok=True)
+    issued = data_dir / ISSUED_DIR
+    if issued.is_dir():
+        for path in issued.iterdir():
+            path.unlink()
+    return True
 
 
 def _current_names(path: Path) -> set[str] | None:

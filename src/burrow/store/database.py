@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import ExceptionContext
 
 from burrow.domain import errors
+from burrow.store.identity import IdentityError
 
 SECRET_FILE = "secret.key"
 DATABASE_FILE = "burrow.db"
@@ -85,19 +86,37 @@ def is_initialized(engine: Engine) -> bool:
     return inspect(engine).has_table("accounts")
 
 
+SECRET_BYTES = 32
+
+
+def _parse_secret(text: str, source: str) -> bytes:
+    """The key in ``text``: 64 hex digits, what ``secret.key`` holds."""
+    value = text.strip()
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        key = b""
+    if len(key) != SECRET_BYTES:
+        raise IdentityError(
+            f"{source} must be {SECRET_BYTES * 2} hexadecimal digits (what secret.key holds, e.g. "
+            "from 'python3 -c \"import secrets; print(secrets.token_hex(32))\"'), not something else"
+        )
+    return key
+
+
 def load_secret(data_dir: Path) -> bytes:
-    """The key tokens are hashed with: from the environment, or a 0600 file in data_dir."""
+    """The key tokens are hashed with: from the environment, or a 0600 file in data_dir (made once)."""
     from_env = os.environ.get(SECRET_ENV)
-    if from_env:
-        return from_env.encode("utf-8")
+    if from_env is not None:
+        return _parse_secret(from_env, SECRET_ENV)
     path = data_dir / SECRET_FILE
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return _parse_secret(path.read_text(), str(path))
     except FileNotFoundError:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    key = secrets.token_bytes(32)
+    key = secrets.token_bytes(SECRET_BYTES)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key.hex() + "\n")
     return key

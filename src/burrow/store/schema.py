@@ -157,3 +157,13 @@ cluster_commands = Table(
     Column("created_at", DateTime(), nullable=False),
     Index("ix_cluster_commands_node_id", "node_id"),
 )
+
+# What every node on one database must share, written once by the first node: the secret's
+# keyed fingerprint ("secret_fingerprint") and the agent CA ("ca_cert", "ca_key_sealed",
+# its private key encrypted under the secret). Never the secret itself.
+cluster_identity = Table(
+    "cluster_identity",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text(), nullable=False),
+)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from burrow.domain import errors, ids, tokens
 from burrow.domain.models import ApiKey, BotUser, Credential, Principal, User
-from burrow.store import database, schema
+from burrow.store import database, identity, schema
 from burrow.store.fastpath import PointRead, PointReader
 
 T = TypeVar("T", ApiKey, Credential, BotUser)
@@ -134,8 +134,14 @@ class Store:
         """Open (creating and migrating as needed) the store of a data directory."""
         data_dir.mkdir(parents=True, exist_ok=True)
         engine = database.open_engine(database_url or database.sqlite_url(data_dir))
-        database.migrate(engine)
-        return cls(engine, database.load_secret(data_dir))
+        try:
+            secret = database.load_secret(data_dir)
+            database.migrate(engine)
+            identity.check_secret(engine, secret)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, secret)
 
     def is_reachable(self) -> bool:
         """Whether the database answers now (a fresh check, for readiness)."""
