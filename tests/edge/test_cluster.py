@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from burrow.edge.certs import ensure_name_certificate
+from burrow.edge.certs import ensure_name_certificate, ensure_server_certificate
 from tests.edge.conftest import Agent
 from tests.harness import BurrowServer, burrow, free_port
 
@@ -228,3 +228,25 @@ def test_only_a_node_may_use_the_relay(
     assert through_relay(None, None) == b""
     named = ensure_name_certificate(a.data_dir, "evil.burrow.localhost")
     assert through_relay(named.cert_path, named.key_path) == b""
+
+
+def test_a_tls_connection_to_any_node_reaches_the_agent_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent], tmp_path: Path
+) -> None:
+    a, b = cluster(2, relay=True)
+    local = ensure_server_certificate(tmp_path / "agent-tls", ["secure.burrow.localhost"])
+    start_agent(
+        b,
+        credential(a)["token"],
+        [{"name": "tls", "kind": "tls", "domain": "secure.burrow.localhost"}],
+        tls_cert=str(local.cert_path),
+        tls_key=str(local.key_path),
+    )
+    context = ssl.create_default_context(cafile=str(local.ca_path))
+    host, port = a.tls_addr.rsplit(":", 1)  # node A: SNI names a tunnel on B, bytes never decrypted
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="secure.burrow.localhost") as tls,
+    ):
+        tls.sendall(b"hello")
+        assert tls.recv(100) == b"tls:hello"

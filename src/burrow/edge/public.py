@@ -57,10 +57,11 @@ class PublicConnection(asyncio.Protocol):
     object as to a stream writer.
     """
 
-    def __init__(self, listeners: PublicListeners, kind: str, port: int = 0) -> None:
+    def __init__(self, listeners: PublicListeners, kind: str, port: int = 0, relayed: bool = False) -> None:
         self.listeners = listeners
         self.kind = kind  # "tls" or "tcp"
         self.port = port
+        self.relayed = relayed  # came from another node: never relayed again
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.stream: MuxStream | None = None
         self._buffer = bytearray()  # sniffed, or received while the route was being found
@@ -242,6 +243,7 @@ class PublicConnection(asyncio.Protocol):
         try:
             stream = await self._open(name)
             if stream is None:
+                await self._relay_if_elsewhere(name)
                 return
             self.stream = stream
             stream.on_writable = self._resume_upstream
@@ -261,6 +263,30 @@ class PublicConnection(asyncio.Protocol):
             if stream is not None:
                 stream.close()
             self.transport.close()
+
+    async def _relay_if_elsewhere(self, name: str | None) -> None:
+        """If another node holds the name (or port), splice the connection to it; until it ends."""
+        routes = self.listeners.relay_routes
+        if self.relayed or routes is None or self._lost or (self.kind == "tls" and not name):
+            return
+        key = ("tls", name) if self.kind == "tls" and name else ("tcp", str(self.port))
+        relay_addr = routes.lookup(*key)
+        if relay_addr is None:
+            return
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def end() -> None:
+            self.connection_lost(None)  # the counts, the timer: as if the client left
+            if not ended.done():
+                ended.set_result(None)
+
+        peer = self.transport.get_extra_info("peername")
+        client = [str(peer[0]), int(peer[1])] if isinstance(peer, tuple) else ["0.0.0.0", 0]
+        header = {"listener": self.kind, "client": client, "port": self.port}
+        first, self._buffer = bytes(self._buffer), bytearray()
+        self._holding = False
+        await self.listeners.relay_out(self.transport, first, header, relay_addr, end)
+        await ended
 
     async def _open(self, name: str | None) -> MuxStream | None:
         """The proxy stream for this connection, or None after answering why not."""
@@ -303,6 +329,7 @@ class PublicListeners:
         self._connections: set[PublicConnection | HttpProxyConnection] = set()
         # Set when this node relays to and from other nodes (edge/relay.py).
         self.relay_routes: RelayRoutes | None = None
+        self.tcp_ports: range = range(0)  # the TCP ports this node listens on
         self.relay_context: ssl.SSLContext | None = None
 
     async def relay_out(
@@ -317,9 +344,13 @@ class PublicListeners:
         await relay.relay_out(client, first, header, relay_addr, self.relay_context, on_end)
 
     def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None:
-        """The protocol for a connection relayed from another node (only HTTP so far)."""
+        """The protocol for a connection relayed from another node (not HTTPS: see cluster.md)."""
         if listener == "http":
             return HttpProxyConnection(self, "http", relayed=True)
+        if listener == "tls":
+            return PublicConnection(self, "tls", relayed=True)
+        if listener == "tcp" and port in self.tcp_ports:
+            return PublicConnection(self, "tcp", port, relayed=True)
         return None
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:

@@ -126,7 +126,8 @@ async def relay_out(
         )
     except (OSError, TimeoutError, ssl.SSLError) as error:
         log.warning("relay connection failed", extra={"fields": {"node": relay_addr, "error": str(error)}})
-        client.write(_UNREACHABLE)
+        if header.get("listener") == "http":
+            client.write(_UNREACHABLE)
         client.close()
         return
     assert far.transport is not None

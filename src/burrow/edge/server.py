@@ -152,6 +152,7 @@ class Edge:
         if self.config.relay_addr is not None and self.relay_contexts is not None:
             server_context, client_context = self.relay_contexts
             self.public.relay_routes = RelayRoutes(self.cluster)
+            self.public.tcp_ports = self.config.settings.tcp_ports
             self.public.relay_context = client_context
             timeout = self.config.limits.tls_handshake_timeout
             self._servers.append(
