@@ -46,11 +46,12 @@ def cluster(
     monkeypatch.setenv("BURROW_SECRET_KEY", secrets.token_hex(32))
     started: list[BurrowServer] = []
 
-    def start(count: int, relay: bool = False) -> list[BurrowServer]:
+    def start(count: int, relay: bool = False, extra: list[list[str]] | None = None) -> list[BurrowServer]:
         first = BurrowServer(tmp_path / "node0")
 
         def options(number: int) -> list[str]:
             given = ["--lease-seconds", str(LEASE_SECONDS), "--node-name", f"node{number}"]
+            given += extra[number] if extra else []
             return given + (["--relay-addr", relays[number]] if relay else [])
 
         relays = [f"127.0.0.1:{free_port()}" for _ in range(count)]
@@ -250,3 +251,23 @@ def test_a_tls_connection_to_any_node_reaches_the_agent_on_another(
     ):
         tls.sendall(b"hello")
         assert tls.recv(100) == b"tls:hello"
+
+
+def test_a_tcp_connection_to_any_node_reaches_the_agent_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    # The same public port on both nodes (as behind one load balancer), on two loopback addresses.
+    port = free_port()
+    ports = ["--tcp-ports", f"{port}-{port}"]
+    a, b = cluster(
+        2, relay=True, extra=[[*ports, "--tcp-host", "127.0.0.2"], [*ports, "--tcp-host", "127.0.0.1"]]
+    )
+    agent = start_agent(b, credential(a)["token"], [{"name": "tcp", "kind": "tcp"}])
+    assert agent.url("tcp") == f"tcp://127.0.0.1:{port}"
+    with socket.create_connection(("127.0.0.2", port), timeout=10) as connection:  # node A
+        for message in (b"ping", b"x" * 100_000):
+            connection.sendall(message)
+            received = b""
+            while len(received) < len(message):
+                received += connection.recv(65536)
+            assert received == message
