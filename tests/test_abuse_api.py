@@ -172,7 +172,7 @@ def test_what_is_not_http_1_is_refused_with_an_ngrok_error(
 
 def test_http_1_0_is_served(server: BurrowServer) -> None:
     response = exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n")
-    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b'{"status":"ok"}')
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b'{"status":"ok","database":"ok"}')
 
 
 def _timed(server: BurrowServer, send: list[bytes], pause: float = 0.0) -> tuple[bytes, float]:
