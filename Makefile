@@ -66,6 +66,7 @@ bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
 	$(PY) bench/api.py
 	$(PY) bench/edge.py
 	$(PY) bench/filters.py
+	$(PY) bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .venvs .burrow

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvloop
+from burrow.edge.limits import ConnectionCounts, PublicLimits
 
 from burrow.domain.tunnels import Tunnel
 from burrow.edge import traffic
 from burrow.edge.http_proxy import HttpProxyConnection
-from burrow.edge.limits import ConnectionCounts, PublicLimits
 from burrow.edge.muxado_streams import MuxConnection, MuxStream
 
 SMALL = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nhello, burrow"

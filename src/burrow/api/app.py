@@ -123,13 +123,13 @@ def create_app(
     ``names`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
     throttle = throttle or Throttle()
     names = names or NameSpace()
-    edge = edge or NoEdge()
-    creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, edge.registry).creators()
+    live: LiveEdge = edge or NoEdge()
+    creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, live.registry).creators()
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store, creators.get(resource.name)).handlers()
         for resource in resources.STORED + resources.RECORDS
     }
-    handlers.update(LiveHandlers(edge, store).handlers())
+    handlers.update(LiveHandlers(live, store).handlers())
     routes: list[Route] = []
     for resource in resources.ALL:
         for operation in [op for op in SHAPES if op in resource.operations]:

@@ -1,4 +1,5 @@
-"""``/tunnel_sessions`` and ``/tunnels``: what the edge has live, with ngrok's shapes."""
+"""``/tunnel_sessions`` and ``/tunnels``: what the cluster's edge nodes have live (the
+shared registry in the database), with ngrok's shapes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from starlette.responses import Response
 
 from burrow.domain import errors
 from burrow.domain.resources import TUNNEL_SESSIONS, TUNNELS, Operation, Resource
-from burrow.domain.tunnels import AgentSession, Registry
+from burrow.domain.tunnels import AgentSession, Registry, Tunnel
 from burrow.store.store import Store
 
 from . import paging
@@ -16,9 +17,16 @@ from .endpoints import Call, Handler, check_may_write
 
 
 class LiveEdge(Protocol):
-    """What the API needs of the running edge: its registry, and a way to end a session."""
+    """What the API needs of the edge: the cluster's live sessions and tunnels, a way to
+    end a session wherever it is held, and this node's registry (for reservations)."""
 
     registry: Registry
+
+    def live_sessions(self, account_id: str) -> list[AgentSession]: ...
+
+    def live_session(self, session_id: str) -> AgentSession | None: ...
+
+    def live_tunnels(self, account_id: str) -> list[Tunnel]: ...
 
     async def stop_session(self, session_id: str, message: str) -> None: ...
 
@@ -28,6 +36,15 @@ class NoEdge:
 
     def __init__(self) -> None:
         self.registry = Registry()
+
+    def live_sessions(self, account_id: str) -> list[AgentSession]:
+        return []
+
+    def live_session(self, session_id: str) -> AgentSession | None:
+        return None
+
+    def live_tunnels(self, account_id: str) -> list[Tunnel]:
+        return []
 
     async def stop_session(self, session_id: str, message: str) -> None:
         return None
@@ -49,12 +66,11 @@ class LiveHandlers:
         }
 
     def _sessions(self, call: Call) -> list[AgentSession]:
-        account_id = call.principal.account_id
-        live = [s for s in self.edge.registry.sessions.values() if s.account_id == account_id]
-        return sorted(live, key=lambda s: s.id, reverse=True)
+        return sorted(self.edge.live_sessions(call.principal.account_id), key=lambda s: s.id, reverse=True)
 
     def _session(self, call: Call) -> AgentSession:
-        session = self.edge.registry.sessions.get(call.id)
+        assert call.id is not None
+        session = self.edge.live_session(call.id)
         if session is None or session.account_id != call.principal.account_id:
             raise errors.NOT_FOUND()
         return session
@@ -78,8 +94,6 @@ class LiveHandlers:
     async def list_tunnels(self, call: Call) -> Response:
         assert call.query is not None
         before_id = call.query.before_id
-        tunnels = sorted(
-            (t for s in self._sessions(call) for t in s.tunnels.values()), key=lambda t: t.id, reverse=True
-        )
+        tunnels = sorted(self.edge.live_tunnels(call.principal.account_id), key=lambda t: t.id, reverse=True)
         items = [t for t in tunnels if before_id is None or t.id < before_id]
         return call.json(paging.page(TUNNELS, call.query, call.base, items))

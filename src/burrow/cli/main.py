@@ -41,6 +41,9 @@ admin_app = typer.Typer(
 )
 users_app = typer.Typer(help="Users of an account (they have no REST endpoint).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_help=True)
+cluster_app = typer.Typer(
+    help="The edge nodes sharing this database (docs/cluster.md).", no_args_is_help=True
+)
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(bot_users_app, name="bot-users")
@@ -50,6 +53,7 @@ app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")
 admin_app.add_typer(accounts_app, name="accounts")
+app.add_typer(cluster_app, name="cluster")
 
 err = Console(stderr=True)
 
@@ -277,6 +281,31 @@ def serve(
     edge: Annotated[
         bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
     ] = True,
+    node_name: Annotated[
+        str | None,
+        typer.Option(
+            "--node-name",
+            envvar="BURROW_NODE_NAME",
+            help="This node's name in the cluster (default: host name).",
+        ),
+    ] = None,
+    relay_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--relay-addr",
+            envvar="BURROW_RELAY_ADDR",
+            help="HOST:PORT where other nodes relay public traffic for this node's tunnels (mutual TLS); "
+            "other nodes must reach it at this address.",
+        ),
+    ] = None,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            envvar="BURROW_LEASE_SECONDS",
+            help="Seconds after its last renewal (every third of it) a silent node's tunnels are dropped.",
+        ),
+    ] = 9.0,
     api_max_head_bytes: Annotated[
         int, _limit("--api-max-head-bytes", "Largest API request line plus headers (431 beyond).")
     ] = ApiLimits.max_head_bytes,
@@ -429,6 +458,13 @@ def serve(
         if not revocation_fail_closed_after > 0:
             raise serving.CommandError("--revocation-fail-closed-after must be positive")
         edge_config.revocation_fail_closed_after = revocation_fail_closed_after
+        if not 1 <= lease_seconds <= 300:
+            raise serving.CommandError("--lease-seconds must be between 1 and 300")
+        edge_config.lease_seconds = lease_seconds
+        if relay_addr:
+            edge_config.relay_addr = serving.split_addr(relay_addr)
+        if node_name:
+            edge_config.node_name = node_name
     except serving.CommandError as problem:
         raise _fail(str(problem)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -671,6 +707,40 @@ def audit(
         for event in events
     ]
     _print_rows(rows, as_json)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+) -> None:
+    """The edge nodes, their leases and the agent sessions each holds."""
+    from datetime import UTC, datetime
+
+    from burrow.store.cluster import ClusterRegistry
+
+    store = _open(data_dir, database_url)
+    try:
+        nodes = ClusterRegistry(store.engine, "", "", 0).nodes()
+    finally:
+        store.close()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows: list[dict[str, object]] = [
+        {
+            "id": node.id,
+            "name": node.name,
+            "relay_addr": node.relay_addr,
+            "started_at": node.started_at.isoformat() + "Z",
+            "lease_expires_at": node.lease_expires_at.isoformat() + "Z",
+            "lease_seconds_left": round((node.lease_expires_at - now).total_seconds(), 1),
+            "live": node.lease_expires_at > now,
+            "sessions": list(node.sessions),
+        }
+        for node in nodes
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    _print_rows([{**row, "sessions": len(row["sessions"])} for row in rows], False)  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import resource
 import signal
 from collections.abc import Iterator
@@ -17,7 +18,13 @@ from rich.console import Console
 from burrow.dashboard import DashboardSettings
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
 from burrow.domain.reserved import NameSpace
-from burrow.edge.certs import ServerCertificate, ensure_server_certificate, server_context, share_ca
+from burrow.edge.certs import (
+    ServerCertificate,
+    ensure_server_certificate,
+    relay_contexts,
+    server_context,
+    share_ca,
+)
 from burrow.edge.control import EdgeSettings
 from burrow.edge.https import HttpsCertificates
 from burrow.edge.server import Edge, EdgeConfig
@@ -93,10 +100,10 @@ def fit_to_file_limit(
             f"{fitted[1].max_connections} (raise 'ulimit -n' to allow more)."
         )
     if fitted[2] != public:
-        err.print(
-            f"[yellow]warning:[/] the file limit ({soft}) cannot hold {public.max_connections} connections "
-            f"on each public listener: capped at {fitted[2].max_connections} "
-            "(raise 'ulimit -n' to allow more)."
+        # The public default (10,000 per listener) is meant to be fitted like this: no warning.
+        logging.getLogger("burrow").debug(
+            "public connection caps fitted to the file limit",
+            extra={"fields": {"file_limit": soft, "per_listener": fitted[2].max_connections}},
         )
     return fitted
 
@@ -201,6 +208,8 @@ def make_edge(
         certificate = local
     edge = Edge(store, config, server_context(certificate), throttle)
     edge.ca_path = certificate.ca_path
+    if config.relay_addr is not None:
+        edge.relay_contexts = relay_contexts(data_dir)  # from the CA every node shares
     extra = []
     for pair in https_extra_certs or []:
         cert, sep, key = pair.partition(",")

@@ -252,6 +252,9 @@ BODY_TOO_LARGE = ErrorKind(
 INTERNAL_ERROR = ErrorKind(
     "ERR_NGROK_90500", 500, "An internal error occurred. It has been logged; operation {op}."
 )
+REGISTRY_UNAVAILABLE = ErrorKind(
+    "ERR_NGROK_90502", 503, "The tunnel registry cannot be reached now; try again shortly."
+)
 # The API's HTTP layer, before a request reaches a route (docs/limits.md).
 MALFORMED_REQUEST = ErrorKind("ERR_NGROK_90400", 400, "The request is not valid HTTP/1.1: {reason}.")
 REQUEST_TIMEOUT = ErrorKind(

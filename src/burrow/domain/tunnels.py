@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from .endpoint import EndpointPolicy
 
@@ -21,6 +21,41 @@ Proto = Literal["http", "https", "tcp", "tls", "labeled"]
 
 class BindConflict(Exception):
     """The name is held by another session."""
+
+
+class RegistryUnavailable(Exception):
+    """The cluster's shared registry (the database) could not be reached: refuse, fail closed."""
+
+
+def binding_key(tunnel: Tunnel) -> tuple[str, str] | None:
+    """The cluster-wide name a tunnel holds: ("host", name) for http and https alike (one
+    session holds a hostname across both schemes), ("tls", name), ("tcp", port); None for
+    labeled tunnels, which hold no name."""
+    if tunnel.proto in ("http", "https") and tunnel.hostname:
+        return "host", _http_key(tunnel.hostname)
+    if tunnel.proto == "tls" and tunnel.hostname:
+        return "tls", _http_key(tunnel.hostname)
+    if tunnel.proto == "tcp" and tunnel.port is not None:
+        return "tcp", str(tunnel.port)
+    return None
+
+
+class RegistryMirror(Protocol):
+    """Where the registry writes its changes through to (the cluster's shared registry).
+
+    ``claim_tunnel`` runs before the local registry changes and raises
+    :class:`BindConflict` when another session holds the name anywhere in the cluster.
+    """
+
+    def add_session(self, session: AgentSession) -> None: ...
+
+    def remove_session(self, session_id: str) -> None: ...
+
+    def claim_tunnel(
+        self, tunnel: Tunnel, account_id: str, reconnecting_from: str | None, replacing: Tunnel | None
+    ) -> None: ...
+
+    def release_tunnel(self, tunnel: Tunnel, keep_binding: bool) -> None: ...
 
 
 @dataclass
@@ -58,7 +93,8 @@ def _http_key(hostname: str) -> str:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, mirror: RegistryMirror | None = None) -> None:
+        self.mirror = mirror
         self.sessions: dict[str, AgentSession] = {}
         # http and https endpoints are separate (ngrok: one endpoint per scheme), but a
         # hostname belongs to one session across both, so no tenant can take the other scheme.
@@ -72,14 +108,22 @@ class Registry:
     # Sessions ---------------------------------------------------------------------
 
     def add_session(self, session: AgentSession) -> None:
+        if self.mirror is not None:
+            self.mirror.add_session(session)
         self.sessions[session.id] = session
 
     def remove_session(self, session_id: str) -> AgentSession | None:
         session = self.sessions.get(session_id)
         if session is not None:
-            for tunnel_id in list(session.tunnels):
-                self.remove_tunnel(session_id, tunnel_id)
+            mirror, self.mirror = self.mirror, None  # one write removes the session's rows
+            try:
+                for tunnel_id in list(session.tunnels):
+                    self.remove_tunnel(session_id, tunnel_id)
+            finally:
+                self.mirror = mirror
             del self.sessions[session_id]
+            if mirror is not None:
+                mirror.remove_session(session_id)
         return session
 
     def sessions_of_credential(self, credential_id: str) -> list[AgentSession]:
@@ -122,18 +166,22 @@ class Registry:
             foreign = other.get(key)
             if foreign is not None and foreign.session_id not in (tunnel.session_id, reconnecting_from):
                 raise BindConflict(tunnel.hostname or str(tunnel.port))
-            if holder is not None and holder.session_id != tunnel.session_id:
-                if reconnecting_from is None or holder.session_id != reconnecting_from:
-                    raise BindConflict(tunnel.hostname or str(tunnel.port))
-                self.remove_tunnel(holder.session_id, holder.id)
-            elif holder is not None:
-                self.remove_tunnel(holder.session_id, holder.id)
+            if holder is not None and holder.session_id not in (tunnel.session_id, reconnecting_from):
+                raise BindConflict(tunnel.hostname or str(tunnel.port))
+            if self.mirror is not None:
+                self.mirror.claim_tunnel(tunnel, session.account_id, reconnecting_from, holder)
+            if holder is not None:
+                # The claim moved the name to this session and dropped the holder's row.
+                self.remove_tunnel(holder.session_id, holder.id, mirrored=False)
             table[key] = tunnel
-        elif tunnel.proto == "labeled":
-            self._labeled[tunnel.id] = tunnel
+        else:
+            if self.mirror is not None:
+                self.mirror.claim_tunnel(tunnel, session.account_id, reconnecting_from, None)
+            if tunnel.proto == "labeled":
+                self._labeled[tunnel.id] = tunnel
         session.tunnels[tunnel.id] = tunnel
 
-    def remove_tunnel(self, session_id: str, tunnel_id: str) -> Tunnel | None:
+    def remove_tunnel(self, session_id: str, tunnel_id: str, mirrored: bool = True) -> Tunnel | None:
         session = self.sessions.get(session_id)
         if session is None:
             return None
@@ -146,6 +194,14 @@ class Registry:
             if table.get(key) is tunnel:
                 del table[key]
         self._labeled.pop(tunnel.id, None)
+        if self.mirror is not None and mirrored:
+            keep_binding = False
+            if tunnel.proto in ("http", "https") and tunnel.hostname:
+                # The session may hold the same hostname under the other scheme.
+                other = self._https if tunnel.proto == "http" else self._http
+                held = other.get(_http_key(tunnel.hostname))
+                keep_binding = held is not None and held.session_id == session_id
+            self.mirror.release_tunnel(tunnel, keep_binding)
         return tunnel
 
     # Routing ----------------------------------------------------------------------

@@ -233,3 +233,76 @@ def server_context(certificate: ServerCertificate) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certificate.cert_path, certificate.key_path)
     return context
+
+
+RELAY_FILE = "relay.pem"
+RELAY_KEY_FILE = "relay-key.pem"
+RELAY_IDENTITY = "urn:burrow:relay-node"  # no hostname: no public name certificate can carry it
+
+
+def ensure_relay_certificate(data_dir: Path) -> ServerCertificate:
+    """The certificate nodes present to each other on the relay (both ends), from the CA.
+
+    Its only name is :data:`RELAY_IDENTITY`, a URI, which the relay requires of its peer,
+    so a certificate the CA issued for a public HTTPS name cannot pass for a node's.
+    """
+    cert_path, key_path = data_dir / RELAY_FILE, data_dir / RELAY_KEY_FILE
+    ca_certificate, ca_key = _load_or_make_ca(data_dir)
+    if key_path.exists() and cert_path.exists():
+        current = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if (
+            current.issuer == ca_certificate.subject
+            and current.not_valid_after_utc > _now() + datetime.timedelta(days=30)
+        ):
+            return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Burrow relay node")]))
+        .issuer_name(ca_certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(RELAY_IDENTITY)]), critical=False
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(key_path, _key_pem(key))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return ServerCertificate(cert_path, key_path, data_dir / CA_FILE)
+
+
+def relay_contexts(data_dir: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) contexts for the relay: mutual TLS, each end trusting only the CA."""
+    certificate = ensure_relay_certificate(data_dir)
+    assert certificate.ca_path is not None
+    contexts = []
+    for purpose in (ssl.Purpose.CLIENT_AUTH, ssl.Purpose.SERVER_AUTH):
+        context = ssl.SSLContext(
+            ssl.PROTOCOL_TLS_SERVER if purpose is ssl.Purpose.CLIENT_AUTH else ssl.PROTOCOL_TLS_CLIENT
+        )
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.check_hostname = False  # the peer's name is a URI, checked by relay_peer_ok
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(certificate.ca_path)
+        context.load_cert_chain(certificate.cert_path, certificate.key_path)
+        contexts.append(context)
+    return contexts[0], contexts[1]
+
+
+def relay_peer_ok(peer: object) -> bool:
+    """Whether a verified peer certificate (``getpeercert()``) is a relay node's."""
+    if not isinstance(peer, dict):
+        return False
+    return ("URI", RELAY_IDENTITY) in peer.get("subjectAltName", ())

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from burrow.domain import acl, errors, ids, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.reserved import ReservationPolicy
-from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
+from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, RegistryUnavailable, Tunnel
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, AuthRecord, Store
 
@@ -138,7 +138,10 @@ class AgentControl:
             # Only the same credential may take over a session's names.
             if old is None or old.credential_id == credential_id:
                 reconnecting_from = previous
-        self.registry.add_session(session)
+        try:
+            self.registry.add_session(session)
+        except RegistryUnavailable:
+            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
         return Authenticated(session, version, reconnecting_from)
 
     def _check_token(self, token: object, address: str) -> tuple[str, AuthRecord]:
@@ -310,6 +313,8 @@ class AgentControl:
             self.registry.add_tunnel(tunnel, reconnecting_from=previous)
         except BindConflict:
             raise AgentError(errors.ENDPOINT_ONLINE(url=url)) from None
+        except RegistryUnavailable:
+            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
         return {
             "Id": tunnel.id,
             "URL": url,
@@ -342,7 +347,10 @@ class AgentControl:
             datetime.now(UTC),
             labels=dict(labels),
         )
-        self.registry.add_tunnel(tunnel)
+        try:
+            self.registry.add_tunnel(tunnel)
+        except RegistryUnavailable:
+            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
         return {"Id": tunnel.id, "Error": ""}
 
     def unbind(self, authenticated: Authenticated, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,14 @@ CONNECTION_REFUSED = page(
 )
 
 
+class _Relay(Exception):
+    """Raised from a parser callback: the connection goes to the node holding its Host."""
+
+    def __init__(self, relay_addr: str, first: bytes) -> None:
+        self.relay_addr = relay_addr
+        self.first = first
+
+
 class _BadRequest(Exception):
     def __init__(self, answer: bytes) -> None:
         super().__init__()
@@ -251,8 +259,16 @@ def _tokens(values: list[bytes]) -> set[bytes]:
 class HttpProxyConnection(asyncio.Protocol):
     """One public HTTP(S) client connection, proxied request by request."""
 
-    def __init__(self, listeners: PublicListeners, scheme: str, sni: str | None = None) -> None:
+    def __init__(
+        self, listeners: PublicListeners, scheme: str, sni: str | None = None, relayed: bool = False
+    ) -> None:
         self.listeners = listeners
+        self.relayed = relayed  # came from another node: never relayed again
+        # The bytes of the connection until its first request is routed, in case it goes to
+        # another node (only where a relay is configured: plain HTTP).
+        self._relay_raw: bytearray | None = (
+            bytearray() if scheme == "http" and not relayed and listeners.relay_routes is not None else None
+        )
         self.limits = listeners.limits
         self.scheme = scheme  # "http" or "https"
         self._scheme_bytes = scheme.encode()
@@ -333,6 +349,8 @@ class HttpProxyConnection(asyncio.Protocol):
             else:
                 self._send_up(data)
             return
+        if self._relay_raw is not None:
+            self._relay_raw += data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -351,6 +369,9 @@ class HttpProxyConnection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             # Our callbacks refuse by raising; httptools hands their exception on as the context.
             bad = error.__context__
+            if isinstance(bad, _Relay):
+                self._relay_to_node(bad)
+                return
             answer = (
                 bad.answer if isinstance(bad, _BadRequest) else bad_request(f"Malformed request: {error}.")
             )
@@ -396,6 +417,18 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._flow.pause()
+
+    def _relay_to_node(self, relay: _Relay) -> None:
+        """Hand the connection to the node holding the first request's Host."""
+        if self._timer is not None:  # the other node's listener keeps the time from here
+            self._timer.cancel()
+            self._timer = None
+        header = {"listener": "http", "client": list(self.client)}
+        self._stream_task = self._loop.create_task(
+            self.listeners.relay_out(
+                self.transport, relay.first, header, relay.relay_addr, lambda: self.connection_lost(None)
+            )
+        )
 
     def resume_writing(self) -> None:
         self._flow.resume()
@@ -497,6 +530,7 @@ class HttpProxyConnection(asyncio.Protocol):
     def _prepare(self, request: _Request) -> None:
         """Route the request and check it; sets ``answer`` when it is answered here."""
         noted = request.noted
+        first, self._relay_raw = self._relay_raw, None  # only a connection's first request may go elsewhere
         if request.version not in ("1.0", "1.1"):
             request.answer = page(
                 505, "HTTP Version Not Supported", "ERR_NGROK_90505", "Only HTTP/1.0 and HTTP/1.1 are served."
@@ -525,7 +559,18 @@ class HttpProxyConnection(asyncio.Protocol):
             return
         tunnel = self.listeners.web_tunnel(self.scheme, request.host)
         if tunnel is None:
-            request.answer = not_found_page(request.host)
+            routes = self.listeners.relay_routes
+            if self.relayed:
+                request.answer = page(
+                    421,
+                    "Misdirected Request",
+                    "ERR_NGROK_90421",
+                    "This connection went to the node of another tunnel: send it on a new connection.",
+                )
+            elif first is not None and routes is not None and (found := routes.lookup("host", request.host)):
+                raise _Relay(found, bytes(first))
+            else:
+                request.answer = not_found_page(request.host)
             return
         request.tunnel = tunnel
         policy = tunnel.policy

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -19,10 +20,11 @@ from typing import Any, Protocol, cast
 from burrow.domain.limits import Admission, PublicLimits
 from burrow.domain.tunnels import Registry, Tunnel
 
-from . import traffic
+from . import relay, traffic
 from .flow import WriteFlow
 from .http_proxy import HttpProxyConnection, _peer_ip
 from .muxado_streams import MuxStream
+from .relay import RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
 
 log = logging.getLogger("burrow.edge")
@@ -55,10 +57,11 @@ class PublicConnection(asyncio.Protocol):
     object as to a stream writer.
     """
 
-    def __init__(self, listeners: PublicListeners, kind: str, port: int = 0) -> None:
+    def __init__(self, listeners: PublicListeners, kind: str, port: int = 0, relayed: bool = False) -> None:
         self.listeners = listeners
         self.kind = kind  # "tls" or "tcp"
         self.port = port
+        self.relayed = relayed  # came from another node: never relayed again
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.stream: MuxStream | None = None
         self._buffer = bytearray()  # sniffed, or received while the route was being found
@@ -240,6 +243,7 @@ class PublicConnection(asyncio.Protocol):
         try:
             stream = await self._open(name)
             if stream is None:
+                await self._relay_if_elsewhere(name)
                 return
             self.stream = stream
             stream.on_writable = self._resume_upstream
@@ -259,6 +263,30 @@ class PublicConnection(asyncio.Protocol):
             if stream is not None:
                 stream.close()
             self.transport.close()
+
+    async def _relay_if_elsewhere(self, name: str | None) -> None:
+        """If another node holds the name (or port), splice the connection to it; until it ends."""
+        routes = self.listeners.relay_routes
+        if self.relayed or routes is None or self._lost or (self.kind == "tls" and not name):
+            return
+        key = ("tls", name) if self.kind == "tls" and name else ("tcp", str(self.port))
+        relay_addr = routes.lookup(*key)
+        if relay_addr is None:
+            return
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def end() -> None:
+            self.connection_lost(None)  # the counts, the timer: as if the client left
+            if not ended.done():
+                ended.set_result(None)
+
+        peer = self.transport.get_extra_info("peername")
+        client = [str(peer[0]), int(peer[1])] if isinstance(peer, tuple) else ["0.0.0.0", 0]
+        header = {"listener": self.kind, "client": client, "port": self.port}
+        first, self._buffer = bytes(self._buffer), bytearray()
+        self._holding = False
+        await self.listeners.relay_out(self.transport, first, header, relay_addr, end)
+        await ended
 
     async def _open(self, name: str | None) -> MuxStream | None:
         """The proxy stream for this connection, or None after answering why not."""
@@ -299,6 +327,31 @@ class PublicListeners:
         self.limits = limits or PublicLimits()
         self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_client)
         self._connections: set[PublicConnection | HttpProxyConnection] = set()
+        # Set when this node relays to and from other nodes (edge/relay.py).
+        self.relay_routes: RelayRoutes | None = None
+        self.tcp_ports: range = range(0)  # the TCP ports this node listens on
+        self.relay_context: ssl.SSLContext | None = None
+
+    async def relay_out(
+        self,
+        client: asyncio.Transport,
+        first: bytes,
+        header: dict[str, Any],
+        relay_addr: str,
+        on_end: Callable[[], None],
+    ) -> None:
+        assert self.relay_context is not None
+        await relay.relay_out(client, first, header, relay_addr, self.relay_context, on_end)
+
+    def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None:
+        """The protocol for a connection relayed from another node (not HTTPS: see cluster.md)."""
+        if listener == "http":
+            return HttpProxyConnection(self, "http", relayed=True)
+        if listener == "tls":
+            return PublicConnection(self, "tls", relayed=True)
+        if listener == "tcp" and port in self.tcp_ports:
+            return PublicConnection(self, "tcp", port, relayed=True)
+        return None
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         """The tunnel serving ``host`` on the HTTP (or HTTPS) listener."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 import weakref
 from collections.abc import Callable, Coroutine
@@ -11,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from burrow.domain import errors
+from burrow.domain import errors, ids
 from burrow.domain.acl import BindPolicy
 from burrow.domain.errors import BurrowError
 from burrow.domain.limits import Admission, AgentLimits, PublicLimits
+from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Registry, Tunnel
+from burrow.store.cluster import STOP_SESSION, ClusterRegistry
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, Store
 
@@ -26,9 +30,11 @@ from .control import AgentControl, EdgeSettings
 from .https import HttpsCertificates, HttpsListener
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
+from .relay import RelayInbound, RelayRoutes
 
 log = logging.getLogger("burrow.edge")
 REVOCATION_CHECK_SECONDS = 0.25
+COMMAND_POLL_SECONDS = 0.25  # how soon a stop sent through another node takes effect
 
 
 @dataclass
@@ -41,6 +47,9 @@ class EdgeConfig:
     label_routes: dict[str, dict[str, str]] = field(default_factory=dict)
     agent_limits: AgentLimits = field(default_factory=AgentLimits)
     limits: PublicLimits = field(default_factory=PublicLimits)
+    node_name: str = field(default_factory=socket.gethostname)
+    lease_seconds: float = 9.0  # a dead node's names come free this long after its last renewal
+    relay_addr: tuple[str, int] | None = None  # where other nodes relay public traffic to this one
     # How long revocations may go unchecked (the database unreachable) before the edge
     # refuses new sessions and binds.
     revocation_fail_closed_after: float = 10.0
@@ -118,7 +127,16 @@ class Edge:
         self.store = store
         self.config = config
         self.tls = tls
-        self.registry = Registry()
+        self.node_id = "node_" + ids.new_id_body()
+        relay_text = None
+        if config.relay_addr is not None:
+            host, port = config.relay_addr
+            relay_text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.cluster = ClusterRegistry(
+            store.engine, self.node_id, config.node_name, config.lease_seconds, relay_text
+        )
+        self.relay_contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None = None  # (server, client)
+        self.registry = Registry(self.cluster)
         self.control = AgentControl(store, self.registry, config.settings, throttle)
         self.agents: dict[str, AgentConnection] = {}
         limits = config.agent_limits
@@ -133,11 +151,27 @@ class Edge:
         self._checked_acls: weakref.WeakKeyDictionary[AgentConnection, tuple[str, ...]] = (
             weakref.WeakKeyDictionary()
         )
+        self._cluster_task: asyncio.Task[None] | None = None
         self.ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
 
     async def start(self) -> None:
+        self.cluster.register()
         host, port = self.config.agent_addr
         loop = asyncio.get_running_loop()
+        if self.config.relay_addr is not None and self.relay_contexts is not None:
+            server_context, client_context = self.relay_contexts
+            self.public.relay_routes = RelayRoutes(self.cluster)
+            self.public.tcp_ports = self.config.settings.tcp_ports
+            self.public.relay_context = client_context
+            timeout = self.config.limits.tls_handshake_timeout
+            self._servers.append(
+                await loop.create_server(
+                    lambda: RelayInbound(self.public, self.config.limits.head_timeout),
+                    *self.config.relay_addr,
+                    ssl=server_context,
+                    ssl_handshake_timeout=timeout,
+                )
+            )
         self._servers.append(await loop.create_server(lambda: _AgentGate(self._agent_accepted), host, port))
         if self.config.http_addr:
             h, p = self.config.http_addr
@@ -159,6 +193,7 @@ class Edge:
                 await loop.create_server(self.public.tcp_protocol(tcp_port), settings.tcp_host, tcp_port)
             )
         self._watcher = asyncio.create_task(self._watch_revocations())
+        self._cluster_task = asyncio.create_task(self._keep_cluster())
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -167,6 +202,8 @@ class Edge:
             await self._https_listener.stop()
         if self._watcher is not None:
             self._watcher.cancel()
+        if self._cluster_task is not None:
+            self._cluster_task.cancel()
         for agent in list(self.agents.values()):
             await agent.connection.close(mux.ErrorCode.NONE, "server shutting down")
         await self.public.close_all()
@@ -174,6 +211,8 @@ class Edge:
         for task in list(self._agent_tasks):
             task.cancel()
         await asyncio.gather(*self._agent_tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):  # if the database is away, the lease frees the rows
+            self.cluster.leave()
 
     # Agents ---------------------------------------------------------------------------
 
@@ -241,11 +280,59 @@ class Edge:
             return None
 
     async def stop_session(self, session_id: str, message: str) -> None:
+        """Stop a session held here, or ask the node holding it to."""
         agent = self.agents.get(session_id)
         if agent is None:
+            found = self.cluster.session(session_id)
+            if found is not None and found[1] != self.node_id:
+                self.cluster.send_stop(found[1], session_id, message)
             return
         await agent.send_command(STOP, {})
         await agent.stop(message)
+
+    # The cluster's view, for the API ----------------------------------------------------
+
+    def live_sessions(self, account_id: str) -> list[LiveSession]:
+        return self.cluster.sessions(account_id)
+
+    def live_session(self, session_id: str) -> LiveSession | None:
+        found = self.cluster.session(session_id)
+        return found[0] if found is not None else None
+
+    def live_tunnels(self, account_id: str) -> list[Tunnel]:
+        return self.cluster.tunnels(account_id)
+
+    async def _keep_cluster(self) -> None:
+        """Renew this node's lease (and reap expired nodes), and act on commands for it."""
+        loop = asyncio.get_running_loop()
+        renew_every = self.config.lease_seconds / 3
+        renewed_at = loop.time()
+        while True:
+            await asyncio.sleep(COMMAND_POLL_SECONDS)
+            try:
+                if loop.time() - renewed_at >= renew_every:
+                    kept = await asyncio.to_thread(self.cluster.renew)
+                    renewed_at = loop.time()
+                    if not kept:
+                        await self._lease_lost()
+                    self.cluster.retry_removals()
+                for command in await asyncio.to_thread(self.cluster.take_commands):
+                    if command.action == STOP_SESSION:
+                        await self.stop_session(command.session_id, command.message)
+            except Exception as error:  # the database is away: try again next round
+                log.warning("cluster registry unreachable", extra={"fields": {"error": str(error)}})
+
+    async def _lease_lost(self) -> None:
+        """This node's lease ran out (it was paused, or cut off from the database): other nodes
+        may hold its names now. Join again and end every session here; the agents reconnect
+        and bind afresh, refused where another session took a name."""
+        log.error("lease lost: rejoining the cluster and ending this node's sessions")
+        self.cluster.register()
+        for session_id, agent in list(self.agents.items()):
+            self.agents.pop(session_id, None)
+            stopping = asyncio.create_task(agent.stop("the edge node lost its lease", "ERR_NGROK_90502"))
+            self._agent_tasks.add(stopping)
+            stopping.add_done_callback(self._agent_tasks.discard)
 
     # Revocation -----------------------------------------------------------------------
 

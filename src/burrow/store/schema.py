@@ -6,7 +6,19 @@ store keeps it consistent. Timestamps are stored as naive UTC.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -118,6 +130,80 @@ reserved_addrs = Table(
     Column("created_at", DateTime(), nullable=False),
     Index("ix_reserved_addrs_addr", "addr", unique=True),
     Index("ix_reserved_addrs_account_id", "account_id", "id"),
+)
+
+# The cluster's live state (store/cluster.py): nodes with their leases, the sessions and
+# tunnels each holds, and the names bound. A node's rows go when its lease runs out.
+cluster_nodes = Table(
+    "cluster_nodes",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("relay_addr", String(300), nullable=True),
+    Column("started_at", DateTime(), nullable=False),
+    Column("lease_expires_at", DateTime(), nullable=False),
+)
+
+cluster_sessions = Table(
+    "cluster_sessions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("node_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("credential_id", ID, nullable=False),
+    Column("owner_id", ID, nullable=False),
+    Column("agent_version", String(255), nullable=False),
+    Column("os", String(255), nullable=False),
+    Column("user_agent", String(1024), nullable=False),
+    Column("client_addr", String(300), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("started_at", DateTime(), nullable=False),
+    Index("ix_cluster_sessions_account_id", "account_id", "id"),
+    Index("ix_cluster_sessions_node_id", "node_id"),
+)
+
+cluster_tunnels = Table(
+    "cluster_tunnels",
+    metadata,
+    Column("session_id", ID, primary_key=True),
+    Column("id", String(64), primary_key=True),  # an agent may choose it: unique per session
+    Column("node_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("proto", String(16), nullable=False),
+    Column("url", String(300), nullable=False),
+    Column("forwards_to", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("labels", Text(), nullable=False),  # JSON object
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_cluster_tunnels_account_id", "account_id"),
+    Index("ix_cluster_tunnels_node_id", "node_id"),
+)
+
+# One row per bound name: the primary key is what makes a name one session's, cluster-wide.
+# kind is "host" (http and https: one session holds a hostname across both schemes),
+# "tls" (SNI name) or "tcp" (port, as text).
+cluster_bindings = Table(
+    "cluster_bindings",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("name", String(300), primary_key=True),
+    Column("session_id", ID, nullable=False),
+    Column("node_id", ID, nullable=False),
+    Index("ix_cluster_bindings_session_id", "session_id"),
+    Index("ix_cluster_bindings_node_id", "node_id"),
+)
+
+# What one node asks another to do (stop a session it holds); the owner polls for its rows.
+cluster_commands = Table(
+    "cluster_commands",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("node_id", ID, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("session_id", ID, nullable=False),
+    Column("message", Text(), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_cluster_commands_node_id", "node_id"),
 )
 
 # What every node on one database must share, written once by the first node: the secret's

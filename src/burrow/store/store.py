@@ -186,12 +186,12 @@ class Store:
         datadir.prepare(data_dir)
         url = database_url or database.sqlite_url(data_dir)
         with datadir.private_files(), datadir.setup_lock(data_dir):
+            secret = database.load_secret(data_dir)  # first: a bad secret leaves no database behind
             sqlite_file = database.sqlite_file(url)
             if sqlite_file is not None:
                 database.protect_sqlite_file(sqlite_file)
             engine = database.open_engine(url)
             try:
-                secret = database.load_secret(data_dir)
                 database.migrate(engine)
                 identity.check_secret(engine, secret)
             except BaseException:

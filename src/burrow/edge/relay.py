@@ -1,0 +1,224 @@
+"""The relay between nodes: public traffic reaching a node that does not hold its tunnel.
+
+Node A, finding a name bound on node B (a short-lived cached lookup of the cluster
+registry), opens a mutual-TLS connection to B's relay listener (both ends present the
+relay certificate from the cluster's CA and require the other's), sends one JSON line
+(``{"listener": "http", "client": [ip, port], "name": ...}``) and then the client's bytes,
+those already read first, and splices the two connections. B hands the connection to its
+own public listener's protocol as if the client had connected to it, with the original
+client address, so the endpoint's policies apply there. A relayed connection is never
+relayed again: on B, a keep-alive request for a name B does not hold gets 421 and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from burrow.store.cluster import ClusterRegistry
+
+from .certs import relay_peer_ok
+from .http_proxy import page
+
+log = logging.getLogger("burrow.edge")
+MAX_HEADER = 4096
+ROUTE_TTL = 1.0  # seconds a lookup is trusted: a moved name is relayed right within this
+MAX_ROUTES = 10_000
+
+
+class RelayRoutes:
+    """Which node's relay holds a name: the cluster registry, cached for :data:`ROUTE_TTL`."""
+
+    def __init__(self, cluster: ClusterRegistry) -> None:
+        self.cluster = cluster
+        self._cache: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    def lookup(self, kind: str, name: str) -> str | None:
+        now = time.monotonic()
+        key = (kind, name)
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < ROUTE_TTL:
+            return hit[1]
+        try:
+            found = self.cluster.route(kind, name)
+        except Exception as error:  # the database is away: nothing to relay to
+            log.warning("relay lookup failed", extra={"fields": {"error": str(error)}})
+            found = None
+        if len(self._cache) >= MAX_ROUTES:
+            self._cache.clear()
+        self._cache[key] = (now, found)
+        return found
+
+
+class _Half(asyncio.Protocol):
+    """One side of a splice: what it receives goes to the other side's transport."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.other: _Half | None = None
+        self.early = bytearray()  # received before the other side was there
+        self.lost = False
+        self.on_lost: Callable[[], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        other = self.other
+        if other is None or other.transport is None:
+            self.early += data
+            if len(self.early) > 1 << 20 and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        other.transport.write(data)
+
+    def eof_received(self) -> bool:
+        other = self.other
+        if other is not None and other.transport is not None and other.transport.can_write_eof():
+            other.transport.write_eof()
+        return True  # TLS cannot half-close: wait for the other side to end
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.close()
+        if self.on_lost is not None:
+            self.on_lost()
+
+    def pause_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.resume_reading()
+
+
+async def relay_out(
+    client: asyncio.Transport,
+    first: bytes,
+    header: dict[str, Any],
+    relay_addr: str,
+    context: ssl.SSLContext,
+    on_end: Callable[[], None],
+    connect_timeout: float = 5.0,
+) -> None:
+    """Take over ``client`` and splice it to the node at ``relay_addr``."""
+    near = _Half()
+    client.pause_reading()
+    client.set_protocol(near)
+    near.connection_made(client)
+    near.on_lost = on_end
+    host, _, port = relay_addr.rpartition(":")
+    loop = asyncio.get_running_loop()
+    far = _Half()
+    try:
+        await asyncio.wait_for(
+            loop.create_connection(
+                lambda: far, host.strip("[]"), int(port), ssl=context, server_hostname=host
+            ),
+            connect_timeout,
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as error:
+        log.warning("relay connection failed", extra={"fields": {"node": relay_addr, "error": str(error)}})
+        if header.get("listener") == "http":
+            client.write(_UNREACHABLE)
+        client.close()
+        return
+    assert far.transport is not None
+    if not relay_peer_ok(far.transport.get_extra_info("peercert")) or near.lost:
+        far.transport.abort()
+        client.close()
+        return
+    far.transport.write(json.dumps(header).encode() + b"\n" + first)
+    near.other, far.other = far, near
+    if near.early:
+        far.transport.write(bytes(near.early))
+        near.early.clear()
+    client.resume_reading()
+
+
+_UNREACHABLE = page(
+    502, "Bad Gateway", "ERR_NGROK_90502", "The edge node holding this tunnel cannot be reached."
+)
+
+
+class _RelayedTransport:
+    """The relay connection, presented to a public protocol as the client's own."""
+
+    _BOUND = ("write", "writelines", "close", "abort", "is_closing", "pause_reading", "resume_reading")
+
+    def __init__(self, transport: asyncio.Transport, peername: tuple[str, int]) -> None:
+        self._transport = transport
+        self._peername = peername
+        for name in self._BOUND:  # the hot methods without a __getattr__ per call
+            setattr(self, name, getattr(transport, name))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peername
+        return self._transport.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class PublicProtocols(Protocol):
+    def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None: ...
+
+
+class RelayInbound(asyncio.Protocol):
+    """A connection from another node: its header, then handed to a public protocol."""
+
+    def __init__(self, listeners: PublicProtocols, header_timeout: float) -> None:
+        self.listeners = listeners
+        self.header_timeout = header_timeout
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        if not relay_peer_ok(transport.get_extra_info("peercert")):
+            self.transport.abort()
+            return
+        self._timer = asyncio.get_running_loop().call_later(self.header_timeout, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self._buffer += data
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEADER:
+                self.transport.abort()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            header = json.loads(bytes(self._buffer[:end]))
+            listener = str(header["listener"])
+            ip, port = header["client"]
+            client = (str(ip), int(port))
+            protocol = self.listeners.relayed_protocol(
+                listener, int(header.get("port", 0)), header.get("sni")
+            )
+        except (ValueError, KeyError, TypeError):
+            protocol = None
+        if protocol is None:
+            self.transport.abort()
+            return
+        rest = bytes(self._buffer[end + 1 :])
+        self._buffer.clear()
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(cast(asyncio.Transport, _RelayedTransport(self.transport, client)))
+        if rest:
+            protocol.data_received(rest)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

@@ -1,0 +1,273 @@
+"""Several ``burrow serve`` nodes on one PostgreSQL, with real SDK agents: one registry for
+the cluster, the API of any node sees and stops every node's sessions, revocation through
+any node reaches all of them, a dead node's names come free when its lease runs out."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from burrow.edge.certs import ensure_name_certificate, ensure_server_certificate
+from tests.edge.conftest import Agent
+from tests.harness import BurrowServer, burrow, free_port
+
+LEASE_SECONDS = 3
+
+
+class ClusterNode(BurrowServer):
+    """A node joining an existing cluster: its own data directory, no account of its own."""
+
+    def __init__(self, data_dir: Path, api_key: str) -> None:
+        # The cluster's CA comes from the database at start: agents trust every node.
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.api_key = api_key
+        self.env: dict[str, str] = {}  # the cluster fixture sets the shared database and secret
+        self.process = None
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., list[BurrowServer]]]:
+    # Every node (and burrow init) reads the same database and the same token secret.
+    monkeypatch.setenv("BURROW_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("BURROW_SECRET_KEY", secrets.token_hex(32))
+    started: list[BurrowServer] = []
+
+    def start(count: int, relay: bool = False, extra: list[list[str]] | None = None) -> list[BurrowServer]:
+        first = BurrowServer(tmp_path / "node0")
+
+        def options(number: int) -> list[str]:
+            given = ["--lease-seconds", str(LEASE_SECONDS), "--node-name", f"node{number}"]
+            given += extra[number] if extra else []
+            return given + (["--relay-addr", relays[number]] if relay else [])
+
+        relays = [f"127.0.0.1:{free_port()}" for _ in range(count)]
+        started.append(first.start(*options(0)))
+        for number in range(1, count):
+            node = ClusterNode(tmp_path / f"node{number}", first.api_key)
+            started.append(node.start(*options(number)))
+        for node, address in zip(started, relays, strict=False):
+            node.relay_addr = address  # type: ignore[attr-defined]
+        return list(started)
+
+    yield start
+    for node in started:
+        if node.process is not None:
+            node.stop()
+
+
+def credential(node: BurrowServer, acl: list[str] | None = None) -> dict[str, Any]:
+    with node.client() as http:
+        response = http.post("/credentials", json={"description": "agent", "acl": acl or []})
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+def public_get(node: BurrowServer, host: str) -> httpx.Response:
+    return httpx.get(f"http://{node.http_addr}/", headers={"Host": host}, timeout=30)
+
+
+def sessions(node: BurrowServer) -> list[dict[str, Any]]:
+    with node.client() as http:
+        response = http.get("/tunnel_sessions")
+        assert response.status_code == 200, response.text
+        return response.json()["tunnel_sessions"]  # type: ignore[no-any-return]
+
+
+def within(seconds: float, condition: Callable[[], bool], what: str) -> float:
+    """Wait for ``condition``; how long it took (fails past ``seconds``)."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < seconds, what
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+def test_the_api_of_any_node_sees_and_stops_the_clusters_sessions(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2)
+    made = credential(a)
+    agent = start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "b.burrow.localhost"}])
+    assert public_get(b, "b.burrow.localhost").status_code == 200
+    [seen] = sessions(a)
+    assert seen["credential"]["id"] == made["id"]
+    with a.client() as http:
+        [tunnel] = http.get("/tunnels").json()["tunnels"]
+        assert tunnel["public_url"] == agent.url("web") and tunnel["tunnel_session"]["id"] == seen["id"]
+        assert http.get(f"/tunnel_sessions/{seen['id']}").json()["id"] == seen["id"]
+    # The same hostname is refused on another node, by the database's constraint.
+    other = start_agent(
+        a, credential(a)["token"], [{"name": "web", "kind": "http", "domain": "b.burrow.localhost"}]
+    )
+    assert any("ERR_NGROK_334" in part for part in other.error("web"))
+    # Stopping through A reaches B.
+    with a.client() as http:
+        assert http.post(f"/tunnel_sessions/{seen['id']}/stop", json={}).status_code == 204
+    within(1.0, lambda: not any(s["id"] == seen["id"] for s in sessions(b)), "B kept the stopped session")
+    within(1.0, lambda: public_get(b, "b.burrow.localhost").status_code == 404, "B still routes the tunnel")
+    status = json.loads(burrow("cluster", "status", "--data-dir", str(a.data_dir), "--json").stdout)
+    assert sorted(node["name"] for node in status) == ["node0", "node1"]
+    assert all(node["live"] and 0 < node["lease_seconds_left"] <= LEASE_SECONDS for node in status)
+
+
+def test_revocation_through_one_node_reaches_the_others_within_a_second(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2)
+    with a.client() as http:
+        key = http.post("/api_keys", json={"description": "doomed"}).json()
+    with b.client(key["token"]) as http:
+        assert http.get("/api_keys").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/api_keys/{key['id']}").status_code == 204
+    with b.client(key["token"]) as http:
+        within(1.0, lambda: http.get("/api_keys").status_code == 401, "B accepted a deleted API key")
+
+    made = credential(a)
+    start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "doomed.burrow.localhost"}])
+    assert public_get(b, "doomed.burrow.localhost").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+    within(
+        1.0, lambda: public_get(b, "doomed.burrow.localhost").status_code == 404, "the session outlived it"
+    )
+    within(1.0, lambda: sessions(a) == [], "A still lists the revoked session")
+
+
+def test_a_killed_nodes_names_come_free_within_its_lease(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2)
+    made = credential(a)
+    endpoints = [{"name": "web", "kind": "http", "domain": "moving.burrow.localhost"}]
+    start_agent(b, made["token"], endpoints)
+    assert b.process is not None
+    b.process.kill()  # kill -9: no goodbye, its rows stay until its lease runs out
+    b.process.wait()
+    b.process = None
+    killed_at = time.monotonic()
+    while True:
+        agent = start_agent(a, made["token"], endpoints)
+        if "url" in agent.ready["ready"]["web"]:
+            break
+        assert any("ERR_NGROK_334" in part for part in agent.error("web"))
+        agent.stop()
+        assert time.monotonic() - killed_at < LEASE_SECONDS * 4 / 3 + 3, "the dead node's name stayed bound"
+    assert public_get(a, "moving.burrow.localhost").json()["host"] == "moving.burrow.localhost"
+    assert [s["credential"]["id"] for s in sessions(a)] == [made["id"]]
+
+
+def test_a_public_request_to_any_node_reaches_the_agent_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2, relay=True)
+    made = credential(a, ["bind:*.burrow.localhost"])
+    start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "far.burrow.localhost"}])
+    start_agent(
+        a, credential(a)["token"], [{"name": "web", "kind": "http", "domain": "near.burrow.localhost"}]
+    )
+    # Through A, twice on one connection: the agent on B answers both.
+    with httpx.Client(base_url=f"http://{a.http_addr}", timeout=30) as http:
+        for path in ("/one", "/two"):
+            response = http.get(path, headers={"Host": "far.burrow.localhost"})
+            assert response.status_code == 200, response.text
+            assert response.json() == {"service": "http", "path": path, "host": "far.burrow.localhost"}
+        # The connection now ends at B, which does not hold near.: 421, closed; a new one works.
+        misdirected = http.get("/", headers={"Host": "near.burrow.localhost"})
+        assert misdirected.status_code == 421 and "ERR_NGROK_90421" in misdirected.text
+        assert (
+            http.get("/", headers={"Host": "near.burrow.localhost"}).json()["host"] == "near.burrow.localhost"
+        )
+    assert public_get(a, "nobody.burrow.localhost").status_code == 404
+
+
+def test_only_a_node_may_use_the_relay(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2, relay=True)
+    start_agent(
+        b, credential(a)["token"], [{"name": "web", "kind": "http", "domain": "far.burrow.localhost"}]
+    )
+    request = (
+        b'{"listener": "http", "client": ["192.0.2.7", 4242]}\n'
+        b"GET / HTTP/1.1\r\nHost: far.burrow.localhost\r\n\r\n"
+    )
+
+    def through_relay(cert: Path | None, key: Path | None) -> bytes:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.load_verify_locations(a.data_dir / "ca.pem")
+        if cert is not None and key is not None:
+            context.load_cert_chain(cert, key)
+        host, port = b.relay_addr.rsplit(":", 1)  # type: ignore[attr-defined]
+        try:
+            raw = socket.create_connection((host, int(port)), timeout=10)
+            with raw, context.wrap_socket(raw) as tls:
+                tls.sendall(request)
+                return tls.recv(65536)
+        except (OSError, ssl.SSLError):
+            return b""
+
+    # A node's relay certificate passes, and B serves the request as the client named.
+    answer = through_relay(a.data_dir / "relay.pem", a.data_dir / "relay-key.pem")
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    # No certificate, or one the same CA issued for a public name: nothing is served.
+    assert through_relay(None, None) == b""
+    named = ensure_name_certificate(a.data_dir, "evil.burrow.localhost")
+    assert through_relay(named.cert_path, named.key_path) == b""
+
+
+def test_a_tls_connection_to_any_node_reaches_the_agent_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent], tmp_path: Path
+) -> None:
+    a, b = cluster(2, relay=True)
+    local = ensure_server_certificate(tmp_path / "agent-tls", ["secure.burrow.localhost"])
+    start_agent(
+        b,
+        credential(a)["token"],
+        [{"name": "tls", "kind": "tls", "domain": "secure.burrow.localhost"}],
+        tls_cert=str(local.cert_path),
+        tls_key=str(local.key_path),
+    )
+    context = ssl.create_default_context(cafile=str(local.ca_path))
+    host, port = a.tls_addr.rsplit(":", 1)  # node A: SNI names a tunnel on B, bytes never decrypted
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="secure.burrow.localhost") as tls,
+    ):
+        tls.sendall(b"hello")
+        assert tls.recv(100) == b"tls:hello"
+
+
+def test_a_tcp_connection_to_any_node_reaches_the_agent_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    # The same public port on both nodes (as behind one load balancer), on two loopback addresses.
+    port = free_port()
+    ports = ["--tcp-ports", f"{port}-{port}"]
+    a, b = cluster(
+        2, relay=True, extra=[[*ports, "--tcp-host", "127.0.0.2"], [*ports, "--tcp-host", "127.0.0.1"]]
+    )
+    agent = start_agent(b, credential(a)["token"], [{"name": "tcp", "kind": "tcp"}])
+    assert agent.url("tcp") == f"tcp://127.0.0.1:{port}"
+    with socket.create_connection(("127.0.0.2", port), timeout=10) as connection:  # node A
+        for message in (b"ping", b"x" * 100_000):
+            connection.sendall(message)
+            received = b""
+            while len(received) < len(message):
+                received += connection.recv(65536)
+            assert received == message
