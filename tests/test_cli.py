@@ -78,10 +78,13 @@ def test_serve_on_an_empty_data_dir_creates_the_first_account(tmp_path: Path) ->
                 time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=15)
+        out, err = process.communicate(timeout=15)
     assert process.returncode == 0
-    shown = re.findall(r"\b(\w{27}_\w{28})\b", err)
-    assert len(shown) == 1 and "admin@localhost" in err
+    # Off a terminal the key is alone on stdout; stderr has JSON lines only, and no key.
+    assert re.fullmatch(r"\w{27}_\w{28}\n", out), out
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert any(line.get("admin") == "admin@localhost" for line in lines)
+    assert out.strip() not in err
     users = json.loads(
         burrow("admin", "users", "list", "--json", "--data-dir", str(tmp_path / "fresh")).stdout
     )
@@ -100,13 +103,13 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
             f"127.0.0.1:{port}",
             *edge_args(),
         ],
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
     )
     try:
         token = None
-        assert process.stderr is not None
-        for line in process.stderr:
+        assert process.stdout is not None
+        for line in process.stdout:
             found = re.search(r"\b(\w{27}_\w{28})\b", line)
             if found:
                 token = found.group(1)
@@ -139,6 +142,7 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
             f"127.0.0.1:{port_of_again}",
             *edge_args(),
         ],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -146,8 +150,8 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
         wait_until_healthy(port_of_again)  # it is up, so it has said whatever it says at start
     finally:
         again.send_signal(signal.SIGTERM)
-    _, err = again.communicate(timeout=15)
-    assert not re.search(r"\b\w{27}_\w{28}\b", err) and "First run" not in err
+    out, err = again.communicate(timeout=15)
+    assert not re.search(r"\b\w{27}_\w{28}\b", out + err) and "first run" not in (out + err).lower()
 
 
 def test_admin_users_create_adds_a_member_with_a_working_key(burrow_server: BurrowServer) -> None:
@@ -243,3 +247,113 @@ def test_limits_are_read_from_the_environment(tmp_path: Path) -> None:
     env = {"BURROW_API_MAX_CONNECTIONS": "0"}
     result = burrow("serve", "--data-dir", str(tmp_path / "data"), env=env, check=False)
     assert result.returncode == 2 and "--api-max-connections must be positive" in result.stderr
+
+
+def errors_in(stderr: str) -> list[dict[str, str]]:
+    """The error lines of a stderr whose every line is JSON (json.loads fails otherwise)."""
+    return [entry for entry in map(json.loads, stderr.splitlines()) if entry["level"] == "error"]
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = burrow(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--api-addr",
+            f"127.0.0.1:{port}",
+            *edge_args(),
+            check=False,
+        )
+        assert result.returncode == 2
+        [entry] = errors_in(result.stderr)
+        assert entry["level"] == "error" and f"--api-addr 127.0.0.1:{port}" in entry["message"]
+        assert "in use" in entry["message"]
+        edge = edge_args()
+        edge[edge.index("--http-addr") + 1] = f"127.0.0.1:{port}"
+        result = burrow(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--api-addr",
+            f"127.0.0.1:{free_port()}",
+            *edge,
+            check=False,
+        )
+        assert result.returncode == 2
+        [entry] = errors_in(result.stderr)
+        assert f"{port}" in entry["message"] and "in use" in entry["message"]
+
+
+def test_every_setting_has_a_variable_and_the_config_file_holds_them(tmp_path: Path) -> None:
+    from burrow.cli import settings
+
+    usage = burrow("serve", "--help", env={"COLUMNS": "300"}).stdout
+    for setting in settings.SETTINGS:
+        assert setting.envvar in usage, setting.name
+    # The file fills what neither an option nor the environment gave; both win over it.
+    config = tmp_path / "burrow.toml"
+    config.write_text('api-max-headers = 0\nagent-auth-timeout = 5.0\nlabel-route = ["a=b=c"]\n')
+    result = burrow("serve", "--data-dir", str(tmp_path / "d"), "--config", str(config), check=False)
+    assert result.returncode == 2 and "--api-max-headers must be positive" in result.stderr
+    result = burrow(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--config",
+        str(config),
+        "--api-max-headers",
+        "-1",
+        check=False,
+    )
+    assert "--api-max-headers must be positive" in result.stderr
+    result = burrow(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--config",
+        str(config),
+        env={"BURROW_API_MAX_HEADERS": "10", "BURROW_API_MAX_CONNECTIONS": "0"},
+        check=False,
+    )
+    assert "--api-max-connections must be positive" in result.stderr
+    for text, problem in [
+        ("api-max-headers = 'ten'\n", "api-max-headers must be int"),
+        ("no-such-thing = 1\n", "unknown setting 'no-such-thing'"),
+        ("api_addr = '127.0.0.1:1'\n", "unknown setting 'api_addr'"),
+        ("edge = 1\n", "edge must be bool"),
+        ("[[", "not TOML"),
+    ]:
+        config.write_text(text)
+        result = burrow("serve", "--data-dir", str(tmp_path / "d"), "--config", str(config), check=False)
+        assert result.returncode == 2 and problem in result.stderr, (text, result.stderr)
+
+
+def test_a_config_file_starts_a_server(tmp_path: Path) -> None:
+    api = free_port()
+    edge = edge_args()
+    pairs = dict(zip(edge[0::2], edge[1::2], strict=True))
+    config = tmp_path / "burrow.toml"
+    config.write_text(
+        f'data-dir = "{tmp_path / "d"}"\napi-addr = "127.0.0.1:{api}"\n'
+        + "".join(f'{flag[2:]} = "{value}"\n' for flag, value in pairs.items())
+    )
+    process = subprocess.Popen([BURROW, "serve", "--config", str(config)], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until_healthy(api)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    assert (tmp_path / "d" / "burrow.db").exists()
+
+
+def test_the_readme_configuration_table_is_the_settings(tmp_path: Path) -> None:
+    from burrow.cli import settings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings.markdown_table() in readme, (
+        "run: python -m burrow.cli.settings, and paste it in the README"
+    )

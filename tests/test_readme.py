@@ -123,6 +123,7 @@ def test_make_serve_starts_burrow_and_prints_the_first_key_once(tmp_path: Path) 
         "BURROW_AGENT_ADDR": f"127.0.0.1:{free_port()}",
         "BURROW_HTTP_ADDR": f"127.0.0.1:{free_port()}",
         "BURROW_TLS_ADDR": f"127.0.0.1:{free_port()}",
+        "BURROW_HTTPS_ADDR": f"127.0.0.1:{free_port()}",
         "BURROW_TCP_PORTS": "{0}-{0}".format(free_port()),
     }
 
@@ -152,12 +153,12 @@ def test_make_serve_starts_burrow_and_prints_the_first_key_once(tmp_path: Path) 
             out, err = process.communicate(timeout=30)
         return out, err
 
-    _, first = serve()
-    assert "admin@localhost" in first
-    keys = re.findall(r"\b[0-9A-Za-z]{27}_[0-9A-Za-z]{28}\b", first)
-    assert len(keys) == 1, first
-    _, second = serve()
-    assert keys[0] not in second and "admin@localhost" not in second
+    out, err = serve()
+    assert "admin@localhost" in err
+    keys = re.findall(r"\b[0-9A-Za-z]{27}_[0-9A-Za-z]{28}\b", out + err)
+    assert len(keys) == 1 and keys[0] in out, (out, err)
+    out, err = serve()
+    assert keys[0] not in out + err and "admin@localhost" not in out + err
 
 
 def test_official_client_snippet_then_agents_then_curl(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import burrow
 from burrow.dashboard import DashboardSettings, Identity, create_dashboard
 from burrow.domain import errors, ids, resources, tokens
 from burrow.domain.resources import Operation, Resource
@@ -21,12 +24,21 @@ from burrow.store.store import Store
 
 from . import http
 from .endpoints import SHAPES, Endpoint, Handler, endpoint
+from .metrics import ApiMetrics
 from .openapi import openapi_document
 from .resources import StoredHandlers
 from .tunnels import EdgeControl, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"})
+# GET /version: what an operator or a client checks compatibility with.
+VERSION = {
+    "version": burrow.__version__,
+    "python": platform.python_version(),
+    "ngrok_api_version": "2",
+}
 error_log = logging.getLogger("burrow.error")
+
 
 async def _burrow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.BurrowError)
@@ -57,13 +69,15 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 class AccessLog:
-    """One structured line per request: no query string, no headers, so no secrets."""
+    """One structured line per request: no query string, no headers, so no secrets; and the
+    request's metrics, by route template."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics | None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http" or (self.metrics is None and not access_log.isEnabledFor(logging.INFO)):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -78,6 +92,12 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
+            duration = time.perf_counter() - started
+            if self.metrics is not None:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                method = scope["method"] if scope["method"] in _METHODS else "other"
+                self.metrics.observe(template, method, status, duration)
             state = scope.get("state") or {}
             client = scope.get("client")
             access_log.info(
@@ -87,7 +107,7 @@ class AccessLog:
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "duration_ms": round(duration * 1000, 3),
                         "operation_id": state.get("operation_id"),
                         "client": f"{client[0]}:{client[1]}" if client else None,
                     }
@@ -100,6 +120,7 @@ def create_app(
     public_url: str | None = None,
     edge: EdgeControl | None = None,
     dashboard: DashboardSettings | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> ASGIApp:
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store).handlers() for resource in resources.STORED
@@ -119,20 +140,29 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return http.json_response(request, {"status": "ok"})
 
+    async def version(request: Request) -> Response:
+        return http.json_response(request, VERSION)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        if metrics is not None and isinstance(exc, SQLAlchemyError):
+            metrics.database_errors += 1
+        return await _unexpected(request, exc)
+
     routes += [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
     ]
     handlers_by_error: dict[Any, Any] = {
         errors.BurrowError: _burrow_error,
         HTTPException: _http_exception,
-        Exception: _unexpected,
+        Exception: unexpected,
     }
     app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
     if dashboard is not None:
         # A client of this very app, in process: it sees what the API shows each key, no more.
         app.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))
-    return AccessLog(app)
+    return AccessLog(app, metrics)
 
 
 def _identify(store: Store) -> Callable[[str], Identity | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -13,11 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from burrow.domain.limits import AgentLimits, ApiLimits
 from burrow.domain.models import ROLES
-from burrow.edge.limits import PublicLimits
 
-from . import logs
+from . import logs, settings
 
 if TYPE_CHECKING:
     from burrow.store.store import Store
@@ -61,15 +58,7 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _limit(flag: str, help: str) -> Any:
-    """A ``burrow serve`` limit option, also read from BURROW_<FLAG> (docs/limits.md)."""
-    envvar = "BURROW_" + flag.lstrip("-").upper().replace("-", "_")
-    return typer.Option(flag, envvar=envvar, help=help, rich_help_panel="Limits (see docs/limits.md)")
-
-
 DEFAULT_DATA_DIR = Path(".burrow")
-DEFAULT_API_ADDR = "127.0.0.1:4080"
-FIRST_RUN_EMAIL = "admin@localhost"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -109,289 +98,28 @@ def init(
     sys.stdout.write(token + "\n")
 
 
-@app.command()
-def serve(
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    api_addr: Annotated[
-        str, typer.Option("--api-addr", envvar="BURROW_API_ADDR", help="HOST:PORT for the REST API.")
-    ] = DEFAULT_API_ADDR,
-    database_url: DatabaseUrl = None,
-    public_url: Annotated[
-        str | None,
-        typer.Option(
-            "--public-url",
-            envvar="BURROW_PUBLIC_URL",
-            help="Base URL for the API's uri fields (default: from each request's Host).",
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
-    access_log: Annotated[
-        bool, typer.Option("--access-log/--no-access-log", help="Log one line per API request.")
-    ] = True,
-    agent_addr: Annotated[
-        str,
-        typer.Option(
-            "--agent-addr", envvar="BURROW_AGENT_ADDR", help="HOST:PORT where agents connect (TLS)."
-        ),
-    ] = "127.0.0.1:4443",
-    http_addr: Annotated[
-        str,
-        typer.Option("--http-addr", envvar="BURROW_HTTP_ADDR", help="HOST:PORT of the public HTTP listener."),
-    ] = "127.0.0.1:8080",
-    tls_addr: Annotated[
-        str,
-        typer.Option(
-            "--tls-addr", envvar="BURROW_TLS_ADDR", help="HOST:PORT of the public TLS (SNI) listener."
-        ),
-    ] = "127.0.0.1:8443",
-    https_addr: Annotated[
-        str,
-        typer.Option(
-            "--https-addr",
-            envvar="BURROW_HTTPS_ADDR",
-            help="HOST:PORT of the public HTTPS listener (TLS terminated here, for https endpoints).",
-        ),
-    ] = "127.0.0.1:8444",
-    https_cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--https-cert",
-            envvar="BURROW_HTTPS_CERT",
-            help="PEM certificate (chain) for public HTTPS names, e.g. *.<domain> (default: local CA).",
-        ),
-    ] = None,
-    https_key: Annotated[
-        Path | None,
-        typer.Option("--https-key", envvar="BURROW_HTTPS_KEY", help="PEM private key for --https-cert."),
-    ] = None,
-    https_extra_certs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--https-extra-cert",
-            help="CERT,KEY: a certificate served for the names its SAN covers (repeatable; custom domains).",
-        ),
-    ] = None,
-    traffic_log: Annotated[
-        bool,
-        typer.Option(
-            "--traffic-log/--no-traffic-log",
-            envvar="BURROW_TRAFFIC_LOG",
-            help="Log one JSON line per public request or connection (logger burrow.traffic).",
-        ),
-    ] = True,
-    max_head_bytes: Annotated[
-        int, typer.Option("--max-head-bytes", envvar="BURROW_MAX_HEAD_BYTES", help="Public request head cap.")
-    ] = PublicLimits.max_head_bytes,
-    max_headers: Annotated[
-        int, typer.Option("--max-headers", envvar="BURROW_MAX_HEADERS", help="Header fields per request.")
-    ] = PublicLimits.max_headers,
-    tls_handshake_timeout: Annotated[
-        float,
-        typer.Option("--tls-handshake-timeout", envvar="BURROW_TLS_HANDSHAKE_TIMEOUT", help="Seconds."),
-    ] = PublicLimits.tls_handshake_timeout,
-    head_timeout: Annotated[
-        float,
-        typer.Option(
-            "--head-timeout", envvar="BURROW_HEAD_TIMEOUT", help="Seconds to receive a whole request head."
-        ),
-    ] = PublicLimits.head_timeout,
-    body_timeout: Annotated[
-        float,
-        typer.Option(
-            "--body-timeout", envvar="BURROW_BODY_TIMEOUT", help="Longest silence within a request body (s)."
-        ),
-    ] = PublicLimits.body_timeout,
-    idle_timeout: Annotated[
-        float,
-        typer.Option(
-            "--idle-timeout", envvar="BURROW_IDLE_TIMEOUT", help="Keep-alive idle time between requests (s)."
-        ),
-    ] = PublicLimits.idle_timeout,
-    max_connections: Annotated[
-        int,
-        typer.Option(
-            "--max-connections", envvar="BURROW_MAX_CONNECTIONS", help="Open connections per public listener."
-        ),
-    ] = PublicLimits.max_connections,
-    max_connections_per_client: Annotated[
-        int,
-        typer.Option(
-            "--max-connections-per-client",
-            envvar="BURROW_MAX_CONNECTIONS_PER_CLIENT",
-            help="Open public connections per client address.",
-        ),
-    ] = PublicLimits.max_connections_per_client,
-    tcp_ports: Annotated[
-        str,
-        typer.Option(
-            "--tcp-ports", envvar="BURROW_TCP_PORTS", help="Port range for TCP tunnels, FIRST-LAST."
-        ),
-    ] = "20000-20099",
-    tcp_host: Annotated[
-        str,
-        typer.Option("--tcp-host", envvar="BURROW_TCP_HOST", help="Address the TCP tunnel ports listen on."),
-    ] = "127.0.0.1",
-    domain: Annotated[
-        str, typer.Option("--domain", envvar="BURROW_DOMAIN", help="Base domain for assigned hostnames.")
-    ] = "burrow.localhost",
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option("--tls-cert", help="PEM certificate for the agent listener (default: local CA)."),
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key for --tls-cert.")] = None,
-    label_routes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--label-route",
-            help="HOST=KEY=VALUE[,KEY=VALUE]: public HTTP for HOST goes to labeled tunnels with those labels",
-        ),
-    ] = None,
-    edge: Annotated[
-        bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
-    ] = True,
-    api_max_head_bytes: Annotated[
-        int, _limit("--api-max-head-bytes", "Largest API request line plus headers (431 beyond).")
-    ] = ApiLimits.max_head_bytes,
-    api_max_headers: Annotated[
-        int, _limit("--api-max-headers", "Most header fields in one API request (431 beyond).")
-    ] = ApiLimits.max_headers,
-    api_head_timeout: Annotated[
-        float, _limit("--api-head-timeout", "Seconds an API request's headers may take to arrive.")
-    ] = ApiLimits.head_timeout,
-    api_body_timeout: Annotated[
-        float, _limit("--api-body-timeout", "Seconds an API request body may stall.")
-    ] = ApiLimits.body_timeout,
-    api_keepalive_timeout: Annotated[
-        float, _limit("--api-keepalive-timeout", "Seconds an idle API connection stays open.")
-    ] = ApiLimits.keepalive_timeout,
-    api_max_connections: Annotated[
-        int, _limit("--api-max-connections", "Open API connections at most (503 beyond).")
-    ] = ApiLimits.max_connections,
-    api_max_connections_per_client: Annotated[
-        int, _limit("--api-max-connections-per-client", "Open API connections per client address.")
-    ] = ApiLimits.max_connections_per_client,
-    agent_tls_handshake_timeout: Annotated[
-        float, _limit("--agent-tls-handshake-timeout", "Seconds an agent's TLS handshake may take.")
-    ] = AgentLimits.tls_handshake_timeout,
-    agent_auth_timeout: Annotated[
-        float, _limit("--agent-auth-timeout", "Seconds from an agent's connection to its completed Auth.")
-    ] = AgentLimits.auth_timeout,
-    agent_max_message_bytes: Annotated[
-        int, _limit("--agent-max-message-bytes", "Largest JSON message an agent may send.")
-    ] = AgentLimits.max_message_bytes,
-    agent_max_message_depth: Annotated[
-        int, _limit("--agent-max-message-depth", "Deepest nesting in an agent's JSON message.")
-    ] = AgentLimits.max_message_depth,
-    agent_max_connections: Annotated[
-        int, _limit("--agent-max-connections", "Open agent connections at most.")
-    ] = AgentLimits.max_connections,
-    agent_max_connections_per_client: Annotated[
-        int, _limit("--agent-max-connections-per-client", "Open agent connections per client address.")
-    ] = AgentLimits.max_connections_per_client,
-) -> None:
-    """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
-    import uvicorn
-
-    from burrow.api.app import create_app
-    from burrow.api.connection import protocol_class
-
+def _serve(values: dict[str, Any]) -> None:
     from . import serving
 
-    logs.configure(log_level, access_log, traffic_log)
-    limits = PublicLimits(
-        max_head_bytes=max_head_bytes,
-        max_headers=max_headers,
-        tls_handshake_timeout=tls_handshake_timeout,
-        head_timeout=head_timeout,
-        body_timeout=body_timeout,
-        idle_timeout=idle_timeout,
-        max_connections=max_connections,
-        max_connections_per_client=max_connections_per_client,
-    )
     try:
-        host, port = serving.split_addr(api_addr)
-        api_limits, agent_limits = serving.check_limits(
-            ApiLimits(
-                max_head_bytes=api_max_head_bytes,
-                max_headers=api_max_headers,
-                head_timeout=api_head_timeout,
-                body_timeout=api_body_timeout,
-                keepalive_timeout=api_keepalive_timeout,
-                max_connections=api_max_connections,
-                max_connections_per_client=api_max_connections_per_client,
-            ),
-            AgentLimits(
-                tls_handshake_timeout=agent_tls_handshake_timeout,
-                auth_timeout=agent_auth_timeout,
-                max_message_bytes=agent_max_message_bytes,
-                max_message_depth=agent_max_message_depth,
-                max_connections=agent_max_connections,
-                max_connections_per_client=agent_max_connections_per_client,
-            ),
-        )
-        edge_config = (
-            serving.edge_config(
-                agent_addr,
-                http_addr,
-                tls_addr,
-                tcp_ports,
-                tcp_host,
-                domain,
-                label_routes or [],
-                https_addr,
-                limits,
-            )
-            if edge
-            else None
-        )
-        listening = 3 + (len(edge_config.settings.tcp_ports) if edge_config else 0)
-        api_limits, agent_limits = serving.fit_to_file_limit(api_limits, agent_limits, listening)
-        if edge_config is not None:
-            edge_config.agent_limits = agent_limits
+        serving.serve(values)
     except serving.CommandError as problem:
-        raise _fail(str(problem)) from None
-    if (tls_cert is None) != (tls_key is None):
-        raise _fail("--tls-cert and --tls-key go together")
-    if (https_cert is None) != (https_key is None):
-        raise _fail("--https-cert and --https-key go together")
-    store = _open(data_dir, database_url)
-    try:
-        if not store.accounts():
-            _user, token = store.create_account(FIRST_RUN_EMAIL)
-            err.print(
-                f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/].\n"
-                f"Its API key (shown once, store it now):\n\n  [bold green]{token}[/]\n"
-            )
-        edge_server = (
-            serving.make_edge(
-                store, data_dir, edge_config, tls_cert, tls_key, https_cert, https_key, https_extra_certs
-            )
-            if edge_config
-            else None
-        )
-        config = uvicorn.Config(
-            create_app(
-                store,
-                public_url=public_url.rstrip("/") if public_url else None,
-                edge=edge_server,
-                dashboard=serving.dashboard_settings(edge_server, public_url),
-            ),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=10,
-            http=protocol_class(api_limits),
-            ws="none",  # the API has no WebSocket routes: an Upgrade request is a plain request
-            timeout_keep_alive=api_limits.keepalive_timeout,  # type: ignore[arg-type]  # a float serves
-        )
-        # uvicorn's loop factory picks uvloop when it is installed.
-        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(serving.run_until_signalled(serving.ApiServer(config), edge_server))
-    finally:
-        store.close()
+        _serve_failed(str(problem), values["log_level"])
+
+
+def _serve_failed(message: str, level: str = "info") -> None:
+    from . import serving
+
+    logs.configure(level, True)  # every line serve writes on stderr is JSON
+    serving.log.error(message)
+    raise typer.Exit(2)
+
+
+app.command(
+    "serve",
+    help="Run Burrow: the REST API and the agent edge (on an empty data directory, create the first "
+    "account). Every option is also read from its BURROW_ environment variable and from --config.",
+)(settings.command(_serve, _serve_failed))
 
 
 @users_app.command("create")

@@ -76,6 +76,8 @@ class EdgeControl:
         self.store = store
         self.registry = registry
         self.settings = settings
+        self.auth_failures = 0  # agents refused at Auth; read by the metrics
+        self.sessions_started = 0
 
     # Auth -------------------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class EdgeControl:
             if old is None or old.credential_id == credential_id:
                 reconnecting_from = previous
         self.registry.add_session(session)
+        self.sessions_started += 1
         return Authenticated(session, version, reconnecting_from)
 
     def auth_response(self, authenticated: Authenticated) -> dict[str, Any]:

@@ -19,6 +19,22 @@ class PublicLimits:
     max_connections_per_client: int = 64  # open at once from one client address, all listeners together
 
 
+class TrafficCounts:
+    """What one public listener carried: plain integers, read by the metrics at scrape time."""
+
+    __slots__ = ("accepted", "bytes_in", "bytes_out", "refused", "requests")
+
+    def __init__(self) -> None:
+        self.accepted = 0  # connections
+        self.refused = 0  # connections over a cap
+        self.requests = 0  # HTTP(S) requests answered
+        self.bytes_in = 0  # from public clients
+        self.bytes_out = 0  # to public clients
+
+
+LISTENERS = ("http", "https", "tls", "tcp")
+
+
 class ConnectionCounts:
     """Open public connections per listener and per client address."""
 
@@ -26,13 +42,20 @@ class ConnectionCounts:
         self.limits = limits
         self._per_listener: dict[str, int] = {}
         self._per_client: dict[str, int] = {}
+        self.traffic = {listener: TrafficCounts() for listener in LISTENERS}
+
+    def open(self, listener: str) -> int:
+        return self._per_listener.get(listener, 0)
 
     def admit(self, listener: str, client_ip: str) -> bool:
         """Count one more connection, unless a cap is reached (then count nothing)."""
-        if self._per_listener.get(listener, 0) >= self.limits.max_connections:
+        if (
+            self._per_listener.get(listener, 0) >= self.limits.max_connections
+            or self._per_client.get(client_ip, 0) >= self.limits.max_connections_per_client
+        ):
+            self.traffic[listener].refused += 1
             return False
-        if self._per_client.get(client_ip, 0) >= self.limits.max_connections_per_client:
-            return False
+        self.traffic[listener].accepted += 1
         self._per_listener[listener] = self._per_listener.get(listener, 0) + 1
         self._per_client[client_ip] = self._per_client.get(client_ip, 0) + 1
         return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -122,6 +121,8 @@ class Edge:
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self.ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
+        self.revocations = 0  # sessions ended because their credential or owner was revoked
+        self.database_errors = 0  # failed revocation checks
 
     async def start(self) -> None:
         host, port = self.config.agent_addr
@@ -148,11 +149,14 @@ class Edge:
             )
         self._watcher = asyncio.create_task(self._watch_revocations())
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0) -> None:
+        """Stop accepting; give requests in flight through tunnels ``grace`` seconds to
+        finish; then tell the agents to go away and close what is left."""
         for server in self._servers:
             server.close()
         if self._https_listener is not None:
             await self._https_listener.stop()
+        await self.public.drain(grace)
         if self._watcher is not None:
             self._watcher.cancel()
         for agent in list(self.agents.values()):
@@ -245,8 +249,12 @@ class Edge:
                 session = agent.authenticated.session if agent.authenticated else None
                 if session is None:
                     continue
-                with contextlib.suppress(Exception):
+                try:
                     record = self.store.auth_record("credential", session.credential_id)
+                except Exception:
+                    self.database_errors += 1
+                    log.debug("revocation check failed", exc_info=True)  # once per tick: no flood
+                else:
                     if record is None or not record.owner_active:
                         reason = f"credential {session.credential_id} revoked"
                         log.info(
@@ -254,6 +262,7 @@ class Edge:
                             extra={"fields": {"session": session_id, "reason": reason}},
                         )
                         self.agents.pop(session_id, None)
+                        self.revocations += 1
                         stopping = asyncio.create_task(agent.stop(reason, "ERR_NGROK_300"))
                         self._agent_tasks.add(stopping)
                         stopping.add_done_callback(self._agent_tasks.discard)
