@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from burrow.domain.models import ROLES
 
@@ -18,13 +17,45 @@ from . import logs, settings
 
 if TYPE_CHECKING:
     from burrow.store.store import Store
-from .resources import api_keys_app, bot_users_app, credentials_app, login
+from .resources import (
+    JsonOption,
+    OutputOption,
+    api_keys_app,
+    bot_users_app,
+    credentials_app,
+    login,
+    output_format,
+    show_rows,
+    tunnel_sessions_app,
+    tunnels_app,
+)
 
 app = typer.Typer(
     help="Burrow: a self-hosted tunnel service that speaks ngrok's protocols.",
     no_args_is_help=True,
     add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        import burrow
+
+        sys.stdout.write(f"burrow {burrow.__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Burrow: a self-hosted tunnel service that speaks ngrok's protocols."""
+
+
 admin_app = typer.Typer(
     help="Operator commands that work on the data directory directly.", no_args_is_help=True
 )
@@ -33,12 +64,14 @@ accounts_app = typer.Typer(help="Accounts in this data directory.", no_args_is_h
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(bot_users_app, name="bot-users")
+app.add_typer(tunnel_sessions_app, name="tunnel-sessions")
+app.add_typer(tunnels_app, name="tunnels")
 app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")
 admin_app.add_typer(accounts_app, name="accounts")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path,
@@ -170,15 +203,13 @@ def _only_account(store: Store) -> str:
     raise _fail("several accounts exist; choose one with --account (see 'burrow admin accounts list')")
 
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]
-
-
 @users_app.command("list")
 def users_list(
     account_id: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """List users."""
     store = _open(data_dir, database_url)
@@ -197,22 +228,25 @@ def users_list(
         }
         for user in users
     ]
-    _print_rows(rows, as_json)
+    _print_rows(rows, ["id", "account_id", "email", "role", "active", "created_at"], "user", as_json, output)
 
 
-def _print_rows(rows: list[dict[str, object]], as_json: bool) -> None:
-    if as_json:
+def _print_rows(
+    rows: list[dict[str, object]], columns: list[str], noun: str, as_json: bool, output: str | None
+) -> None:
+    form = output_format(output, as_json)
+    if form == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
-    table = Table(*(rows[0] if rows else ["id"]))
-    for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
-    Console().print(table)
+    else:
+        show_rows(rows, columns, form, noun)
 
 
 @accounts_app.command("list")
 def accounts_list(
-    data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """List accounts."""
     store = _open(data_dir, database_url)
@@ -220,7 +254,8 @@ def accounts_list(
         accounts = store.accounts()
     finally:
         store.close()
-    _print_rows([{"id": account_id, "name": name} for account_id, name in accounts], as_json)
+    rows: list[dict[str, object]] = [{"id": account_id, "name": name} for account_id, name in accounts]
+    _print_rows(rows, ["id", "name"], "account", as_json, output)
 
 
 def main() -> None:
