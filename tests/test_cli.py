@@ -357,3 +357,36 @@ def test_the_readme_configuration_table_is_the_settings(tmp_path: Path) -> None:
     assert settings.markdown_table() in readme, (
         "run: python -m burrow.cli.settings, and paste it in the README"
     )
+
+
+def test_first_run_on_a_terminal_prints_the_next_steps(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    port = free_port()
+    edge = edge_args()
+    process = subprocess.Popen(
+        [BURROW, "serve", "--data-dir", str(tmp_path / "d"), "--api-addr", f"127.0.0.1:{port}", *edge],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(terminal)
+    try:
+        wait_until_healthy(port)
+        shown = b""
+        while b"dashboard" not in shown:
+            shown += os.read(controller, 65536)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+        os.close(controller)
+    text = shown.decode()
+    [token] = re.findall(r"\b\w{27}_\w{28}\b", text.split("Next steps")[0])
+    assert f"export BURROW_API_KEY={token} BURROW_API_URL=http://127.0.0.1:{port}" in text
+    # How to run the CLI: by the path it is installed at, as it is not necessarily on PATH.
+    assert f"{BURROW} credentials create" in text or "burrow credentials create" in text
+    agent_addr = edge[edge.index("--agent-addr") + 1]
+    assert agent_addr in text and str(tmp_path / "d" / "ca.pem") in text
+    assert token not in err and all(json.loads(line) for line in err.splitlines())
