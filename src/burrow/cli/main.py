@@ -137,13 +137,13 @@ def _serve(values: dict[str, Any]) -> None:
     try:
         serving.serve(values)
     except serving.CommandError as problem:
-        _serve_failed(str(problem), values["log_level"])
+        _serve_failed(str(problem))
 
 
-def _serve_failed(message: str, level: str = "info") -> None:
+def _serve_failed(message: str) -> None:
     from . import serving
 
-    logs.configure(level, True)  # every line serve writes on stderr is JSON
+    logs.configure("info", True)  # every line serve writes on stderr is JSON
     serving.log.error(message)
     raise typer.Exit(2)
 

@@ -28,6 +28,7 @@ from burrow.store.store import Store
 
 log = logging.getLogger("burrow.serve")
 FIRST_RUN_EMAIL = "admin@localhost"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class CommandError(Exception):
@@ -51,6 +52,8 @@ def serve(values: dict[str, Any]) -> None:
     from . import logs
 
     v = values
+    if v["log_level"].lower() not in LOG_LEVELS:
+        raise CommandError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     logs.configure(v["log_level"], v["access_log"], v["traffic_log"])
     if v["shutdown_grace"] < 0:
         raise CommandError("--shutdown-grace must not be negative")
@@ -123,7 +126,7 @@ def serve(values: dict[str, Any]) -> None:
                 access_log=False,
                 lifespan="off",
                 server_header=False,
-                timeout_graceful_shutdown=int(v["shutdown_grace"]) or None,
+                timeout_graceful_shutdown=v["shutdown_grace"],  # a float serves
                 http=protocol_class(api_limits),
                 ws="none",  # the API has no WebSocket routes: an Upgrade request is a plain request
                 timeout_keep_alive=api_limits.keepalive_timeout,  # type: ignore[arg-type]  # a float serves
@@ -191,8 +194,13 @@ def _first_run(token: str, v: dict[str, Any]) -> None:
         f"Its API key (shown once, store it now):\n\n  {token}\n\n"
         "Next steps, in another shell:\n"
         f"  1. export BURROW_API_KEY={token} BURROW_API_URL={api_url}\n"
-        f"  2. {command} credentials create --acl 'bind:*.{v['domain']}'"
-        f"    # the CLI ({command} --help), or: make serve's .venv/bin/burrow\n"
+        f"  2. {command} credentials create --acl 'bind:*.{v['domain']}'\n"
+        f"     (the command line: '{command} -h' lists its commands"
+        + (
+            f"; after 'source {Path(command).parent}/activate' it is 'burrow')\n"
+            if command != "burrow"
+            else ")\n"
+        )
         + (
             f"  3. point an agent (PyPI ngrok, npm @ngrok/ngrok, or the ngrok v2 binary) at {agent},\n"
             f"     trusting {ca}, with that credential's token: see README.md, 'Connecting ngrok agents'\n"
