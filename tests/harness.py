@@ -25,6 +25,30 @@ BURROW = str(BIN / "burrow")
 OFFICIAL_CLIENT_PYTHON = ROOT / ".venvs" / "ngrok-api" / "bin" / "python"
 
 
+# What `burrow serve` listens on by default (cli/settings.py). No test or benchmark may need
+# them: `make test` must pass while `make serve` runs.
+DEFAULT_PORTS = (4080, 4443, 8080, 8443, 8444)
+
+
+@contextlib.contextmanager
+def occupied(ports: tuple[int, ...]) -> Iterator[None]:
+    """Listen on these loopback ports (those not taken already) for the duration."""
+    held = []
+    for port in ports:
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            held.append(sock)
+        except OSError:  # taken already: as good for the test
+            sock.close()
+    try:
+        yield
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -80,9 +80,11 @@ def test_serve_on_an_empty_data_dir_creates_the_first_account(tmp_path: Path) ->
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=15)
     assert process.returncode == 0
-    # The key alone on stdout; the log (stderr) says so without showing it.
-    assert re.fullmatch(r"\w{27}_\w{28}\n", out)
-    assert not re.search(r"\b\w{27}_\w{28}\b", err) and "admin@localhost" in err
+    # Off a terminal the key is alone on stdout; stderr has JSON lines only, and no key.
+    assert re.fullmatch(r"\w{27}_\w{28}\n", out), out
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert any(line.get("admin") == "admin@localhost" for line in lines)
+    assert out.strip() not in err
     users = json.loads(
         burrow("admin", "users", "list", "--json", "--data-dir", str(tmp_path / "fresh")).stdout
     )
@@ -149,7 +151,7 @@ def test_first_run_token_works(make_server: Callable[..., BurrowServer], tmp_pat
     finally:
         again.send_signal(signal.SIGTERM)
     out, err = again.communicate(timeout=15)
-    assert out == "" and not re.search(r"\b\w{27}_\w{28}\b", err) and "First run" not in err
+    assert not re.search(r"\b\w{27}_\w{28}\b", out + err) and "first run" not in (out + err).lower()
 
 
 def test_admin_users_create_adds_a_member_with_a_working_key(burrow_server: BurrowServer) -> None:
@@ -268,3 +270,146 @@ def test_admin_seed_fills_an_account(make_server: Callable[..., BurrowServer]) -
         assert [c["description"] for c in found["credentials"]] == ["seed 7"]
     with server.client(other_key) as theirs:
         assert theirs.get("/credentials").json()["credentials"] == []
+
+
+def errors_in(stderr: str) -> list[dict[str, str]]:
+    """The error lines of a stderr whose every line is JSON (json.loads fails otherwise)."""
+    return [entry for entry in map(json.loads, stderr.splitlines()) if entry["level"] == "error"]
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = burrow(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--api-addr",
+            f"127.0.0.1:{port}",
+            *edge_args(),
+            check=False,
+        )
+        assert result.returncode == 2
+        [entry] = errors_in(result.stderr)
+        assert entry["level"] == "error" and f"--api-addr 127.0.0.1:{port}" in entry["message"]
+        assert "in use" in entry["message"]
+        edge = edge_args()
+        edge[edge.index("--http-addr") + 1] = f"127.0.0.1:{port}"
+        result = burrow(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--api-addr",
+            f"127.0.0.1:{free_port()}",
+            *edge,
+            check=False,
+        )
+        assert result.returncode == 2
+        [entry] = errors_in(result.stderr)
+        assert f"{port}" in entry["message"] and "in use" in entry["message"]
+
+
+def test_every_setting_has_a_variable_and_the_config_file_holds_them(tmp_path: Path) -> None:
+    from burrow.cli import settings
+
+    usage = burrow("serve", "--help", env={"COLUMNS": "300"}).stdout
+    for setting in settings.SETTINGS:
+        assert setting.envvar in usage, setting.name
+    # The file fills what neither an option nor the environment gave; both win over it.
+    config = tmp_path / "burrow.toml"
+    config.write_text('api-max-headers = 0\nagent-auth-timeout = 5.0\nlabel-route = ["a=b=c"]\n')
+    result = burrow("serve", "--data-dir", str(tmp_path / "d"), "--config", str(config), check=False)
+    assert result.returncode == 2 and "--api-max-headers must be positive" in result.stderr
+    result = burrow(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--config",
+        str(config),
+        "--api-max-headers",
+        "-1",
+        check=False,
+    )
+    assert "--api-max-headers must be positive" in result.stderr
+    result = burrow(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--config",
+        str(config),
+        env={"BURROW_API_MAX_HEADERS": "10", "BURROW_API_MAX_CONNECTIONS": "0"},
+        check=False,
+    )
+    assert "--api-max-connections must be positive" in result.stderr
+    for text, problem in [
+        ("api-max-headers = 'ten'\n", "api-max-headers must be int"),
+        ("no-such-thing = 1\n", "unknown setting 'no-such-thing'"),
+        ("api_addr = '127.0.0.1:1'\n", "unknown setting 'api_addr'"),
+        ("edge = 1\n", "edge must be bool"),
+        ("[[", "not TOML"),
+    ]:
+        config.write_text(text)
+        result = burrow("serve", "--data-dir", str(tmp_path / "d"), "--config", str(config), check=False)
+        assert result.returncode == 2 and problem in result.stderr, (text, result.stderr)
+
+
+def test_a_config_file_starts_a_server(tmp_path: Path) -> None:
+    api = free_port()
+    edge = edge_args()
+    pairs = dict(zip(edge[0::2], edge[1::2], strict=True))
+    config = tmp_path / "burrow.toml"
+    config.write_text(
+        f'data-dir = "{tmp_path / "d"}"\napi-addr = "127.0.0.1:{api}"\n'
+        + "".join(f'{flag[2:]} = "{value}"\n' for flag, value in pairs.items())
+    )
+    process = subprocess.Popen([BURROW, "serve", "--config", str(config)], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until_healthy(api)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    assert (tmp_path / "d" / "burrow.db").exists()
+
+
+def test_the_readme_configuration_table_is_the_settings(tmp_path: Path) -> None:
+    from burrow.cli import settings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings.markdown_table() in readme, (
+        "run: python -m burrow.cli.settings, and paste it in the README"
+    )
+
+
+def test_first_run_on_a_terminal_prints_the_next_steps(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    port = free_port()
+    edge = edge_args()
+    process = subprocess.Popen(
+        [BURROW, "serve", "--data-dir", str(tmp_path / "d"), "--api-addr", f"127.0.0.1:{port}", *edge],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(terminal)
+    try:
+        wait_until_healthy(port)
+        shown = b""
+        while b"dashboard" not in shown:
+            shown += os.read(controller, 65536)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+        os.close(controller)
+    text = shown.decode()
+    [token] = re.findall(r"\b\w{27}_\w{28}\b", text.split("Next steps")[0])
+    assert f"export BURROW_API_KEY={token} BURROW_API_URL=http://127.0.0.1:{port}" in text
+    # How to run the CLI: by the path it is installed at, as it is not necessarily on PATH.
+    assert f"{BURROW} credentials create" in text or "burrow credentials create" in text
+    agent_addr = edge[edge.index("--agent-addr") + 1]
+    assert agent_addr in text and str(tmp_path / "d" / "ca.pem") in text
+    assert token not in err and all(json.loads(line) for line in err.splitlines())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BIN, BurrowServer
+from tests.harness import BIN, DEFAULT_PORTS, BurrowServer, occupied
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "client.md"
 
@@ -70,20 +70,21 @@ def test_make_bench_runs() -> None:
 
     Only that they run: the figures are judged in docs/benchmarks.md, never by a test.
     """
-    result = subprocess.run(
-        ["make", "bench"],
-        cwd=DOC.parent.parent,
-        env={
-            **os.environ,
-            "BENCH_DURATION": "1s",
-            "BENCH_DOWNLOAD_MIB": "32",
-            "BENCH_FILTER_ROWS": "5000",
-            "BENCH_HEALTH_SAMPLES": "100",
-        },
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    with occupied(DEFAULT_PORTS):  # the benchmarks use free ports, never the defaults
+        result = subprocess.run(
+            ["make", "bench"],
+            cwd=DOC.parent.parent,
+            env={
+                **os.environ,
+                "BENCH_DURATION": "1s",
+                "BENCH_DOWNLOAD_MIB": "32",
+                "BENCH_FILTER_ROWS": "5000",
+                "BENCH_HEALTH_SAMPLES": "100",
+            },
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     api = re.findall(r"authenticated GET, access log (on|off) / bare = (\d+\.\d+)", result.stdout)
     assert [log for log, _ in api] == ["on", "off"], result.stdout

@@ -120,7 +120,8 @@ def test_stored_resources_agree(app_server: AppServer, resource: Resource) -> No
 
 @pytest.mark.e2e
 def test_live_resources_agree(
-    make_server: Callable[..., BurrowServer], start_agent: Callable[..., Agent]  # noqa: F811
+    make_server: Callable[..., BurrowServer],
+    start_agent: Callable[..., Agent],  # noqa: F811
 ) -> None:
     """Tunnel sessions and tunnels, as served while a real agent (the ngrok SDK) is connected."""
     server = make_server()

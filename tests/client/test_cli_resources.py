@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.edge.conftest import Agent, start_agent  # noqa: F401  (a fixture)
 from tests.harness import BURROW, BurrowServer
 
 # Runs `burrow` processes (serve, the CLI): the e2e tier.
@@ -53,8 +56,8 @@ def test_credentials_every_command(burrow_server: BurrowServer) -> None:
     updated = data(cli(burrow_server, "credentials", "update", made["id"], "--acl", "*", "--json"))
     assert updated["acl"] == ["*"] and updated["token"] is None and updated["description"] == "cli"
     listed = data(cli(burrow_server, "credentials", "list", "--json"))
-    assert made["id"] in [c["id"] for c in listed]
-    table = cli(burrow_server, "credentials", "list")
+    assert made["id"] in [c["id"] for c in listed["credentials"]]
+    table = cli(burrow_server, "credentials", "list", "-o", "table")
     assert made["id"] in table.stdout and "description" in table.stdout
     deleted = cli(burrow_server, "credentials", "delete", made["id"])
     assert deleted.returncode == 0 and made["id"] in deleted.stderr
@@ -71,7 +74,7 @@ def test_the_token_is_shown_once_with_a_warning(burrow_server: BurrowServer) -> 
     assert (
         data(cli(burrow_server, "api-keys", "update", key_id, "--metadata", "m", "--json"))["metadata"] == "m"
     )
-    assert key_id in [k["id"] for k in data(cli(burrow_server, "api-keys", "list", "--json"))]
+    assert key_id in [k["id"] for k in data(cli(burrow_server, "api-keys", "list", "--json"))["keys"]]
     assert cli(burrow_server, "api-keys", "delete", key_id).returncode == 0
 
 
@@ -82,7 +85,8 @@ def test_bot_users_every_command(burrow_server: BurrowServer) -> None:
         data(cli(burrow_server, "bot-users", "update", bot["id"], "--inactive", "--json"))["active"] is False
     )
     assert data(cli(burrow_server, "bot-users", "get", bot["id"], "--json"))["name"] == "ci"
-    assert bot["id"] in [b["id"] for b in data(cli(burrow_server, "bot-users", "list", "--json"))]
+    listed = data(cli(burrow_server, "bot-users", "list", "--json"))["bot_users"]
+    assert bot["id"] in [b["id"] for b in listed]
     assert cli(burrow_server, "bot-users", "delete", bot["id"]).returncode == 0
 
 
@@ -92,13 +96,18 @@ def test_paging_with_limit_and_all(make_server: Any) -> None:
         data(cli(server, "credentials", "create", "--description", f"c{i}", "--json"))["id"] for i in range(7)
     ]
     first = data(cli(server, "credentials", "list", "--limit", "3", "--json"))
-    assert [c["id"] for c in first] == made[::-1][:3]
+    # The API's page document, so a script can follow next_page_uri itself.
+    assert [c["id"] for c in first["credentials"]] == made[::-1][:3]
+    assert first["uri"].endswith("/credentials") and "before_id=" in first["next_page_uri"]
     everything = data(cli(server, "credentials", "list", "--limit", "3", "--all", "--json"))
-    assert [c["id"] for c in everything] == made[::-1]  # three pages
-    picked = data(cli(server, "credentials", "list", "--filter", 'obj.description in ["c1", "c5"]', "--json"))
-    assert [c["id"] for c in picked] == [made[5], made[1]]
-    older = data(cli(server, "credentials", "list", "--before-id", made[3], "--json"))
-    assert [c["id"] for c in older] == made[:3][::-1]
+    assert [c["id"] for c in everything["credentials"]] == made[::-1]  # three pages
+    assert everything["next_page_uri"] is None
+    picked = data(
+        cli(server, "credentials", "list", "--filter", 'obj.description in ["c1", "c5"]', "-o", "json")
+    )
+    assert [c["id"] for c in picked["credentials"]] == [made[5], made[1]]
+    older = cli(server, "credentials", "list", "--before-id", made[3], "-o", "id")
+    assert older.stdout.splitlines() == made[:3][::-1]
 
 
 def test_errors_go_to_stderr_with_their_code(burrow_server: BurrowServer) -> None:
@@ -110,10 +119,13 @@ def test_errors_go_to_stderr_with_their_code(burrow_server: BurrowServer) -> Non
     assert filtered.returncode == 1 and "ERR_NGROK_250" in filtered.stderr
     no_key = cli(None, "credentials", "list")
     assert no_key.returncode == 2 and "API key" in no_key.stderr
+    started = time.monotonic()
     unreachable = cli(
         None, "credentials", "list", "--api-key", burrow_server.api_key, "--api-url", "http://127.0.0.1:9"
     )
-    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+    assert time.monotonic() - started < 3  # no silent retries
+    assert unreachable.returncode == 1 and unreachable.stderr.count("\n") == 1
+    assert "cannot reach the API at http://127.0.0.1:9/ (connection refused)" in unreachable.stderr
 
 
 def test_login_saves_a_private_config_used_afterwards(burrow_server: BurrowServer, tmp_path: Path) -> None:
@@ -178,3 +190,89 @@ def test_reserved_names_every_command(burrow_server: BurrowServer) -> None:
     )
     assert addr["id"] in [a["id"] for a in data(cli(burrow_server, "reserved-addrs", "list", "--json"))]
     assert cli(burrow_server, "reserved-addrs", "delete", addr["id"]).returncode == 0
+
+
+def test_ids_and_emails_are_never_cut_off_a_terminal(make_server: Any) -> None:
+    server = make_server()
+    made = data(
+        cli(server, "credentials", "create", "--description", "a description\twith a tab", "-o", "json")
+    )
+    for columns in ("40", "200"):
+        piped = cli(server, "credentials", "list", env={"COLUMNS": columns})
+        assert piped.returncode == 0
+        [row] = piped.stdout.splitlines()  # tab-separated, no header: grep and cut work
+        fields = row.split("\t")
+        assert fields[0] == made["id"] and fields[1] == "a description with a tab" and len(fields) == 5
+    email = "someone.with.a.rather.long.address@example-with-a-long-domain.com"
+    server.create_user(email)
+    users = cli(None, "admin", "users", "list", "--data-dir", str(server.data_dir), env={"COLUMNS": "40"})
+    assert email in users.stdout.split("\n")[1].split("\t")
+    table = cli(
+        None,
+        "admin",
+        "users",
+        "list",
+        "--data-dir",
+        str(server.data_dir),
+        "-o",
+        "table",
+        env={"COLUMNS": "60"},
+    )
+    assert email in table.stdout
+
+
+def test_every_output_format(make_server: Any) -> None:
+    server = make_server()
+    empty = cli(server, "credentials", "list", "-o", "table")
+    assert empty.returncode == 0 and empty.stdout == "" and empty.stderr.strip() == "no credentials"
+    assert cli(server, "credentials", "list").stdout == ""  # nothing to pipe
+    assert data(cli(server, "credentials", "list", "-o", "json"))["credentials"] == []
+    made = data(cli(server, "credentials", "create", "--acl", "bind:x.example.com", "--json"))
+    assert cli(server, "credentials", "get", made["id"], "-o", "id").stdout == made["id"] + "\n"
+    tsv = cli(server, "credentials", "get", made["id"], "-o", "tsv").stdout.splitlines()
+    assert f"id\t{made['id']}" in tsv and 'acl\t["bind:x.example.com"]' in tsv
+    table = cli(server, "credentials", "list", "--output", "table").stdout
+    assert made["id"] in table and "acl" in table
+    wrong = cli(server, "credentials", "list", "-o", "yaml")
+    assert wrong.returncode == 2 and "table, json, tsv, id" in wrong.stderr
+
+
+def test_version_and_short_help() -> None:
+    version = cli(None, "--version")
+    assert version.returncode == 0 and version.stdout.strip().startswith("burrow 0.")
+    for command in ([], ["credentials"], ["credentials", "list"], ["serve"], ["tunnel-sessions", "stop"]):
+        short = cli(None, *command, "-h")
+        assert short.returncode == 0 and "Usage" in short.stdout, command
+
+
+def test_errors_are_one_line_off_a_terminal(burrow_server: BurrowServer) -> None:
+    result = cli(burrow_server, "credentials", "create", "--description", "x" * 300, env={"COLUMNS": "80"})
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "ERR_NGROK_604" in line and len(line) > 80
+
+
+def test_tunnel_sessions_and_tunnels(
+    burrow_server: BurrowServer,
+    start_agent: Callable[..., Agent],  # noqa: F811
+) -> None:
+    token = data(cli(burrow_server, "credentials", "create", "--acl", "bind:*.cli.example", "--json"))[
+        "token"
+    ]
+    start_agent(burrow_server, token, [{"name": "web", "kind": "http", "domain": "app.cli.example"}])
+    sessions = data(cli(burrow_server, "tunnel-sessions", "list", "-o", "json"))["tunnel_sessions"]
+    [session] = [s for s in sessions if s["ip"]]
+    shown = data(cli(burrow_server, "tunnel-sessions", "get", session["id"], "--json"))
+    assert shown["id"] == session["id"]
+    rows = cli(burrow_server, "tunnels", "list").stdout.splitlines()
+    [row] = [r.split("\t") for r in rows if "app.cli.example" in r]
+    assert row[2] == "http" and row[4] == session["id"]
+    assert session["id"] in cli(burrow_server, "tunnel-sessions", "list", "-o", "id").stdout.split()
+    stopped = cli(burrow_server, "tunnel-sessions", "stop", session["id"])
+    assert stopped.returncode == 0 and session["id"] in stopped.stderr
+    deadline = time.monotonic() + 10
+    while session["id"] in cli(burrow_server, "tunnel-sessions", "list", "-o", "id").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    missing = cli(burrow_server, "tunnel-sessions", "get", session["id"])
+    assert missing.returncode == 1 and "ERR_NGROK" in missing.stderr

@@ -18,6 +18,7 @@ import socketserver
 import ssl
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ class HttpService(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self.websocket_echo()
             return
+        if self.path.startswith("/sleep/"):  # a slow answer: after that many seconds
+            time.sleep(float(self.path.split("/")[2]))
         if self.path.startswith("/status/"):  # an answer with that status
             self.send_response(int(self.path.split("/")[2]))
             self.send_header("Content-Length", "0")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import burrow
 from burrow.dashboard import DashboardSettings, Identity, create_dashboard
 from burrow.domain import errors, ids, resources, tokens
 from burrow.domain.reserved import NameSpace
@@ -24,12 +27,20 @@ from burrow.store.store import Store
 
 from . import http
 from .endpoints import SHAPES, Endpoint, Handler, endpoint
+from .metrics import ApiMetrics
 from .openapi import openapi_document
 from .reserved import Reservations
 from .resources import StoredHandlers
 from .tunnels import LiveEdge, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"})
+# GET /version: what an operator or a client checks compatibility with.
+VERSION = {
+    "version": burrow.__version__,
+    "python": platform.python_version(),
+    "ngrok_api_version": "2",
+}
 error_log = logging.getLogger("burrow.error")
 
 
@@ -66,19 +77,21 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 class AccessLog:
-    """One JSON line per request: no query string, no headers, so no secrets.
+    """One JSON line per request: no query string, no headers, so no secrets; and the
+    request's metrics, by route template.
 
     The line is built here and written through a :class:`JsonLineSink` (buffered, one
     write per event-loop turn), not through :mod:`logging`, whose machinery cost more
     than the request itself; ``--no-access-log`` still works through the logger's level.
     """
 
-    def __init__(self, app: ASGIApp, sink: JsonLineSink = STDERR) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics | None, sink: JsonLineSink = STDERR) -> None:
         self.app = app
+        self.metrics = metrics
         self.sink = sink
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http" or (self.metrics is None and not access_log.isEnabledFor(logging.INFO)):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -93,22 +106,29 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
+            duration = time.perf_counter() - started
+            if self.metrics is not None:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                method = scope["method"] if scope["method"] in _METHODS else "other"
+                self.metrics.observe(template, method, status, duration)
             state = scope.get("state") or {}
             client = scope.get("client")
-            self.sink.emit(
-                {
-                    "time": timestamp(),
-                    "level": "info",
-                    "logger": "burrow.access",
-                    "message": "request",
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "operation_id": state.get("operation_id"),
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                }
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                self.sink.emit(
+                    {
+                        "time": timestamp(),
+                        "level": "info",
+                        "logger": "burrow.access",
+                        "message": "request",
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 3),
+                        "operation_id": state.get("operation_id"),
+                        "client": f"{client[0]}:{client[1]}" if client else None,
+                    }
+                )
 
 
 def create_app(
@@ -118,6 +138,7 @@ def create_app(
     dashboard: DashboardSettings | None = None,
     throttle: Throttle | None = None,
     names: NameSpace | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> ASGIApp:
     """The API; ``throttle`` is shared with the edge (failed authentications count together);
     ``names`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
@@ -152,15 +173,24 @@ def create_app(
             return http.error_response(request, errors.DATABASE_UNAVAILABLE())
         return http.json_response(request, {"status": "ok", "database": "ok"})
 
+    async def version(request: Request) -> Response:
+        return http.json_response(request, VERSION)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        if metrics is not None and isinstance(exc, SQLAlchemyError):
+            metrics.database_errors += 1
+        return await _unexpected(request, exc)
+
     routes += [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
     ]
     handlers_by_error: dict[Any, Any] = {
         errors.BurrowError: _burrow_error,
         HTTPException: _http_exception,
-        Exception: _unexpected,
+        Exception: unexpected,
     }
     app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
     # ngrok answers 404 for "/credentials/"; a redirect would also build its Location from Host.
@@ -168,7 +198,7 @@ def create_app(
     if dashboard is not None:
         # A client of this very app, in process: it sees what the API shows each key, no more.
         app.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))
-    return AccessLog(app)
+    return AccessLog(app, metrics)
 
 
 def _identify(store: Store) -> Callable[[str], Identity | None]:

@@ -202,6 +202,31 @@ def openapi_document(described: Iterable[Resource]) -> dict[str, Any]:
             },
         }
     }
+    paths["/version"] = {
+        "get": {
+            "operationId": "version",
+            "summary": "Burrow's version, its Python's, and the ngrok API version it speaks",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "versions",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["version", "python", "ngrok_api_version"],
+                                "properties": {
+                                    "version": {"type": "string"},
+                                    "python": {"type": "string"},
+                                    "ngrok_api_version": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        }
+    }
     paths["/openapi.json"] = {
         "get": {
             "operationId": "openapi",

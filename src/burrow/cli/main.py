@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
 import os
 import sys
@@ -12,30 +10,55 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits
 from burrow.domain.models import ROLES
 
-from . import logs
+from . import logs, settings
 
 if TYPE_CHECKING:
     from burrow.domain.models import Actor
     from burrow.store.store import Store
 from .resources import (
+    JsonOption,
+    OutputOption,
     api_keys_app,
     bot_users_app,
     credentials_app,
     login,
+    output_format,
     reserved_addrs_app,
     reserved_domains_app,
+    show_rows,
+    tunnel_sessions_app,
+    tunnels_app,
 )
 
 app = typer.Typer(
     help="Burrow: a self-hosted tunnel service that speaks ngrok's protocols.",
     no_args_is_help=True,
     add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        import burrow
+
+        sys.stdout.write(f"burrow {burrow.__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Burrow: a self-hosted tunnel service that speaks ngrok's protocols."""
+
+
 admin_app = typer.Typer(
     help="Operator commands that work on the data directory directly.", no_args_is_help=True
 )
@@ -49,13 +72,15 @@ app.add_typer(credentials_app, name="credentials")
 app.add_typer(bot_users_app, name="bot-users")
 app.add_typer(reserved_domains_app, name="reserved-domains")
 app.add_typer(reserved_addrs_app, name="reserved-addrs")
+app.add_typer(tunnel_sessions_app, name="tunnel-sessions")
+app.add_typer(tunnels_app, name="tunnels")
 app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")
 admin_app.add_typer(accounts_app, name="accounts")
 app.add_typer(cluster_app, name="cluster")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path,
@@ -75,15 +100,7 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _limit(flag: str, help: str) -> Any:
-    """A ``burrow serve`` limit option, also read from BURROW_<FLAG> (docs/limits.md)."""
-    envvar = "BURROW_" + flag.lstrip("-").upper().replace("-", "_")
-    return typer.Option(flag, envvar=envvar, help=help, rich_help_panel="Limits (see docs/limits.md)")
-
-
 DEFAULT_DATA_DIR = Path(".burrow")
-DEFAULT_API_ADDR = "127.0.0.1:4080"
-FIRST_RUN_EMAIL = "admin@localhost"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -99,15 +116,9 @@ def _check_email(email: str) -> str:
 
 
 def _operator() -> Actor:
-    """The audit trail's actor for a write made on the command line: the local user."""
-    from burrow.domain.ids import new_operation_id
-    from burrow.domain.models import Actor
+    from .operator import local_operator
 
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return Actor(f"cli:{user}"[:64], "", "local", new_operation_id())
+    return local_operator()
 
 
 def _open(data_dir: Path, database_url: str | None) -> Store:
@@ -141,399 +152,28 @@ def init(
     sys.stdout.write(token + "\n")
 
 
-@app.command()
-def serve(
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    api_addr: Annotated[
-        str, typer.Option("--api-addr", envvar="BURROW_API_ADDR", help="HOST:PORT for the REST API.")
-    ] = DEFAULT_API_ADDR,
-    database_url: DatabaseUrl = None,
-    public_url: Annotated[
-        str | None,
-        typer.Option(
-            "--public-url",
-            envvar="BURROW_PUBLIC_URL",
-            help="Base URL for the API's uri fields (default: from each request's Host).",
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
-    access_log: Annotated[
-        bool, typer.Option("--access-log/--no-access-log", help="Log one line per API request.")
-    ] = True,
-    agent_addr: Annotated[
-        str,
-        typer.Option(
-            "--agent-addr", envvar="BURROW_AGENT_ADDR", help="HOST:PORT where agents connect (TLS)."
-        ),
-    ] = "127.0.0.1:4443",
-    http_addr: Annotated[
-        str,
-        typer.Option("--http-addr", envvar="BURROW_HTTP_ADDR", help="HOST:PORT of the public HTTP listener."),
-    ] = "127.0.0.1:8080",
-    tls_addr: Annotated[
-        str,
-        typer.Option(
-            "--tls-addr", envvar="BURROW_TLS_ADDR", help="HOST:PORT of the public TLS (SNI) listener."
-        ),
-    ] = "127.0.0.1:8443",
-    https_addr: Annotated[
-        str,
-        typer.Option(
-            "--https-addr",
-            envvar="BURROW_HTTPS_ADDR",
-            help="HOST:PORT of the public HTTPS listener (TLS terminated here, for https endpoints).",
-        ),
-    ] = "127.0.0.1:8444",
-    https_cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--https-cert",
-            envvar="BURROW_HTTPS_CERT",
-            help="PEM certificate (chain) for public HTTPS names, e.g. *.<domain> (default: local CA).",
-        ),
-    ] = None,
-    https_key: Annotated[
-        Path | None,
-        typer.Option("--https-key", envvar="BURROW_HTTPS_KEY", help="PEM private key for --https-cert."),
-    ] = None,
-    https_extra_certs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--https-extra-cert",
-            help="CERT,KEY: a certificate served for the names its SAN covers (repeatable; custom domains).",
-        ),
-    ] = None,
-    traffic_log: Annotated[
-        bool,
-        typer.Option(
-            "--traffic-log/--no-traffic-log",
-            envvar="BURROW_TRAFFIC_LOG",
-            help="Log one JSON line per public request or connection (logger burrow.traffic).",
-        ),
-    ] = True,
-    max_head_bytes: Annotated[
-        int, typer.Option("--max-head-bytes", envvar="BURROW_MAX_HEAD_BYTES", help="Public request head cap.")
-    ] = PublicLimits.max_head_bytes,
-    max_headers: Annotated[
-        int, typer.Option("--max-headers", envvar="BURROW_MAX_HEADERS", help="Header fields per request.")
-    ] = PublicLimits.max_headers,
-    tls_handshake_timeout: Annotated[
-        float,
-        typer.Option("--tls-handshake-timeout", envvar="BURROW_TLS_HANDSHAKE_TIMEOUT", help="Seconds."),
-    ] = PublicLimits.tls_handshake_timeout,
-    head_timeout: Annotated[
-        float,
-        typer.Option(
-            "--head-timeout", envvar="BURROW_HEAD_TIMEOUT", help="Seconds to receive a whole request head."
-        ),
-    ] = PublicLimits.head_timeout,
-    body_timeout: Annotated[
-        float,
-        typer.Option(
-            "--body-timeout", envvar="BURROW_BODY_TIMEOUT", help="Longest silence within a request body (s)."
-        ),
-    ] = PublicLimits.body_timeout,
-    idle_timeout: Annotated[
-        float,
-        typer.Option(
-            "--idle-timeout", envvar="BURROW_IDLE_TIMEOUT", help="Keep-alive idle time between requests (s)."
-        ),
-    ] = PublicLimits.idle_timeout,
-    max_connections: Annotated[
-        int,
-        typer.Option(
-            "--max-connections", envvar="BURROW_MAX_CONNECTIONS", help="Open connections per public listener."
-        ),
-    ] = PublicLimits.max_connections,
-    max_connections_per_client: Annotated[
-        int,
-        typer.Option(
-            "--max-connections-per-client",
-            envvar="BURROW_MAX_CONNECTIONS_PER_CLIENT",
-            help="Open public connections per client address.",
-        ),
-    ] = PublicLimits.max_connections_per_client,
-    tcp_ports: Annotated[
-        str,
-        typer.Option(
-            "--tcp-ports", envvar="BURROW_TCP_PORTS", help="Port range for TCP tunnels, FIRST-LAST."
-        ),
-    ] = "20000-20099",
-    tcp_host: Annotated[
-        str,
-        typer.Option("--tcp-host", envvar="BURROW_TCP_HOST", help="Address the TCP tunnel ports listen on."),
-    ] = "127.0.0.1",
-    domain: Annotated[
-        str, typer.Option("--domain", envvar="BURROW_DOMAIN", help="Base domain for assigned hostnames.")
-    ] = "burrow.localhost",
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option("--tls-cert", help="PEM certificate for the agent listener (default: local CA)."),
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key for --tls-cert.")] = None,
-    label_routes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--label-route",
-            help="HOST=KEY=VALUE[,KEY=VALUE]: public HTTP for HOST goes to labeled tunnels with those labels",
-        ),
-    ] = None,
-    edge: Annotated[
-        bool, typer.Option("--edge/--no-edge", help="Run the agent edge and public listeners.")
-    ] = True,
-    node_name: Annotated[
-        str | None,
-        typer.Option(
-            "--node-name",
-            envvar="BURROW_NODE_NAME",
-            help="This node's name in the cluster (default: host name).",
-        ),
-    ] = None,
-    relay_addr: Annotated[
-        str | None,
-        typer.Option(
-            "--relay-addr",
-            envvar="BURROW_RELAY_ADDR",
-            help="HOST:PORT where other nodes relay public traffic for this node's tunnels (mutual TLS); "
-            "other nodes must reach it at this address.",
-        ),
-    ] = None,
-    lease_seconds: Annotated[
-        float,
-        typer.Option(
-            "--lease-seconds",
-            envvar="BURROW_LEASE_SECONDS",
-            help="Seconds after its last renewal (every third of it) a silent node's tunnels are dropped.",
-        ),
-    ] = 9.0,
-    api_max_head_bytes: Annotated[
-        int, _limit("--api-max-head-bytes", "Largest API request line plus headers (431 beyond).")
-    ] = ApiLimits.max_head_bytes,
-    api_max_headers: Annotated[
-        int, _limit("--api-max-headers", "Most header fields in one API request (431 beyond).")
-    ] = ApiLimits.max_headers,
-    api_head_timeout: Annotated[
-        float, _limit("--api-head-timeout", "Seconds an API request's headers may take to arrive.")
-    ] = ApiLimits.head_timeout,
-    api_body_timeout: Annotated[
-        float, _limit("--api-body-timeout", "Seconds an API request body may stall.")
-    ] = ApiLimits.body_timeout,
-    api_keepalive_timeout: Annotated[
-        float, _limit("--api-keepalive-timeout", "Seconds an idle API connection stays open.")
-    ] = ApiLimits.keepalive_timeout,
-    api_max_connections: Annotated[
-        int, _limit("--api-max-connections", "Open API connections at most (503 beyond).")
-    ] = ApiLimits.max_connections,
-    api_max_connections_per_client: Annotated[
-        int, _limit("--api-max-connections-per-client", "Open API connections per client address.")
-    ] = ApiLimits.max_connections_per_client,
-    agent_tls_handshake_timeout: Annotated[
-        float, _limit("--agent-tls-handshake-timeout", "Seconds an agent's TLS handshake may take.")
-    ] = AgentLimits.tls_handshake_timeout,
-    agent_auth_timeout: Annotated[
-        float, _limit("--agent-auth-timeout", "Seconds from an agent's connection to its completed Auth.")
-    ] = AgentLimits.auth_timeout,
-    agent_max_message_bytes: Annotated[
-        int, _limit("--agent-max-message-bytes", "Largest JSON message an agent may send.")
-    ] = AgentLimits.max_message_bytes,
-    agent_max_message_depth: Annotated[
-        int, _limit("--agent-max-message-depth", "Deepest nesting in an agent's JSON message.")
-    ] = AgentLimits.max_message_depth,
-    agent_max_connections: Annotated[
-        int, _limit("--agent-max-connections", "Open agent connections at most.")
-    ] = AgentLimits.max_connections,
-    agent_max_connections_per_client: Annotated[
-        int, _limit("--agent-max-connections-per-client", "Open agent connections per client address.")
-    ] = AgentLimits.max_connections_per_client,
-    api_rate_limit: Annotated[
-        str,
-        typer.Option(
-            "--api-rate-limit", envvar="BURROW_API_RATE_LIMIT", help="API requests per API key, or off."
-        ),
-    ] = "6000/minute",
-    api_address_rate_limit: Annotated[
-        str,
-        typer.Option(
-            "--api-address-rate-limit",
-            envvar="BURROW_API_ADDRESS_RATE_LIMIT",
-            help="API requests per client address, or off.",
-        ),
-    ] = "12000/minute",
-    auth_failure_limit: Annotated[
-        str,
-        typer.Option(
-            "--auth-failure-limit",
-            envvar="BURROW_AUTH_FAILURE_LIMIT",
-            help="Failed authentications (API keys and authtokens) per client address before "
-            "its tokens are checked only once a second, or off.",
-        ),
-    ] = "60/minute",
-    agent_session_limit: Annotated[
-        str,
-        typer.Option(
-            "--agent-session-limit",
-            envvar="BURROW_AGENT_SESSION_LIMIT",
-            help="Agent session starts per credential, or off.",
-        ),
-    ] = "60/minute",
-    require_reservation: Annotated[
-        bool,
-        typer.Option(
-            "--require-reservation/--no-require-reservation",
-            envvar="BURROW_REQUIRE_RESERVATION",
-            help="Agents bind hostnames under --domain and fixed TCP addresses only when their "
-            "account reserved them (assigned random names still work).",
-        ),
-    ] = False,
-    revocation_fail_closed_after: Annotated[
-        float,
-        typer.Option(
-            "--revocation-fail-closed-after",
-            envvar="BURROW_REVOCATION_FAIL_CLOSED_AFTER",
-            help="Seconds revocations may go unchecked (database unreachable) before the edge "
-            "refuses new agent sessions and binds.",
-        ),
-    ] = 10.0,
-) -> None:
-    """Run Burrow: the REST API and the agent edge (on an empty data directory, create the first account)."""
-    import uvicorn
-
-    from burrow.api.app import create_app
-    from burrow.api.connection import protocol_class
-    from burrow.store.identity import IdentityError
-
+def _serve(values: dict[str, Any]) -> None:
     from . import serving
 
-    logs.configure(log_level, access_log, traffic_log)
-    limits = PublicLimits(
-        max_head_bytes=max_head_bytes,
-        max_headers=max_headers,
-        tls_handshake_timeout=tls_handshake_timeout,
-        head_timeout=head_timeout,
-        body_timeout=body_timeout,
-        idle_timeout=idle_timeout,
-        max_connections=max_connections,
-        max_connections_per_client=max_connections_per_client,
-    )
     try:
-        host, port = serving.split_addr(api_addr)
-        api_limits, agent_limits = serving.check_limits(
-            ApiLimits(
-                max_head_bytes=api_max_head_bytes,
-                max_headers=api_max_headers,
-                head_timeout=api_head_timeout,
-                body_timeout=api_body_timeout,
-                keepalive_timeout=api_keepalive_timeout,
-                max_connections=api_max_connections,
-                max_connections_per_client=api_max_connections_per_client,
-            ),
-            AgentLimits(
-                tls_handshake_timeout=agent_tls_handshake_timeout,
-                auth_timeout=agent_auth_timeout,
-                max_message_bytes=agent_max_message_bytes,
-                max_message_depth=agent_max_message_depth,
-                max_connections=agent_max_connections,
-                max_connections_per_client=agent_max_connections_per_client,
-            ),
-        )
-        # Computed with --no-edge too: the API shapes reserved names by the same settings.
-        edge_config = serving.edge_config(
-            agent_addr,
-            http_addr,
-            tls_addr,
-            tcp_ports,
-            tcp_host,
-            domain,
-            label_routes or [],
-            https_addr,
-            limits,
-            require_reservation=require_reservation,
-        )
-        listening = 3 + (len(edge_config.settings.tcp_ports) if edge else 0)
-        api_limits, agent_limits, limits = serving.fit_to_file_limit(
-            api_limits, agent_limits, limits, listening
-        )
-        edge_config.agent_limits = agent_limits
-        edge_config.limits = limits
-        if not revocation_fail_closed_after > 0:
-            raise serving.CommandError("--revocation-fail-closed-after must be positive")
-        edge_config.revocation_fail_closed_after = revocation_fail_closed_after
-        if not 1 <= lease_seconds <= 300:
-            raise serving.CommandError("--lease-seconds must be between 1 and 300")
-        edge_config.lease_seconds = lease_seconds
-        if relay_addr:
-            edge_config.relay_addr = serving.split_addr(relay_addr)
-        if node_name:
-            edge_config.node_name = node_name
+        serving.serve(values)
     except serving.CommandError as problem:
-        raise _fail(str(problem)) from None
-    if (tls_cert is None) != (tls_key is None):
-        raise _fail("--tls-cert and --tls-key go together")
-    if (https_cert is None) != (https_key is None):
-        raise _fail("--https-cert and --https-key go together")
-    try:
-        throttle = serving.throttle(
-            api_rate_limit, api_address_rate_limit, auth_failure_limit, agent_session_limit
-        )
-    except serving.CommandError as problem:
-        raise _fail(str(problem)) from None
-    serve_lock = serving.hold_serve_lock(data_dir, database_url)
-    store = _open(data_dir, database_url)
-    try:
-        if not store.accounts():
-            _user, token = store.create_account(FIRST_RUN_EMAIL, actor=_operator())
-            # The key goes to stdout alone; stderr is the log stream, which is kept and shipped.
-            err.print(
-                f"[bold]First run:[/] created an account with admin [cyan]{FIRST_RUN_EMAIL}[/]; "
-                "its API key is on standard output, shown once: store it now."
-            )
-            sys.stdout.write(token + "\n")
-            sys.stdout.flush()
-        try:
-            edge_server = (
-                serving.make_edge(
-                    store,
-                    data_dir,
-                    edge_config,
-                    tls_cert,
-                    tls_key,
-                    https_cert,
-                    https_key,
-                    https_extra_certs,
-                    throttle,
-                )
-                if edge
-                else None
-            )
-        except (serving.CommandError, IdentityError) as problem:
-            raise _fail(str(problem)) from None
-        config = uvicorn.Config(
-            create_app(
-                store,
-                public_url=public_url.rstrip("/") if public_url else None,
-                edge=edge_server,
-                dashboard=serving.dashboard_settings(edge_server, public_url),
-                throttle=throttle,
-                names=serving.name_space(edge_config),
-            ),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=10,
-            http=protocol_class(api_limits),
-            ws="none",  # the API has no WebSocket routes: an Upgrade request is a plain request
-            timeout_keep_alive=api_limits.keepalive_timeout,  # type: ignore[arg-type]  # a float serves
-        )
-        # uvicorn's loop factory picks uvloop when it is installed.
-        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(serving.run_until_signalled(serving.ApiServer(config), edge_server))
-    finally:
-        store.close()
-        if serve_lock is not None:
-            serve_lock.close()
+        _serve_failed(str(problem))
+
+
+def _serve_failed(message: str) -> None:
+    from . import serving
+
+    logs.configure("info", True)  # every line serve writes on stderr is JSON
+    serving.log.error(message)
+    raise typer.Exit(2)
+
+
+app.command(
+    "serve",
+    help="Run Burrow: the REST API and the agent edge (on an empty data directory, create the first "
+    "account). Every option is also read from its BURROW_ environment variable and from --config.",
+)(settings.command(_serve, _serve_failed))
 
 
 @users_app.command("create")
@@ -620,7 +260,8 @@ def users_list(
     account_id: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """List users."""
     store = _open(data_dir, database_url)
@@ -639,22 +280,25 @@ def users_list(
         }
         for user in users
     ]
-    _print_rows(rows, as_json)
+    _print_rows(rows, ["id", "account_id", "email", "role", "active", "created_at"], "user", as_json, output)
 
 
-def _print_rows(rows: list[dict[str, object]], as_json: bool) -> None:
-    if as_json:
+def _print_rows(
+    rows: list[dict[str, object]], columns: list[str], noun: str, as_json: bool, output: str | None
+) -> None:
+    form = output_format(output, as_json)
+    if form == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
-    table = Table(*(rows[0] if rows else ["id"]))
-    for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
-    Console().print(table)
+    else:
+        show_rows(rows, columns, form, noun)
 
 
 @accounts_app.command("list")
 def accounts_list(
-    data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """List accounts."""
     store = _open(data_dir, database_url)
@@ -662,7 +306,8 @@ def accounts_list(
         accounts = store.accounts()
     finally:
         store.close()
-    _print_rows([{"id": account_id, "name": name} for account_id, name in accounts], as_json)
+    rows: list[dict[str, object]] = [{"id": account_id, "name": name} for account_id, name in accounts]
+    _print_rows(rows, ["id", "name"], "account", as_json, output)
 
 
 @admin_app.command("audit")
@@ -706,7 +351,8 @@ def audit(
         }
         for event in events
     ]
-    _print_rows(rows, as_json)
+    columns = ["id", "created_at", "account_id", "actor_id", "operation", "resource", "resource_id"]
+    _print_rows(rows, columns, "audit event", as_json, None)
 
 
 @cluster_app.command("status")
@@ -740,7 +386,9 @@ def cluster_status(
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    _print_rows([{**row, "sessions": len(row["sessions"])} for row in rows], False)  # type: ignore[arg-type]
+    shown = [{**row, "sessions": len(row["sessions"])} for row in rows]  # type: ignore[arg-type]
+    columns = ["id", "name", "relay_addr", "lease_seconds_left", "live", "sessions"]
+    _print_rows(shown, columns, "node", False, None)
 
 
 def main() -> None:

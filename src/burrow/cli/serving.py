@@ -7,13 +7,15 @@ import contextlib
 import dataclasses
 import logging
 import resource
+import shutil
 import signal
-from collections.abc import Iterator
+import socket
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import uvicorn
-from rich.console import Console
 
 from burrow.dashboard import DashboardSettings
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
@@ -32,7 +34,11 @@ from burrow.store import database, datadir
 from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 
-err = Console(stderr=True)
+from .operator import local_operator
+
+log = logging.getLogger("burrow.serve")
+FIRST_RUN_EMAIL = "admin@localhost"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class CommandError(Exception):
@@ -47,32 +53,247 @@ class ApiServer(uvicorn.Server):
         yield
 
 
-async def run_until_signalled(server: uvicorn.Server, edge: Edge | None) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully (a second signal forces it)."""
+def serve(values: dict[str, Any]) -> None:
+    """``burrow serve`` with its settings (``cli/settings.py``) by parameter name."""
+    from burrow.api.app import create_app
+    from burrow.api.connection import protocol_class
+    from burrow.metrics import Metrics
+    from burrow.store.database import DamagedSecret
+    from burrow.store.identity import IdentityError
+
+    from . import logs
+
+    v = values
+    if v["log_level"].lower() not in LOG_LEVELS:
+        raise CommandError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    logs.configure(v["log_level"], v["access_log"], v["traffic_log"])
+    if v["shutdown_grace"] < 0:
+        raise CommandError("--shutdown-grace must not be negative")
+    limits = PublicLimits(
+        **{f.name: v[f.name] for f in dataclasses.fields(PublicLimits)},
+    )
+    api_limits, agent_limits = check_limits(
+        ApiLimits(**{f.name: v["api_" + f.name] for f in dataclasses.fields(ApiLimits)}),
+        AgentLimits(**{f.name: v["agent_" + f.name] for f in dataclasses.fields(AgentLimits)}),
+    )
+    host, port = split_addr(v["api_addr"])
+    metrics_addr = split_addr(v["metrics_addr"]) if v["metrics_addr"] else None
+    # Computed with --no-edge too: the API shapes reserved names by the same settings.
+    config = edge_config(
+        v["agent_addr"],
+        v["http_addr"],
+        v["tls_addr"],
+        v["tcp_ports"],
+        v["tcp_host"],
+        v["domain"],
+        v["label_route"] or [],
+        v["https_addr"],
+        limits,
+        require_reservation=v["require_reservation"],
+    )
+    listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
+    api_limits, agent_limits, limits = fit_to_file_limit(api_limits, agent_limits, limits, listening)
+    config.agent_limits = agent_limits
+    config.limits = limits
+    if not v["revocation_fail_closed_after"] > 0:
+        raise CommandError("--revocation-fail-closed-after must be positive")
+    config.revocation_fail_closed_after = v["revocation_fail_closed_after"]
+    if not 1 <= v["lease_seconds"] <= 300:
+        raise CommandError("--lease-seconds must be between 1 and 300")
+    config.lease_seconds = v["lease_seconds"]
+    if v["relay_addr"]:
+        config.relay_addr = split_addr(v["relay_addr"])
+    if v["node_name"]:
+        config.node_name = v["node_name"]
+    if (v["tls_cert"] is None) != (v["tls_key"] is None):
+        raise CommandError("--tls-cert and --tls-key go together")
+    if (v["https_cert"] is None) != (v["https_key"] is None):
+        raise CommandError("--https-cert and --https-key go together")
+    limiter = throttle(
+        v["api_rate_limit"], v["api_address_rate_limit"], v["auth_failure_limit"], v["agent_session_limit"]
+    )
+    data_dir: Path = v["data_dir"]
+    serve_lock = hold_serve_lock(data_dir, v["database_url"])
+    api_socket = _listen(host, port, "--api-addr")
+    metrics_socket = _listen(*metrics_addr, "--metrics-addr") if metrics_addr else None
+    try:
+        store = Store.open(data_dir, v["database_url"])
+    except (DamagedSecret, IdentityError) as problem:
+        raise CommandError(str(problem)) from None
+    try:
+        first_token = None
+        if not store.accounts():
+            _user, first_token = store.create_account(FIRST_RUN_EMAIL, actor=local_operator())
+        try:
+            edge = (
+                make_edge(
+                    store,
+                    data_dir,
+                    config,
+                    v["tls_cert"],
+                    v["tls_key"],
+                    v["https_cert"],
+                    v["https_key"],
+                    v["https_extra_cert"],
+                    limiter,
+                )
+                if v["edge"]
+                else None
+            )
+        except IdentityError as problem:
+            raise CommandError(str(problem)) from None
+        public_url = v["public_url"].rstrip("/") if v["public_url"] else None
+        metrics = Metrics(edge)
+        api = ApiServer(
+            uvicorn.Config(
+                create_app(
+                    store,
+                    public_url=public_url,
+                    edge=edge,
+                    dashboard=dashboard_settings(edge, public_url),
+                    metrics=metrics.api,
+                    throttle=limiter,
+                    names=name_space(config),
+                ),
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                timeout_graceful_shutdown=v["shutdown_grace"],  # a float serves
+                http=protocol_class(api_limits),
+                ws="none",  # the API has no WebSocket routes: an Upgrade request is a plain request
+                timeout_keep_alive=api_limits.keepalive_timeout,  # type: ignore[arg-type]  # a float serves
+            )
+        )
+        servers = [(api, api_socket)]
+        if metrics_socket is not None:
+            metrics_config = uvicorn.Config(
+                metrics.asgi_app(),
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                http=protocol_class(ApiLimits(max_connections=16, max_connections_per_client=16)),
+                ws="none",
+            )
+            servers.append((ApiServer(metrics_config), metrics_socket))
+        if first_token is not None:
+            _first_run(first_token, v)
+        # uvicorn's loop factory picks uvloop when it is installed.
+        with asyncio.Runner(loop_factory=api.config.get_loop_factory()) as runner:
+            runner.run(run_until_signalled(servers, edge, v["shutdown_grace"]))
+    finally:
+        store.close()
+        if serve_lock is not None:
+            serve_lock.close()
+
+
+def _listen(host: str, port: int, option: str) -> socket.socket:
+    """The listening socket, bound now so that a port in use is one clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise CommandError(f"{option} {host}:{port}: cannot listen: {error.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _first_run(token: str, v: dict[str, Any]) -> None:
+    """The first API key goes to stdout, once; on a terminal with the next steps."""
+    log.info(
+        "first run: created an account",
+        extra={"fields": {"admin": FIRST_RUN_EMAIL, "api_key": "on stdout, shown once"}},
+    )
+    if not sys.stdout.isatty():
+        sys.stdout.write(token + "\n")
+        sys.stdout.flush()
+        return
+    found = shutil.which("burrow")
+    executable = Path(sys.argv[0])
+    if found and Path(found).resolve() == executable.resolve():
+        command = "burrow"
+    else:
+        try:
+            command = str(executable.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            command = str(executable)
+    api_url = f"http://{v['api_addr']}"
+    agent = v["agent_addr"] if v["edge"] else None
+    ca = Path(v["data_dir"]) / "ca.pem"
+    sys.stdout.write(
+        f"First run: created an account with admin {FIRST_RUN_EMAIL}.\n"
+        f"Its API key (shown once, store it now):\n\n  {token}\n\n"
+        "Next steps, in another shell:\n"
+        f"  1. export BURROW_API_KEY={token} BURROW_API_URL={api_url}\n"
+        f"  2. {command} credentials create --acl 'bind:*.{v['domain']}'\n"
+        f"     (the command line: '{command} -h' lists its commands"
+        + (
+            f"; after 'source {Path(command).parent}/activate' it is 'burrow')\n"
+            if command != "burrow"
+            else ")\n"
+        )
+        + (
+            f"  3. point an agent (PyPI ngrok, npm @ngrok/ngrok, or the ngrok v2 binary) at {agent},\n"
+            f"     trusting {ca}, with that credential's token: see README.md, 'Connecting ngrok agents'\n"
+            if agent
+            else ""
+        )
+        + f"The dashboard: {api_url}/dashboard/\n"
+    )
+    sys.stdout.flush()
+
+
+async def run_until_signalled(
+    servers: Sequence[tuple[uvicorn.Server, socket.socket]], edge: Edge | None, grace: float
+) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully (a second signal forces it).
+
+    On the signal every listener stops accepting at once; requests in flight, through tunnels
+    too, get ``grace`` seconds to finish; then agents are told to stop and everything closes.
+    """
     loop = asyncio.get_running_loop()
     if edge is not None:
-        await edge.start()
+        try:
+            await edge.start()
+        except OSError as error:
+            await edge.stop(0)
+            raise CommandError(f"the edge cannot listen: {error}") from None
         config = edge.config
-        err.print(
-            f"Agents connect to [cyan]{config.agent_addr[0]}:{config.agent_addr[1]}[/] (trust "
-            f"[cyan]{edge.ca_path or 'your certificate'}[/]); public HTTP on "
-            f"[cyan]{_show(config.http_addr)}[/], HTTPS on [cyan]{_show(config.https_addr)}[/], "
-            f"TLS on [cyan]{_show(config.tls_addr)}[/], TCP ports "
-            f"[cyan]{config.settings.tcp_ports.start}-{config.settings.tcp_ports.stop - 1}[/]."
+        log.info(
+            "edge listening",
+            extra={
+                "fields": {
+                    "agents": _show(config.agent_addr),
+                    "ca": str(edge.ca_path) if edge.ca_path else None,
+                    "http": _show(config.http_addr),
+                    "https": _show(config.https_addr),
+                    "tls": _show(config.tls_addr),
+                    "tcp_ports": f"{config.settings.tcp_ports.start}-{config.settings.tcp_ports.stop - 1}",
+                }
+            },
         )
+    edge_stopping: asyncio.Task[None] | None = None
 
     def stop() -> None:
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
+        nonlocal edge_stopping
+        for server, _sock in servers:
+            if server.should_exit:
+                server.force_exit = True
+            server.should_exit = True
+        if edge is not None and edge_stopping is None:
+            edge_stopping = asyncio.create_task(edge.stop(grace))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
     try:
-        await server.serve()
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
     finally:
         if edge is not None:
-            await edge.stop()
+            await (edge_stopping or edge.stop(0))
 
 
 def check_limits(api: ApiLimits, agent: AgentLimits) -> tuple[ApiLimits, AgentLimits]:
@@ -94,8 +315,8 @@ def fit_to_file_limit(
         return api, agent, public
     fitted = fit_to_descriptors(api, agent, public, soft, listening_sockets)
     if fitted[:2] != (api, agent):
-        err.print(
-            f"[yellow]warning:[/] the file limit ({soft}) cannot hold {api.max_connections} API and "
+        log.warning(
+            f"the file limit ({soft}) cannot hold {api.max_connections} API and "
             f"{agent.max_connections} agent connections: capped at {fitted[0].max_connections} and "
             f"{fitted[1].max_connections} (raise 'ulimit -n' to allow more)."
         )
@@ -200,7 +421,8 @@ def make_edge(
 ) -> Edge:
     names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
     if share_ca(store, data_dir):
-        err.print(f"[yellow]note:[/] {data_dir / 'ca.pem'} is now the cluster's CA, from the database.")
+        ca = str(data_dir / "ca.pem")
+        log.info("the cluster's CA, from the database, is now in use", extra={"fields": {"ca": ca}})
     local = ensure_server_certificate(data_dir, names)  # the CA's certificate for this node
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
@@ -258,10 +480,7 @@ def hold_serve_lock(data_dir: Path, database_url: str | None) -> IO[bytes] | Non
     try:
         return datadir.hold_serve_lock(data_dir)
     except datadir.AlreadyServing:
-        err.print(
-            f"[bold red]error:[/] another burrow serve is running on the data directory {data_dir}",
-            soft_wrap=True,
-        )
+        log.error(f"another burrow serve is running on the data directory {data_dir}")
         raise SystemExit(1) from None
 
 

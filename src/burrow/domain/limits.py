@@ -103,6 +103,13 @@ class Admission:
         self.max_per_client = max_per_client
         self._per_listener: Counter[str] = Counter()
         self._per_client: Counter[str] = Counter()
+        # Since start, per listener: read by the metrics at scrape time.
+        self.accepted: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+
+    def open(self, listener: str = "") -> int:
+        """Open connections on one listener."""
+        return self._per_listener[listener]
 
     @property
     def total(self) -> int:
@@ -112,9 +119,12 @@ class Admission:
     def admit(self, client: str, listener: str = "") -> str | None:
         """Count the connection in, or the reason it may not open (nothing is counted then)."""
         if self._per_listener[listener] >= self.max_connections:
+            self.refused[listener] += 1
             return f"the listener has {self.max_connections} connections open"
         if self._per_client[client] >= self.max_per_client:
+            self.refused[listener] += 1
             return f"{self.max_per_client} connections from {client} are open"
+        self.accepted[listener] += 1
         self._per_listener[listener] += 1
         self._per_client[client] += 1
         return None

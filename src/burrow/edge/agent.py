@@ -135,6 +135,7 @@ class AgentConnection:
         try:
             self.authenticated = self.control.authenticate(request, self.client_addr)
         except AgentError as error:
+            self.control.auth_failures += 1
             await respond(stream, {"Version": "", "ClientId": "", "Error": error.wire, "Extra": {}})
             log.info(
                 "agent refused",

@@ -104,6 +104,8 @@ class AgentControl:
             return read()
         except errors.BurrowError as error:  # the database is unavailable (ERR_NGROK_90504)
             raise AgentError(error) from None
+        self.auth_failures: int = 0  # agents refused at Auth; read by the metrics
+        self.sessions_started: int = 0
 
     # Auth -------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class AgentControl:
             self.registry.add_session(session)
         except RegistryUnavailable:
             raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
+        self.sessions_started += 1
         return Authenticated(session, version, reconnecting_from)
 
     def _check_token(self, token: object, address: str) -> tuple[str, AuthRecord]:

@@ -314,6 +314,17 @@ class HttpProxyConnection(asyncio.Protocol):
         self._dechunk = False  # an HTTP/1.0 client gets the chunked body's data, then the close
         self._out: list[bytes] = []
 
+    @property
+    def idle(self) -> bool:
+        """Between requests: closing now loses nothing (a graceful shutdown does)."""
+        return (
+            self._current is None
+            and self._parsing is None
+            and not self._waiting
+            and not self._upgraded
+            and not self._out
+        )
+
     # asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -1242,6 +1253,10 @@ class HttpProxyConnection(asyncio.Protocol):
     # The traffic log ----------------------------------------------------------------------
 
     def _log(self, request: _Request) -> None:
+        counts = self.listeners.traffic[self.scheme]  # read by the metrics at scrape time
+        counts.requests += 1
+        counts.bytes_in += request.bytes_in
+        counts.bytes_out += request.bytes_out
         if traffic.enabled():
             tunnel = request.tunnel
             target = request.target

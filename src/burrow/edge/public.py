@@ -124,6 +124,9 @@ class PublicConnection(asyncio.Protocol):
         self._lost = True
         if self._admitted:
             self.listeners.admission.release(self._client_ip, self.kind)
+            counts = self.listeners.traffic[self.kind]
+            counts.bytes_in += self._bytes_in
+            counts.bytes_out += self._bytes_out
             if self._tunnel is not None and traffic.enabled():
                 traffic.record(
                     listener=self.kind,
@@ -326,6 +329,7 @@ class PublicListeners:
         self.label_routes = {host.lower(): labels for host, labels in label_routes.items()}
         self.limits = limits or PublicLimits()
         self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_client)
+        self.traffic = {listener: traffic.TrafficCounts() for listener in traffic.LISTENERS}
         self._connections: set[PublicConnection | HttpProxyConnection] = set()
         # Set when this node relays to and from other nodes (edge/relay.py).
         self.relay_routes: RelayRoutes | None = None
@@ -371,6 +375,19 @@ class PublicListeners:
 
     def tcp_protocol(self, port: int) -> Callable[[], PublicConnection]:
         return lambda: PublicConnection(self, "tcp", port)
+
+    async def drain(self, grace: float, poll: float = 0.05) -> None:
+        """Wait up to ``grace`` seconds for the connections to finish what they carry,
+        closing HTTP connections as soon as they sit between requests."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._connections:
+            for connection in list(self._connections):
+                if isinstance(connection, HttpProxyConnection) and connection.idle:
+                    connection.transport.close()
+            if loop.time() >= deadline:
+                return
+            await asyncio.sleep(poll)
 
     async def close_all(self) -> None:
         tasks = []

@@ -153,6 +153,8 @@ class Edge:
         )
         self._cluster_task: asyncio.Task[None] | None = None
         self.ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
+        self.revocations = 0  # sessions ended because their credential or owner was revoked
+        self.database_errors = 0  # failed revocation checks
 
     async def start(self) -> None:
         self.cluster.register()
@@ -195,11 +197,14 @@ class Edge:
         self._watcher = asyncio.create_task(self._watch_revocations())
         self._cluster_task = asyncio.create_task(self._keep_cluster())
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0) -> None:
+        """Stop accepting; give requests in flight through tunnels ``grace`` seconds to
+        finish; then tell the agents to go away and close what is left."""
         for server in self._servers:
             server.close()
         if self._https_listener is not None:
             await self._https_listener.stop()
+        await self.public.drain(grace)
         if self._watcher is not None:
             self._watcher.cancel()
         if self._cluster_task is not None:
@@ -388,6 +393,7 @@ class Edge:
             try:
                 checked = self._recheck(session_id, agent) or checked
             except Exception as error:
+                self.database_errors += 1
                 log.exception("revocation check failed", extra={"fields": {"session": session_id}})
                 failure = failure or error
         if failure is not None:
@@ -406,6 +412,7 @@ class Edge:
             reason = f"credential {session.credential_id} revoked"
             log.info("revoking agent session", extra={"fields": {"session": session_id, "reason": reason}})
             self.agents.pop(session_id, None)
+            self.revocations += 1
             self._spawn(agent.stop(reason, "ERR_NGROK_300"))
             return True
         # An ACL is parsed again only when it differs from the one this session's tunnels

@@ -64,3 +64,17 @@ def flush() -> None:
         batch = b"\n".join(_lines).decode()
         _lines.clear()
         traffic_log.info(batch)
+
+
+LISTENERS = ("http", "https", "tls", "tcp")
+
+
+class TrafficCounts:
+    """What one public listener carried: plain integers, read by the metrics at scrape time."""
+
+    __slots__ = ("bytes_in", "bytes_out", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0  # HTTP(S) requests answered
+        self.bytes_in = 0  # from public clients
+        self.bytes_out = 0  # to public clients
