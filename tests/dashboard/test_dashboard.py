@@ -6,6 +6,8 @@ import http.server
 import os
 import re
 import select
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -139,12 +141,23 @@ def test_the_agent_snippet_runs_and_its_session_is_stopped_from_the_page(
             ready, _, _ = select.select([agent.stdout], [], [], 30)
             assert ready, "the snippet printed nothing in 30 s"
             url = agent.stdout.readline().strip()
-            http_port = server.http_addr.rsplit(":", 1)[1]
-            assert url == f"http://app.burrow.localhost:{http_port}", agent.stderr
-            reached = httpx.get(
-                f"http://{server.http_addr}/hello", headers={"Host": f"app.burrow.localhost:{http_port}"}
-            )
-            assert reached.text == f"local service saw app.burrow.localhost:{http_port}/hello"
+            # The SDK's default endpoint is https: served by the HTTPS listener, under Burrow's CA.
+            https_host, https_port = server.https_addr.rsplit(":", 1)
+            assert url == f"https://app.burrow.localhost:{https_port}", agent.stderr
+            context = ssl.create_default_context(cafile=str(server.ca_path))
+            with (
+                socket.create_connection((https_host, int(https_port)), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname="app.burrow.localhost") as tls,
+            ):
+                tls.sendall(
+                    f"GET /hello HTTP/1.1\r\nHost: app.burrow.localhost:{https_port}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            assert answer.endswith(f"local service saw app.burrow.localhost:{https_port}/hello".encode())
 
             page.get_by_role("link", name="Agents").click()
             with server.client() as api:

@@ -95,6 +95,8 @@ class AgentControl:
         )
         # Set while revocations cannot be checked: no new session or bind until they can.
         self.refusal: errors.BurrowError | None = None
+        self.auth_failures = 0  # agents refused at Auth; read by the metrics
+        self.sessions_started = 0
 
     def _stored(self, read: Callable[[], T]) -> T:
         """What the database says, unless the edge is failing closed; its errors go to the agent."""
@@ -104,8 +106,6 @@ class AgentControl:
             return read()
         except errors.BurrowError as error:  # the database is unavailable (ERR_NGROK_90504)
             raise AgentError(error) from None
-        self.auth_failures: int = 0  # agents refused at Auth; read by the metrics
-        self.sessions_started: int = 0
 
     # Auth -------------------------------------------------------------------------
 
