@@ -178,7 +178,7 @@ def test_reserved_names_every_command(burrow_server: BurrowServer) -> None:
     assert updated["metadata"] == "m"
     assert data(cli(burrow_server, "reserved-domains", "get", domain["id"], "--json"))["metadata"] == "m"
     listed = data(cli(burrow_server, "reserved-domains", "list", "--json"))
-    assert domain["id"] in [d["id"] for d in listed]
+    assert domain["id"] in [d["id"] for d in listed["reserved_domains"]]
     assert cli(burrow_server, "reserved-domains", "delete", domain["id"]).returncode == 0
     addr = data(cli(burrow_server, "reserved-addrs", "create", "--description", "db", "--json"))
     assert addr["id"].startswith("ra_") and addr["addr"].startswith("127.0.0.1:")
@@ -188,7 +188,8 @@ def test_reserved_names_every_command(burrow_server: BurrowServer) -> None:
         ]
         == "pg"
     )
-    assert addr["id"] in [a["id"] for a in data(cli(burrow_server, "reserved-addrs", "list", "--json"))]
+    addrs = data(cli(burrow_server, "reserved-addrs", "list", "--json"))["reserved_addrs"]
+    assert addr["id"] in [a["id"] for a in addrs]
     assert cli(burrow_server, "reserved-addrs", "delete", addr["id"]).returncode == 0
 
 
