@@ -66,9 +66,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``port`` accepts connections; fail at once if ``process`` (the server that
+    should open it) has exited."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} before port {port} opened")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return

@@ -72,7 +72,8 @@ def main() -> None:
     server = None
     try:
         port = free_port()
-        token, server = start_burrow(work / "data", port)
+        # The API alone: the edge's default ports may be taken, and the edge is not measured here.
+        token, server = start_burrow(work / "data", port, "--no-edge", log=work / "serve.log")
         started = time.perf_counter()
         seed = [BIN / "burrow", "admin", "seed", "--data-dir", work / "data"]
         subprocess.run(
@@ -81,7 +82,7 @@ def main() -> None:
             capture_output=True,
         )
         seeded = time.perf_counter() - started
-        wait_for_port(port)
+        wait_for_port(port, server)
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {token}", "Ngrok-Version": "2"}
         print(
