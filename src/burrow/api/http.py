@@ -118,6 +118,8 @@ async def refuse_body(request: Request) -> None:
 
 def single_query_values(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
     """The query parameters, each given at most once and each one we know."""
+    if not request.scope.get("query_string"):
+        return {}  # most requests: no need to parse
     items = request.query_params.multi_items()
     if not items:
         return {}

@@ -151,7 +151,8 @@ def serve(values: dict[str, Any]) -> None:
                     public_url=public_url,
                     edge=edge,
                     dashboard=dashboard_settings(edge, public_url),
-                    metrics=metrics.api,
+                    # Counting costs every request a few microseconds: only when someone can read it.
+                    metrics=metrics.api if metrics_socket is not None else None,
                     throttle=limiter,
                     names=name_space(config),
                 ),
