@@ -80,7 +80,18 @@ def test_members_change_only_their_own_reservations(app_server: AppServer) -> No
         admins = admin.post("/reserved_domains", json={"domain": "admins.example.com"}).json()
         own = http.post("/reserved_domains", json={"domain": "members.example.com"})
         assert own.status_code == 201
-        assert len(http.get("/reserved_domains").json()["reserved_domains"]) == 2  # reads everything
+        listed = http.get("/reserved_domains").json()["reserved_domains"]
+        assert len(listed) == 2  # reads everything
+        # Who holds each is shown (Burrow's addition, as on credentials): what a member may change.
+        member_id = http.get(f"/api_keys/ak_{member.split('_')[0]}").json()["owner_id"]
+        admin_id = admin.get(f"/api_keys/ak_{app_server.api_key.split('_')[0]}").json()["owner_id"]
+        owners = {d["domain"]: d["owner_id"] for d in listed}
+        assert owners == {"admins.example.com": admin_id, "members.example.com": member_id}
+        assert member_id != admin_id
+        addr = http.post("/reserved_addrs", json={}).json()
+        assert addr["owner_id"] == member_id
+        mine = http.get("/reserved_domains", params={"filter": f'obj.owner_id == "{member_id}"'}).json()
+        assert [d["domain"] for d in mine["reserved_domains"]] == ["members.example.com"]
         refused = http.delete(f"/reserved_domains/{admins['id']}")
         assert refused.status_code == 403 and refused.json()["error_code"] == "ERR_NGROK_635"
         assert http.delete(f"/reserved_domains/{own.json()['id']}").status_code == 204

@@ -393,12 +393,21 @@ def test_the_keyboard_alone_signs_in_and_reaches_every_page(server: BurrowServer
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     reached = []
-    for _ in range(6):
+    for _ in range(8):
         page.keyboard.press("Tab")
         reached.append(page.evaluate("document.activeElement.textContent.trim()"))
-    assert reached == ["Burrow", "Overview", "Agents", "Credentials", "API keys", "Bot users"]
+    assert reached == [
+        "Burrow",
+        "Overview",
+        "Agents",
+        "Credentials",
+        "API keys",
+        "Bot users",
+        "Domains",
+        "TCP addresses",
+    ]
     page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Bot users")).to_be_visible()
+    expect(page.get_by_role("heading", name="Reserved TCP addresses")).to_be_visible()
 
 
 def test_the_forms_work_without_javascript(server: BurrowServer, browser: Browser) -> None:

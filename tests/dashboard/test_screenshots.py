@@ -83,6 +83,21 @@ def test_screenshots_of_every_page(
     token = page.get_by_label("Token").input_value()
     shot("token-once")
 
+    page.goto(f"{base}/reserved-domains")
+    for name, description in (("laptop", "Ada's laptop"), ("shop.example.org", "storefront"), ("laptop", "")):
+        page.get_by_label("Domain name").fill(name)
+        page.get_by_label("Description").fill(description)
+        page.get_by_role("button", name="Reserve domain").click()
+    expect(page.get_by_role("alert")).to_contain_text("ERR_NGROK_413")  # laptop is ours already
+    shot("reserved-domains")
+
+    page.goto(f"{base}/reserved-addrs")
+    page.get_by_label("Description").fill("postgres")
+    page.get_by_label("Metadata").fill('{"team": "data"}')
+    page.get_by_role("button", name="Reserve address").click()
+    expect(page.get_by_role("cell", name="postgres")).to_be_visible()
+    shot("reserved-addrs")
+
     start_agent(server, token, [{"name": "web", "kind": "http", "domain": "laptop.burrow.localhost"}])
     page.goto(f"{base}/sessions")
     expect(page.get_by_role("button", name=re.compile("^Stop session"))).to_have_count(1)

@@ -149,6 +149,7 @@ class ReservedDomain(_Bound):
     certificate_management_status: Mapping[str, Any] | None = None
     acme_challenge_cname_target: str | None = None
     resolves_to: tuple[Mapping[str, Any], ...] = ()
+    owner_id: str = ""  # Burrow's addition: the user or bot user that reserved it
     service: _Service | None = field(default=None, repr=False, compare=False)
 
     def update(self, description: str | None = None, metadata: str | None = None) -> Any:
@@ -171,6 +172,7 @@ class ReservedDomain(_Bound):
             certificate_management_status=data.get("certificate_management_status"),
             acme_challenge_cname_target=data.get("acme_challenge_cname_target"),
             resolves_to=tuple(data.get("resolves_to") or ()),
+            owner_id=data.get("owner_id", ""),
         )
 
 
@@ -183,6 +185,7 @@ class ReservedAddr(_Bound):
     metadata: str
     addr: str
     region: str
+    owner_id: str = ""  # Burrow's addition: the user or bot user that reserved it
     service: _Service | None = field(default=None, repr=False, compare=False)
 
     def update(self, description: str | None = None, metadata: str | None = None) -> Any:
@@ -198,6 +201,7 @@ class ReservedAddr(_Bound):
             metadata=data.get("metadata", ""),
             addr=data["addr"],
             region=data.get("region", ""),
+            owner_id=data.get("owner_id", ""),
         )
 
 

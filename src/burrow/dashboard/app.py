@@ -40,6 +40,8 @@ from .session import Session, SessionCodec
 HERE = Path(__file__).parent
 PREFIX = "/dashboard"
 MAX_FORM_BYTES = 64 * 1024
+# A refused form's values come back through the session cookie, which must stay under 4 KB.
+MAX_DRAFT_JSON = 1200
 error_log = logging.getLogger("burrow.error")
 _INTERNAL_BASE = "http://burrow.internal"  # the in-process API's address; never leaves the process
 
@@ -202,6 +204,17 @@ def create_dashboard(
         value = view.request.state.form.get(name, "")
         return value.strip() if isinstance(value, str) else ""
 
+    def draft(view: View, *names: str) -> dict[str, str]:
+        """The fields of a refused form to fill in again, those that fit in the cookie."""
+        kept: dict[str, str] = {}
+        room = MAX_DRAFT_JSON
+        for name in names:
+            value = field(view, name)
+            if len(json.dumps(value)) <= room:
+                kept[name] = value
+                room -= len(json.dumps(value))
+        return kept
+
     # Sign-in and out -----------------------------------------------------------------
 
     async def signin_page(request: Request) -> Response:
@@ -257,20 +270,25 @@ def create_dashboard(
 
     async def overview(view: View) -> Response:
         c = view.client
-        pages = await asyncio.gather(
+        pages: list[Any] = await asyncio.gather(  # seven reads: past gather's typed overloads
             c.api_keys.list(),
             c.credentials.list(),
             c.bot_users.list(),
             c.tunnel_sessions.list(),
             c.tunnels.list(),
+            c.reserved_domains.list(),
+            c.reserved_addrs.list(),
         )
         keys, credentials, bots = pages[0].items, pages[1].items, pages[2].items
         live, tunnels = pages[3].items, pages[4].items
+        domains, addrs = pages[5].items, pages[6].items
         activity: list[tuple[Any, str, str]] = [
             *((k.created_at, "API key created", k.description or k.id) for k in keys),
             *((k.created_at, "Credential created", k.description or k.id) for k in credentials),
             *((b.created_at, "Bot user created", b.name) for b in bots),
             *((s.started_at, "Agent connected", f"{s.id} ({s.os or 'unknown OS'})") for s in live),
+            *((d.created_at, "Domain reserved", d.domain) for d in domains),
+            *((a.created_at, "TCP address reserved", a.addr) for a in addrs),
         ]
         activity.sort(key=lambda entry: entry[0], reverse=True)
         counts = {
@@ -279,6 +297,8 @@ def create_dashboard(
             "Credentials": len(credentials),
             "API keys": len(keys),
             "Bot users": len(bots),
+            "Reserved domains": len(domains),
+            "Reserved TCP addresses": len(addrs),
         }
         return show(view, "overview.html", counts=counts, activity=activity[:10], tunnels=tunnels)
 
@@ -313,9 +333,7 @@ def create_dashboard(
                 description=field(view, "description"), acl=rules
             )
         except Error as error:
-            view.flash(
-                "error", _api_message(error), description=field(view, "description"), acl=field(view, "acl")
-            )
+            view.flash("error", _api_message(error), **draft(view, "description", "acl"))
             return back(view, "/credentials")
         view.flash(
             "token",
@@ -392,6 +410,50 @@ def create_dashboard(
         await attempt(view, view.client.tunnel_sessions.stop(session_id), f"Session {session_id} stopped.")
         return back(view, "/sessions")
 
+    async def reserved_domains_page(view: View) -> Response:
+        domains = (await view.client.reserved_domains.list()).items
+        return show(view, "reserved_domains.html", domains=domains, draft=view.session.flash)
+
+    async def reserved_domain_create(view: View) -> Response:
+        try:
+            reserved = await view.client.reserved_domains.create(
+                domain=field(view, "domain"),
+                description=field(view, "description"),
+                metadata=field(view, "metadata"),
+            )
+        except Error as error:
+            view.flash("error", _api_message(error), **draft(view, "domain", "description", "metadata"))
+        else:
+            view.flash("success", f"Domain {reserved.domain} reserved ({reserved.id}).")
+        return back(view, "/reserved-domains")
+
+    async def reserved_domain_delete(view: View) -> Response:
+        domain_id = view.request.path_params["id"]
+        done = f"Reserved domain {domain_id} deleted."
+        await attempt(view, view.client.reserved_domains.delete(domain_id), done)
+        return back(view, "/reserved-domains")
+
+    async def reserved_addrs_page(view: View) -> Response:
+        addrs = (await view.client.reserved_addrs.list()).items
+        return show(view, "reserved_addrs.html", addrs=addrs, draft=view.session.flash)
+
+    async def reserved_addr_create(view: View) -> Response:
+        try:
+            reserved = await view.client.reserved_addrs.create(
+                description=field(view, "description"), metadata=field(view, "metadata")
+            )
+        except Error as error:
+            view.flash("error", _api_message(error), **draft(view, "description", "metadata"))
+        else:
+            view.flash("success", f"Address {reserved.addr} reserved ({reserved.id}).")
+        return back(view, "/reserved-addrs")
+
+    async def reserved_addr_delete(view: View) -> Response:
+        addr_id = view.request.path_params["id"]
+        done = f"Reserved address {addr_id} deleted."
+        await attempt(view, view.client.reserved_addrs.delete(addr_id), done)
+        return back(view, "/reserved-addrs")
+
     async def acl_check(request: Request) -> Response:
         """Validates ACL rules as the API does, for the credential form's inline check."""
         session = current(request)
@@ -449,6 +511,12 @@ def create_dashboard(
         Route("/bot-users/{id}/delete", page(bot_user_delete, post=True), methods=["POST"]),
         Route("/sessions", page(sessions_page)),
         Route("/sessions/{id}/stop", page(session_stop, post=True), methods=["POST"]),
+        Route("/reserved-domains", page(reserved_domains_page)),
+        Route("/reserved-domains", page(reserved_domain_create, post=True), methods=["POST"]),
+        Route("/reserved-domains/{id}/delete", page(reserved_domain_delete, post=True), methods=["POST"]),
+        Route("/reserved-addrs", page(reserved_addrs_page)),
+        Route("/reserved-addrs", page(reserved_addr_create, post=True), methods=["POST"]),
+        Route("/reserved-addrs/{id}/delete", page(reserved_addr_delete, post=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     handlers: dict[Any, Any] = {HTTPException: http_problem, Error: api_refused, Exception: unexpected}

@@ -362,6 +362,7 @@ RESERVED_DOMAINS = Resource(
         constant("certificate_management_status", ValueKind.STRING_MAP, None, nullable=True),
         constant("acme_challenge_cname_target", ValueKind.STRING, None, nullable=True),
         Shown("resolves_to", ValueKind.REF_LIST, lambda item, view: []),
+        attribute("owner_id"),  # Burrow's addition, as on credentials: members change only their own
     ),
     create_fields=(
         DOMAIN,
@@ -392,6 +393,7 @@ RESERVED_ADDRS = Resource(
         attribute("metadata"),
         attribute("addr"),
         constant("region", ValueKind.STRING, REGION),
+        attribute("owner_id"),  # Burrow's addition, as on reserved domains
     ),
     create_fields=(DESCRIPTION, METADATA, REGION_FIELD, ADDR),
     update_fields=(DESCRIPTION, METADATA),
