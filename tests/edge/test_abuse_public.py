@@ -333,3 +333,30 @@ def test_a_slow_body_that_keeps_coming_is_not_cut_off(
     assert elapsed > TIMEOUT * 2  # longer than the body timeout in all, never silent that long
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert b'"received": %d' % len(body) in answer
+
+
+def test_500_connections_from_one_address_get_no_more_than_its_share(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    ensure_file_limit(4096)
+    host = "one-address.burrow.localhost"
+    serve_tunnel(server, start_agent, host)
+    http = address(server.http_addr)
+    head = f"POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000\r\n\r\n".encode()
+    holders = [_connect(http, "127.0.8.1", head) for _ in range(500)]
+    try:
+        request = f"GET /legit HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        statuses = []
+        for _ in range(20):
+            with _connect(http, "127.0.0.1", request) as sock:
+                statuses.append(read_until_closed(sock)[:12])
+        assert statuses == [b"HTTP/1.1 200"] * 20
+        # The address's connections past its cap of 64 were refused at once with a 503 page.
+        refused = 0
+        for sock in holders[64:]:
+            sock.settimeout(5)
+            refused += read_until_closed(sock).startswith(b"HTTP/1.1 503 ")
+        assert refused == 436
+    finally:
+        for sock in holders:
+            sock.close()
