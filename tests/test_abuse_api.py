@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import socket
-import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.abuse import Probe, attack_with_huge_heads, start_attackers, stop_attackers
+from tests.edge import conftest as edge_conftest
+from tests.edge.conftest import Agent
+from tests.edge.test_sdk import credential
 from tests.harness import BurrowServer
+
+pytestmark = pytest.mark.e2e  # every test here runs `burrow serve`
+
+start_agent = edge_conftest.start_agent  # the agent SDK fixture of tests/edge, for the tunnel
 
 TIMEOUT = 0.5  # the head, body and keep-alive timeouts of the fast-timeout server
 
@@ -75,62 +81,38 @@ def exchange(server: BurrowServer, request: bytes) -> bytes:
         return read_all(sock)
 
 
-def _attack_with_huge_heads(
-    port: int, source: str, results: multiprocessing.Queue[tuple[float, bytes]]
+def test_a_96_mib_head_is_refused_within_a_second_while_healthz_and_the_tunnel_stay_fast(
+    server: BurrowServer, start_agent: Callable[..., Agent]
 ) -> None:
-    """Send 96 MiB heads, one connection after another, reporting when each was refused."""
-    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
-    chunk = b"a" * (1024 * 1024)
-    while True:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
-        with sock:
-            started = time.monotonic()
-            with contextlib.suppress(OSError):
-                sock.sendall(head)
-                for _ in range(96):
-                    sock.sendall(chunk)
-            answer = read_all(sock)
-            results.put((time.monotonic() - started, answer))
-
-
-def _healthz_p99(client: httpx.Client, latencies: list[float]) -> float:
-    started = time.perf_counter()
-    assert client.get("/healthz").status_code == 200
-    latencies.append(time.perf_counter() - started)
-    time.sleep(0.01)
-    return statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else 0.0
-
-
-def test_a_96_mib_head_is_refused_within_a_second_while_healthz_stays_fast(server: BurrowServer) -> None:
-    # What the machine gives without an attack: on a loaded one, that is more than 100 ms.
-    quiet: list[float] = []
-    with httpx.Client(base_url=server.base_url, timeout=10) as client:
-        while len(quiet) < 50:
-            quiet_p99 = _healthz_p99(client, quiet)
-    # The attackers run in other processes, so that they do not slow this one's measurements.
-    context = multiprocessing.get_context("fork")
-    results: multiprocessing.Queue[tuple[float, bytes]] = context.Queue()
-    attackers = [
-        context.Process(target=_attack_with_huge_heads, args=(server.port, f"127.0.0.{n}", results))
-        for n in range(2, 6)
-    ]
-    for attacker in attackers:
-        attacker.start()
-    latencies = []
-    try:
-        with httpx.Client(base_url=server.base_url, timeout=10) as client:
-            client.get("/healthz")
-            while len(latencies) < 50 or results.qsize() < 8:
-                p99 = _healthz_p99(client, latencies)
-    finally:
-        for attacker in attackers:
-            attacker.kill()
-            attacker.join()
-    refusals = [results.get(timeout=5) for _ in range(8)]
-    assert max(elapsed for elapsed, _ in refusals) < 1.0, refusals
-    assert p99 < max(0.1, 3 * quiet_p99), (
-        f"healthz p99 {p99 * 1000:.1f} ms during the attack, {quiet_p99 * 1000:.1f} ms without"
+    host = "api-victim.burrow.localhost"
+    agent = start_agent(
+        server, credential(server, [])["token"], [{"name": "web", "kind": "http", "domain": host}]
     )
+    assert "url" in agent.ready["ready"]["web"], agent.ready
+    with Probe(server.base_url, server.http_addr, host) as probe:
+        # What the machine gives without an attack: on a loaded one (the suite shares two
+        # cores with other runs), that can be more than the 100 ms the issue asks for.
+        quiet_healthz, quiet_tunnel = probe.run(samples=200)
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+        sources = [f"127.0.0.{n}" for n in range(2, 6)]
+        attackers, results = start_attackers(
+            attack_with_huge_heads, (("127.0.0.1", server.port), head, None), sources
+        )
+        try:
+            healthz, tunnel = probe.run(samples=200, until=lambda: results.qsize() >= 8)
+        finally:
+            stop_attackers(attackers)
+    refusals = [results.get(timeout=5) for _ in range(8)]
+    print(
+        f"\napi: p99 healthz {quiet_healthz * 1000:.1f} -> {healthz * 1000:.1f} ms, "
+        f"through the tunnel {quiet_tunnel * 1000:.1f} -> {tunnel * 1000:.1f} ms; "
+        f"refused within {max(elapsed for elapsed, _ in refusals) * 1000:.0f} ms"
+    )
+    assert max(elapsed for elapsed, _ in refusals) < 1.0, refusals
+    # The issue's bound is 100 ms; on a machine slower than that without any attack, the
+    # attack may cost at most a small factor of what it gives when quiet.
+    assert healthz < max(0.1, 3 * quiet_healthz), (healthz, quiet_healthz)
+    assert tunnel < max(0.1, 3 * quiet_tunnel), (tunnel, quiet_tunnel)
     # The answer leaves before the server hangs up; a client still sending may see only the reset.
     answers = [ngrok_error(answer, 431) for _, answer in refusals if answer]
     assert answers, "no attacker received the 431"

@@ -40,7 +40,13 @@ class EdgeCollector(Collector):
         edge = self.edge
         if edge is None:
             return
-        yield GaugeMetricFamily("burrow_agent_sessions", "Agent sessions online.", value=len(edge.agents))
+        agents = list(edge.agents.values())
+        yield GaugeMetricFamily("burrow_agent_sessions", "Agent sessions online.", value=len(agents))
+        yield GaugeMetricFamily(
+            "burrow_agent_streams_open",
+            "Muxado streams open to agents (proxy and typed streams), all sessions together.",
+            value=sum(agent.connection.open_stream_count for agent in agents),
+        )
         control = edge.control
         yield _counter(
             "burrow_agent_sessions_started", "Agent sessions authenticated.", control.sessions_started

@@ -29,6 +29,9 @@ config = json.loads(sys.argv[1])
 
 class HttpService(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Head and body are separate writes: with Nagle's algorithm on, the body would wait for
+    # the SDK's delayed ACK (40 ms), which is this test service's latency, not the edge's.
+    disable_nagle_algorithm = True
 
     def do_HEAD(self) -> None:
         self.do_GET(head=True)

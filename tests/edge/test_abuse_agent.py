@@ -19,6 +19,8 @@ from tests.edge.test_robustness import auth_frames, connect, read_until_closed
 from tests.edge.test_sdk import credential
 from tests.harness import BurrowServer
 
+pytestmark = pytest.mark.e2e  # every test here runs `burrow serve`
+
 AUTH_TIMEOUT = 1.0
 
 

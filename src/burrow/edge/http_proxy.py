@@ -325,6 +325,37 @@ class HttpProxyConnection(asyncio.Protocol):
             and not self._out
         )
 
+    @property
+    def stream(self) -> MuxStream | None:
+        """The proxy stream this connection holds, if any."""
+        return self._stream
+
+    def stream_to_give_back(self) -> tuple[bool, float] | None:
+        """Whether this connection's stream could go back to its agent now, and how: (False,
+        silent since) between requests (the stream alone goes; the next request opens
+        another), (True, silent since) while a request's body is awaited and nothing of
+        its answer has come (the connection goes too). None: the stream is doing work."""
+        if self._stream is None or self._opening or self._upgraded or self._waiting:
+            return None
+        request = self._current
+        if request is None:
+            return False, max(self._last_activity, self._phase_since)
+        if (
+            request is self._parsing
+            and self._phase == _BODY_PHASE
+            and self._mode == _HEAD
+            and not self._head
+            and not self._holding  # while we hold the client back, its silence is ours
+        ):
+            return True, self._last_activity
+        return None
+
+    def give_back_stream(self) -> None:
+        """Reset this connection's stream (see :meth:`stream_to_give_back`)."""
+        self._drop_stream(reset=True)
+        if self._current is not None:
+            self.transport.abort()  # as at the body timeout
+
     # asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -713,7 +744,7 @@ class HttpProxyConnection(asyncio.Protocol):
         request.bytes_out = len(answer)
         self.transport.write(answer)
         self._log(request)
-        self.transport.close()  # answers given here end the connection (the body may be unread)
+        self._hang_up()  # answers given here end the connection (the body may be unread)
 
     def _start(self, request: _Request) -> None:
         request.started = True
@@ -749,6 +780,7 @@ class HttpProxyConnection(asyncio.Protocol):
                 stream.reset()
                 return
             self._stream, self._stream_tunnel, self._stream_reusable = stream, tunnel, True
+            stream.owner = self
             stream.on_writable = self._resume_up
             proxy_header = tunnel.policy.proxy_protocol_header(self.client, self.server)
             if proxy_header:
@@ -1213,7 +1245,7 @@ class HttpProxyConnection(asyncio.Protocol):
                 tunnel.policy.circuit_breaker.record(502, time.monotonic())
             self._log(request)
             self._current = None
-            self.transport.close()
+            self._hang_up()
         else:
             self.transport.abort()
         self._drop_stream(reset=True)
@@ -1226,7 +1258,16 @@ class HttpProxyConnection(asyncio.Protocol):
             self._parsing = None
             self._answer_here(request)
         else:
-            self.transport.close()
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close once what is written has gone out; on HTTPS, without waiting for the client's
+        close_notify. A TLS close otherwise waits for it up to 30 s, reading and decrypting
+        all the client still sends (a 96 MiB head would cost its whole 96 MiB) and holding
+        the connection's slot; a client refused or timed out is owed neither."""
+        self.transport.close()  # TLS: our answer and close_notify are handed to the socket
+        if self.scheme == "https":
+            self.transport.abort()
 
     # Timers ---------------------------------------------------------------------------
 
@@ -1240,7 +1281,7 @@ class HttpProxyConnection(asyncio.Protocol):
         if (phase == _HEAD_PHASE and waited > limits.head_timeout) or (
             phase == _IDLE_PHASE and waited > limits.idle_timeout
         ):
-            self.transport.close()
+            self._hang_up()
         elif (
             phase == _BODY_PHASE
             and not self._holding  # while we hold the client back, its silence is ours

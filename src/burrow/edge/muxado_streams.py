@@ -84,6 +84,7 @@ class MuxStream:
         self._sink_credit = mux.DrainCredit()
         # Called when the peer returns window credit (see send_nowait).
         self.on_writable: Callable[[], None] | None = None
+        self.owner: object = None  # the public connection a proxy stream carries
 
     # Reading ------------------------------------------------------------------------
 
@@ -323,6 +324,11 @@ class MuxConnection(asyncio.Protocol):
     @property
     def open_stream_count(self) -> int:
         return self.protocol.open_stream_count
+
+    @property
+    def streams(self) -> list[MuxStream]:
+        """The streams in use (not closed nor reset by us)."""
+        return list(self._streams.values())
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default) if self.transport else default

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -23,7 +24,7 @@ from burrow.domain.tunnels import Registry, Tunnel
 from . import relay, traffic
 from .flow import WriteFlow
 from .http_proxy import HttpProxyConnection, _peer_ip
-from .muxado_streams import MuxStream
+from .muxado_streams import MuxConnection, MuxStream
 from .relay import RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
 
@@ -249,6 +250,7 @@ class PublicConnection(asyncio.Protocol):
                 await self._relay_if_elsewhere(name)
                 return
             self.stream = stream
+            stream.owner = self
             stream.on_writable = self._resume_upstream
             first, self._buffer = bytes(self._buffer), bytearray()
             if first:
@@ -346,6 +348,35 @@ class PublicListeners:
     ) -> None:
         assert self.relay_context is not None
         await relay.relay_out(client, first, header, relay_addr, self.relay_context, on_end)
+
+    def reclaim_stream(self, agent: MuxConnection, client_ip: str) -> bool:
+        """Free a stream of ``agent``, at its stream cap, for a request from ``client_ip``.
+
+        The stream goes back from the client address holding the most of the agent's
+        streams, provided it holds more than ``client_ip`` does (so no address can keep
+        the others out, and addresses holding as many take turns): the stream of a
+        connection between requests, or of a request whose body is awaited and not yet
+        answered, the one silent the longest. Streams doing work (answers under way, TCP
+        and TLS connections) are never taken. Whether one was freed.
+        """
+        held: Counter[str] = Counter()
+        candidates: list[tuple[str, float, HttpProxyConnection]] = []
+        for stream in agent.streams:  # at most the agent's cap: no scan of every connection
+            owner = stream.owner
+            if isinstance(owner, PublicConnection):
+                held[owner._client_ip] += 1
+            elif isinstance(owner, HttpProxyConnection) and owner.stream is stream:
+                held[owner.client[0]] += 1
+                state = owner.stream_to_give_back()
+                if state is not None:
+                    candidates.append((owner.client[0], state[1], owner))
+        mine = held[client_ip]
+        fair = [c for c in candidates if held[c[0]] > mine]
+        if not fair:
+            return False
+        _, _, connection = min(fair, key=lambda c: (-held[c[0]], c[1]))
+        connection.give_back_stream()
+        return True
 
     def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None:
         """The protocol for a connection relayed from another node (not HTTPS: see cluster.md)."""

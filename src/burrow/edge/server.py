@@ -174,13 +174,18 @@ class Edge:
                     ssl_handshake_timeout=timeout,
                 )
             )
-        self._servers.append(await loop.create_server(lambda: _AgentGate(self._agent_accepted), host, port))
+        # asyncio's default backlog (100) turns a burst of connections into SYN retries
+        # (1 s, then 3 s) for the clients that come next; as the HTTPS listener's.
+        backlog = 1024
+        self._servers.append(
+            await loop.create_server(lambda: _AgentGate(self._agent_accepted), host, port, backlog=backlog)
+        )
         if self.config.http_addr:
             h, p = self.config.http_addr
-            self._servers.append(await loop.create_server(self.public.http_protocol, h, p))
+            self._servers.append(await loop.create_server(self.public.http_protocol, h, p, backlog=backlog))
         if self.config.tls_addr:
             h, p = self.config.tls_addr
-            self._servers.append(await loop.create_server(self.public.tls_protocol, h, p))
+            self._servers.append(await loop.create_server(self.public.tls_protocol, h, p, backlog=backlog))
         if self.config.https_addr and self.https is not None:
             self._https_listener = HttpsListener(
                 self.https,
@@ -192,7 +197,9 @@ class Edge:
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
             self._servers.append(
-                await loop.create_server(self.public.tcp_protocol(tcp_port), settings.tcp_host, tcp_port)
+                await loop.create_server(
+                    self.public.tcp_protocol(tcp_port), settings.tcp_host, tcp_port, backlog=backlog
+                )
             )
         self._watcher = asyncio.create_task(self._watch_revocations())
         self._cluster_task = asyncio.create_task(self._keep_cluster())
@@ -278,6 +285,14 @@ class Edge:
     async def _open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None:
         agent = self.agents.get(tunnel.session_id)
         if agent is None or agent.connection.closed:
+            return None
+        try:
+            return await agent.open_proxy(tunnel.id, client_addr, proto)
+        except ConnectionRefusedError:  # at its stream cap: maybe a stream can be had back
+            client_ip = client_addr.rsplit(":", 1)[0].strip("[]")
+            if not self.public.reclaim_stream(agent.connection, client_ip):
+                return None
+        except ConnectionError:
             return None
         try:
             return await agent.open_proxy(tunnel.id, client_addr, proto)
