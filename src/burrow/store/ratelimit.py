@@ -9,6 +9,7 @@ or PostgreSQL (``limits`` itself has Redis, Memcached and MongoDB storages).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -41,9 +42,15 @@ class Rate:
             raise ValueError(f"{text!r}: the amount must be at least 1")
         return cls(item)
 
-    @property
+    # Read on every request: computed once.
+    @functools.cached_property
     def amount(self) -> int:
         return int(self.item.amount)
+
+    @functools.cached_property
+    def seconds(self) -> float:
+        """The window's length."""
+        return float(self.item.get_expiry())
 
     @property
     def interval(self) -> str:
@@ -102,7 +109,7 @@ class MemoryRateLimiter:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        seconds = float(rate.item.get_expiry())
+        seconds = rate.seconds
         state, into = self._counts(seconds, key, now)
         _, current, previous = state
         if previous * (1 - into) + current + 1 <= rate.amount:
@@ -116,7 +123,7 @@ class MemoryRateLimiter:
         return max(wait, 0.001)
 
     def exhausted(self, rate: Rate, key: str) -> bool:
-        (_, current, previous), into = self._counts(float(rate.item.get_expiry()), key, self._clock())
+        (_, current, previous), into = self._counts(rate.seconds, key, self._clock())
         return previous * (1 - into) + current + 1 > rate.amount
 
     def _sweep(self, now: float) -> None:
