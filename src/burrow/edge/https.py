@@ -119,9 +119,10 @@ class HttpsListener:
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, bound: socket.socket | None = None) -> None:
+        """Listen on ``host:port``, or accept on ``bound``, a socket listening already."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.create_server((host, port), family=family, backlog=1024)
+        self._socket = bound or socket.create_server((host, port), family=family, backlog=1024)
         self._socket.setblocking(False)
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
 

@@ -27,6 +27,7 @@ from . import muxado_protocol as mux
 from . import traffic
 from .agent import STOP, STOP_TUNNEL, AgentConnection
 from .control import AgentControl, EdgeSettings
+from .handoff import Handoff
 from .https import HttpsCertificates, HttpsListener
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
@@ -53,6 +54,25 @@ class EdgeConfig:
     # How long revocations may go unchecked (the database unreachable) before the edge
     # refuses new sessions and binds.
     revocation_fail_closed_after: float = 10.0
+    # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
+    # them once for every worker); without them the edge binds its addresses itself.
+    sockets: BoundSockets | None = None
+
+
+@dataclass
+class BoundSockets:
+    """The edge's listening sockets, bound and listening already."""
+
+    agent: socket.socket
+    http: socket.socket | None
+    tls: socket.socket | None
+    https: socket.socket | None
+    tcp: dict[int, socket.socket]
+    relay: socket.socket | None
+    # A worker's Unix datagram socket for connections handed to it, and its siblings' (by
+    # relay address) to hand connections to (edge/handoff.py).
+    handoff_inbox: socket.socket | None = None
+    handoff_siblings: dict[str, socket.socket] = field(default_factory=dict)
 
 
 class _AgentGate(asyncio.Protocol):
@@ -158,29 +178,40 @@ class Edge:
 
     async def start(self) -> None:
         self.cluster.register()
-        host, port = self.config.agent_addr
+        bound = self.config.sockets
         loop = asyncio.get_running_loop()
+
+        async def listen(
+            factory: Callable[[], asyncio.BaseProtocol],
+            addr: tuple[str, int],
+            sock: socket.socket | None,
+            **options: Any,
+        ) -> None:
+            if bound is not None:
+                server = await loop.create_server(factory, sock=sock, **options)
+            else:
+                server = await loop.create_server(factory, *addr, **options)
+            self._servers.append(server)
+
         if self.config.relay_addr is not None and self.relay_contexts is not None:
             server_context, client_context = self.relay_contexts
             self.public.relay_routes = RelayRoutes(self.cluster)
             self.public.tcp_ports = self.config.settings.tcp_ports
             self.public.relay_context = client_context
-            timeout = self.config.limits.tls_handshake_timeout
-            self._servers.append(
-                await loop.create_server(
-                    lambda: RelayInbound(self.public, self.config.limits.head_timeout),
-                    *self.config.relay_addr,
-                    ssl=server_context,
-                    ssl_handshake_timeout=timeout,
-                )
+            await listen(
+                lambda: RelayInbound(self.public, self.config.limits.head_timeout),
+                self.config.relay_addr,
+                bound.relay if bound else None,
+                ssl=server_context,
+                ssl_handshake_timeout=self.config.limits.tls_handshake_timeout,
             )
-        self._servers.append(await loop.create_server(lambda: _AgentGate(self._agent_accepted), host, port))
+        await listen(
+            lambda: _AgentGate(self._agent_accepted), self.config.agent_addr, bound.agent if bound else None
+        )
         if self.config.http_addr:
-            h, p = self.config.http_addr
-            self._servers.append(await loop.create_server(self.public.http_protocol, h, p))
+            await listen(self.public.http_protocol, self.config.http_addr, bound.http if bound else None)
         if self.config.tls_addr:
-            h, p = self.config.tls_addr
-            self._servers.append(await loop.create_server(self.public.tls_protocol, h, p))
+            await listen(self.public.tls_protocol, self.config.tls_addr, bound.tls if bound else None)
         if self.config.https_addr and self.https is not None:
             self._https_listener = HttpsListener(
                 self.https,
@@ -188,12 +219,17 @@ class Edge:
                 self.config.limits.tls_handshake_timeout,
                 self.public.admission,
             )
-            await self._https_listener.start(*self.config.https_addr)
+            await self._https_listener.start(*self.config.https_addr, bound.https if bound else None)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
-            self._servers.append(
-                await loop.create_server(self.public.tcp_protocol(tcp_port), settings.tcp_host, tcp_port)
+            await listen(
+                self.public.tcp_protocol(tcp_port),
+                (settings.tcp_host, tcp_port),
+                bound.tcp[tcp_port] if bound else None,
             )
+        if bound is not None and bound.handoff_inbox is not None:
+            self.public.handoff = Handoff(bound.handoff_inbox, bound.handoff_siblings)
+            self.public.handoff.start(self.public)
         self._watcher = asyncio.create_task(self._watch_revocations())
         self._cluster_task = asyncio.create_task(self._keep_cluster())
 
@@ -202,6 +238,8 @@ class Edge:
         finish; then tell the agents to go away and close what is left."""
         for server in self._servers:
             server.close()
+        if self.public.handoff is not None:
+            self.public.handoff.stop()
         if self._https_listener is not None:
             await self._https_listener.stop()
         await self.public.drain(grace)
