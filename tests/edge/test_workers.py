@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,6 +78,21 @@ def public_get(server: BurrowServer, host: str) -> httpx.Response:
     return httpx.get(f"http://{server.http_addr}/", headers={"Host": host}, timeout=30)
 
 
+def https_get(server: BurrowServer, host: str) -> bytes:
+    """A GET on a new connection to the HTTPS listener, trusting Burrow's CA; the response."""
+    context = ssl.create_default_context(cafile=str(server.ca_path))
+    address, port = server.https_addr.rsplit(":", 1)
+    with (
+        socket.create_connection((address, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(f"GET /tls HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        response = b""
+        while chunk := tls.recv(65536):
+            response += chunk
+    return response
+
+
 def workers_pids(server: BurrowServer) -> list[int]:
     assert server.process is not None
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
@@ -90,7 +106,11 @@ def agents_on_both_workers(
     found: dict[str, tuple[Agent, str]] = {}
     for number in range(16):
         host = f"app{number}.burrow.localhost"
-        agent = start_agent(server, token, [{"name": "web", "kind": "http", "domain": host}])
+        endpoints = [
+            {"name": "web", "kind": "http", "domain": host},
+            {"name": "secure", "kind": "http", "domain": host, "scheme": "https"},
+        ]
+        agent = start_agent(server, token, endpoints)
         worker = holders(server)[session_of(server, host)]
         if worker in found:
             agent.stop()
@@ -126,6 +146,13 @@ def test_public_traffic_reaches_agents_on_either_worker(
             response = public_get(workers, host)
             assert response.status_code == 200, response.text
             assert response.json()["host"] == host
+    # HTTPS too: the worker that accepts hands the connection over before the handshake, and
+    # the holder answers with the name's certificate.
+    for _ in range(6):
+        for _agent, host in found.values():
+            response = https_get(workers, host)
+            assert response.startswith(b"HTTP/1.1 200"), response[:300]
+            assert f'"host": "{host}"'.encode() in response or host.encode() in response
     # The worker that accepted a connection for the other's tunnel handed the connection over
     # (edge/handoff.py) rather than relaying it.
     sent = [metric(workers, number, "burrow_handoffs_sent_total") for number in (1, 2)]

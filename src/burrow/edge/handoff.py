@@ -5,7 +5,10 @@ be for a tunnel another holds. Relaying it (edge/relay.py) would cost a TLS conn
 a second parse of every request; instead the worker passes the connection itself: its
 descriptor (``SCM_RIGHTS``) over a Unix datagram socket the parent made for the holder,
 with the header a relay would send and the bytes already read. The holder serves it as if
-it had accepted it (the client's address is the socket's own), and a later request on it
+it had accepted it (the client's address is the socket's own). HTTPS connections, which
+the relay does not carry, are handed over before their handshake: the listener only peeks
+at the ClientHello, so the holder reads it again and answers with its certificate for the
+name. A later request on a handed-over connection
 for a name the holder does not serve gets 421, as on a relayed connection. A message that
 cannot be sent (too large, the holder's queue full) falls back to the relay. Between
 machines the relay stays.
@@ -19,6 +22,7 @@ import contextlib
 import json
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 from .relay import PublicProtocols
@@ -52,6 +56,8 @@ class Handoff:
         self.handed = 0  # connections passed to siblings
         self.received = 0
         self._listeners: PublicProtocols | None = None
+        # The HTTPS listener's entry for a handed socket whose ClientHello is still unread.
+        self.https_accept: Callable[[socket.socket], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, listeners: PublicProtocols) -> None:
@@ -71,24 +77,31 @@ class Handoff:
         """Pass ``client`` to the sibling at ``relay_addr``; False if it is not a sibling or
         the message cannot go (the caller relays instead). On True the caller's transport
         is closed: the sibling holds the connection now."""
-        inbox = self.siblings.get(relay_addr)
         sock = client.get_extra_info("socket")
-        message = json.dumps(header).encode() + b"\n" + first
-        if inbox is None or sock is None or len(message) > MAX_MESSAGE:
+        if relay_addr not in self.siblings or sock is None:
             return False
         client.pause_reading()  # what the client sends next stays in the socket for the sibling
-        descriptor = array.array("i", [sock.fileno()])
-        try:
-            inbox.sendmsg(
-                [message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, descriptor)], socket.MSG_DONTWAIT
-            )
-        except OSError as error:
-            log.debug("handoff failed; relaying", extra={"fields": {"node": relay_addr, "error": str(error)}})
+        if not self.send(sock.fileno(), header, first, relay_addr):
             client.resume_reading()
             return False
-        self.handed += 1
         client.set_protocol(asyncio.Protocol())  # closing this copy is no event for the connection
         client.close()  # no shutdown: the sibling's descriptor keeps the connection open
+        return True
+
+    def send(self, descriptor: int, header: dict[str, Any], first: bytes, relay_addr: str) -> bool:
+        """Send the connection ``descriptor`` to the sibling at ``relay_addr``; the caller then
+        closes its own descriptor (which ends nothing: the sibling has one)."""
+        inbox = self.siblings.get(relay_addr)
+        message = json.dumps(header).encode() + b"\n" + first
+        if inbox is None or len(message) > MAX_MESSAGE:
+            return False
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [descriptor]))]
+        try:
+            inbox.sendmsg([message], rights, socket.MSG_DONTWAIT)
+        except OSError as error:
+            log.debug("handoff failed", extra={"fields": {"node": relay_addr, "error": str(error)}})
+            return False
+        self.handed += 1
         return True
 
     def _readable(self) -> None:
@@ -114,10 +127,15 @@ class Handoff:
 
     async def _serve(self, descriptor: int, message: bytes) -> None:
         sock = socket.socket(fileno=descriptor)
+        sock.setblocking(False)
         protocol = None
         end = message.find(b"\n")
         with contextlib.suppress(ValueError, KeyError, TypeError):
             header = json.loads(message[:end])
+            if header["listener"] == "https" and self.https_accept is not None:
+                self.received += 1
+                self.https_accept(sock)
+                return
             if end > 0 and self._listeners is not None:
                 protocol = self._listeners.relayed_protocol(
                     str(header["listener"]), int(header.get("port", 0)), header.get("sni")

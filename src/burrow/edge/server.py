@@ -75,6 +75,13 @@ class BoundSockets:
     handoff_siblings: dict[str, socket.socket] = field(default_factory=dict)
 
 
+def _socket_peer_ip(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return ""
+
+
 class _AgentGate(asyncio.Protocol):
     """An agent's TCP connection until TLS takes it over, so that admission comes first.
 
@@ -228,8 +235,12 @@ class Edge:
                 bound.tcp[tcp_port] if bound else None,
             )
         if bound is not None and bound.handoff_inbox is not None:
-            self.public.handoff = Handoff(bound.handoff_inbox, bound.handoff_siblings)
-            self.public.handoff.start(self.public)
+            handoff = self.public.handoff = Handoff(bound.handoff_inbox, bound.handoff_siblings)
+            if self._https_listener is not None:
+                https = self._https_listener
+                https.elsewhere = self._https_elsewhere
+                handoff.https_accept = lambda sock: https.accept(sock, _socket_peer_ip(sock), handed=True)
+            handoff.start(self.public)
         self._watcher = asyncio.create_task(self._watch_revocations())
         self._cluster_task = asyncio.create_task(self._keep_cluster())
 
@@ -256,6 +267,16 @@ class Edge:
         await asyncio.gather(*self._agent_tasks, return_exceptions=True)
         with contextlib.suppress(Exception):  # if the database is away, the lease frees the rows
             self.cluster.leave()
+
+    def _https_elsewhere(self, client: socket.socket, name: str) -> bool:
+        """Hand an HTTPS connection to the sibling worker holding ``name``, if one does."""
+        handoff, routes = self.public.handoff, self.public.relay_routes
+        if handoff is None or routes is None or self.public.web_tunnel("https", name) is not None:
+            return False
+        relay_addr = routes.lookup("host", name)
+        if relay_addr is None:
+            return False
+        return handoff.send(client.fileno(), {"listener": "https"}, b"", relay_addr)
 
     # Agents ---------------------------------------------------------------------------
 
