@@ -131,10 +131,35 @@ def holders(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
     return {session: node["name"] for node in json.loads(done.stdout) for session in node["sessions"]}
 
 
-def workers_rate(work: Path, env: dict[str, str], workers: int, service_port: int) -> dict[str, Any]:
+def api_writes(port: int, key: str, seconds: float, clients: int = 8) -> tuple[float, int]:
+    """Credentials created per second by ``clients`` concurrent clients, and the failures."""
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + seconds
+
+    def client(_number: int) -> tuple[int, int]:
+        done = failed = 0
+        while time.monotonic() < deadline:
+            try:
+                api(port, key, "POST", "/credentials", {"description": "write", "acl": []})
+                done += 1
+            except (urllib.error.URLError, OSError):
+                failed += 1
+        return done, failed
+
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(client, range(clients)))
+    return sum(done for done, _ in results) / seconds, sum(failed for _, failed in results)
+
+
+def workers_rate(
+    work: Path, env: dict[str, str], workers: int, service_port: int, name: str, writes: bool = False
+) -> dict[str, Any]:
     """(e) with ``--workers workers``: the aggregate rate, each process's CPU per request, and
-    how the tunnels were spread over the workers."""
-    data_dir = work / f"workers{workers}"
+    how the tunnels were spread over the workers; with ``writes``, then API writes meanwhile
+    nothing else runs (credentials created, failures)."""
+    data_dir = work / name
     ports = {key: free_port() for key in ("api", "agent", "http", "https", "tls", "tcp")}
     # The workers relay to one another on loopback ports of their own: no --relay-addr.
     options = node_options({**ports, "relay": 0}, "box")
@@ -192,6 +217,7 @@ def workers_rate(work: Path, env: dict[str, str], workers: int, service_port: in
             "rate": rate,
             "cpu": {name: seconds * 1e6 / requests for name, seconds in costs.items()},
             "spread": dict(spread),
+            "writes": api_writes(ports["api"], key, float(DURATION.rstrip("s"))) if writes else None,
         }
     finally:
         for agent in agents:
@@ -257,10 +283,17 @@ def main() -> None:
             del processes[1:]
             SERVICE_PID[0] = processes[0].pid
             spread_runs = {
-                count: workers_rate(work, {**env, "BURROW_DATABASE_URL": postgres.create_database()},
-                                    count, service_port)
+                f"--workers {count}": workers_rate(
+                    work, {**env, "BURROW_DATABASE_URL": postgres.create_database()}, count, service_port,
+                    f"workers{count}",
+                )
                 for count in (1, 2)
             }  # fmt: skip
+            # SQLite too: the workers share the file (WAL, busy timeout) and its registry tables.
+            sqlite_env = {name: value for name, value in env.items() if name != "BURROW_DATABASE_URL"}
+            spread_runs["--workers 2 on SQLite"] = workers_rate(
+                work, sqlite_env, 2, service_port, "workers2-sqlite", writes=True
+            )
         finally:
             for process in reversed(processes):
                 stop(process)
@@ -277,19 +310,20 @@ def main() -> None:
     print(f"(d) authenticated GET: PostgreSQL {pg_rate:.0f} req/s, SQLite {sqlite_rate:.0f} req/s")
     print(f"(d) cluster: PostgreSQL / SQLite = {pg_rate / sqlite_rate:.2f}")
     cores = os.cpu_count() or 1
-    for count, run in spread_runs.items():
+    for label, run in spread_runs.items():
         spent = ", ".join(f"{name} {micro:.0f}" for name, micro in run["cpu"].items())
         others = sum(micro for name, micro in run["cpu"].items() if name != "burrow")
         print(
-            f"(e) --workers {count}: {run['rate']:.0f} req/s over {TUNNELS} tunnels "
+            f"(e) {label}: {run['rate']:.0f} req/s over {TUNNELS} tunnels "
             f"(agents per worker {run['spread']}); CPU us/request: {spent}; "
             f"ceiling if Burrow cost nothing ({cores} cores / the others' CPU): "
             f"{cores / others * 1e6:.0f} req/s"
         )
-    print(
-        f"(e) cluster: --workers 2 / --workers 1 = {spread_runs[2]['rate'] / spread_runs[1]['rate']:.2f}"
-        f" (target >= 1.3 on two cores)"
-    )
+        if run["writes"] is not None:
+            created, failed = run["writes"]
+            print(f"(e) {label}: API writes from 8 clients: {created:.0f} credentials/s, {failed} failed")
+    scaling = spread_runs["--workers 2"]["rate"] / spread_runs["--workers 1"]["rate"]
+    print(f"(e) cluster: --workers 2 / --workers 1 = {scaling:.2f} (target >= 1.3 on two cores)")
 
 
 if __name__ == "__main__":

@@ -240,10 +240,14 @@ class Supervisor:
         read_end, write_end = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        # Signals wait until the worker has its own handlers (and the parent knows its pid).
+        stopping = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(read_end)
-            self._become_worker(worker.number, write_end)
+            self._become_worker(worker.number, write_end, stopping)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
         os.close(write_end)
         worker.pid, worker.ready_pipe, worker.ready = pid, read_end, False
         worker.started_at, worker.restart_at = time.monotonic(), None
@@ -309,14 +313,15 @@ class Supervisor:
             if worker.restart_at is not None and time.monotonic() >= worker.restart_at:
                 self._start(worker)
 
-    def _become_worker(self, number: int, ready_pipe: int) -> NoReturn:
+    def _become_worker(self, number: int, ready_pipe: int, blocked: set[signal.Signals]) -> NoReturn:
         """The forked child: serve as worker ``number`` until SIGTERM; never returns."""
         code = 1
         try:
-            _die_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             # Ctrl-C reaches the whole process group: the parent's SIGTERM is the one to obey.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            _die_with_parent()
             config = _worker_config(self.config, self.listeners, number)  # before the others close
             for other, sock in [*self.listeners.relays.items(), *self.listeners.metrics.items()]:
                 if other != number:
