@@ -104,6 +104,18 @@ class EdgeCollector(Collector):
             for name in ("requests", "bytes_in", "bytes_out"):
                 families[name].add_metric([listener], getattr(traffic, name))
         yield from families.values()
+        handoff = edge.public.handoff
+        if handoff is not None:  # a worker of burrow serve --workers (edge/handoff.py)
+            yield _counter(
+                "burrow_handoffs_sent",
+                "Public connections handed to the worker holding their tunnel.",
+                handoff.handed,
+            )
+            yield _counter(
+                "burrow_handoffs_received",
+                "Public connections handed over by another worker.",
+                handoff.received,
+            )
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:

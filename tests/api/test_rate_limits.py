@@ -165,3 +165,15 @@ def test_rates_parse() -> None:
     for bad in ("often", "0/minute", "5/fortnight"):
         with pytest.raises(ValueError):
             Rate.parse(bad)
+
+
+def test_workers_share_each_rate_so_the_machine_never_admits_more() -> None:
+    # burrow serve --workers N: each worker counts apart, so each enforces rate // N.
+    per_minute = Rate.parse("60/minute")
+    assert per_minute is not None
+    assert str(per_minute.shared_by(2)) == "30/minute"
+    assert str(per_minute.shared_by(7)) == "8/minute"  # 7 x 8 = 56 <= 60
+    assert str(per_minute.shared_by(1)) == "60/minute"
+    five_minutes = Rate.parse("3 per 5 minutes")
+    assert five_minutes is not None
+    assert str(five_minutes.shared_by(4)) == "1/5 minutes"  # at least one event each

@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +39,7 @@ from .operator import local_operator
 log = logging.getLogger("burrow.serve")
 FIRST_RUN_EMAIL = "admin@localhost"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_WORKERS = 64
 
 
 class CommandError(Exception):
@@ -55,12 +56,6 @@ class ApiServer(uvicorn.Server):
 
 def serve(values: dict[str, Any]) -> None:
     """``burrow serve`` with its settings (``cli/settings.py``) by parameter name."""
-    from burrow.api.app import create_app
-    from burrow.api.connection import protocol_class
-    from burrow.metrics import Metrics
-    from burrow.store.database import DamagedSecret
-    from burrow.store.identity import IdentityError
-
     from . import logs
 
     v = values
@@ -109,39 +104,92 @@ def serve(values: dict[str, Any]) -> None:
         raise CommandError("--tls-cert and --tls-key go together")
     if (v["https_cert"] is None) != (v["https_key"] is None):
         raise CommandError("--https-cert and --https-key go together")
-    limiter = throttle(
-        v["api_rate_limit"], v["api_address_rate_limit"], v["auth_failure_limit"], v["agent_session_limit"]
-    )
+    workers = v["workers"]
+    if not 1 <= workers <= MAX_WORKERS:
+        raise CommandError(f"--workers must be between 1 and {MAX_WORKERS}")
+    throttle(*_rate_texts(v))  # a bad rate is one error, before any worker starts
     data_dir: Path = v["data_dir"]
-    serve_lock = hold_serve_lock(data_dir, v["database_url"])
-    api_socket = _listen(host, port, "--api-addr")
-    metrics_socket = _listen(*metrics_addr, "--metrics-addr") if metrics_addr else None
+    serve_lock = hold_serve_lock(data_dir, v["database_url"])  # a parent holds it for its workers
     try:
-        store = Store.open(data_dir, v["database_url"])
+        if workers > 1:
+            from .workers import supervise
+
+            supervise(v, config, api_limits, workers, (host, port), metrics_addr)
+            return
+        api_socket = _listen(host, port, "--api-addr")
+        metrics_socket = _listen(*metrics_addr, "--metrics-addr") if metrics_addr else None
+        run_node(v, config, api_limits, throttle(*_rate_texts(v)), api_socket, metrics_socket)
+    finally:
+        if serve_lock is not None:
+            serve_lock.close()
+
+
+def _rate_texts(v: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        v["api_rate_limit"],
+        v["api_address_rate_limit"],
+        v["auth_failure_limit"],
+        v["agent_session_limit"],
+    )
+
+
+def open_store(v: dict[str, Any]) -> Store:
+    from burrow.store.database import DamagedSecret
+    from burrow.store.identity import IdentityError
+
+    try:
+        return Store.open(v["data_dir"], v["database_url"])
     except (DamagedSecret, IdentityError) as problem:
         raise CommandError(str(problem)) from None
+
+
+def first_run(store: Store, v: dict[str, Any]) -> str | None:
+    """On a database without accounts, the first account's API key (to show once)."""
+    if store.accounts():
+        return None
+    _user, token = store.create_account(FIRST_RUN_EMAIL, actor=local_operator())
+    return token
+
+
+def edge_for(store: Store, v: dict[str, Any], config: EdgeConfig, limiter: Throttle | None) -> Edge:
+    from burrow.store.identity import IdentityError
+
     try:
-        first_token = None
-        if not store.accounts():
-            _user, first_token = store.create_account(FIRST_RUN_EMAIL, actor=local_operator())
-        try:
-            edge = (
-                make_edge(
-                    store,
-                    data_dir,
-                    config,
-                    v["tls_cert"],
-                    v["tls_key"],
-                    v["https_cert"],
-                    v["https_key"],
-                    v["https_extra_cert"],
-                    limiter,
-                )
-                if v["edge"]
-                else None
-            )
-        except IdentityError as problem:
-            raise CommandError(str(problem)) from None
+        return make_edge(
+            store,
+            v["data_dir"],
+            config,
+            v["tls_cert"],
+            v["tls_key"],
+            v["https_cert"],
+            v["https_key"],
+            v["https_extra_cert"],
+            limiter,
+        )
+    except IdentityError as problem:
+        raise CommandError(str(problem)) from None
+
+
+def run_node(
+    v: dict[str, Any],
+    config: EdgeConfig,
+    api_limits: ApiLimits,
+    limiter: Throttle,
+    api_socket: socket.socket,
+    metrics_socket: socket.socket | None,
+    show_first_run: bool = True,
+    on_ready: Callable[[], None] | None = None,
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+) -> None:
+    """One node: the API, the edge and the metrics listener, until one of ``signals``."""
+    from burrow.api.app import create_app
+    from burrow.api.connection import protocol_class
+    from burrow.metrics import Metrics
+
+    store = open_store(v)
+    try:
+        first_token = first_run(store, v) if show_first_run else None
+        edge = edge_for(store, v, config, limiter) if v["edge"] else None
         public_url = v["public_url"].rstrip("/") if v["public_url"] else None
         metrics = Metrics(edge)
         api = ApiServer(
@@ -182,11 +230,9 @@ def serve(values: dict[str, Any]) -> None:
             _first_run(first_token, v)
         # uvicorn's loop factory picks uvloop when it is installed.
         with asyncio.Runner(loop_factory=api.config.get_loop_factory()) as runner:
-            runner.run(run_until_signalled(servers, edge, v["shutdown_grace"]))
+            runner.run(run_until_signalled(servers, edge, v["shutdown_grace"], on_ready, signals))
     finally:
         store.close()
-        if serve_lock is not None:
-            serve_lock.close()
 
 
 def _listen(host: str, port: int, option: str) -> socket.socket:
@@ -249,7 +295,11 @@ def _first_run(token: str, v: dict[str, Any]) -> None:
 
 
 async def run_until_signalled(
-    servers: Sequence[tuple[uvicorn.Server, socket.socket]], edge: Edge | None, grace: float
+    servers: Sequence[tuple[uvicorn.Server, socket.socket]],
+    edge: Edge | None,
+    grace: float,
+    on_ready: Callable[[], None] | None = None,
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully (a second signal forces it).
 
@@ -288,11 +338,19 @@ async def run_until_signalled(
         if edge is not None and edge_stopping is None:
             edge_stopping = asyncio.create_task(edge.stop(grace))
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    async def report_ready(ready: Callable[[], None]) -> None:
+        while not all(server.started for server, _sock in servers):
+            await asyncio.sleep(0.01)
+        ready()
+
+    for signum in signals:
         loop.add_signal_handler(signum, stop)
+    reporting = asyncio.create_task(report_ready(on_ready)) if on_ready is not None else None
     try:
         await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
     finally:
+        if reporting is not None:
+            reporting.cancel()
         if edge is not None:
             await (edge_stopping or edge.stop(0))
 
@@ -380,8 +438,11 @@ def edge_config(
     )
 
 
-def throttle(api_key: str, api_address: str, auth_failures: str, session_starts: str) -> Throttle:
-    """The rate limits of ``burrow serve``'s options, shared by the API and the edge."""
+def throttle(
+    api_key: str, api_address: str, auth_failures: str, session_starts: str, processes: int = 1
+) -> Throttle:
+    """The rate limits of ``burrow serve``'s options, shared by the API and the edge; each of
+    ``processes`` workers (counting apart) gets its share of every rate."""
     parsed = {}
     for option, text in (
         ("--api-rate-limit", api_key),
@@ -390,7 +451,8 @@ def throttle(api_key: str, api_address: str, auth_failures: str, session_starts:
         ("--agent-session-limit", session_starts),
     ):
         try:
-            parsed[option] = Rate.parse(text)
+            rate = Rate.parse(text)
+            parsed[option] = rate.shared_by(processes) if rate is not None else None
         except ValueError as problem:
             raise CommandError(f"{option}: {problem}") from None
     return Throttle(

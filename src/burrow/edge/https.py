@@ -116,12 +116,16 @@ class HttpsListener:
         self.handshake_timeout = handshake_timeout
         self.admission = admission
         self._socket: socket.socket | None = None
+        # Given a connection and its server name, True if it took the connection (a sibling
+        # worker holds the name: edge/handoff.py).
+        self.elsewhere: Callable[[socket.socket, str], bool] | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, bound: socket.socket | None = None) -> None:
+        """Listen on ``host:port``, or accept on ``bound``, a socket listening already."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.create_server((host, port), family=family, backlog=1024)
+        self._socket = bound or socket.create_server((host, port), family=family, backlog=1024)
         self._socket.setblocking(False)
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
@@ -143,19 +147,26 @@ class HttpsListener:
                 await asyncio.sleep(0.1)
                 continue
             # Counted from the start, handshakes too (the connection releases it when it ends).
-            if self.admission.admit(str(peer[0]), "https") is not None:
-                client.close()
-                continue
-            task = loop.create_task(self._start_tls(client, str(peer[0])))
-            self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
+            self.accept(client, str(peer[0]))
 
-    async def _start_tls(self, client: socket.socket, client_ip: str) -> None:
+    def accept(self, client: socket.socket, client_ip: str, handed: bool = False) -> None:
+        """Serve an accepted connection (or one a sibling worker handed over, never passed on)."""
+        if self.admission.admit(client_ip, "https") is not None:
+            client.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._start_tls(client, client_ip, handed))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _start_tls(self, client: socket.socket, client_ip: str, handed: bool = False) -> None:
         loop = asyncio.get_running_loop()
         connected = False
         try:
             async with asyncio.timeout(self.handshake_timeout):
                 name = await _peek_server_name(client)
+            if name and not handed and self.elsewhere is not None and self.elsewhere(client, name):
+                client.close()  # the sibling holds the connection now
+                return
             context = self.certificates.context_for(name) if name != "" else None
             if context is None:
                 client.close()  # no certificate for that name: nothing to say in TLS terms

@@ -23,6 +23,7 @@ from burrow.domain.tunnels import Registry, Tunnel
 
 from . import relay, traffic
 from .flow import WriteFlow
+from .handoff import Handoff
 from .http_proxy import HttpProxyConnection, _peer_ip
 from .muxado_streams import MuxConnection, MuxStream
 from .relay import RelayRoutes
@@ -337,6 +338,7 @@ class PublicListeners:
         self.relay_routes: RelayRoutes | None = None
         self.tcp_ports: range = range(0)  # the TCP ports this node listens on
         self.relay_context: ssl.SSLContext | None = None
+        self.handoff: Handoff | None = None  # set in a worker: siblings take connections directly
 
     async def relay_out(
         self,
@@ -346,6 +348,9 @@ class PublicListeners:
         relay_addr: str,
         on_end: Callable[[], None],
     ) -> None:
+        if self.handoff is not None and self.handoff.hand_over(client, first, header, relay_addr):
+            on_end()
+            return
         assert self.relay_context is not None
         await relay.relay_out(client, first, header, relay_addr, self.relay_context, on_end)
 

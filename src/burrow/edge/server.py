@@ -27,10 +27,13 @@ from . import muxado_protocol as mux
 from . import traffic
 from .agent import STOP, STOP_TUNNEL, AgentConnection
 from .control import AgentControl, EdgeSettings
+from .handoff import Handoff
 from .https import HttpsCertificates, HttpsListener
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
 from .relay import RelayInbound, RelayRoutes
+
+BACKLOG = 1024
 
 log = logging.getLogger("burrow.edge")
 REVOCATION_CHECK_SECONDS = 0.25
@@ -53,6 +56,32 @@ class EdgeConfig:
     # How long revocations may go unchecked (the database unreachable) before the edge
     # refuses new sessions and binds.
     revocation_fail_closed_after: float = 10.0
+    # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
+    # them once for every worker); without them the edge binds its addresses itself.
+    sockets: BoundSockets | None = None
+
+
+@dataclass
+class BoundSockets:
+    """The edge's listening sockets, bound and listening already."""
+
+    agent: socket.socket
+    http: socket.socket | None
+    tls: socket.socket | None
+    https: socket.socket | None
+    tcp: dict[int, socket.socket]
+    relay: socket.socket | None
+    # A worker's Unix datagram socket for connections handed to it, and its siblings' (by
+    # relay address) to hand connections to (edge/handoff.py).
+    handoff_inbox: socket.socket | None = None
+    handoff_siblings: dict[str, socket.socket] = field(default_factory=dict)
+
+
+def _socket_peer_ip(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return ""
 
 
 class _AgentGate(asyncio.Protocol):
@@ -158,34 +187,42 @@ class Edge:
 
     async def start(self) -> None:
         self.cluster.register()
-        host, port = self.config.agent_addr
+        bound = self.config.sockets
         loop = asyncio.get_running_loop()
+
+        async def listen(
+            factory: Callable[[], asyncio.BaseProtocol],
+            addr: tuple[str, int],
+            sock: socket.socket | None,
+            **options: Any,
+        ) -> None:
+            # asyncio's default backlog (100) turns a burst of connections into SYN retries
+            # (1 s, then 3 s) for the clients that come next; as the HTTPS listener's.
+            if bound is not None:
+                server = await loop.create_server(factory, sock=sock, backlog=BACKLOG, **options)
+            else:
+                server = await loop.create_server(factory, *addr, backlog=BACKLOG, **options)
+            self._servers.append(server)
+
         if self.config.relay_addr is not None and self.relay_contexts is not None:
             server_context, client_context = self.relay_contexts
             self.public.relay_routes = RelayRoutes(self.cluster)
             self.public.tcp_ports = self.config.settings.tcp_ports
             self.public.relay_context = client_context
-            timeout = self.config.limits.tls_handshake_timeout
-            self._servers.append(
-                await loop.create_server(
-                    lambda: RelayInbound(self.public, self.config.limits.head_timeout),
-                    *self.config.relay_addr,
-                    ssl=server_context,
-                    ssl_handshake_timeout=timeout,
-                )
+            await listen(
+                lambda: RelayInbound(self.public, self.config.limits.head_timeout),
+                self.config.relay_addr,
+                bound.relay if bound else None,
+                ssl=server_context,
+                ssl_handshake_timeout=self.config.limits.tls_handshake_timeout,
             )
-        # asyncio's default backlog (100) turns a burst of connections into SYN retries
-        # (1 s, then 3 s) for the clients that come next; as the HTTPS listener's.
-        backlog = 1024
-        self._servers.append(
-            await loop.create_server(lambda: _AgentGate(self._agent_accepted), host, port, backlog=backlog)
+        await listen(
+            lambda: _AgentGate(self._agent_accepted), self.config.agent_addr, bound.agent if bound else None
         )
         if self.config.http_addr:
-            h, p = self.config.http_addr
-            self._servers.append(await loop.create_server(self.public.http_protocol, h, p, backlog=backlog))
+            await listen(self.public.http_protocol, self.config.http_addr, bound.http if bound else None)
         if self.config.tls_addr:
-            h, p = self.config.tls_addr
-            self._servers.append(await loop.create_server(self.public.tls_protocol, h, p, backlog=backlog))
+            await listen(self.public.tls_protocol, self.config.tls_addr, bound.tls if bound else None)
         if self.config.https_addr and self.https is not None:
             self._https_listener = HttpsListener(
                 self.https,
@@ -193,14 +230,21 @@ class Edge:
                 self.config.limits.tls_handshake_timeout,
                 self.public.admission,
             )
-            await self._https_listener.start(*self.config.https_addr)
+            await self._https_listener.start(*self.config.https_addr, bound.https if bound else None)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
-            self._servers.append(
-                await loop.create_server(
-                    self.public.tcp_protocol(tcp_port), settings.tcp_host, tcp_port, backlog=backlog
-                )
+            await listen(
+                self.public.tcp_protocol(tcp_port),
+                (settings.tcp_host, tcp_port),
+                bound.tcp[tcp_port] if bound else None,
             )
+        if bound is not None and bound.handoff_inbox is not None:
+            handoff = self.public.handoff = Handoff(bound.handoff_inbox, bound.handoff_siblings)
+            if self._https_listener is not None:
+                https = self._https_listener
+                https.elsewhere = self._https_elsewhere
+                handoff.https_accept = lambda sock: https.accept(sock, _socket_peer_ip(sock), handed=True)
+            handoff.start(self.public)
         self._watcher = asyncio.create_task(self._watch_revocations())
         self._cluster_task = asyncio.create_task(self._keep_cluster())
 
@@ -209,6 +253,8 @@ class Edge:
         finish; then tell the agents to go away and close what is left."""
         for server in self._servers:
             server.close()
+        if self.public.handoff is not None:
+            self.public.handoff.stop()
         if self._https_listener is not None:
             await self._https_listener.stop()
         await self.public.drain(grace)
@@ -225,6 +271,16 @@ class Edge:
         await asyncio.gather(*self._agent_tasks, return_exceptions=True)
         with contextlib.suppress(Exception):  # if the database is away, the lease frees the rows
             self.cluster.leave()
+
+    def _https_elsewhere(self, client: socket.socket, name: str) -> bool:
+        """Hand an HTTPS connection to the sibling worker holding ``name``, if one does."""
+        handoff, routes = self.public.handoff, self.public.relay_routes
+        if handoff is None or routes is None or self.public.web_tunnel("https", name) is not None:
+            return False
+        relay_addr = routes.lookup("host", name)
+        if relay_addr is None:
+            return False
+        return handoff.send(client.fileno(), {"listener": "https"}, b"", relay_addr)
 
     # Agents ---------------------------------------------------------------------------
 

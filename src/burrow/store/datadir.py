@@ -5,7 +5,8 @@ The directory holds the SQLite database, the server secret and the CA's key, so 
 under an exclusive ``fcntl.flock`` on ``setup.lock``, so concurrent ``burrow init`` and
 ``burrow serve`` on one new directory take turns. ``burrow serve`` on SQLite holds
 ``serve.lock`` for its life: a second server on the same directory would see only its
-own tunnels, so it is refused (many servers share one PostgreSQL database instead).
+own tunnels, so it is refused (many servers share one PostgreSQL database instead; the
+workers of ``burrow serve --workers`` share their parent's lock).
 """
 
 from __future__ import annotations

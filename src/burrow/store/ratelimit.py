@@ -42,6 +42,12 @@ class Rate:
             raise ValueError(f"{text!r}: the amount must be at least 1")
         return cls(item)
 
+    def shared_by(self, processes: int) -> Rate:
+        """This rate for each of ``processes`` that count apart (``--workers``): together
+        they never admit more than the rate (each admits at least one event)."""
+        item = self.item
+        return Rate(type(item)(max(1, item.amount // processes), item.multiples, item.namespace))
+
     # Read on every request: computed once.
     @functools.cached_property
     def amount(self) -> int:
