@@ -19,6 +19,7 @@ import pytest
 from burrow.edge.certs import ensure_name_certificate, ensure_server_certificate
 from tests.edge.conftest import Agent
 from tests.harness import BurrowServer, burrow, free_port
+from tests.postgres import PostgresServer
 
 LEASE_SECONDS = 3
 
@@ -271,3 +272,65 @@ def test_a_tcp_connection_to_any_node_reaches_the_agent_on_another(
             while len(received) < len(message):
                 received += connection.recv(65536)
             assert received == message
+
+
+# PostgreSQL LISTEN/NOTIFY -----------------------------------------------------------------
+
+LISTENING = "listening for database notifications"
+# Polling once a minute: what happens within a second came through a notification.
+SLOW_POLLING = ["--reconcile-seconds", "60"]
+
+
+def listening(node: BurrowServer, times: int = 1) -> bool:
+    return node.log().count(LISTENING) >= times
+
+
+def test_notifications_alone_end_sessions_stop_them_and_refuse_keys_on_other_nodes(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2, extra=[SLOW_POLLING, SLOW_POLLING])
+    within(5, lambda: listening(a) and listening(b), "a node does not listen for notifications")
+    endpoints = [{"name": "web", "kind": "http", "domain": "notified.burrow.localhost"}]
+    # A credential deleted on A ends its session on B.
+    made = credential(a)
+    start_agent(b, made["token"], endpoints)
+    assert public_get(b, "notified.burrow.localhost").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+    within(1.0, lambda: public_get(b, "notified.burrow.localhost").status_code == 404, "B kept the session")
+    # A stop sent through A reaches B.
+    start_agent(b, credential(a)["token"], endpoints)
+    [session] = sessions(a)
+    with a.client() as http:
+        assert http.post(f"/tunnel_sessions/{session['id']}/stop", json={}).status_code == 204
+    within(1.0, lambda: sessions(b) == [], "B kept the stopped session")
+    # An API key B has authenticated (and cached) is refused there once A deletes it.
+    with a.client() as http:
+        key = http.post("/api_keys", json={"description": "doomed"}).json()
+    with b.client(key["token"]) as http:
+        for _ in range(3):
+            assert http.get("/api_keys").status_code == 200
+        with a.client() as admin:
+            assert admin.delete(f"/api_keys/{key['id']}").status_code == 204
+        within(1.0, lambda: http.get("/api_keys").status_code == 401, "B accepted a deleted API key")
+    assert "database notifications lost" not in a.log() + b.log()  # no fast polling meanwhile
+
+
+def test_after_a_postgres_restart_the_notifications_work_again(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent], postgres: PostgresServer
+) -> None:
+    a, b = cluster(2, extra=[SLOW_POLLING, SLOW_POLLING])
+    within(5, lambda: listening(a) and listening(b), "a node does not listen for notifications")
+    postgres.stop()
+    try:
+        within(5, lambda: "database notifications lost" in b.log(), "B did not notice")
+    finally:
+        postgres.start()
+    within(10, lambda: listening(a, 2) and listening(b, 2), "a node did not listen again")
+    made = credential(a)
+    start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "again.burrow.localhost"}])
+    assert public_get(b, "again.burrow.localhost").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+    within(1.0, lambda: public_get(b, "again.burrow.localhost").status_code == 404, "B kept the session")
+

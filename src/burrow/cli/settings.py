@@ -125,6 +125,12 @@ SETTINGS: list[Setting] = [
     Setting("node-name", str, None, "This node's name in 'burrow cluster status'.", "the host name"),
     Setting("relay-addr", str, None, "HOST:PORT where other nodes relay public traffic to this one.", "off"),
     Setting("lease-seconds", float, 9.0, "How long a node's bindings outlive its last renewal."),
+    Setting(
+        "reconcile-seconds",
+        float,
+        2.0,
+        "With PostgreSQL notifications, how often sessions are rechecked and commands looked for anyway.",
+    ),
     Setting("api-rate-limit", str, "6000/minute", "API requests per API key (N/second|minute|hour), or off."),
     Setting("api-address-rate-limit", str, "12000/minute", "API requests per client address, or off."),
     Setting(

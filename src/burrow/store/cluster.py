@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, RegistryUnavailable, Tunnel, binding_key
 from burrow.store import schema
+from burrow.store.notify import command_payload, notify
 
 log = logging.getLogger("burrow.cluster")
 STOP_SESSION = "stop_session"
@@ -404,6 +405,7 @@ class ClusterRegistry:
                     "created_at": _now(),
                 },
             )
+            notify(connection, command_payload(node_id))  # the node acts at once, not at its next poll
 
     def take_commands(self) -> list[Command]:
         """This node's waiting commands, removed as they are handed over."""
