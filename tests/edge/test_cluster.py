@@ -335,3 +335,49 @@ def test_after_a_postgres_restart_the_notifications_work_again(
         assert http.delete(f"/credentials/{made['id']}").status_code == 204
     within(1.0, lambda: public_get(b, "again.burrow.localhost").status_code == 404, "B kept the session")
 
+
+def test_an_https_connection_to_any_node_reaches_the_https_endpoint_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2, relay=True)
+    name = "private.burrow.localhost"
+    agent = start_agent(
+        b, credential(a)["token"], [{"name": "web", "kind": "http", "domain": name, "scheme": "https"}]
+    )
+    assert agent.url("web").startswith(f"https://{name}:")
+    # Node A holds no tunnel for the name: it relays the ClientHello, still encrypted, to B,
+    # which terminates TLS with its certificate from the cluster's CA (A's ca.pem is B's).
+    context = ssl.create_default_context(cafile=str(a.ca_path))
+    host, port = a.https_addr.rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        assert tls.getpeercert() is not None  # verified against the cluster's CA
+        for path in ("/one", "/two"):  # two requests on the one relayed connection
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+            head, body = _response(tls)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert json.loads(body) == {"service": "http", "path": path, "host": name}
+        tls.sendall(f"GET /headers HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+        seen = {k.lower(): v for k, v in json.loads(_response(tls)[1])["headers"]}
+        assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-for"] == "127.0.0.1"
+    # A name that no node serves still gets no certificate.
+    with (
+        pytest.raises((ssl.SSLError, OSError)),
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="nobody.burrow.localhost"),
+    ):
+        pass
+
+
+def _response(tls: ssl.SSLSocket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += tls.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = int(next(line.split(b":")[1] for line in lines if line.startswith(b"content-length:")))
+    while len(body) < length:
+        body += tls.recv(65536)
+    return head, body

@@ -197,7 +197,9 @@ class Edge:
                 self.public.https_protocol,
                 self.config.limits.tls_handshake_timeout,
                 self.public.admission,
+                relay=self.public if self.public.relay_routes is not None else None,
             )
+            self.public.https_handoff = self._https_listener.accept_relayed
             await self._https_listener.start(*self.config.https_addr)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
