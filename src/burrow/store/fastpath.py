@@ -91,6 +91,8 @@ class PointReader:
         """Cache ``value``, read since ``generation``, unless the database changed meanwhile."""
         if generation == self.generation and self.caches:
             self.cache[key] = value
+            if generation != self.generation:  # invalidated meanwhile, by the listener's thread
+                self.cache.pop(key, None)
 
     def validate_cache(self) -> None:
         """Drop cached results if another process may have changed the database."""
