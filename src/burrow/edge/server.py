@@ -38,6 +38,9 @@ log = logging.getLogger("burrow.edge")
 # (SQLite, or while the PostgreSQL listener is down); with them, the edge acts on each
 # notification at once and polls only every EdgeConfig.reconcile_seconds, in case one was missed.
 POLL_SECONDS = 0.25
+# The least time between two rounds: a burst of writes cluster-wide costs each node at most
+# ten rechecks of its sessions a second, not one per write.
+MIN_ROUND_SECONDS = 0.1
 
 
 @dataclass
@@ -351,6 +354,7 @@ class Edge:
         every POLL_SECONDS, so that losing the listener speeds polling up) or ``deadline``."""
         loop = asyncio.get_running_loop()
         began = loop.time()
+        await asyncio.sleep(MIN_ROUND_SECONDS)
         while not due.is_set():
             now = loop.time()
             if now - began >= self.poll_seconds() or (deadline is not None and now >= deadline):

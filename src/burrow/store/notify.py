@@ -8,8 +8,8 @@ a thread of its own (it needs no event loop and serves the API and the edge alik
 hands every payload to its subscribers: the store's read cache is cleared, the edge
 rechecks its sessions or takes its commands.
 
-The listener is trusted only while it is known to be connected: after at most
-:data:`ALIVE_SECONDS` without a notification it checks its connection (a ``SELECT 1``),
+The listener is trusted only while it is known to be connected: every
+:data:`ALIVE_SECONDS` it checks its connection (a ``SELECT 1``),
 and :attr:`ChangeFeed.listening` turns false when that check is overdue or failed. While
 it is false the read cache is off and the edge polls as often as without notifications;
 on every (re)connection subscribers get :data:`RESYNC` ("anything may have changed").
@@ -118,12 +118,13 @@ class ChangeFeed:
                 log.exception("a notification subscriber failed")
 
     def _run(self) -> None:
-        failures = 0
+        failures = 0  # in a row, since the listener last connected
         while not self._stop.is_set():
             try:
                 self._listen()
-                failures = 0
             except Exception as error:
+                if self._connected:
+                    failures = 0  # it had connected: this loss is news
                 if not self._stop.is_set():
                     shown = (str(error).splitlines() or [repr(error)])[0]
                     log.log(
@@ -140,7 +141,7 @@ class ChangeFeed:
                 if connection is not None:
                     with contextlib.suppress(Exception):  # it is gone either way
                         connection.close()
-            self._stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+            self._stop.wait(RETRY_SECONDS[min(failures - 1, len(RETRY_SECONDS) - 1)])
 
     def _listen(self) -> None:
         connection = self._connection = self._connect()
