@@ -2,7 +2,8 @@
 
 What one writes clears the other's read cache at once; a rolled-back write notifies
 nothing; while the listener is lost nothing is served from the cache, and after the
-database's restart the notifications come again."""
+database's restart the notifications come again; a name bound on one node clears the
+other's cached relay routes."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from pathlib import Path
 import pytest
 
 from burrow.domain import ids, tokens
-from burrow.store.notify import CHANGED, notify
+from burrow.domain.tunnels import Registry
+from burrow.edge.relay import ROUTE_TTL, RelayRoutes
+from burrow.store.cluster import ClusterRegistry
+from burrow.store.notify import CHANGED, RESYNC, ROUTES, notify
 from burrow.store.store import API_KEYS, CREDENTIALS, Store
 from tests.postgres import PostgresServer
+from tests.store.test_cluster import https, session
 
 
 @pytest.fixture
@@ -127,3 +132,25 @@ def test_without_its_listener_a_node_caches_nothing_and_after_a_restart_it_liste
     assert b.cached_principal(token) is not None
     assert a.delete(API_KEYS, user.account_id, key_id)
     within(1.0, lambda: b.cached_principal(token) is None, "B kept the deleted key after the restart")
+
+
+def test_a_name_bound_on_another_node_is_relayed_before_a_cached_miss_expires(
+    two_nodes: tuple[Store, Store],
+) -> None:
+    a, b = two_nodes
+    within(5, lambda: listening(a), "the listener did not connect")
+    assert a.feed is not None
+    here = ClusterRegistry(a.engine, "node_a", "a", 9.0, "127.0.0.1:1")
+    there = ClusterRegistry(b.engine, "node_b", "b", 9.0, "127.0.0.2:2")
+    for cluster in (here, there):
+        cluster.register()
+    routes = RelayRoutes(here)
+    a.feed.subscribe(lambda payload: routes.forget() if payload in (ROUTES, RESYNC) else None)
+    registry = Registry(there)
+    session(registry, "ts_b")
+    assert routes.lookup("host", "moved.example.com") is None  # a miss, cached
+    missed_at = time.monotonic()
+    registry.add_tunnel(https("ts_b", "tn_1", "moved.example.com"))
+    # The notification of the bind clears the cached miss: found well before it would expire.
+    within(ROUTE_TTL * 0.8, lambda: routes.lookup("host", "moved.example.com") == "127.0.0.2:2", "no route")
+    assert time.monotonic() - missed_at < ROUTE_TTL

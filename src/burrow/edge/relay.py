@@ -35,11 +35,18 @@ MAX_ROUTES = 10_000
 
 
 class RelayRoutes:
-    """Which node's relay holds a name: the cluster registry, cached for :data:`ROUTE_TTL`."""
+    """Which node's relay holds a name: the cluster registry, cached for :data:`ROUTE_TTL`,
+    or until a notification (PostgreSQL) says a name was bound or freed: :meth:`forget`."""
 
     def __init__(self, cluster: ClusterRegistry) -> None:
         self.cluster = cluster
         self._cache: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._generation = 0  # a lookup racing forget() is not cached
+
+    def forget(self) -> None:
+        """Drop every cached route (may run in another thread: the database listener's)."""
+        self._generation += 1
+        self._cache.clear()
 
     def lookup(self, kind: str, name: str) -> str | None:
         now = time.monotonic()
@@ -47,6 +54,7 @@ class RelayRoutes:
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < ROUTE_TTL:
             return hit[1]
+        generation = self._generation
         try:
             found = self.cluster.route(kind, name)
         except Exception as error:  # the database is away: nothing to relay to
@@ -54,7 +62,10 @@ class RelayRoutes:
             found = None
         if len(self._cache) >= MAX_ROUTES:
             self._cache.clear()
-        self._cache[key] = (now, found)
+        if generation == self._generation:
+            self._cache[key] = (now, found)
+            if generation != self._generation:
+                self._cache.pop(key, None)
         return found
 
 

@@ -20,7 +20,7 @@ from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.cluster import STOP_SESSION, ClusterRegistry
-from burrow.store.notify import CHANGED, RESYNC, command_payload
+from burrow.store.notify import CHANGED, RESYNC, ROUTES, command_payload
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, Store
 
@@ -335,6 +335,9 @@ class Edge:
         mine = command_payload(self.node_id)
 
         def notified(payload: str) -> None:  # in the listener's thread
+            routes = self.public.relay_routes
+            if routes is not None and payload in (ROUTES, RESYNC):
+                routes.forget()
             if payload in (CHANGED, RESYNC):
                 loop.call_soon_threadsafe(self._revocations_due.set)
             if payload in (mine, RESYNC):

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 log = logging.getLogger("burrow.store")
 CHANNEL = "burrow"
 CHANGED = "changed"
+ROUTES = "routes"  # a name was bound or freed somewhere in the cluster (relay routes)
 RESYNC = ""  # not a payload anyone sends: the listener (re)connected or was lost
 COMMAND_PREFIX = "command:"
 ALIVE_SECONDS = 1.0  # the longest the listener waits before checking its connection

@@ -51,7 +51,7 @@ from burrow.domain.models import (
 from burrow.store import database, datadir, identity, schema
 from burrow.store.fastpath import PointRead, PointReader
 from burrow.store.filter_sql import Column
-from burrow.store.notify import CHANGED, ChangeFeed, notify
+from burrow.store.notify import CHANGED, RESYNC, ChangeFeed, notify
 
 T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent, ReservedDomain, ReservedAddr)
 
@@ -149,9 +149,7 @@ class Store:
         self._reader = PointReader(engine, self.feed)
         event.listen(engine, "commit", lambda _connection: self._reader.invalidate())
         if self.feed is not None:
-            # Every notification clears the cache: a command too, as a notification costs
-            # less to act on than to tell apart.
-            self.feed.subscribe(lambda _payload: self._reader.invalidate())
+            self.feed.subscribe(self._notified)
         owner_joins = {}
         for name, table in (("api_key", schema.api_keys), ("credential", schema.credentials)):
             users, bots = schema.users, schema.bot_users
@@ -210,6 +208,10 @@ class Store:
     def is_reachable(self) -> bool:
         """Whether the database answers now (a fresh check, for readiness)."""
         return database.is_reachable(self.engine)
+
+    def _notified(self, payload: str) -> None:
+        if payload in (CHANGED, RESYNC):  # not commands and routes: they change nothing cached here
+            self._reader.invalidate()
 
     def listen(self) -> None:
         """Start receiving the cluster's notifications (PostgreSQL): until then nothing is
