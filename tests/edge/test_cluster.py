@@ -19,6 +19,7 @@ import pytest
 from burrow.edge.certs import ensure_name_certificate, ensure_server_certificate
 from tests.edge.conftest import Agent
 from tests.harness import BurrowServer, burrow, free_port
+from tests.postgres import PostgresServer
 
 LEASE_SECONDS = 3
 
@@ -271,3 +272,112 @@ def test_a_tcp_connection_to_any_node_reaches_the_agent_on_another(
             while len(received) < len(message):
                 received += connection.recv(65536)
             assert received == message
+
+
+# PostgreSQL LISTEN/NOTIFY -----------------------------------------------------------------
+
+LISTENING = "listening for database notifications"
+# Polling once a minute: what happens within a second came through a notification.
+SLOW_POLLING = ["--reconcile-seconds", "60"]
+
+
+def listening(node: BurrowServer, times: int = 1) -> bool:
+    return node.log().count(LISTENING) >= times
+
+
+def test_notifications_alone_end_sessions_stop_them_and_refuse_keys_on_other_nodes(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2, extra=[SLOW_POLLING, SLOW_POLLING])
+    within(5, lambda: listening(a) and listening(b), "a node does not listen for notifications")
+    endpoints = [{"name": "web", "kind": "http", "domain": "notified.burrow.localhost"}]
+    # A credential deleted on A ends its session on B.
+    made = credential(a)
+    start_agent(b, made["token"], endpoints)
+    assert public_get(b, "notified.burrow.localhost").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+    within(1.0, lambda: public_get(b, "notified.burrow.localhost").status_code == 404, "B kept the session")
+    # A stop sent through A reaches B.
+    start_agent(b, credential(a)["token"], endpoints)
+    [session] = sessions(a)
+    with a.client() as http:
+        assert http.post(f"/tunnel_sessions/{session['id']}/stop", json={}).status_code == 204
+    # (The SDK answers a stop by reconnecting: a new session, with a new id.)
+    within(1.0, lambda: all(s["id"] != session["id"] for s in sessions(b)), "B kept the stopped session")
+    # An API key B has authenticated (and cached) is refused there once A deletes it.
+    with a.client() as http:
+        key = http.post("/api_keys", json={"description": "doomed"}).json()
+    with b.client(key["token"]) as http:
+        for _ in range(3):
+            assert http.get("/api_keys").status_code == 200
+        with a.client() as admin:
+            assert admin.delete(f"/api_keys/{key['id']}").status_code == 204
+        within(1.0, lambda: http.get("/api_keys").status_code == 401, "B accepted a deleted API key")
+    assert "database notifications lost" not in a.log() + b.log()  # no fast polling meanwhile
+
+
+def test_after_a_postgres_restart_the_notifications_work_again(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent], postgres: PostgresServer
+) -> None:
+    a, b = cluster(2, extra=[SLOW_POLLING, SLOW_POLLING])
+    within(5, lambda: listening(a) and listening(b), "a node does not listen for notifications")
+    postgres.stop()
+    try:
+        within(5, lambda: "database notifications lost" in b.log(), "B did not notice")
+    finally:
+        postgres.start()
+    within(10, lambda: listening(a, 2) and listening(b, 2), "a node did not listen again")
+    made = credential(a)
+    start_agent(b, made["token"], [{"name": "web", "kind": "http", "domain": "again.burrow.localhost"}])
+    assert public_get(b, "again.burrow.localhost").status_code == 200
+    with a.client() as http:
+        assert http.delete(f"/credentials/{made['id']}").status_code == 204
+    within(1.0, lambda: public_get(b, "again.burrow.localhost").status_code == 404, "B kept the session")
+
+
+def test_an_https_connection_to_any_node_reaches_the_https_endpoint_on_another(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    a, b = cluster(2, relay=True)
+    name = "private.burrow.localhost"
+    agent = start_agent(
+        b, credential(a)["token"], [{"name": "web", "kind": "http", "domain": name, "scheme": "https"}]
+    )
+    assert agent.url("web").startswith(f"https://{name}:")
+    # Node A holds no tunnel for the name: it relays the ClientHello, still encrypted, to B,
+    # which terminates TLS with its certificate from the cluster's CA (A's ca.pem is B's).
+    context = ssl.create_default_context(cafile=str(a.ca_path))
+    host, port = a.https_addr.rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        assert tls.getpeercert() is not None  # verified against the cluster's CA
+        for path in ("/one", "/two"):  # two requests on the one relayed connection
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+            head, body = _response(tls)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert json.loads(body) == {"service": "http", "path": path, "host": name}
+        tls.sendall(f"GET /headers HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+        seen = {k.lower(): v for k, v in json.loads(_response(tls)[1])["headers"]}
+        assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-for"] == "127.0.0.1"
+    # A name that no node serves still gets no certificate.
+    with (
+        pytest.raises((ssl.SSLError, OSError)),
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="nobody.burrow.localhost"),
+    ):
+        pass
+
+
+def _response(tls: ssl.SSLSocket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += tls.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = int(next(line.split(b":")[1] for line in lines if line.startswith(b"content-length:")))
+    while len(body) < length:
+        body += tls.recv(65536)
+    return head, body

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from burrow.edge.messages import MessageError, MessageScanner
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(), max_size=20),
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(codec="utf-8"), max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )

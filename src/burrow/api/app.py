@@ -144,6 +144,7 @@ def create_app(
     ``names`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
     throttle = throttle or Throttle()
     names = names or NameSpace()
+    store.listen()  # PostgreSQL: other nodes' writes clear the read cache (store/notify.py)
     live: LiveEdge = edge or NoEdge()
     creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, live.registry).creators()
     handlers: dict[Resource, dict[Operation, Handler]] = {

@@ -96,6 +96,9 @@ def serve(values: dict[str, Any]) -> None:
     if not 1 <= v["lease_seconds"] <= 300:
         raise CommandError("--lease-seconds must be between 1 and 300")
     config.lease_seconds = v["lease_seconds"]
+    if not 0.25 <= v["reconcile_seconds"] <= 300:
+        raise CommandError("--reconcile-seconds must be between 0.25 and 300")
+    config.reconcile_seconds = v["reconcile_seconds"]
     if v["relay_addr"]:
         config.relay_addr = split_addr(v["relay_addr"])
     if v["node_name"]:

@@ -131,6 +131,12 @@ SETTINGS: list[Setting] = [
         1,
         "Processes sharing these listeners, each a node (NAME-wN) with a relay (docs/cluster.md).",
     ),
+    Setting(
+        "reconcile-seconds",
+        float,
+        2.0,
+        "With PostgreSQL notifications, how often sessions are rechecked and commands looked for anyway.",
+    ),
     Setting("api-rate-limit", str, "6000/minute", "API requests per API key (N/second|minute|hour), or off."),
     Setting("api-address-rate-limit", str, "12000/minute", "API requests per client address, or off."),
     Setting(

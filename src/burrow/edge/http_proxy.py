@@ -260,10 +260,16 @@ class HttpProxyConnection(asyncio.Protocol):
     """One public HTTP(S) client connection, proxied request by request."""
 
     def __init__(
-        self, listeners: PublicListeners, scheme: str, sni: str | None = None, relayed: bool = False
+        self,
+        listeners: PublicListeners,
+        scheme: str,
+        sni: str | None = None,
+        relayed: bool = False,
+        client: tuple[str, int] | None = None,
     ) -> None:
         self.listeners = listeners
         self.relayed = relayed  # came from another node: never relayed again
+        self._given_client = client  # the client's address, when the transport's peer is not it
         # The bytes of the connection until its first request is routed, in case it goes to
         # another node (only where a relay is configured: plain HTTP).
         self._relay_raw: bytearray | None = (
@@ -360,7 +366,7 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
+        peer = self._given_client or transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
             host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])

@@ -21,6 +21,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 from burrow.domain.limits import Admission
 from burrow.domain.tunnels import Registry
@@ -101,20 +102,52 @@ class HttpsCertificates:
         return context
 
 
+class HttpsRelay(Protocol):
+    """Where another node serves a name, and how to splice a connection to it (relay.py)."""
+
+    def https_relay_target(self, server_name: str) -> str | None: ...
+
+    async def relay_out(
+        self,
+        client: asyncio.Transport,
+        first: bytes,
+        header: dict[str, Any],
+        relay_addr: str,
+        on_end: Callable[[], None],
+    ) -> None: ...
+
+
+class _Held(asyncio.Protocol):
+    """Holds a connection until the relay takes it over; keeps what arrives meanwhile (uvloop
+    may read once before pausing takes effect)."""
+
+    def __init__(self) -> None:
+        self.early = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.early += data
+
+
 class HttpsListener:
-    """Accepts TCP connections, reads each ClientHello's server name, then starts TLS."""
+    """Accepts TCP connections, reads each ClientHello's server name, then starts TLS, or,
+    for a name another node serves (``relay``), relays the still-encrypted connection there."""
 
     def __init__(
         self,
         certificates: HttpsCertificates,
-        protocol: Callable[[str | None], asyncio.Protocol],
+        protocol: Callable[[str | None, tuple[str, int] | None], asyncio.Protocol],
         handshake_timeout: float,
         admission: Admission,
+        relay: HttpsRelay | None = None,
     ) -> None:
         self.certificates = certificates
         self.protocol = protocol  # its connections release the count this listener took
         self.handshake_timeout = handshake_timeout
         self.admission = admission
+        self.relay = relay
         self._socket: socket.socket | None = None
         # Given a connection and its server name, True if it took the connection (a sibling
         # worker holds the name: edge/handoff.py).
@@ -147,32 +180,65 @@ class HttpsListener:
                 await asyncio.sleep(0.1)
                 continue
             # Counted from the start, handshakes too (the connection releases it when it ends).
-            self.accept(client, str(peer[0]))
+            self.accept(client, (str(peer[0]), int(peer[1])))
 
-    def accept(self, client: socket.socket, client_ip: str, handed: bool = False) -> None:
-        """Serve an accepted connection (or one a sibling worker handed over, never passed on)."""
-        if self.admission.admit(client_ip, "https") is not None:
+    def accept(self, client: socket.socket, address: tuple[str, int], handed: bool = False) -> None:
+        """Serve an accepted connection, or one a sibling worker ``handed`` over (never passed on)."""
+        if self.admission.admit(address[0], "https") is not None:
             client.close()
             return
-        task = asyncio.get_running_loop().create_task(self._start_tls(client, client_ip, handed))
+        self._handle(client, address, None, handed)
+
+    def accept_relayed(self, client: socket.socket, address: tuple[str, int]) -> None:
+        """A connection another node relayed (one end of a local socket pair), from ``address``."""
+        if self.admission.admit(address[0], "https") is not None:
+            client.close()
+            return
+        self._handle(client, address, address, True)
+
+    def _handle(
+        self,
+        client: socket.socket,
+        address: tuple[str, int],
+        relayed_from: tuple[str, int] | None,
+        passed_on: bool,
+    ) -> None:
+        starting = self._start_tls(client, address, relayed_from, passed_on)
+        task = asyncio.get_running_loop().create_task(starting)
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
 
-    async def _start_tls(self, client: socket.socket, client_ip: str, handed: bool = False) -> None:
+    async def _start_tls(
+        self,
+        client: socket.socket,
+        address: tuple[str, int],
+        relayed_from: tuple[str, int] | None,
+        passed_on: bool,
+    ) -> None:
+        """TLS for ``client``, or the connection passed to a sibling worker or another node
+        that serves its server name; a connection passed on once is never passed on again."""
         loop = asyncio.get_running_loop()
         connected = False
         try:
             async with asyncio.timeout(self.handshake_timeout):
                 name = await _peek_server_name(client)
-            if name and not handed and self.elsewhere is not None and self.elsewhere(client, name):
+            if name and not passed_on and self.elsewhere is not None and self.elsewhere(client, name):
                 client.close()  # the sibling holds the connection now
                 return
+            if name and not passed_on and self.relay is not None:
+                target = self.relay.https_relay_target(name)
+                if target is not None:
+                    held = _Held()
+                    transport, _ = await loop.connect_accepted_socket(lambda: held, client)
+                    connected = True  # from here the relay releases the count, when it ends
+                    await self._relay(transport, held, address, name, target)
+                    return
             context = self.certificates.context_for(name) if name != "" else None
             if context is None:
                 client.close()  # no certificate for that name: nothing to say in TLS terms
                 return
             await loop.connect_accepted_socket(
-                lambda: self.protocol(name),
+                lambda: self.protocol(name, relayed_from),
                 client,
                 ssl=context,
                 ssl_handshake_timeout=self.handshake_timeout,
@@ -182,7 +248,24 @@ class HttpsListener:
             client.close()
         finally:
             if not connected:
-                self.admission.release(client_ip, "https")
+                self.admission.release(address[0], "https")
+
+    async def _relay(
+        self, transport: asyncio.Transport, held: _Held, address: tuple[str, int], name: str, target: str
+    ) -> None:
+        """Splice the connection, its ClientHello still unread, to the node at ``target``."""
+        assert self.relay is not None
+        released = False
+
+        def end() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.admission.release(address[0], "https")
+
+        header = {"listener": "https", "client": list(address), "sni": name}
+        # No await until relay_out has taken the transport: nothing read is left behind.
+        await self.relay.relay_out(transport, bytes(held.early), header, target, end)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

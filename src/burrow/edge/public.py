@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections import Counter
@@ -339,6 +340,8 @@ class PublicListeners:
         self.tcp_ports: range = range(0)  # the TCP ports this node listens on
         self.relay_context: ssl.SSLContext | None = None
         self.handoff: Handoff | None = None  # set in a worker: siblings take connections directly
+        # The HTTPS listener's door for connections relayed from other nodes, still encrypted.
+        self.https_handoff: Callable[[socket.socket, tuple[str, int]], None] | None = None
 
     async def relay_out(
         self,
@@ -384,7 +387,10 @@ class PublicListeners:
         return True
 
     def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None:
-        """The protocol for a connection relayed from another node (not HTTPS: see cluster.md)."""
+        """The protocol for a connection relayed from another node."""
+        if listener == "https":
+            # Still encrypted: this node's HTTPS listener terminates it, with its certificate.
+            return relay.LocalHandoff(self.https_handoff) if self.https_handoff is not None else None
         if listener == "http":
             return HttpProxyConnection(self, "http", relayed=True)
         if listener == "tls":
@@ -403,8 +409,20 @@ class PublicListeners:
     def http_protocol(self) -> HttpProxyConnection:
         return HttpProxyConnection(self, "http")
 
-    def https_protocol(self, server_name: str | None) -> HttpProxyConnection:
-        return HttpProxyConnection(self, "https", server_name)
+    def https_protocol(
+        self, server_name: str | None, relayed_from: tuple[str, int] | None = None
+    ) -> HttpProxyConnection:
+        """An HTTPS connection's protocol; ``relayed_from``: the client of one another node relayed."""
+        relayed = relayed_from is not None
+        return HttpProxyConnection(self, "https", server_name, relayed=relayed, client=relayed_from)
+
+    def https_relay_target(self, server_name: str) -> str | None:
+        """The relay address of the node serving ``server_name`` over HTTPS, if not this one."""
+        if self.relay_routes is None or server_name in self.label_routes:
+            return None
+        if self.registry.https_tunnel(server_name) is not None:
+            return None
+        return self.relay_routes.lookup("host", server_name)
 
     def tls_protocol(self) -> PublicConnection:
         return PublicConnection(self, "tls")

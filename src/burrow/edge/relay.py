@@ -8,6 +8,8 @@ those already read first, and splices the two connections. B hands the connectio
 own public listener's protocol as if the client had connected to it, with the original
 client address, so the endpoint's policies apply there. A relayed connection is never
 relayed again: on B, a keep-alive request for a name B does not hold gets 421 and close.
+HTTPS is relayed still encrypted; B hands it to its own HTTPS listener through a local
+socket pair (:class:`LocalHandoff`), which terminates TLS with B's certificate.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -32,11 +35,18 @@ MAX_ROUTES = 10_000
 
 
 class RelayRoutes:
-    """Which node's relay holds a name: the cluster registry, cached for :data:`ROUTE_TTL`."""
+    """Which node's relay holds a name: the cluster registry, cached for :data:`ROUTE_TTL`,
+    or until a notification (PostgreSQL) says a name was bound or freed: :meth:`forget`."""
 
     def __init__(self, cluster: ClusterRegistry) -> None:
         self.cluster = cluster
         self._cache: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._generation = 0  # a lookup racing forget() is not cached
+
+    def forget(self) -> None:
+        """Drop every cached route (may run in another thread: the database listener's)."""
+        self._generation += 1
+        self._cache.clear()
 
     def lookup(self, kind: str, name: str) -> str | None:
         now = time.monotonic()
@@ -44,6 +54,7 @@ class RelayRoutes:
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < ROUTE_TTL:
             return hit[1]
+        generation = self._generation
         try:
             found = self.cluster.route(kind, name)
         except Exception as error:  # the database is away: nothing to relay to
@@ -51,7 +62,10 @@ class RelayRoutes:
             found = None
         if len(self._cache) >= MAX_ROUTES:
             self._cache.clear()
-        self._cache[key] = (now, found)
+        if generation == self._generation:
+            self._cache[key] = (now, found)
+            if generation != self._generation:
+                self._cache.pop(key, None)
         return found
 
 
@@ -141,6 +155,49 @@ async def relay_out(
         far.transport.write(bytes(near.early))
         near.early.clear()
     client.resume_reading()
+
+
+class LocalHandoff(_Half):
+    """A relayed connection handed to a listener of this node through a socket pair.
+
+    The HTTPS listener takes the other end as a connection of its own (it reads the
+    server name, picks the certificate, terminates TLS), with the client's address."""
+
+    def __init__(self, accept: Callable[[socket.socket, tuple[str, int]], None]) -> None:
+        super().__init__()
+        self._accept = accept
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("0.0.0.0", 0)
+        ours, theirs = socket.socketpair()
+        for end in (ours, theirs):
+            end.setblocking(False)
+        self._accept(theirs, client)
+        self._task = asyncio.get_running_loop().create_task(self._connect(ours))
+
+    async def _connect(self, sock: socket.socket) -> None:
+        assert self.transport is not None
+        far = _Half()
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: far, sock)
+        except OSError:
+            sock.close()
+            self.transport.close()
+            return
+        assert far.transport is not None
+        if self.lost:
+            far.transport.close()
+            return
+        far.on_lost = self.transport.close
+        self.other, far.other = far, self
+        for source, target in ((self, far), (far, self)):
+            if source.early and target.transport is not None and source.transport is not None:
+                target.transport.write(bytes(source.early))
+                source.early.clear()
+                source.transport.resume_reading()
 
 
 _UNREACHABLE = page(

@@ -20,6 +20,7 @@ from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.cluster import STOP_SESSION, ClusterRegistry
+from burrow.store.notify import CHANGED, RESYNC, ROUTES, command_payload
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, Store
 
@@ -36,8 +37,13 @@ from .relay import RelayInbound, RelayRoutes
 BACKLOG = 1024
 
 log = logging.getLogger("burrow.edge")
-REVOCATION_CHECK_SECONDS = 0.25
-COMMAND_POLL_SECONDS = 0.25  # how soon a stop sent through another node takes effect
+# How often sessions are rechecked and commands taken without database notifications
+# (SQLite, or while the PostgreSQL listener is down); with them, the edge acts on each
+# notification at once and polls only every EdgeConfig.reconcile_seconds, in case one was missed.
+POLL_SECONDS = 0.25
+# The least time between two rounds: a burst of writes cluster-wide costs each node at most
+# ten rechecks of its sessions a second, not one per write.
+MIN_ROUND_SECONDS = 0.1
 
 
 @dataclass
@@ -56,6 +62,9 @@ class EdgeConfig:
     # How long revocations may go unchecked (the database unreachable) before the edge
     # refuses new sessions and binds.
     revocation_fail_closed_after: float = 10.0
+    # With PostgreSQL notifications received, how often the edge still rechecks every session
+    # and looks for commands (the reconciliation of a missed notification).
+    reconcile_seconds: float = 2.0
     # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
     # them once for every worker); without them the edge binds its addresses itself.
     sockets: BoundSockets | None = None
@@ -77,11 +86,12 @@ class BoundSockets:
     handoff_siblings: dict[str, socket.socket] = field(default_factory=dict)
 
 
-def _socket_peer_ip(sock: socket.socket) -> str:
+def _socket_peer(sock: socket.socket) -> tuple[str, int]:
     try:
-        return str(sock.getpeername()[0])
+        peer = sock.getpeername()
     except OSError:
-        return ""
+        return ("", 0)
+    return (str(peer[0]), int(peer[1]))
 
 
 class _AgentGate(asyncio.Protocol):
@@ -184,9 +194,13 @@ class Edge:
         self.ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
         self.revocations = 0  # sessions ended because their credential or owner was revoked
         self.database_errors = 0  # failed revocation checks
+        self._revocations_due = asyncio.Event()  # a notification says: recheck now
+        self._commands_due = asyncio.Event()  # a notification says: a command waits
+        self._feed_callback: Callable[[str], None] | None = None
 
     async def start(self) -> None:
         self.cluster.register()
+        self._follow_notifications()
         bound = self.config.sockets
         loop = asyncio.get_running_loop()
 
@@ -229,7 +243,9 @@ class Edge:
                 self.public.https_protocol,
                 self.config.limits.tls_handshake_timeout,
                 self.public.admission,
+                relay=self.public if self.public.relay_routes is not None else None,
             )
+            self.public.https_handoff = self._https_listener.accept_relayed
             await self._https_listener.start(*self.config.https_addr, bound.https if bound else None)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
@@ -243,7 +259,7 @@ class Edge:
             if self._https_listener is not None:
                 https = self._https_listener
                 https.elsewhere = self._https_elsewhere
-                handoff.https_accept = lambda sock: https.accept(sock, _socket_peer_ip(sock), handed=True)
+                handoff.https_accept = lambda sock: https.accept(sock, _socket_peer(sock), handed=True)
             handoff.start(self.public)
         self._watcher = asyncio.create_task(self._watch_revocations())
         self._cluster_task = asyncio.create_task(self._keep_cluster())
@@ -262,6 +278,8 @@ class Edge:
             self._watcher.cancel()
         if self._cluster_task is not None:
             self._cluster_task.cancel()
+        if self.store.feed is not None and self._feed_callback is not None:
+            self.store.feed.unsubscribe(self._feed_callback)
         for agent in list(self.agents.values()):
             await agent.connection.close(mux.ErrorCode.NONE, "server shutting down")
         await self.public.close_all()
@@ -378,13 +396,55 @@ class Edge:
     def live_tunnels(self, account_id: str) -> list[Tunnel]:
         return self.cluster.tunnels(account_id)
 
+    # Notifications and polling -------------------------------------------------------
+
+    def _follow_notifications(self) -> None:
+        """React to the database's notifications (PostgreSQL) as they arrive."""
+        feed = self.store.feed
+        if feed is None:
+            return
+        loop = asyncio.get_running_loop()
+        mine = command_payload(self.node_id)
+
+        def notified(payload: str) -> None:  # in the listener's thread
+            routes = self.public.relay_routes
+            if routes is not None and payload in (ROUTES, RESYNC):
+                routes.forget()
+            if payload in (CHANGED, RESYNC):
+                loop.call_soon_threadsafe(self._revocations_due.set)
+            if payload in (mine, RESYNC):
+                loop.call_soon_threadsafe(self._commands_due.set)
+
+        self._feed_callback = notified
+        feed.subscribe(notified)
+        self.store.listen()
+
+    def poll_seconds(self) -> float:
+        """How long the edge goes without rechecking sessions and taking commands."""
+        feed = self.store.feed
+        return self.config.reconcile_seconds if feed is not None and feed.listening else POLL_SECONDS
+
+    async def _next_round(self, due: asyncio.Event, deadline: float | None = None) -> None:
+        """Wait until ``due`` is set, polling is due (:meth:`poll_seconds`, looked at again
+        every POLL_SECONDS, so that losing the listener speeds polling up) or ``deadline``."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.sleep(MIN_ROUND_SECONDS)
+        while not due.is_set():
+            now = loop.time()
+            if now - began >= self.poll_seconds() or (deadline is not None and now >= deadline):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), POLL_SECONDS)
+        due.clear()
+
     async def _keep_cluster(self) -> None:
         """Renew this node's lease (and reap expired nodes), and act on commands for it."""
         loop = asyncio.get_running_loop()
         renew_every = self.config.lease_seconds / 3
         renewed_at = loop.time()
         while True:
-            await asyncio.sleep(COMMAND_POLL_SECONDS)
+            await self._next_round(self._commands_due, renewed_at + renew_every)
             try:
                 if loop.time() - renewed_at >= renew_every:
                     kept = await asyncio.to_thread(self.cluster.renew)
@@ -423,7 +483,7 @@ class Edge:
         failing_since: float | None = None
         bound = self.config.revocation_fail_closed_after
         while True:
-            await asyncio.sleep(REVOCATION_CHECK_SECONDS)
+            await self._next_round(self._revocations_due)
             try:
                 self._check_revocations()
             except Exception as error:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, RegistryUnavailable, Tunnel, binding_key
 from burrow.store import schema
+from burrow.store.notify import ROUTES, command_payload, notify
 
 log = logging.getLogger("burrow.cluster")
 STOP_SESSION = "stop_session"
@@ -169,6 +170,7 @@ class ClusterRegistry:
         ):
             column = table.c.id if table is schema.cluster_nodes else table.c.node_id
             connection.execute(delete(table).where(column.in_(node_ids)))
+        notify(connection, ROUTES)
 
     def leave(self) -> None:
         """Remove this node and everything it holds (a clean shutdown)."""
@@ -234,6 +236,7 @@ class ClusterRegistry:
             connection.execute(
                 delete(schema.cluster_sessions).where(schema.cluster_sessions.c.id == session_id)
             )
+            notify(connection, ROUTES)
 
     def claim_tunnel(
         self, tunnel: Tunnel, account_id: str, reconnecting_from: str | None, replacing: Tunnel | None
@@ -248,6 +251,7 @@ class ClusterRegistry:
         with _reachable(), self.engine.begin() as connection:
             if key is not None:
                 self._claim_name(connection, key, tunnel.session_id, reconnecting_from)
+                notify(connection, ROUTES)
             for old in (replacing, tunnel):
                 if old is not None:
                     connection.execute(
@@ -340,6 +344,7 @@ class ClusterRegistry:
                 )
             )
             if key is not None and not keep_binding:
+                notify(connection, ROUTES)
                 connection.execute(
                     delete(bindings).where(
                         and_(
@@ -404,6 +409,7 @@ class ClusterRegistry:
                     "created_at": _now(),
                 },
             )
+            notify(connection, command_payload(node_id))  # the node acts at once, not at its next poll
 
     def take_commands(self) -> list[Command]:
         """This node's waiting commands, removed as they are handed over."""

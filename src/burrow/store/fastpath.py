@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, PoolProxiedConnection, Select
 
 from burrow.domain import errors
+from burrow.store.notify import ChangeFeed
 
 
 class PointRead:
@@ -53,58 +54,80 @@ class PointRead:
 class PointReader:
     """Runs :class:`PointRead` statements on one dedicated connection, outside transactions.
 
-    With SQLite, results are cached until the database changes. Commits made through
-    this process's engine clear the cache at once (see :meth:`invalidate`); commits by
-    other processes are noticed through ``PRAGMA data_version``, checked at most every
-    :attr:`RECHECK_SECONDS`. The check costs two ``fcntl`` calls, more than a cached
-    read, which is why it is not made on every read.
+    Results are cached until the database changes. Commits made through this process's
+    engine clear the cache at once (see :meth:`invalidate`). Commits by other processes
+    are noticed, with SQLite, through ``PRAGMA data_version``, checked at most every
+    :attr:`RECHECK_SECONDS` (the check costs two ``fcntl`` calls, more than a cached read);
+    with PostgreSQL, through the notifications of ``feed`` (:mod:`burrow.store.notify`),
+    which clear the cache: without a feed, or while it is not listening, nothing is cached.
+
+    A result is kept only if no invalidation happened while it was read (``generation``):
+    a read racing a notification must not put back what the notification cleared.
     """
 
     MAX_CACHED = 65536
     RECHECK_SECONDS = 0.001
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, feed: ChangeFeed | None = None) -> None:
         self._engine = engine
         self._is_sqlite = engine.dialect.name == "sqlite"
+        self._feed = feed
         self._connection: PoolProxiedConnection | None = engine.raw_connection()
         self._driver: Any = self._connection.driver_connection  # SQLite's never changes
         self.cache: dict[Hashable, Any] = {}
+        self.generation = 0
         self._data_version: Any = None
         self._checked_at = 0.0
 
     @property
     def caches(self) -> bool:
-        return self._is_sqlite
+        return self._is_sqlite or (self._feed is not None and self._feed.listening)
 
     def invalidate(self) -> None:
+        self.generation += 1
         self.cache.clear()
+
+    def remember(self, key: Hashable, value: Any, generation: int) -> None:
+        """Cache ``value``, read since ``generation``, unless the database changed meanwhile."""
+        if generation == self.generation and self.caches:
+            self.cache[key] = value
+            if generation != self.generation:  # invalidated meanwhile, by the listener's thread
+                self.cache.pop(key, None)
 
     def validate_cache(self) -> None:
         """Drop cached results if another process may have changed the database."""
+        if not self._is_sqlite:  # notifications invalidate
+            if len(self.cache) >= self.MAX_CACHED:
+                self.invalidate()
+            return
         now = time.monotonic()
         if now - self._checked_at < self.RECHECK_SECONDS and len(self.cache) < self.MAX_CACHED:
             return
         self._checked_at = now
         version = self._driver.execute("PRAGMA data_version").fetchone()
         if version != self._data_version or len(self.cache) >= self.MAX_CACHED:
-            self.cache.clear()
+            self.invalidate()
             self._data_version = version
 
     def fetch_one(self, read: PointRead, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         parameters = read.parameters(values)
+        if not self.caches:
+            return read.decode(self._read_reconnecting(read.sql, parameters))
+        self.validate_cache()
+        key = (read.sql, parameters if isinstance(parameters, tuple) else tuple(parameters.items()))
+        try:
+            return self.cache[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        generation = self.generation
         if self._is_sqlite:
-            self.validate_cache()
-            key = (read.sql, parameters if isinstance(parameters, tuple) else tuple(parameters.items()))
-            try:
-                return self.cache[key]  # type: ignore[no-any-return]
-            except KeyError:
-                pass
             # Python's sqlite3 opens no transaction for a SELECT, so each read sees the
             # newest committed data.
             row = read.decode(self._driver.execute(read.sql, parameters).fetchone())
-            self.cache[key] = row
-            return row
-        return read.decode(self._read_reconnecting(read.sql, parameters))
+        else:
+            row = read.decode(self._read_reconnecting(read.sql, parameters))
+        self.remember(key, row, generation)
+        return row
 
     def _read_reconnecting(self, sql: str, parameters: Any) -> tuple[Any, ...] | None:
         """One row, reconnecting if the database dropped this connection (a restart, a

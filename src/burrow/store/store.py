@@ -6,6 +6,7 @@ takes a few microseconds, less than handing the call to a thread would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -50,6 +51,7 @@ from burrow.domain.models import (
 from burrow.store import database, datadir, identity, schema
 from burrow.store.fastpath import PointRead, PointReader
 from burrow.store.filter_sql import Column
+from burrow.store.notify import CHANGED, RESYNC, ChangeFeed, notify
 
 T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent, ReservedDomain, ReservedAddr)
 
@@ -142,8 +144,12 @@ class Store:
         self.engine = engine
         self.secret = secret
         self._cache_key = hashlib.sha256(b"burrow principal cache" + secret).digest()[:32]
-        self._reader = PointReader(engine)
+        # PostgreSQL: what other nodes write reaches this one as notifications.
+        self.feed = ChangeFeed.for_engine(engine, database.CONNECT_TIMEOUT_SECONDS)
+        self._reader = PointReader(engine, self.feed)
         event.listen(engine, "commit", lambda _connection: self._reader.invalidate())
+        if self.feed is not None:
+            self.feed.subscribe(self._notified)
         owner_joins = {}
         for name, table in (("api_key", schema.api_keys), ("credential", schema.credentials)):
             users, bots = schema.users, schema.bot_users
@@ -203,7 +209,26 @@ class Store:
         """Whether the database answers now (a fresh check, for readiness)."""
         return database.is_reachable(self.engine)
 
+    def _notified(self, payload: str) -> None:
+        if payload in (CHANGED, RESYNC):  # not commands and routes: they change nothing cached here
+            self._reader.invalidate()
+
+    def listen(self) -> None:
+        """Start receiving the cluster's notifications (PostgreSQL): until then nothing is
+        cached. A server calls this once; commands that run and exit need not."""
+        if self.feed is not None:
+            self.feed.start()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction that tells every node, when it commits, that data changed."""
+        with self.engine.begin() as connection:
+            yield connection
+            notify(connection, CHANGED)
+
     def close(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
         self._reader.close()
         self.engine.dispose()
 
@@ -214,7 +239,7 @@ class Store:
     ) -> tuple[User, str]:
         """A new account with its admin user and that user's first API key token."""
         account_id = ids.new_id(ids.ACCOUNT)
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(
                 insert(schema.accounts),
                 {"id": account_id, "name": name or admin_email, "created_at": utcnow()},
@@ -226,7 +251,7 @@ class Store:
     def create_user(
         self, account_id: str, email: str, role: str, actor: Actor | None = None
     ) -> tuple[User, str]:
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             if self._account_exists(connection, account_id) is False:
                 raise errors.NOT_FOUND()
             return self._insert_user_and_key(connection, account_id, email, role, actor)
@@ -306,14 +331,16 @@ class Store:
 
     def authenticate_api_key(self, key_id: str, token: str) -> Principal | None:
         """Who ``token``, a well-formed token of the API key ``key_id``, is; None if nobody."""
+        if self._reader.caches:
+            self._reader.validate_cache()  # first: catching up is no race with this read
+        generation = self._reader.generation
         record = self.auth_record("api_key", key_id)
         if record is None or not tokens.matches(self.secret, token, record.digest):
             return None
         if not record.owner_active:
             return None
         principal = Principal(record.account_id, record.owner_id, record.owner_is_admin, key_id)
-        if self._reader.caches:
-            self._reader.cache[self._principal_cache_key(token)] = principal
+        self._reader.remember(self._principal_cache_key(token), principal, generation)
         return principal
 
     # Owners -------------------------------------------------------------------------
@@ -345,19 +372,19 @@ class Store:
 
     def get(self, kind: Kind[T], account_id: str, resource_id: str) -> T | None:
         reader = self._reader
+        cache_key = ("model", kind.name, account_id, resource_id)
         if reader.caches:
             reader.validate_cache()
-            cache_key = ("model", kind.name, account_id, resource_id)
             cached = reader.cache.get(cache_key)
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
+        generation = reader.generation
         row = reader.fetch_one(self._get_reads[kind.name], {"id": resource_id, "account_id": account_id})
         if row is None:
             return None
         columns = _PUBLIC_COLUMNS[kind.name]
         item = kind.from_row({c.name: v for c, v in zip(columns, row, strict=True)})
-        if reader.caches:
-            reader.cache[cache_key] = item
+        reader.remember(cache_key, item, generation)
         return item
 
     def filter_columns(self, kind: Kind[Any], uri_prefix: str) -> dict[str, Column]:
@@ -422,7 +449,7 @@ class Store:
         holds the value, whichever account holds it.
         """
         try:
-            with self.engine.begin() as connection:
+            with self._writing() as connection:
                 item, token = self._insert(connection, kind, account_id, values)
                 self._record(connection, actor, account_id, "create", kind.name, item.id)
                 return item, token
@@ -487,7 +514,7 @@ class Store:
         by ``owner_id``; one transaction, one executemany per kind. Their tokens are
         random and never shown (the digests of tokens nobody holds)."""
         now = utcnow()
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             for name, count in counts.items():
                 kind = KINDS[name]
                 rows = []
@@ -525,7 +552,7 @@ class Store:
         if "acl" in stored:
             stored["acl"] = json.dumps(list(stored["acl"]))
         table = kind.table
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             result = connection.execute(
                 update(table)
                 .where(and_(table.c.id == resource_id, table.c.account_id == account_id))
@@ -541,7 +568,7 @@ class Store:
 
     def delete(self, kind: Kind[Any], account_id: str, resource_id: str, actor: Actor | None = None) -> bool:
         table = kind.table
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             result = connection.execute(
                 delete(table).where(table.c.id == resource_id, table.c.account_id == account_id)
             )
@@ -582,7 +609,7 @@ class Store:
 
     def record(self, actor: Actor, account_id: str, operation: str, resource: str, resource_id: str) -> None:
         """An audit event for a write that changed nothing stored (stopping a tunnel session)."""
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             self._record(connection, actor, account_id, operation, resource, resource_id)
 
     def _record(
