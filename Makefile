@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,postgres]'
+	@# Bytecode written once: each of the suite's many `burrow` processes starts faster (the
+	@# environment may set PYTHONDONTWRITEBYTECODE, which stops Python writing it on import).
+	$(PY) -m compileall -q src >/dev/null
 	touch $@
 
 $(NGROK_SDK_ENV)/.installed:

@@ -16,6 +16,10 @@ import pytest
 
 from tests.harness import BURROW, BurrowServer, edge_args, free_port
 
+# Every test here runs `burrow init` or `burrow serve` processes (about a CPU-second each):
+# the e2e tier.
+pytestmark = pytest.mark.e2e
+
 TOKEN = re.compile(r"\b\w{27}_\w{28}\b")
 
 

@@ -19,6 +19,9 @@ import pytest
 from tests.edge.conftest import Agent
 from tests.harness import BurrowServer, burrow, free_port
 
+# Every test here runs `burrow serve --workers` processes: the e2e tier.
+pytestmark = pytest.mark.e2e
+
 LEASE_SECONDS = 3
 
 

@@ -1,4 +1,4 @@
-"""The in-memory sliding-window counter, on a clock the test moves (no sleeping)."""
+"""The in-memory rolling windows, on a clock the test moves (no sleeping)."""
 
 from __future__ import annotations
 
@@ -32,28 +32,34 @@ def test_the_limit_counts_per_key_and_refuses_the_next_event() -> None:
     assert limiter.hit(ten, "b") == 0  # another key has its own budget
 
 
-def test_a_burst_still_counts_across_the_window_boundary() -> None:
-    """What a fixed window gets wrong: ten at the end of one minute, ten more at the start of
-    the next. The rolling count still holds the first ten, so the second burst is refused."""
-    clock = Clock(600.0 + 59.0)  # one second before a window boundary
+def test_a_burst_still_counts_across_a_minute_boundary() -> None:
+    """What a fixed window gets wrong: ten at the end of one clock minute, ten more at the
+    start of the next. A rolling minute still holds the first ten."""
+    clock = Clock(600.0 + 59.0)  # one second before a minute boundary
     limiter = MemoryRateLimiter(clock)
     ten = rate("10/minute")
-    assert all(limiter.hit(ten, "a") == 0 for _ in range(10))
-    clock.now += 2  # one second into the next window
+    for _ in range(5):
+        assert limiter.hit(ten, "a") == 0
+    clock.now += 30  # the other five half a minute later
+    for _ in range(5):
+        assert limiter.hit(ten, "a") == 0
+    clock.now += 2  # past the boundary, within a minute of every one of them
     assert limiter.hit(ten, "a") > 0
-    clock.now += 30  # half the previous window has slid out: about half the budget is back
+    clock.now += 28.5  # the first five have aged out; the others have not
     allowed = sum(limiter.hit(ten, "a") == 0 for _ in range(10))
-    assert 4 <= allowed <= 6
+    assert allowed == 5
 
 
-def test_the_wait_is_when_the_next_event_would_be_allowed() -> None:
+def test_the_wait_is_when_the_oldest_event_ages_out() -> None:
     clock = Clock(1200.0)
     limiter = MemoryRateLimiter(clock)
     two = rate("2/minute")
     limiter.hit(two, "a")
+    clock.now += 10
     limiter.hit(two, "a")
+    clock.now += 5
     wait = limiter.hit(two, "a")
-    assert wait == pytest.approx(90.0)  # 60 s to the next window, then half of these two must slide out
+    assert wait == pytest.approx(45.0)  # the first was 15 s ago: it leaves the minute in 45 s
     clock.now += wait - 0.5
     assert limiter.hit(two, "a") > 0
     clock.now += 1
@@ -67,7 +73,7 @@ def test_a_refused_event_is_not_counted() -> None:
     limiter.hit(one, "a")
     for _ in range(100):
         limiter.hit(one, "a")
-    clock.now += 120  # two windows later nothing is left, however many were refused
+    clock.now += 61  # a minute later nothing is left, however many were refused
     assert limiter.hit(one, "a") == 0
 
 

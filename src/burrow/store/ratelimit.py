@@ -1,7 +1,7 @@
 """Rate limits: how many events a key may count in a window, and the state that counts them.
 
 :class:`RateLimiter` is the state: counters per (rate, key). :class:`MemoryRateLimiter`
-keeps them in this process as sliding-window counters (rates are parsed by ``limits``); a
+keeps them in this process as rolling windows (rates are parsed by ``limits``); a
 server sharing limits between processes would implement the same two methods on Redis
 or PostgreSQL (``limits`` itself has Redis, Memcached and MongoDB storages).
 :class:`Throttle` is the policy both the API and the edge apply (docs/api.md, "Rate limits").
@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -83,64 +84,55 @@ class RateLimiter(Protocol):
 class MemoryRateLimiter:
     """Rolling windows (as ngrok's "120 requests per rolling minute") in this process's memory.
 
-    A sliding-window counter, as ``limits``' own ``SlidingWindowCounterRateLimiter``: per key,
-    the count of the current fixed window and of the one before; the rolling window's count is
-    the current one plus the part of the previous one it still overlaps (at a boundary right
-    after a burst, the burst still counts in full). Each hit is O(1) in time and memory.
-    ``limits``' in-memory storage is not used because it keeps one timestamp per event for
-    moving windows (19 µs a hit at a high limit) and wakes a thread every 10 ms to sweep every
-    key; here nothing runs between hits, and keys idle for two windows are dropped by a sweep
-    on a hit, at most once a minute.
+    Per key, the times of the events counted in the last window, oldest first: a hit drops
+    those that have aged out and counts itself if fewer than the rate remain, so the count is
+    exact and the wait is when the oldest ages out. Each hit is O(1) (amortised), and a key
+    holds at most ``amount`` times. ``limits``' in-memory storage is not used for this: its
+    moving window inserts each event at the front of a list (O(events in the window), 19 µs a
+    hit at a high limit) and it wakes a thread every 10 ms to sweep every key; here nothing
+    runs between hits, and keys idle for a whole window are dropped by a sweep on a hit, at
+    most once a minute.
     """
 
     SWEEP_EVERY = 60.0
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # (window seconds, key) -> [window index, count in it, count in the window before]
-        self._windows: dict[tuple[float, str], list[int]] = {}
+        self._events: dict[tuple[float, str], deque[float]] = {}  # (window seconds, key) -> times
         self._next_sweep = clock() + self.SWEEP_EVERY
 
-    def _counts(self, seconds: float, key: str, now: float) -> tuple[list[int], float]:
-        """The key's window state brought to ``now``, and how far into the window ``now`` is (0-1)."""
-        index = int(now // seconds)
-        state = self._windows.get((seconds, key))
-        if state is None or state[0] < index - 1:
-            state = [index, 0, 0]
-        elif state[0] == index - 1:
-            state = [index, 0, state[1]]
-        return state, now / seconds - index
+    def _recent(self, seconds: float, key: str, now: float) -> deque[float]:
+        """The times of the key's events within the window ending ``now``."""
+        events = self._events.get((seconds, key))
+        if events is None:
+            events = self._events[(seconds, key)] = deque()
+        horizon = now - seconds
+        while events and events[0] <= horizon:
+            events.popleft()
+        return events
 
     def hit(self, rate: Rate, key: str) -> float:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        seconds = rate.seconds
-        state, into = self._counts(seconds, key, now)
-        _, current, previous = state
-        if previous * (1 - into) + current + 1 <= rate.amount:
-            state[1] = current + 1
-            self._windows[(seconds, key)] = state
+        events = self._recent(rate.seconds, key, now)
+        if len(events) < rate.amount:
+            events.append(now)
             return 0.0
-        if current + 1 <= rate.amount:  # later in this window, once enough of the previous one has slid out
-            wait = (1 - (rate.amount - current - 1) / previous - into) * seconds
-        else:  # in the next window, once enough of this one has slid out
-            wait = (1 - into + max(0.0, 1 - (rate.amount - 1) / current)) * seconds
-        return max(wait, 0.001)
+        return max(events[0] + rate.seconds - now, 0.001)
 
     def exhausted(self, rate: Rate, key: str) -> bool:
-        (_, current, previous), into = self._counts(rate.seconds, key, self._clock())
-        return previous * (1 - into) + current + 1 > rate.amount
+        return len(self._recent(rate.seconds, key, self._clock())) >= rate.amount
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.SWEEP_EVERY
-        stale = [held for held, state in self._windows.items() if state[0] < int(now // held[0]) - 1]
-        for held in stale:
-            del self._windows[held]
+        idle = [held for held, events in self._events.items() if not events or events[-1] <= now - held[0]]
+        for held in idle:
+            del self._events[held]
 
     def __len__(self) -> int:
         """Keys held (what the sweep bounds)."""
-        return len(self._windows)
+        return len(self._events)
 
 
 def retry_seconds(wait: float) -> int:
