@@ -63,7 +63,7 @@ test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.inst
 # minute); `make test` runs this, the same API tests on PostgreSQL (the `postgres` tier) and
 # the e2e tier (official clients, agent SDK and binary, benchmarks).
 test-fast: $(VENV)/.installed lint
-	$(VENV)/bin/pytest -q -m "not e2e and not postgres"
+	$(VENV)/bin/pytest -q -n auto -m "not e2e and not postgres"
 
 bench: $(VENV)/.installed $(NGROK_SDK_ENV)/.installed
 	$(PY) bench/api.py

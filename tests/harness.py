@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.server
 import os
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -130,6 +133,22 @@ def snapshot(database: Path) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+_migrated: list[Path] = []  # a new SQLite data directory, migrated once per test process
+
+
+def _copy_migrated_data_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` a copy of a data directory migrated once per test process: migrating
+    each test's own costs ~50 ms, a copy ~1 ms (and Store.open then finds it at the head)."""
+    from burrow.store.store import Store
+
+    if not _migrated:
+        template = Path(tempfile.mkdtemp(prefix="burrow-migrated-")) / "data"
+        Store.open(template).close()
+        atexit.register(shutil.rmtree, template.parent, True)
+        _migrated.append(template)
+    shutil.copytree(_migrated[0], data_dir, dirs_exist_ok=True)
+
+
 class AppServer:
     """The API application in this process, on a database of its own: the fast tier.
 
@@ -147,6 +166,8 @@ class AppServer:
         from burrow.store.store import Store
 
         self.data_dir = data_dir
+        if database_url is None:
+            _copy_migrated_data_dir(data_dir)
         self.store = Store.open(data_dir, database_url)
         user, self.api_key = self.store.create_account(admin_email)
         self.account_id = user.account_id
