@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import http.server
 import os
+import random
 import resource
 import shutil
 import signal
@@ -53,9 +54,18 @@ def occupied(ports: tuple[int, ...]) -> Iterator[None]:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, from below the kernel's ephemeral range: a port the kernel
+    hands out (bind to 0) may be given to another process's outgoing connection before the
+    server started with it binds it ("address already in use")."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    while True:
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @contextlib.contextmanager
