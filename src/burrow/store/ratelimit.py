@@ -102,11 +102,15 @@ class MemoryRateLimiter:
         self._next_sweep = clock() + self.SWEEP_EVERY
 
     def _recent(self, seconds: float, key: str, now: float) -> deque[float]:
-        """The times of the key's events within the window ending ``now``."""
+        """The times of the key's events within the window ending ``now`` (held from now on)."""
         events = self._events.get((seconds, key))
         if events is None:
             events = self._events[(seconds, key)] = deque()
-        horizon = now - seconds
+        return self._aged_out(events, now - seconds)
+
+    @staticmethod
+    def _aged_out(events: deque[float], horizon: float) -> deque[float]:
+        """``events`` without those at or before ``horizon``."""
         while events and events[0] <= horizon:
             events.popleft()
         return events
@@ -122,7 +126,11 @@ class MemoryRateLimiter:
         return max(events[0] + rate.seconds - now, 0.001)
 
     def exhausted(self, rate: Rate, key: str) -> bool:
-        return len(self._recent(rate.seconds, key, self._clock())) >= rate.amount
+        # A read: a key with no events (most addresses never fail to authenticate) is not held.
+        events = self._events.get((rate.seconds, key))
+        if events is None:
+            return False
+        return len(self._aged_out(events, self._clock() - rate.seconds)) >= rate.amount
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.SWEEP_EVERY
