@@ -67,7 +67,7 @@ def test_the_document_lists_every_served_route(tmp_path: Path) -> None:
         app: Any = create_app(store)
         served = {
             (route.path, method.lower())
-            for route in app.app.routes
+            for route in [*app.app.routes, *app.app.fallback.routes]
             if isinstance(route, Route)
             for method in route.methods or ()
             if method != "HEAD"

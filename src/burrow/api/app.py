@@ -31,6 +31,7 @@ from .metrics import ApiMetrics
 from .openapi import openapi_document
 from .reserved import Reservations
 from .resources import StoredHandlers
+from .router import ResourceRoute, ResourceRouter
 from .tunnels import LiveEdge, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
@@ -152,12 +153,12 @@ def create_app(
         for resource in resources.STORED + resources.RECORDS
     }
     handlers.update(LiveHandlers(live, store).handlers())
-    routes: list[Route] = []
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for resource in resources.ALL:
         for operation in [op for op in SHAPES if op in resource.operations]:
             shape = SHAPES[operation]
             run = endpoint(resource, shape, handlers[resource][operation], store, public_url, throttle)
-            routes.append(Route(shape.path(resource), run, methods=[shape.method]))
+            by_path.setdefault(shape.path(resource), {})[shape.method] = run
     document = openapi_document(resources.ALL)
 
     async def openapi(request: Request) -> Response:
@@ -182,7 +183,7 @@ def create_app(
             metrics.database_errors += 1
         return await _unexpected(request, exc)
 
-    routes += [
+    routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -193,12 +194,14 @@ def create_app(
         HTTPException: _http_exception,
         Exception: unexpected,
     }
-    app = Starlette(routes=_merge_methods(routes), exception_handlers=handlers_by_error)
+    others = Starlette(routes=routes, exception_handlers=handlers_by_error)
     # ngrok answers 404 for "/credentials/"; a redirect would also build its Location from Host.
-    app.router.redirect_slashes = False
+    others.router.redirect_slashes = False
+    resource_routes = [ResourceRoute(path, endpoints) for path, endpoints in by_path.items()]
+    app = ResourceRouter(resource_routes, others, handlers_by_error)
     if dashboard is not None:
         # A client of this very app, in process: it sees what the API shows each key, no more.
-        app.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))
+        others.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))
     return AccessLog(app, metrics)
 
 
@@ -213,27 +216,3 @@ def _identify(store: Store) -> Callable[[str], Identity | None]:
         return None if principal is None else Identity(principal.owner_id, principal.is_admin)
 
     return identify
-
-
-def _merge_methods(routes: list[Route]) -> list[Route]:
-    """One Route per path, dispatching on method, so a wrong method answers 405."""
-    by_path: dict[str, dict[str, Endpoint]] = {}
-    for route in routes:
-        for method in route.methods or ():
-            if method != "HEAD":
-                by_path.setdefault(route.path, {})[method] = route.endpoint
-    merged = []
-    for path, endpoints in by_path.items():
-        merged.append(Route(path, _dispatch(endpoints), methods=list(endpoints)))
-    return merged
-
-
-def _dispatch(endpoints: dict[str, Endpoint]) -> Endpoint:
-    if len(endpoints) == 1:
-        return next(iter(endpoints.values()))
-
-    async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await endpoints[method](request)
-
-    return endpoint

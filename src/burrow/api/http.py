@@ -24,8 +24,12 @@ def operation_id(request: Request) -> str:
 
 
 def json_response(request: Request, data: Any, status: int = 200) -> Response:
+    return encoded_json_response(request, orjson.dumps(data), status)
+
+
+def encoded_json_response(request: Request, body: bytes, status: int = 200) -> Response:
     return Response(
-        orjson.dumps(data),
+        body,
         status,
         {OPERATION_ID_HEADER: operation_id(request)},
         media_type="application/json",

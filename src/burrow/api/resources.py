@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import orjson
 from starlette.responses import Response
 
 from burrow.domain import errors
@@ -19,7 +20,7 @@ from burrow.domain.resources import Operation, Resource
 from burrow.store.filter_sql import split_filter
 from burrow.store.store import KINDS, Store
 
-from . import paging
+from . import http, paging
 from .endpoints import Call, Handler, check_may_write
 from .filtering import ListFilter, within_budget
 
@@ -59,7 +60,14 @@ class StoredHandlers:
         return item
 
     async def get(self, call: Call) -> Response:
-        return call.json(self.resource.represent(self._existing(call), call.base))
+        def encode(item: Any) -> bytes:
+            return orjson.dumps(self.resource.represent(item, call.base))
+
+        # Encoded once per item and base (the Host it is read through), until the data changes.
+        body = self.store.get_derived(self.kind, call.principal.account_id, call.id, encode, call.base)
+        if body is None:
+            raise errors.NOT_FOUND()
+        return http.encoded_json_response(call.request, body)
 
     async def list(self, call: Call) -> Response:
         query = call.query
