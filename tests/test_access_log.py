@@ -1,4 +1,4 @@
-"""The access log: its buffered sink, and the lines a real server writes."""
+"""The access log: its batched writes, its lines, and the lines a real server writes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from burrow.logsink import JsonLineSink
+from burrow.api.app import AccessRecord, access_lines
+from burrow.logsink import BatchedLog
 from tests.harness import BurrowServer
 
 
@@ -31,40 +32,99 @@ def drain(fd: int) -> bytes:
         return b""
 
 
-def test_lines_queued_in_one_loop_turn_are_written_together_at_its_end(pipe: tuple[int, int]) -> None:
+def _numbered(records: list[tuple[int, str]]) -> str:
+    return "".join(json.dumps({"n": n, "path": path}) + "\n" for n, path in records)
+
+
+def test_lines_are_rendered_and_written_together_once_the_flush_delay_has_passed(
+    pipe: tuple[int, int],
+) -> None:
     read_end, write_end = pipe
-    sink = JsonLineSink(write_end)
+    rendered: list[int] = []
 
-    async def burst() -> tuple[bytes, bytes]:
-        for n in range(100):
-            sink.emit({"n": n, "path": "/credentials", "odd": {1, 2} if n == 0 else None})
+    def render(records: list[tuple[int, str]]) -> str:
+        rendered.append(len(records))
+        return _numbered(records)
+
+    log = BatchedLog(render, write_end)
+    log.flush_delay = 0.05
+
+    async def burst() -> tuple[bytes, bytes, bytes]:
+        for n in range(50):
+            log.add((n, "/credentials"))
         during = drain(read_end)
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        return during, drain(read_end)
+        await asyncio.sleep(0.01)  # loop turns pass, and the records wait
+        for n in range(50, 100):
+            log.add((n, "/credentials"))
+        later = drain(read_end)
+        await asyncio.sleep(0.1)
+        return during, later, drain(read_end)
 
-    during, after = asyncio.run(burst())
-    assert during == b""
+    during, later, after = asyncio.run(burst())
+    assert during == b"" and later == b""
+    assert rendered == [100]  # one batch, rendered when written
     lines = after.split(b"\n")
     assert lines[-1] == b"" and len(lines) == 101
     assert [json.loads(line)["n"] for line in lines[:-1]] == list(range(100))
-    assert json.loads(lines[0])["odd"] == "{1, 2}"  # what JSON cannot encode is shown as text
 
 
-def test_without_a_loop_or_past_the_buffer_limit_lines_are_written_at_once(pipe: tuple[int, int]) -> None:
+def test_without_a_loop_or_past_the_record_limit_lines_are_written_at_once(pipe: tuple[int, int]) -> None:
     read_end, write_end = pipe
-    sink = JsonLineSink(write_end)
-    sink.emit({"a": 1})
-    assert drain(read_end) == b'{"a":1}\n'
-    sink.max_buffer = 1000
+    log = BatchedLog(_numbered, write_end)
+    log.add((1, "/a"))
+    assert drain(read_end) == b'{"n": 1, "path": "/a"}\n'
+    log.max_records = 30
 
-    async def big() -> bytes:
+    async def many() -> bytes:
         for n in range(30):
-            sink.emit({"n": n, "pad": "x" * 40})
+            log.add((n, "/b"))
         return drain(read_end)
 
-    written = asyncio.run(big())
-    assert written.endswith(b"\n") and len(written) >= 1000
+    written = asyncio.run(many())
+    assert [json.loads(line)["n"] for line in written.splitlines()] == list(range(30))
+
+
+def test_a_flush_due_on_a_closed_loop_does_not_hold_back_later_lines(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+    log = BatchedLog(_numbered, write_end)
+    log.flush_delay = 0.02
+
+    async def one(n: int) -> None:
+        log.add((n, "/a"))
+
+    asyncio.run(one(1))  # the loop closes before its flush is due
+    written = b""
+
+    async def then() -> None:
+        nonlocal written
+        log.add((2, "/a"))
+        await asyncio.sleep(0.1)
+        written = drain(read_end)
+
+    asyncio.run(then())
+    assert [json.loads(line)["n"] for line in written.splitlines()] == [1, 2]
+
+
+def test_access_lines_are_json_whatever_the_path_and_with_nothing_unknown() -> None:
+    records: list[AccessRecord] = [
+        (1764500000.25, "GET", '/a"b\\c/ü\n', 404, 0.0012345, "op_x", ("::1", 5)),
+        (1764500000.5, "POST", "/credentials", 201, 2.5, None, None),
+    ]
+    lines = [json.loads(line) for line in access_lines(records).splitlines()]
+    assert lines[0] == {
+        "time": "2025-11-30T10:53:20.250+00:00",
+        "level": "info",
+        "logger": "burrow.access",
+        "message": "request",
+        "method": "GET",
+        "path": '/a"b\\c/ü\n',
+        "status": 404,
+        "duration_ms": 1.234,
+        "operation_id": "op_x",
+        "client": "::1:5",
+    }
+    assert lines[1]["operation_id"] is None and lines[1]["client"] is None
+    assert lines[1]["duration_ms"] == 2500.0
 
 
 def _access_lines(log: str) -> list[dict[str, object]]:

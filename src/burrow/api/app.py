@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,7 +22,7 @@ from burrow.dashboard import DashboardSettings, Identity, create_dashboard
 from burrow.domain import errors, ids, resources, tokens
 from burrow.domain.reserved import NameSpace
 from burrow.domain.resources import Operation, Resource
-from burrow.logsink import STDERR, JsonLineSink, timestamp
+from burrow.logsink import BatchedLog, timestamp
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
 
@@ -77,22 +78,57 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return http.error_response(request, errors.INTERNAL_ERROR(op=op))
 
 
+# One access-log line; "%s" fields are JSON already (see access_lines).
+_ACCESS_LINE = (
+    '{"time":"%s","level":"info","logger":"burrow.access","message":"request","method":%s,'
+    '"path":%s,"status":%d,"duration_ms":%.3f,"operation_id":%s,"client":%s}\n'
+)
+# What a request's line shows, queued as it ends: when, method, path, status, seconds, operation id, client.
+AccessRecord = tuple[float, str, str, int, float, Any, Any]
+
+
+def access_lines(records: list[AccessRecord]) -> str:
+    """The access log's lines for ``records``: JSON objects, one per line."""
+    dumps = orjson.dumps
+    return "".join(
+        [
+            _ACCESS_LINE
+            % (
+                timestamp(at),
+                dumps(method).decode(),
+                dumps(path).decode(),
+                status,
+                seconds * 1000,
+                dumps(operation_id).decode(),
+                f'"{client[0]}:{client[1]}"' if client else "null",
+            )
+            for at, method, path, status, seconds, operation_id, client in records
+        ]
+    )
+
+
+ACCESS_LOG: BatchedLog[AccessRecord] = BatchedLog(access_lines)
+
+
 class AccessLog:
     """One JSON line per request: no query string, no headers, so no secrets; and the
     request's metrics, by route template.
 
-    The line is built here and written through a :class:`JsonLineSink` (buffered, one
-    write per event-loop turn), not through :mod:`logging`, whose machinery cost more
-    than the request itself; ``--no-access-log`` still works through the logger's level.
+    What the line shows is queued as a tuple on a :class:`BatchedLog`, which renders and
+    writes lines in batches, not through :mod:`logging`, whose machinery cost more than
+    the request itself; ``--no-access-log`` still works through the logger's level.
     """
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics | None, sink: JsonLineSink = STDERR) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ApiMetrics | None, lines: BatchedLog[AccessRecord] = ACCESS_LOG
+    ) -> None:
         self.app = app
         self.metrics = metrics
-        self.sink = sink
+        self.lines = lines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self.metrics is None and not access_log.isEnabledFor(logging.INFO)):
+        logging_on = access_log.isEnabledFor(logging.INFO)
+        if scope["type"] != "http" or (self.metrics is None and not logging_on):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -113,22 +149,12 @@ class AccessLog:
                 template = getattr(route, "path", None) or "unmatched"
                 method = scope["method"] if scope["method"] in _METHODS else "other"
                 self.metrics.observe(template, method, status, duration)
-            state = scope.get("state") or {}
-            client = scope.get("client")
-            if access_log.isEnabledFor(logging.INFO):
-                self.sink.emit(
-                    {
-                        "time": timestamp(),
-                        "level": "info",
-                        "logger": "burrow.access",
-                        "message": "request",
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(duration * 1000, 3),
-                        "operation_id": state.get("operation_id"),
-                        "client": f"{client[0]}:{client[1]}" if client else None,
-                    }
+            if logging_on:
+                state = scope.get("state") or {}
+                operation_id = state.get("operation_id")
+                client = scope.get("client")
+                self.lines.add(
+                    (time.time(), scope["method"], scope["path"], status, duration, operation_id, client)
                 )
 
 

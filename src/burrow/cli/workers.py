@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, NoReturn
 
+from burrow.api.app import ACCESS_LOG
 from burrow.domain.limits import ApiLimits
 from burrow.edge.server import BoundSockets, EdgeConfig
 
@@ -354,6 +355,7 @@ class Supervisor:
         except BaseException:
             log.exception("worker failed")
         finally:
+            ACCESS_LOG.flush()  # os._exit skips atexit, where it would be flushed
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
