@@ -113,5 +113,3 @@ def postgres_url(postgres: PostgresServer) -> str:
 @pytest.fixture
 def make_postgres_url(postgres: PostgresServer) -> Callable[[], str]:
     return postgres.create_database
-
-

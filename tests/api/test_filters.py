@@ -73,7 +73,5 @@ def test_filters_past_the_budget_are_refused(app_server: AppServer, monkeypatch:
         assert [c["description"] for c in narrowed.json()["credentials"]] == ["c1"]
         # A filter SQL answers entirely examines only what it returns (string ordering is
         # compiled on SQLite only, so the portable case is an `in` list).
-        compiled = http.get(
-            "/credentials", params={"filter": 'obj.description in ["c1", "c2", "c3", "c4"]'}
-        )
+        compiled = http.get("/credentials", params={"filter": 'obj.description in ["c1", "c2", "c3", "c4"]'})
         assert len(compiled.json()["credentials"]) == 4

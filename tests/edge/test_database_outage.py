@@ -64,9 +64,7 @@ def test_the_edge_fails_closed_while_revocations_cannot_be_checked_and_resumes(
     make_server: Callable[..., BurrowServer],
     start_agent: Callable[..., Agent],
 ) -> None:
-    server = make_server(
-        "--revocation-fail-closed-after", "1", env={"BURROW_DATABASE_URL": postgres_url}
-    )
+    server = make_server("--revocation-fail-closed-after", "1", env={"BURROW_DATABASE_URL": postgres_url})
     token = credential(server, [])["token"]
     postgres.stop()
     try:

@@ -530,7 +530,6 @@ class AsyncTunnelsClient:
         return await self._c._list(calls.TUNNELS, before_id, limit, filter)
 
 
-
 class AsyncAuditEventsClient:
     """The audit trail: read-only, for admins."""
 
