@@ -87,6 +87,13 @@ class PointReader:
         self.generation += 1
         self.cache.clear()
 
+    def cached(self, key: Hashable) -> Any:
+        """What is cached under ``key``: None if nothing is, or while nothing may be cached."""
+        if not self.caches:
+            return None
+        self.validate_cache()
+        return self.cache.get(key)
+
     def remember(self, key: Hashable, value: Any, generation: int) -> None:
         """Cache ``value``, read since ``generation``, unless the database changed meanwhile."""
         if generation == self.generation and self.caches:

@@ -324,10 +324,7 @@ class Store:
 
     def cached_principal(self, token: str) -> Principal | None:
         """Who ``token`` is, if it authenticated since the database last changed."""
-        if not self._reader.caches:
-            return None
-        self._reader.validate_cache()
-        cached = self._reader.cache.get(self._principal_cache_key(token))
+        cached = self._reader.cached(self._principal_cache_key(token))
         return cached if isinstance(cached, Principal) else None
 
     def authenticate_api_key(self, key_id: str, token: str) -> Principal | None:
@@ -374,11 +371,9 @@ class Store:
     def get(self, kind: Kind[T], account_id: str, resource_id: str) -> T | None:
         reader = self._reader
         cache_key = ("model", kind.name, account_id, resource_id)
-        if reader.caches:
-            reader.validate_cache()
-            cached = reader.cache.get(cache_key)
-            if cached is not None:
-                return cached  # type: ignore[no-any-return]
+        cached = reader.cached(cache_key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         generation = reader.generation
         row = reader.fetch_one(self._get_reads[kind.name], {"id": resource_id, "account_id": account_id})
         if row is None:
@@ -396,11 +391,9 @@ class Store:
         body is built once, not on every request."""
         reader = self._reader
         cache_key = ("derived", kind.name, account_id, resource_id, variant)
-        if reader.caches:
-            reader.validate_cache()
-            cached = reader.cache.get(cache_key)
-            if cached is not None:
-                return cached  # type: ignore[no-any-return]
+        cached = reader.cached(cache_key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         generation = reader.generation
         item = self.get(kind, account_id, resource_id)
         if item is None:
