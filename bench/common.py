@@ -49,15 +49,17 @@ def start_burrow(
     return api_key, server
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time so far of a process, all its threads and its live descendants
-    (sshd serves each connection in a child process), from Linux /proc."""
+def cpu_seconds(pid: int, kernel_only: bool = False) -> float:
+    """User + system CPU time so far (system time alone with ``kernel_only``) of a process,
+    all its threads and its live descendants (sshd serves each connection in a child
+    process), from Linux /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
+    total = ticks / os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             with contextlib.suppress(FileNotFoundError):  # it exited since
-                total += cpu_seconds(int(child))
+                total += cpu_seconds(int(child), kernel_only)
     return total
 
 

@@ -192,6 +192,9 @@ def cpu_spent(pids: dict[str, int], client: str) -> Callable[[], dict[str, float
         times = os.times()
         return {
             **{name: cpu_seconds(pid) for name, pid in pids.items()},
+            # The kernel's share (system time): the socket calls, TCP, and what the tunnel's
+            # data path would still cost if its own code were free.
+            **{f"{name} kernel": cpu_seconds(pid, kernel_only=True) for name, pid in pids.items()},
             client: times.children_user + times.children_system,
         }
 
@@ -422,6 +425,15 @@ def report(r: dict[str, Figures]) -> None:
         print(
             f"        CPU per request (µs): {cpu_line(tunnel.request_cpu, (*BURROW_SIDE, 'wrk'), '.0f')}; "
             f"via ssh: {cpu_line(ssh.request_cpu, (*SSH_SIDE, 'wrk'), '.0f')}"
+        )
+        kernel = tunnel.request_cpu["burrow kernel"]
+        ssh_kernel = ssh.request_cpu["sshd kernel"] + ssh.request_cpu["ssh kernel"]
+        ssh_total = sum(ssh.request_cpu[name] for name in (*SSH_SIDE, "wrk"))
+        others = sum(tunnel.request_cpu[name] for name in ("agent", "service", "wrk"))
+        print(
+            f"        in the kernel (µs): burrow {kernel:.0f} of its {tunnel.request_cpu['burrow']:.0f}; "
+            f"sshd + ssh {ssh_kernel:.0f}; Burrow's budget for 0.9x ssh with these others: "
+            f"{ssh_total / 0.9 - others:.0f}"
         )
 
 
