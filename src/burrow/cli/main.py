@@ -153,11 +153,11 @@ def init(
 
 
 def _serve(values: dict[str, Any]) -> None:
-    from . import serving
+    from . import node, serving
 
     try:
         serving.serve(values)
-    except serving.CommandError as problem:
+    except node.CommandError as problem:
         _serve_failed(str(problem))
 
 

@@ -29,8 +29,8 @@ from burrow.api.app import ACCESS_LOG
 from burrow.domain.limits import ApiLimits
 from burrow.edge.server import BoundSockets, EdgeConfig
 
-from . import serving
-from .serving import CommandError
+from . import node
+from .node import CommandError
 
 log = logging.getLogger("burrow.serve")
 BACKLOG = 1024
@@ -73,7 +73,7 @@ class Worker:
 
 
 def _bind(host: str, port: int, option: str) -> socket.socket:
-    sock = serving._listen(host, port, option)
+    sock = node.listen(host, port, option)
     sock.listen(BACKLOG)  # connections queue here even while a worker restarts
     return sock
 
@@ -133,15 +133,15 @@ def bind_listeners(
 def prepare(v: dict[str, Any], config: EdgeConfig, listeners: Listeners) -> None:
     """What the workers would otherwise race for: the schema, the first account (its key
     shown once, here), the CA and the certificates in the data directory."""
-    store = serving.open_store(v)
+    store = node.open_store(v)
     try:
-        token = serving.first_run(store, v)
+        token = node.first_run(store, v)
         if v["edge"]:
-            serving.edge_for(store, v, _worker_config(config, listeners, 1), None)  # writes the files
+            node.edge_for(store, v, _worker_config(config, listeners, 1), None)  # writes the files
     finally:
         store.close()  # no connection crosses the fork
     if token is not None:
-        serving._first_run(token, v)
+        node.show_first_key(token, v)
 
 
 def _worker_config(config: EdgeConfig, listeners: Listeners, number: int) -> EdgeConfig:
@@ -335,11 +335,11 @@ class Supervisor:
                 os.write(ready_pipe, b"1")
                 os.close(ready_pipe)
 
-            serving.run_node(
+            node.run_node(
                 self.v,
                 config,
                 self.api_limits,
-                serving.throttle(*serving._rate_texts(self.v), processes=self.count),
+                node.throttle(*node.rate_texts(self.v), processes=self.count),
                 self.listeners.api,
                 self.listeners.metrics.get(number),
                 show_first_run=False,

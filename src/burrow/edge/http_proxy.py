@@ -22,19 +22,20 @@ import ipaddress
 import re
 import time
 import zlib
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import httptools
 
 from burrow.domain.endpoint import CIRCUIT_OPEN, EndpointPolicy, Headers, IPAddress, Refusal
+from burrow.domain.limits import Admission, PublicLimits
 from burrow.domain.tunnels import Tunnel
 
 from . import traffic
 from .flow import WriteFlow
 from .muxado_streams import MuxStream
-
-if TYPE_CHECKING:
-    from .public import PublicListeners
+from .pages import BAD_GATEWAY, CONNECTION_REFUSED, HEAD_TOO_LARGE, bad_request, not_found_page, page
+from .relay import RelayRoutes
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
@@ -61,60 +62,6 @@ MAX_CHUNK_LINE = 4096
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _TUNNEL, _IDLE = range(6)
 # What a connection is waiting for, for the timeouts.
 _HEAD_PHASE, _BODY_PHASE, _IDLE_PHASE, _BUSY_PHASE = range(4)
-
-
-def page(
-    status: int,
-    reason: str,
-    code: str,
-    message: str,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
-    close: bool = True,
-) -> bytes:
-    """A small error page in the style of the 404 page: the message and its ERR_NGROK code."""
-    body = f"{message}\n{code}\n".encode()
-    head = [
-        f"HTTP/1.1 {status} {reason}".encode(),
-        b"Content-Type: text/plain; charset=utf-8",
-        f"Content-Length: {len(body)}".encode(),
-        f"Ngrok-Error-Code: {code}".encode(),
-    ]
-    head += [name + b": " + value for name, value in headers]
-    if close:
-        head.append(b"Connection: close")
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
-
-
-def not_found_page(host: str) -> bytes:
-    body = (
-        "<!doctype html><title>Tunnel not found</title>"
-        f"<h1>Tunnel {_escape(host)} not found</h1>"
-        "<p>No agent is serving this name on this Burrow server.</p><p>ERR_NGROK_3200</p>\n"
-    ).encode()
-    head = (
-        "HTTP/1.1 404 Not Found\r\nContent-Type: text/html; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\nNgrok-Error-Code: ERR_NGROK_3200\r\n\r\n"
-    ).encode()
-    return head + body
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
-def bad_request(message: str) -> bytes:
-    return page(400, "Bad Request", "ERR_NGROK_90400", message)
-
-
-HEAD_TOO_LARGE = page(
-    431, "Request Header Fields Too Large", "ERR_NGROK_90431", "The request head is too large."
-)
-BAD_GATEWAY = page(
-    502, "Bad Gateway", "ERR_NGROK_3004", "The agent's service gave an invalid or incomplete answer."
-)
-CONNECTION_REFUSED = page(
-    503, "Service Unavailable", "ERR_NGROK_90503", "Too many connections: try again later."
-)
 
 
 class _Relay(Exception):
@@ -241,7 +188,7 @@ class _ChunkScanner:
         return position
 
 
-def _peer_ip(peer: tuple[str, int]) -> IPAddress:
+def peer_ip(peer: tuple[str, int]) -> IPAddress:
     try:
         return ipaddress.ip_address(peer[0].split("%", 1)[0])
     except ValueError:
@@ -256,12 +203,35 @@ def _tokens(values: list[bytes]) -> set[bytes]:
     return {token.strip().lower() for value in values for token in value.split(b",") if token.strip()}
 
 
+class HttpListeners(Protocol):
+    """What an HTTP(S) connection uses of the public listeners (public.py's ``PublicListeners``)."""
+
+    limits: PublicLimits
+    admission: Admission
+    traffic: dict[str, traffic.TrafficCounts]
+    relay_routes: RelayRoutes | None
+    _connections: set[Any]  # the open public connections, of every kind (public.py)
+
+    async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
+
+    def web_tunnel(self, scheme: str, host: str) -> Tunnel | None: ...
+
+    async def relay_out(
+        self,
+        client: asyncio.Transport,
+        first: bytes,
+        header: dict[str, Any],
+        relay_addr: str,
+        on_end: Callable[[], None],
+    ) -> None: ...
+
+
 class HttpProxyConnection(asyncio.Protocol):
     """One public HTTP(S) client connection, proxied request by request."""
 
     def __init__(
         self,
-        listeners: PublicListeners,
+        listeners: HttpListeners,
         scheme: str,
         sni: str | None = None,
         relayed: bool = False,
@@ -374,7 +344,7 @@ class HttpProxyConnection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         if isinstance(sock, tuple) and len(sock) >= 2:
             self.server = (str(sock[0]), int(sock[1]))
-        self.client_ip = _peer_ip(self.client)
+        self.client_ip = peer_ip(self.client)
         self._client_address = self.client[0].encode()  # for X-Forwarded-For
         # HTTPS connections were counted by their listener before the handshake.
         if self.scheme != "https" and self.listeners.admission.admit(self.client[0], self.scheme) is not None:

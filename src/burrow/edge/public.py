@@ -25,7 +25,7 @@ from burrow.domain.tunnels import Registry, Tunnel
 from . import relay, traffic
 from .flow import WriteFlow
 from .handoff import Handoff
-from .http_proxy import HttpProxyConnection, _peer_ip
+from .http_proxy import HttpProxyConnection, peer_ip
 from .muxado_streams import MuxConnection, MuxStream
 from .relay import RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
@@ -302,7 +302,7 @@ class PublicConnection(asyncio.Protocol):
             tunnel = registry.tls_tunnel(name) if name else None
         else:
             tunnel = registry.tcp_tunnel(self.port)
-        if tunnel is None or not tunnel.policy.allows_client(_peer_ip((self._client_ip, 0))):
+        if tunnel is None or not tunnel.policy.allows_client(peer_ip((self._client_ip, 0))):
             return None
         self._tunnel = tunnel
         stream = await self.listeners.open_proxy(tunnel, _peer(self.transport), self.kind)

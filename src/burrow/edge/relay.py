@@ -26,7 +26,7 @@ from typing import Any, Protocol, cast
 from burrow.store.cluster import ClusterRegistry
 
 from .certs import relay_peer_ok
-from .http_proxy import page
+from .pages import page
 
 log = logging.getLogger("burrow.edge")
 MAX_HEADER = 4096
