@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvloop
-from burrow.edge.limits import ConnectionCounts, PublicLimits
 
+from burrow.domain.limits import Admission, PublicLimits
 from burrow.domain.tunnels import Tunnel
 from burrow.edge import traffic
 from burrow.edge.http_proxy import HttpProxyConnection
@@ -89,15 +89,20 @@ class Listeners:
 
     def __init__(self, edge: MuxConnection, tunnel: Tunnel) -> None:
         self.limits = PublicLimits()
-        self.counts = ConnectionCounts(self.limits)
-        self._connections: set[object] = set()
+        self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_client)
+        self.traffic = {listener: traffic.TrafficCounts() for listener in traffic.LISTENERS}
+        self.relay_routes = None
+        self._connections: set[Any] = set()
         self.edge, self.tunnel = edge, tunnel
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         return self.tunnel if host == HOST else None
 
-    async def open_proxy(self, tunnel: Tunnel, client: str, scheme: str) -> MuxStream:
+    async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None:
         return self.edge.open_stream()
+
+    async def relay_out(self, *args: Any) -> None:
+        raise AssertionError("one node: nothing is relayed")
 
 
 async def run(requests: int, rounds: int) -> None:
@@ -119,7 +124,7 @@ async def run(requests: int, rounds: int) -> None:
         "tn_bench", "ts_bench", "http", f"http://{HOST}", "", "", datetime.now(UTC), hostname=HOST
     )
     client = MemoryTransport()
-    proxy = HttpProxyConnection(Listeners(edge, tunnel), "http")  # type: ignore[arg-type]
+    proxy = HttpProxyConnection(Listeners(edge, tunnel), "http")
     proxy.connection_made(client)  # type: ignore[arg-type]
 
     async def one() -> None:
