@@ -11,13 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
 
 
 def start_burrow(
-    data_dir: Path, api_port: int, *options: str, log: Path | None = None
+    data_dir: Path, api_port: int, *options: str, log: Path | None = None, cores: set[int] | None = None
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """``burrow init`` then ``burrow serve`` (default settings plus ``options``) on
     ``data_dir``: the admin's API key and the server process. Its log (stderr) goes to the
@@ -45,6 +46,7 @@ def start_burrow(
             ],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            preexec_fn=pinned(cores),
         )
     return api_key, server
 
@@ -112,20 +114,42 @@ def need(tool: str, package: str | None = None) -> str:
     return found
 
 
+def pinned(cores: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that runs the child, and every thread it starts, on ``cores``."""
+    if cores is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cores)
+
+
+def split_cores() -> tuple[set[int], set[int]]:
+    """The cores for one server process and for its load generator: on two cores or more,
+    the first core and the others. Left to the scheduler, a server and wrk on two cores
+    sometimes share one and sometimes not, which moved one server's throughput and CPU
+    per request by 30-70% from run to run (bench/api.py, 2026-11-30)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return set(cores), set(cores)
+    return {cores[0]}, set(cores[1:])
+
+
 def run_wrk(
     url: str,
     duration: str,
     headers: dict[str, str] | None = None,
     script: str | None = None,
     connections: int = 32,
+    cores: set[int] | None = None,
 ) -> dict[str, float]:
-    """Requests/s and p50/p99 latency in ms; any error response or socket error fails the run."""
+    """Requests/s and p50/p99 latency in ms; any error response or socket error fails the run.
+    ``cores``: where wrk runs (anywhere by default)."""
     command = [need("wrk"), "-t1", f"-c{connections}", f"-d{duration}", "--latency"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     if script:
         command += ["-s", script]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, preexec_fn=pinned(cores)
+    ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"{url}: errors during the run\n{output}")
 
