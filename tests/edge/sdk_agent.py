@@ -10,6 +10,7 @@ This file runs under the SDK's interpreter and imports nothing from Burrow.
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import http.server
 import json
@@ -230,7 +231,10 @@ async def main() -> None:
             results[name] = {"error": [str(arg) for arg in error.args]}
     emit({"ready": results})
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await session.close()
+    # Bounded: with its session ended by the server (a deleted credential, a node gone),
+    # the SDK's close can wait on reconnection for as long as the test would let it.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(session.close(), 2)
 
 
 asyncio.run(main())
