@@ -22,7 +22,6 @@ import ipaddress
 import re
 import time
 import zlib
-from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import httptools
@@ -35,7 +34,7 @@ from . import traffic
 from .flow import WriteFlow
 from .muxado_streams import MuxStream
 from .pages import BAD_GATEWAY, CONNECTION_REFUSED, HEAD_TOO_LARGE, bad_request, not_found_page, page
-from .relay import RelayRoutes
+from .relay import RelayOut, RelayRoutes
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
@@ -203,7 +202,7 @@ def _tokens(values: list[bytes]) -> set[bytes]:
     return {token.strip().lower() for value in values for token in value.split(b",") if token.strip()}
 
 
-class HttpListeners(Protocol):
+class HttpListeners(RelayOut, Protocol):
     """What an HTTP(S) connection uses of the public listeners (public.py's ``PublicListeners``)."""
 
     limits: PublicLimits
@@ -215,15 +214,6 @@ class HttpListeners(Protocol):
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None: ...
-
-    async def relay_out(
-        self,
-        client: asyncio.Transport,
-        first: bytes,
-        header: dict[str, Any],
-        relay_addr: str,
-        on_end: Callable[[], None],
-    ) -> None: ...
 
 
 class HttpProxyConnection(asyncio.Protocol):

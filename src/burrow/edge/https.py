@@ -21,12 +21,13 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from burrow.domain.limits import Admission
 from burrow.domain.tunnels import Registry
 
 from .certs import ServerCertificate, certificate_names, ensure_name_certificate
+from .relay import RelayOut
 from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_server_name
 
 _NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
@@ -102,19 +103,10 @@ class HttpsCertificates:
         return context
 
 
-class HttpsRelay(Protocol):
+class HttpsRelay(RelayOut, Protocol):
     """Where another node serves a name, and how to splice a connection to it (relay.py)."""
 
     def https_relay_target(self, server_name: str) -> str | None: ...
-
-    async def relay_out(
-        self,
-        client: asyncio.Transport,
-        first: bytes,
-        header: dict[str, Any],
-        relay_addr: str,
-        on_end: Callable[[], None],
-    ) -> None: ...
 
 
 class _Held(asyncio.Protocol):

@@ -113,6 +113,20 @@ class _Half(asyncio.Protocol):
             self.other.transport.resume_reading()
 
 
+class RelayOut(Protocol):
+    """What splices a public connection to another node: the public listeners'
+    ``relay_out``, which calls :func:`relay_out` with the cluster's TLS context."""
+
+    async def relay_out(
+        self,
+        client: asyncio.Transport,
+        first: bytes,
+        header: dict[str, Any],
+        relay_addr: str,
+        on_end: Callable[[], None],
+    ) -> None: ...
+
+
 async def relay_out(
     client: asyncio.Transport,
     first: bytes,
