@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -85,3 +88,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if fixtures & POSTGRES_FIXTURES:
             item.add_marker(pytest.mark.postgres)
+
+
+# `make test-fast` installs only the project's own environment (.venv); the agent SDK, the v2
+# binary, the official clients and the browser come with `make test`. So that the fast tier
+# passes on a fresh clone, a process started while a test that is neither e2e nor postgres
+# runs (its fixtures included, of any scope) must be one of .venv's programs; any other
+# fails that test, on every machine and in every tier, rather than only on a fresh clone.
+_running: list[pytest.Item] = []
+_popen_init = subprocess.Popen.__init__
+_OWN_PROGRAMS = Path(sys.executable).parent
+
+
+def _guarded_popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    item = _running[-1] if _running else None
+    if item is not None and not any(item.get_closest_marker(mark) for mark in ("e2e", "postgres")):
+        command = args[0] if args else kwargs.get("args")
+        program = Path(str(command[0] if isinstance(command, list | tuple) else command).split()[0])
+        if program.parent != _OWN_PROGRAMS:
+            raise AssertionError(
+                f"{item.nodeid} starts {program}, which `make test-fast` does not install: mark it "
+                "e2e (tests/conftest.py E2E_FIXTURES, E2E_EDGE_FILES or pytestmark)"
+            )
+    _popen_init(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _guarded_popen_init  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()

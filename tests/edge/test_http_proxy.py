@@ -222,6 +222,7 @@ def web(server: BurrowServer) -> Iterator[str]:
     process.wait(timeout=10)
 
 
+@pytest.mark.e2e  # the `web` fixture runs the SDK agent
 def test_uploads_of_20_mib_arrive_whole_with_either_framing(server: BurrowServer, web: str) -> None:
     payload = os.urandom(20 * MiB)
     digest = hashlib.sha256(payload).hexdigest()
@@ -259,6 +260,7 @@ def test_uploads_of_20_mib_arrive_whole_with_either_framing(server: BurrowServer
         connection.close()
 
 
+@pytest.mark.e2e  # the `web` fixture runs the SDK agent
 def test_head_and_a_20_mib_download(server: BurrowServer, web: str) -> None:
     connection = Connection(server.http_addr)
     try:
@@ -277,6 +279,7 @@ def test_head_and_a_20_mib_download(server: BurrowServer, web: str) -> None:
         connection.close()
 
 
+@pytest.mark.e2e  # the `web` fixture runs the SDK agent
 def test_bad_requests_are_answered_here(server: BurrowServer, web: str) -> None:
     for request, status in (
         (f"GET / HTTP/2.0\r\nHost: {web}\r\n\r\n", 505),
@@ -299,6 +302,7 @@ def traffic_lines(server: BurrowServer) -> list[dict[str, Any]]:
     return lines
 
 
+@pytest.mark.e2e  # the `web` fixture runs the SDK agent
 def test_the_traffic_log_has_a_line_per_request_without_secrets(server: BurrowServer, web: str) -> None:
     connection = Connection(server.http_addr)
     try:
