@@ -93,7 +93,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # `make test-fast` installs only the project's own environment (.venv); the agent SDK, the v2
 # binary, the official clients and the browser come with `make test`. So that the fast tier
 # passes on a fresh clone, a process started while a test that is neither e2e nor postgres
-# runs (its fixtures included, of any scope) must be one of .venv's programs; any other
+# runs (its fixtures' setup included, of any scope) must be one of .venv's programs; any other
 # fails that test, on every machine and in every tier, rather than only on a fresh clone.
 _running: list[pytest.Item] = []
 _popen_init = subprocess.Popen.__init__
@@ -116,10 +116,15 @@ def _guarded_popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) 
 subprocess.Popen.__init__ = _guarded_popen_init  # type: ignore[method-assign]
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+def _while_running(item: pytest.Item) -> Iterator[None]:
     _running.append(item)
     try:
         return (yield)
     finally:
         _running.pop()
+
+
+# Setup and call only: a wider-scoped fixture is torn down in whichever test is last to
+# hold its scope, often one that never asked for it (the session's PostgreSQL stops there).
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_while_running)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_while_running)

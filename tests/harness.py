@@ -307,11 +307,13 @@ class BurrowServer:
         ]
         if account:
             args += ["--account", account]
-        return burrow(*args).stdout.strip()
+        return burrow(*args, env=self.env).stdout.strip()
 
     def new_account(self, admin_email: str) -> str:
         """A new, separate account in the same data directory; its admin's API key token."""
-        return burrow("init", "--data-dir", str(self.data_dir), "--admin-email", admin_email).stdout.strip()
+        return burrow(
+            "init", "--data-dir", str(self.data_dir), "--admin-email", admin_email, env=self.env
+        ).stdout.strip()
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         return httpx.Client(

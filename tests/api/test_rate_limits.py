@@ -143,6 +143,40 @@ def test_a_valid_key_from_a_throttled_address_still_gets_in(app_with: Callable[[
         assert [http.get("/credentials").status_code for _ in range(5)] == [200] * 5
 
 
+def test_a_guesser_cannot_spend_the_checks_of_a_key_used_before(
+    app_with: Callable[[Rates], AppServer],
+) -> None:
+    """Writes clear the read cache, so a known key is checked again; a guesser behind the same
+    address, whose guesses keep the throttle's one check a second busy, must not crowd it out."""
+    server = app_with(replace(OFF, auth_failures=rate("2/minute")))
+    with client_from(server, "10.0.0.1", server.api_key) as http:
+        assert http.get("/credentials").status_code == 200  # authenticated once
+    statuses: list[int] = []
+    with (
+        client_from(server, "10.0.0.1", forged_api_key()) as attacker,
+        client_from(server, "10.0.0.1", server.api_key) as http,
+    ):
+        for n in range(12):
+            attacker.get("/credentials")
+            attacker.get("/credentials")
+            # A write: the read cache is cleared, the key must be checked again.
+            made = http.post("/credentials", json={"description": f"c{n}"})
+            statuses.append(made.status_code)
+            statuses.append(http.get("/credentials").status_code)
+        guesses = [attacker.get("/credentials").status_code for _ in range(5)]
+    assert statuses == [201, 200] * 12, statuses
+    assert guesses.count(429) >= 4, guesses
+    # A deleted key is checked like any other and fails.
+    other = server.create_user("gone@example.com")
+    with client_from(server, "10.0.0.3", other) as http:
+        assert http.get("/credentials").status_code == 200
+    key_id = tokens.resource_id(other, ids.API_KEY)
+    with client_from(server, "10.0.0.1", server.api_key) as admin:
+        assert admin.delete(f"/api_keys/{key_id}").status_code == 204
+    with client_from(server, "10.0.0.3", other) as http:
+        assert http.get("/credentials").json()["error_code"] == "ERR_NGROK_203"
+
+
 def test_limits_off_let_everything_through(app_with: Callable[[Rates], AppServer]) -> None:
     server = app_with(OFF)
     with client_from(server, "10.0.0.1", server.api_key) as http:

@@ -32,11 +32,18 @@ def authenticate(request: Request, store: Store, throttle: Throttle, address: st
     principal = store.cached_principal(token)
     if principal is not None:
         return principal  # authenticated since the last write: no check, so never throttled
-    throttle.before_check(address)
+    # A token that has authenticated before is checked at once, whatever its address's
+    # failures: a guesser sharing the address cannot spend its checks (guessing one would be
+    # guessing the token). It is still checked, so a deleted key fails as any other.
+    if not store.authenticated_before(token):
+        throttle.before_check(address)
     try:
         return _check_token(store, token)
-    except errors.BurrowError:
-        throttle.failed(address)
+    except errors.BurrowError as error:
+        # Only a token checked and found wrong is a failure; the database being away (503)
+        # is the server's trouble, not a guess.
+        if error.status == 401:
+            throttle.failed(address)
         raise
 
 

@@ -6,6 +6,7 @@ takes a few microseconds, less than handing the call to a thread would.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -140,11 +141,18 @@ class AuthRecord:
     owner_active: bool
 
 
+# Tokens remembered by Store.authenticated_before (32 bytes each).
+AUTHENTICATED_KEPT = 10_000
+
+
 class Store:
     def __init__(self, engine: Engine, secret: bytes) -> None:
         self.engine = engine
         self.secret = secret
         self._cache_key = hashlib.sha256(b"burrow principal cache" + secret).digest()[:32]
+        # Keyed hashes of the API key tokens that authenticated, most recent last (bounded):
+        # unlike the read cache, kept across writes (see authenticated_before).
+        self._authenticated: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         # PostgreSQL: what other nodes write reaches this one as notifications.
         self.feed = ChangeFeed.for_engine(engine, database.CONNECT_TIMEOUT_SECONDS)
         self._reader = PointReader(engine, self.feed)
@@ -327,18 +335,27 @@ class Store:
         cached = self._reader.cached(self._principal_cache_key(token))
         return cached if isinstance(cached, Principal) else None
 
+    def authenticated_before(self, token: str) -> bool:
+        """Whether ``token`` authenticated in this process and has not failed since: such a
+        token is no guess, so the API checks it without the failed-authentication throttle."""
+        return self._principal_cache_key(token)[1] in self._authenticated
+
     def authenticate_api_key(self, key_id: str, token: str) -> Principal | None:
         """Who ``token``, a well-formed token of the API key ``key_id``, is; None if nobody."""
         if self._reader.caches:
             self._reader.validate_cache()  # first: catching up is no race with this read
         generation = self._reader.generation
         record = self.auth_record("api_key", key_id)
-        if record is None or not tokens.matches(self.secret, token, record.digest):
-            return None
-        if not record.owner_active:
+        cache_key = self._principal_cache_key(token)
+        if record is None or not tokens.matches(self.secret, token, record.digest) or not record.owner_active:
+            self._authenticated.pop(cache_key[1], None)
             return None
         principal = Principal(record.account_id, record.owner_id, record.owner_is_admin, key_id)
-        self._reader.remember(self._principal_cache_key(token), principal, generation)
+        self._reader.remember(cache_key, principal, generation)
+        self._authenticated[cache_key[1]] = None
+        self._authenticated.move_to_end(cache_key[1])
+        if len(self._authenticated) > AUTHENTICATED_KEPT:
+            self._authenticated.popitem(last=False)
         return principal
 
     # Owners -------------------------------------------------------------------------
