@@ -3,8 +3,11 @@
 A filter is checked on the event loop (a bad one answers ``ERR_NGROK_250`` at once); the
 list is then read in a worker thread, because even a filter the database answers may scan
 the whole account. What SQL cannot decide (burrow.store.filter_sql) is checked in Python
-on each row SQL keeps, within a row and time budget: past it the request answers
-``ERR_NGROK_90250`` rather than holding a thread (and the GIL) for as long as it likes.
+on each row SQL keeps, within a row budget, and the whole list, SQL included, within a time
+budget (the database's statements are interrupted at the deadline): past either the request
+answers ``ERR_NGROK_90250`` rather than holding a thread (and the GIL, or the database) for as
+long as it likes. One account runs one filtered list at a time, so its filters never queue
+another account's behind them.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any, TypeVar
 from burrow.domain import errors
 from burrow.domain.fields import ValueKind
 from burrow.domain.filter import Filter, FilterError, compile_filter
+from burrow.store.store import FILTER_ROWS, FILTER_SECONDS
 
-# Rows a residual filter may examine for one page, and the time it may take.
-ROW_BUDGET = 50_000
-TIME_BUDGET = 1.0  # seconds
+# Rows a residual filter may examine for one page, and the time the whole list may take.
+ROW_BUDGET = FILTER_ROWS
+TIME_BUDGET = FILTER_SECONDS
 
 T = TypeVar("T")
 
@@ -49,10 +53,9 @@ def compile_list_filter(
     return ListFilter(fields, expression).predicate()
 
 
-def within_budget(items: Iterable[T]) -> Iterator[T]:
-    """``items``, refusing (ERR_NGROK_90250) past ROW_BUDGET items or TIME_BUDGET seconds."""
+def within_budget(items: Iterable[T], deadline: float) -> Iterator[T]:
+    """``items``, refusing (ERR_NGROK_90250) past ROW_BUDGET items or ``deadline``."""
     rows, seconds = ROW_BUDGET, TIME_BUDGET
-    deadline = time.monotonic() + seconds
     for count, item in enumerate(items, 1):
         if count > rows or time.monotonic() > deadline:
             raise errors.FILTER_OVER_BUDGET(rows=rows, seconds=seconds)

@@ -5,8 +5,10 @@ What differs between resources is in their descriptions (burrow.domain.resources
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -22,11 +24,34 @@ from burrow.store.store import KINDS, Store
 
 from . import http, paging
 from .endpoints import Call, Handler, check_may_write
-from .filtering import ListFilter, within_budget
+from .filtering import TIME_BUDGET, ListFilter, within_budget
 
-# Filtered lists run at most this many at once, so that on a machine of N cores they leave
-# one core to the event loop (the API, the edge, every tunnel); the others wait their turn.
-FILTER_THREADS = anyio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
+# Filtered lists run at most this many at once (most of their time is in the database,
+# without the GIL), each account's one at a time: an account's expensive filters wait for
+# each other, never in front of another account's.
+FILTER_THREADS = anyio.CapacityLimiter(max(2, (os.cpu_count() or 2) - 1))
+
+
+class PerAccount:
+    """One lock per account, held while its filtered list runs; dropped when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[anyio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, account_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(account_id, (anyio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[account_id]
+
+
+FILTER_TURNS = PerAccount()
 
 
 class StoredHandlers:
@@ -77,10 +102,16 @@ class StoredHandlers:
             return call.json(paging.page(self.resource, query, call.base, items))
         # Off the event loop: parsing a long expression takes milliseconds, and even a
         # filter SQL answers may scan the whole account.
-        page = await anyio.to_thread.run_sync(self._filtered_page, call, query.filter, limiter=FILTER_THREADS)
+        async with FILTER_TURNS.turn(call.principal.account_id):
+            # The budget starts once it is this account's turn; a client gone by then is not
+            # served (Starlette cancels the request).
+            deadline = time.monotonic() + TIME_BUDGET
+            page = await anyio.to_thread.run_sync(
+                self._filtered_page, call, query.filter, deadline, limiter=FILTER_THREADS
+            )
         return call.json(page)
 
-    def _filtered_page(self, call: Call, expression: str) -> dict[str, Any]:
+    def _filtered_page(self, call: Call, expression: str, deadline: float) -> dict[str, Any]:
         query = call.query
         assert query is not None
         checked = ListFilter(self.resource.filter_fields, expression)
@@ -88,12 +119,12 @@ class StoredHandlers:
         columns = {name: column for name, column in columns.items() if name in self.resource.filter_fields}
         split = split_filter(checked.compiled, columns, checked.now, self.store.dialect())
         items = self.store.iterate(
-            self.kind, call.principal.account_id, query.before_id, where=split.condition
+            self.kind, call.principal.account_id, query.before_id, where=split.condition, deadline=deadline
         )
         if split.residual is None:
             return paging.page(self.resource, query, call.base, items, keep=lambda item: True)
         keep = checked.predicate(split.residual)
-        return paging.page(self.resource, query, call.base, within_budget(items), keep=keep)
+        return paging.page(self.resource, query, call.base, within_budget(items, deadline), keep=keep)
 
     async def create(self, call: Call) -> Response:
         resource, principal = self.resource, call.principal

@@ -134,8 +134,8 @@ INVALID_FILTER = ErrorKind("ERR_NGROK_250", 400, "Invalid CEL query: {detail}")
 FILTER_OVER_BUDGET = ErrorKind(
     "ERR_NGROK_90250",
     400,
-    "The CEL query needs more work than this server allows per page ({rows} items or {seconds} s "
-    "checked outside the database). Add conditions the database answers (==, !=, in, <, >, "
+    "The CEL query needs more work than this server allows per page ({rows} items checked "
+    "outside the database, or {seconds} s in all). Add conditions the database answers (==, !=, in, <, >, "
     "startsWith and contains on string fields, comparisons of created_at).",
 )
 RATE_LIMITED = ErrorKind(

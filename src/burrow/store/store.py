@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
+import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,11 +31,13 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     true,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from burrow.domain import errors, ids, tokens
@@ -140,6 +144,46 @@ class AuthRecord:
     owner_is_admin: bool
     owner_active: bool
 
+
+R = TypeVar("R")
+
+
+def _rows(query: Select[Any], connection: Connection) -> list[Any]:
+    return [row._mapping for row in connection.execute(query)]
+
+
+def _before(connection: Connection, deadline: float, run: Callable[[Connection], R]) -> R:
+    """``run(connection)``, its statements interrupted at ``deadline``: by SQLite's progress
+    handler (checked every few thousand virtual-machine steps) or PostgreSQL's statement
+    timeout. A query abandoned that way is over the filter budget (ERR_NGROK_90250)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise errors.FILTER_OVER_BUDGET(rows=FILTER_ROWS, seconds=FILTER_SECONDS)
+    raw = connection.connection.dbapi_connection
+    sqlite = connection.dialect.name == "sqlite"
+    try:
+        if sqlite:
+            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # type: ignore[union-attr]
+        else:
+            connection.execute(
+                text("SELECT set_config('statement_timeout', :ms, true)"),
+                {"ms": str(max(1, int(left * 1000)))},
+            )
+        return run(connection)
+    except (OperationalError, errors.BurrowError) as problem:
+        # Interrupted, the driver says so (and database.py calls it unavailable): past the
+        # deadline, it was us.
+        if time.monotonic() < deadline:
+            raise
+        raise errors.FILTER_OVER_BUDGET(rows=FILTER_ROWS, seconds=FILTER_SECONDS) from problem
+    finally:
+        if sqlite:
+            raw.set_progress_handler(None, 0)  # type: ignore[union-attr]
+
+
+# A filtered list's budget: rows examined outside the database, and seconds in all.
+FILTER_ROWS = 50_000
+FILTER_SECONDS = 1.0
 
 # Tokens remembered by Store.authenticated_before (32 bytes each).
 AUTHENTICATED_KEPT = 10_000
@@ -451,9 +495,11 @@ class Store:
         before_id: str | None,
         batch: int = 100,
         where: ColumnElement[bool] | None = None,
+        deadline: float | None = None,
     ) -> Iterator[T]:
         """The account's resources, newest first, older than ``before_id``, lazily; only
-        those satisfying ``where`` when it is given."""
+        those satisfying ``where`` when it is given. Past ``deadline`` (``time.monotonic()``)
+        a query still running is interrupted and ERR_NGROK_90250 raised."""
         table = kind.table
         columns = _PUBLIC_COLUMNS[kind.name]
         cursor = before_id
@@ -464,7 +510,10 @@ class Store:
                 query = query.where(table.c.id < cursor)
             query = query.order_by(table.c.id.desc()).limit(batch)
             with self.engine.connect() as connection:
-                rows = [row._mapping for row in connection.execute(query)]
+                if deadline is None:
+                    rows = [row._mapping for row in connection.execute(query)]
+                else:
+                    rows = _before(connection, deadline, functools.partial(_rows, query))
             for row in rows:
                 yield kind.from_row(row)
             if len(rows) < batch:
