@@ -146,10 +146,33 @@ def test_it_is_append_only(app_server: AppServer) -> None:
             path = "/audit_events" if method == "POST" else f"/audit_events/{event_id}"
             assert http.request(method, path, json={} if method != "DELETE" else None).status_code == 405
     # The database itself refuses (a trigger, on SQLite and PostgreSQL alike).
-    for statement in ("UPDATE audit_events SET actor_id = 'x'", "DELETE FROM audit_events"):
+    statements = ["UPDATE audit_events SET actor_id = 'x'", "DELETE FROM audit_events"]
+    if app_server.store.dialect() == "postgresql":
+        statements.append("TRUNCATE audit_events")  # SQLite has no TRUNCATE (DELETE is it)
+    for statement in statements:
         refused = pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only")
         with refused, app_server.store.engine.begin() as connection:
             connection.execute(sqlalchemy.text(statement))
+    with app_server.client() as http:
+        assert http.get("/audit_events").json()["audit_events"][0]["id"] == event_id
+
+
+def test_what_a_deleted_bot_user_owned_is_recorded_as_deleted(app_server: AppServer) -> None:
+    with app_server.client() as http:
+        bot = http.post("/bot_users", json={"name": "ci"}).json()["id"]
+        owned = {
+            ("api_key", http.post("/api_keys", json={"owner_id": bot}).json()["id"]),
+            ("credential", http.post("/credentials", json={"owner_id": bot}).json()["id"]),
+            ("credential", http.post("/credentials", json={"owner_id": bot}).json()["id"]),
+        }
+        kept = http.post("/credentials", json={}).json()["id"]  # the admin's own: stays
+        deleted = http.delete(f"/bot_users/{bot}")
+        assert deleted.status_code == 204
+        events = http.get("/audit_events", params={"limit": "10"}).json()["audit_events"]
+        cascade = [e for e in events if e["operation"] == "delete"]
+        assert {(e["resource"], e["resource_id"]) for e in cascade} == owned | {("bot_user", bot)}
+        assert {e["operation_id"] for e in cascade} == {deleted.headers["ngrok-operation-id"]}
+        assert http.get(f"/credentials/{kept}").status_code == 200
 
 
 def test_description_client_and_schema_agree(app_server: AppServer) -> None:

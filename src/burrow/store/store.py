@@ -656,15 +656,17 @@ class Store:
             if result.rowcount:
                 self._record(connection, actor, account_id, "delete", kind.name, resource_id)
             if result.rowcount and kind is BOT_USERS:
-                # What a bot owned goes with it, so none of its tokens outlive it.
-                owned_tables = (
-                    schema.api_keys,
-                    schema.credentials,
-                    schema.reserved_domains,
-                    schema.reserved_addrs,
-                )
-                for owned in owned_tables:
-                    connection.execute(delete(owned).where(owned.c.owner_id == resource_id))
+                # What a bot owned goes with it, so none of its tokens outlive it; each is
+                # recorded as deleted by the same actor, as if deleted one by one.
+                for owned in (API_KEYS, CREDENTIALS, RESERVED_DOMAINS, RESERVED_ADDRS):
+                    table = owned.table
+                    gone = connection.execute(
+                        delete(table)
+                        .where(table.c.owner_id == resource_id, table.c.account_id == account_id)
+                        .returning(table.c.id)
+                    ).scalars()
+                    for owned_id in sorted(gone):
+                        self._record(connection, actor, account_id, "delete", owned.name, owned_id)
             return bool(result.rowcount)
 
     # The audit trail ---------------------------------------------------------------
