@@ -196,9 +196,12 @@ def create_app(
         return http.json_response(request, {"status": "ok", "database": database})
 
     async def readyz(request: Request) -> Response:
-        """Readiness: 503 while the database cannot be reached, so a balancer sends no traffic."""
+        """Readiness: 503 while the database cannot be reached or its disk is full, so a
+        balancer sends no traffic."""
         if not store.is_reachable():
             return http.error_response(request, errors.DATABASE_UNAVAILABLE())
+        if store.storage_full():
+            return http.error_response(request, errors.STORAGE_FULL())
         return http.json_response(request, {"status": "ok", "database": "ok"})
 
     async def version(request: Request) -> Response:

@@ -270,6 +270,11 @@ TOO_MANY_CONNECTIONS = ErrorKind(
 DATABASE_UNAVAILABLE = ErrorKind(
     "ERR_NGROK_90504", 503, "The database is unavailable; Burrow reconnects by itself. Try again shortly."
 )
+STORAGE_FULL = ErrorKind(
+    "ERR_NGROK_90507",
+    503,
+    "The server's storage is full, so nothing was written. Its operator must free space; try again later.",
+)
 REVOCATION_UNCHECKED = ErrorKind(
     "ERR_NGROK_90506",
     503,

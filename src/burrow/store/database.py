@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -66,9 +67,23 @@ def _unavailable(context: ExceptionContext) -> None:
     """
     if context.is_pre_ping:
         return  # the pool handles it: it connects anew
+    if storage_full(context.original_exception):
+        raise errors.STORAGE_FULL() from context.original_exception
     lost = context.is_disconnect or isinstance(context.sqlalchemy_exception, exc.OperationalError)
     if lost:
         raise errors.DATABASE_UNAVAILABLE() from context.original_exception
+
+
+def storage_full(problem: BaseException | None) -> bool:
+    """Whether ``problem`` (a driver's error, or one it caused) says the disk is full: SQLite's
+    SQLITE_FULL, PostgreSQL's disk_full (53100), or ENOSPC."""
+    while problem is not None:
+        if isinstance(problem, OSError) and problem.errno == errno.ENOSPC:
+            return True
+        if "database or disk is full" in str(problem) or getattr(problem, "sqlstate", None) == "53100":
+            return True
+        problem = problem.__cause__ or getattr(problem, "orig", None)
+    return False
 
 
 def is_reachable(engine: Engine) -> bool:

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -181,6 +182,9 @@ def _before(connection: Connection, deadline: float, run: Callable[[Connection],
             raw.set_progress_handler(None, 0)  # type: ignore[union-attr]
 
 
+# Free bytes beside a SQLite database after which a full disk counts as fixed.
+FREE_SPACE_NEEDED = 4 * 1024 * 1024
+
 # A filtered list's budget: rows examined outside the database, and seconds in all.
 FILTER_ROWS = 50_000
 FILTER_SECONDS = 1.0
@@ -197,6 +201,7 @@ class Store:
         # Keyed hashes of the API key tokens that authenticated, most recent last (bounded):
         # unlike the read cache, kept across writes (see authenticated_before).
         self._authenticated: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._full_since: float | None = None  # when a write last found the disk full
         # PostgreSQL: what other nodes write reaches this one as notifications.
         self.feed = ChangeFeed.for_engine(engine, database.CONNECT_TIMEOUT_SECONDS)
         self._reader = PointReader(engine, self.feed)
@@ -274,10 +279,40 @@ class Store:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Connection]:
-        """A write transaction that tells every node, when it commits, that data changed."""
-        with self.engine.begin() as connection:
-            yield connection
-            notify(connection, CHANGED)
+        """A write transaction that tells every node, when it commits, that data changed.
+
+        A full disk (at a statement or at the commit) is ERR_NGROK_90507, and readiness says
+        so (:meth:`storage_full`) until a write succeeds or, on SQLite, space is free again."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+                notify(connection, CHANGED)
+        except (errors.BurrowError, DBAPIError, OSError) as problem:
+            full = getattr(problem, "code", None) == errors.STORAGE_FULL.code or database.storage_full(
+                problem
+            )
+            if not full:
+                raise
+            self._full_since = time.monotonic()
+            raise errors.STORAGE_FULL() from None
+        self._full_since = None
+
+    def storage_full(self) -> bool:
+        """Whether the last write found the disk full, and it still looks so: on SQLite, less
+        than :data:`FREE_SPACE_NEEDED` free beside the database; elsewhere for 10 s, after which
+        writes may try again."""
+        since = self._full_since
+        if since is None:
+            return False
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if path:
+            stats = os.statvfs(Path(path).parent)
+            full = stats.f_bavail * stats.f_frsize < FREE_SPACE_NEEDED
+        else:
+            full = time.monotonic() - since < 10
+        if not full:
+            self._full_since = None
+        return full
 
     def close(self) -> None:
         if self.feed is not None:
