@@ -184,6 +184,8 @@ def _before(connection: Connection, deadline: float, run: Callable[[Connection],
 
 # Free bytes beside a SQLite database after which a full disk counts as fixed.
 FREE_SPACE_NEEDED = 4 * 1024 * 1024
+# Elsewhere (PostgreSQL: its disk is not ours to measure), how long readiness says full.
+FULL_RETRY_SECONDS = 10.0
 
 # A filtered list's budget: rows examined outside the database, and seconds in all.
 FILTER_ROWS = 50_000
@@ -288,10 +290,8 @@ class Store:
                 yield connection
                 notify(connection, CHANGED)
         except (errors.BurrowError, DBAPIError, OSError) as problem:
-            full = getattr(problem, "code", None) == errors.STORAGE_FULL.code or database.storage_full(
-                problem
-            )
-            if not full:
+            # database.py's handler raises STORAGE_FULL from the driver's error: found either way.
+            if not database.storage_full(problem):
                 raise
             self._full_since = time.monotonic()
             raise errors.STORAGE_FULL() from None
@@ -299,8 +299,8 @@ class Store:
 
     def storage_full(self) -> bool:
         """Whether the last write found the disk full, and it still looks so: on SQLite, less
-        than :data:`FREE_SPACE_NEEDED` free beside the database; elsewhere for 10 s, after which
-        writes may try again."""
+        than :data:`FREE_SPACE_NEEDED` free beside the database; elsewhere for
+        :data:`FULL_RETRY_SECONDS`, after which writes may try again."""
         since = self._full_since
         if since is None:
             return False
@@ -309,7 +309,7 @@ class Store:
             stats = os.statvfs(Path(path).parent)
             full = stats.f_bavail * stats.f_frsize < FREE_SPACE_NEEDED
         else:
-            full = time.monotonic() - since < 10
+            full = time.monotonic() - since < FULL_RETRY_SECONDS
         if not full:
             self._full_since = None
         return full
