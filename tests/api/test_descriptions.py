@@ -23,6 +23,7 @@ from burrow.domain import resources
 from burrow.domain.fields import ValueKind
 from burrow.domain.models import Credential
 from burrow.domain.resources import Resource
+from tests.certs import make_certificate
 from tests.edge.conftest import Agent, start_agent  # noqa: F401 - the fixture, for the live resources
 from tests.harness import AppServer, BurrowServer
 
@@ -34,13 +35,16 @@ CLIENT_MODELS: dict[str, type[Any]] = {
     "tunnel": client.Tunnel,
     "reserved_domain": client.ReservedDomain,
     "reserved_addr": client.ReservedAddr,
+    "tls_certificate": client.TlsCertificate,
 }
+_MADE = make_certificate()
 CREATE_BODIES = {
     "credential": {"description": "d", "acl": ["bind:*.example.com"]},
     "api_key": {"description": "d"},
     "bot_user": {"name": "b"},
     "reserved_domain": {"domain": "shape.example.com"},
     "reserved_addr": {"description": "d"},
+    "tls_certificate": {"certificate_pem": _MADE.certificate_pem, "private_key_pem": _MADE.private_key_pem},
 }
 
 

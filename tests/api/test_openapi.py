@@ -17,6 +17,10 @@ from tests.harness import AppServer
 
 METHODS = ("get", "post", "patch", "delete", "put")
 
+from tests.certs import make_certificate  # noqa: E402
+
+_MADE = make_certificate()
+
 
 def document(server: AppServer) -> dict[str, Any]:
     with server.bare_client() as http:
@@ -44,6 +48,7 @@ def test_every_documented_operation_is_served_and_nothing_else(app_server: AppSe
             "/bot_users/{id}": http.post("/bot_users", json={"name": "o"}).json()["id"],
             "/service_users/{id}": http.post("/service_users", json={"name": "o"}).json()["id"],
             "/reserved_domains/{id}": http.post("/reserved_domains", json={"domain": "o"}).json()["id"],
+            "/tls_certificates/{id}": http.post("/tls_certificates", json=vars(_MADE)).json()["id"],
             "/reserved_addrs/{id}": http.post("/reserved_addrs", json={}).json()["id"],
             "/tunnel_sessions/{id}": ids.new_id(ids.TUNNEL_SESSION),
             "/tunnel_sessions/{id}/stop": ids.new_id(ids.TUNNEL_SESSION),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.certs import make_certificate
 from tests.edge.conftest import Agent, start_agent  # noqa: F401  (a fixture)
 from tests.harness import BURROW, BurrowServer
 
@@ -225,7 +226,7 @@ def test_ids_and_emails_are_never_cut_off_a_terminal(make_server: Any) -> None:
 def test_every_output_format(make_server: Any) -> None:
     server = make_server()
     empty = cli(server, "credentials", "list", "-o", "table")
-    assert empty.returncode == 0 and empty.stdout == "" and empty.stderr.strip() == "no credentials"
+    assert empty.returncode == 0 and empty.stdout == "" and empty.stderr.strip() == "No credentials found."
     assert cli(server, "credentials", "list").stdout == ""  # nothing to pipe
     assert data(cli(server, "credentials", "list", "-o", "json"))["credentials"] == []
     made = data(cli(server, "credentials", "create", "--acl", "bind:x.example.com", "--json"))
@@ -277,3 +278,26 @@ def test_tunnel_sessions_and_tunnels(
         time.sleep(0.2)
     missing = cli(burrow_server, "tunnel-sessions", "get", session["id"])
     assert missing.returncode == 1 and "ERR_NGROK" in missing.stderr
+
+
+def test_tls_certificates_every_command(burrow_server: BurrowServer, tmp_path: Path) -> None:
+    made = make_certificate(("cli-cert.example.net",))
+    (tmp_path / "cert.pem").write_text(made.certificate_pem)
+    (tmp_path / "key.pem").write_text(made.private_key_pem)
+    created = cli(
+        burrow_server,
+        "tls-certificates",
+        "create",
+        str(tmp_path / "cert.pem"),
+        str(tmp_path / "key.pem"),
+        "--json",
+    )
+    cert = data(created)
+    assert cert["id"].startswith("cert_") and cert["subject_common_name"] == "cli-cert.example.net"
+    assert made.private_key_pem.splitlines()[1] not in created.stdout
+    updated = cli(burrow_server, "tls-certificates", "update", cert["id"], "--description", "d", "--json")
+    assert data(updated)["description"] == "d"
+    table = cli(burrow_server, "tls-certificates", "list")
+    assert cert["id"] in table.stdout and "cli-cert.example.net" in table.stdout
+    assert cli(burrow_server, "tls-certificates", "delete", cert["id"]).returncode == 0
+    assert cli(burrow_server, "tls-certificates", "get", cert["id"]).returncode != 0

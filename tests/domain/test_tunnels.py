@@ -98,3 +98,34 @@ def test_http_and_https_are_separate_endpoints_of_one_holder() -> None:
     with pytest.raises(BindConflict):
         registry.add_tunnel(tunnel("ts_b", "tn_4", proto="http", hostname="one.example.com"))
     assert not registry.is_free("http", "one.example.com")
+
+
+def test_a_name_being_claimed_is_held_until_the_bind_finishes_or_is_abandoned() -> None:
+    from datetime import UTC, datetime
+
+    from burrow.domain.tunnels import AgentSession, BindConflict, Registry, Tunnel
+
+    registry = Registry()
+    for session_id in ("ts_a", "ts_b"):
+        registry.add_session(
+            AgentSession(session_id, "ac", "cr", "us", "", "", "", "", "", datetime.now(UTC))
+        )
+
+    def tunnel(session_id: str, tunnel_id: str) -> Tunnel:
+        return Tunnel(tunnel_id, session_id, "https", "", "", "", datetime.now(UTC), hostname="x.example")
+
+    pending = registry.begin_bind(tunnel("ts_a", "tn_1"))
+    assert not registry.is_free("https", "x.example") and registry.https_tunnel("x.example") is None
+    try:
+        registry.begin_bind(tunnel("ts_b", "tn_2"))
+        raise AssertionError("a second bind of a name being claimed went through")
+    except BindConflict:
+        pass
+    registry.abandon_bind(pending)
+    assert registry.is_free("https", "x.example")
+    second = registry.begin_bind(tunnel("ts_b", "tn_2"))
+    assert registry.finish_bind(second) and registry.https_tunnel("x.example").session_id == "ts_b"  # type: ignore[union-attr]
+    registry.remove_session("ts_a")
+    late = registry.begin_bind(tunnel("ts_b", "tn_3"))
+    registry.remove_session("ts_b")
+    assert not registry.finish_bind(late) and registry.https_tunnel("x.example") is None

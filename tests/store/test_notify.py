@@ -7,6 +7,7 @@ other's cached relay routes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -148,9 +149,13 @@ def test_a_name_bound_on_another_node_is_relayed_before_a_cached_miss_expires(
     a.feed.subscribe(lambda payload: routes.forget() if payload in (ROUTES, RESYNC) else None)
     registry = Registry(there)
     session(registry, "ts_b")
-    assert routes.lookup("host", "moved.example.com") is None  # a miss, cached
+    assert asyncio.run(routes.lookup("host", "moved.example.com")) is None  # a miss, cached
     missed_at = time.monotonic()
     registry.add_tunnel(https("ts_b", "tn_1", "moved.example.com"))
     # The notification of the bind clears the cached miss: found well before it would expire.
-    within(ROUTE_TTL * 0.8, lambda: routes.lookup("host", "moved.example.com") == "127.0.0.2:2", "no route")
+    within(
+        ROUTE_TTL * 0.8,
+        lambda: asyncio.run(routes.lookup("host", "moved.example.com")) == "127.0.0.2:2",
+        "no route",
+    )
     assert time.monotonic() - missed_at < ROUTE_TTL

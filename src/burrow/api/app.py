@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import time
@@ -18,8 +19,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import burrow
-from burrow.dashboard import DashboardSettings, Identity, create_dashboard
-from burrow.domain import errors, ids, resources, tokens
+from burrow.domain import errors, resources
+from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.reserved import NameSpace
 from burrow.domain.resources import Operation, Resource
 from burrow.logsink import BatchedLog, timestamp
@@ -27,7 +28,9 @@ from burrow.store.ratelimit import Throttle
 from burrow.store.store import Store
 
 from . import http
+from .certificates import Certificates
 from .endpoints import SHAPES, Endpoint, Handler, endpoint
+from .forwarded import ForwardedClient
 from .metrics import ApiMetrics
 from .openapi import openapi_document
 from .reserved import Reservations
@@ -38,6 +41,7 @@ from .tunnels import LiveEdge, LiveHandlers, NoEdge
 access_log = logging.getLogger("burrow.access")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"})
 # GET /version: what an operator or a client checks compatibility with.
+REACHABLE_TIMEOUT = 1.0  # seconds /healthz and /readyz wait on the database before saying it is unavailable
 VERSION = {
     "version": burrow.__version__,
     "python": platform.python_version(),
@@ -162,18 +166,22 @@ def create_app(
     store: Store,
     public_url: str | None = None,
     edge: LiveEdge | None = None,
-    dashboard: DashboardSettings | None = None,
+    mounts: Callable[[ASGIApp], dict[str, ASGIApp]] | None = None,
     throttle: Throttle | None = None,
     names: NameSpace | None = None,
     metrics: ApiMetrics | None = None,
+    trusted_proxies: TrustedProxies | None = None,
 ) -> ASGIApp:
     """The API; ``throttle`` is shared with the edge (failed authentications count together);
-    ``names`` (--domain, --tcp-host, --tcp-ports) shape reserved names."""
+    ``names`` (--domain, --tcp-host, --tcp-ports) shape reserved names; ``mounts``, given
+    the API's router, the apps to serve beside it by path (the CLI mounts the dashboard);
+    requests from ``trusted_proxies`` count as the address their X-Forwarded-For names."""
     throttle = throttle or Throttle()
     names = names or NameSpace()
     store.listen()  # PostgreSQL: other nodes' writes clear the read cache (store/notify.py)
     live: LiveEdge = edge or NoEdge()
     creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, live.registry).creators()
+    creators[resources.TLS_CERTIFICATES.name] = Certificates(store).create
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store, creators.get(resource.name)).handlers()
         for resource in resources.STORED + resources.RECORDS
@@ -192,13 +200,13 @@ def create_app(
 
     async def healthz(request: Request) -> Response:
         # Liveness: this process answers, whatever the database does (readyz tells that).
-        database = "ok" if store.is_reachable() else "unavailable"
+        database = "ok" if await _reachable(store) else "unavailable"
         return http.json_response(request, {"status": "ok", "database": database})
 
     async def readyz(request: Request) -> Response:
         """Readiness: 503 while the database cannot be reached or its disk is full, so a
         balancer sends no traffic."""
-        if not store.is_reachable():
+        if not await _reachable(store):
             return http.error_response(request, errors.DATABASE_UNAVAILABLE())
         if store.storage_full():
             return http.error_response(request, errors.STORAGE_FULL())
@@ -228,20 +236,15 @@ def create_app(
     others.router.redirect_slashes = False
     resource_routes = [ResourceRoute(path, endpoints) for path, endpoints in by_path.items()]
     app = ResourceRouter(resource_routes, others, handlers_by_error)
-    if dashboard is not None:
-        # A client of this very app, in process: it sees what the API shows each key, no more.
-        others.mount("/dashboard", create_dashboard(app, store.secret, _identify(store), dashboard))
-    return AccessLog(app, metrics)
+    for path, mounted in (mounts(app) if mounts is not None else {}).items():
+        others.mount(path, mounted)
+    logged = AccessLog(app, metrics)
+    return ForwardedClient(logged, trusted_proxies) if trusted_proxies else logged
 
 
-def _identify(store: Store) -> Callable[[str], Identity | None]:
-    """Who an API key acts for, which the API does not tell: the dashboard hides what they may not do."""
-
-    def identify(token: str) -> Identity | None:
-        principal = store.cached_principal(token)
-        if principal is None:
-            key_id = tokens.resource_id(token, ids.API_KEY)
-            principal = store.authenticate_api_key(key_id, token) if isinstance(key_id, str) else None
-        return None if principal is None else Identity(principal.owner_id, principal.is_admin)
-
-    return identify
+async def _reachable(store: Store) -> bool:
+    """Whether the database answers within REACHABLE_TIMEOUT, asked off the event loop."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(store.is_reachable), REACHABLE_TIMEOUT)
+    except TimeoutError:
+        return False

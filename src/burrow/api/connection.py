@@ -18,6 +18,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from burrow.domain import errors, ids
+from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import Admission, ApiLimits
 
 from .http import OPERATION_ID_HEADER, error_body
@@ -35,6 +36,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ApiLimits] = ApiLimits()
     admission: ClassVar[Admission] = Admission(limits.max_connections, limits.max_connections_per_client)
+    trusted_proxies: ClassVar[TrustedProxies] = TrustedProxies()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -55,7 +57,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         client = self.client[0] if self.client else ""
-        reason = self.admission.admit(client)
+        # A trusted proxy carries many clients: only the total cap applies to it.
+        reason = self.admission.admit(client, per_client=not self.trusted_proxies.trusts(client))
         if reason is not None:
             log.debug("API connection refused", extra={"fields": {"client": client, "reason": reason}})
             self._refuse(errors.TOO_MANY_CONNECTIONS(reason=reason))
@@ -216,7 +219,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def protocol_class(limits: ApiLimits) -> type[LimitedHttpProtocol]:
+def protocol_class(
+    limits: ApiLimits, trusted_proxies: TrustedProxies | None = None
+) -> type[LimitedHttpProtocol]:
     """The protocol for uvicorn's ``Config(http=...)``, with ``limits`` and its own counters."""
 
     class ApiHttpProtocol(LimitedHttpProtocol):
@@ -224,4 +229,5 @@ def protocol_class(limits: ApiLimits) -> type[LimitedHttpProtocol]:
 
     ApiHttpProtocol.limits = limits
     ApiHttpProtocol.admission = Admission(limits.max_connections, limits.max_connections_per_client)
+    ApiHttpProtocol.trusted_proxies = trusted_proxies or TrustedProxies()
     return ApiHttpProtocol

@@ -25,6 +25,14 @@ _KIND_SCHEMAS: dict[ValueKind, dict[str, Any]] = {
     ValueKind.REF: _REF_SCHEMA,
     ValueKind.REF_LIST: {"type": "array", "items": _REF_SCHEMA},
     ValueKind.STRING_MAP: {"type": "object", "additionalProperties": {"type": "string"}},
+    ValueKind.SUBJECT_NAMES: {
+        "type": "object",
+        "required": ["dns_names", "ips"],
+        "properties": {
+            "dns_names": {"type": "array", "items": {"type": "string"}},
+            "ips": {"type": "array", "items": {"type": "string"}},
+        },
+    },
 }
 COMMON_ERRORS = (400, 401, 404, 405, 413, 415, 429)
 

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from burrow.domain import acl, errors
+from burrow.domain import errors, names
 from burrow.domain.models import Actor, Principal
 from burrow.domain.reserved import is_under, normalize_domain
 from burrow.domain.tunnels import Registry, Tunnel
@@ -85,7 +85,7 @@ class Reservations:
 
     def _checked_addr(self, text: str) -> str:
         host, _, port_text = text.rpartition(":")
-        port = acl._parse_port(port_text)
+        port = names.port(port_text)
         if port is None or port not in self.tcp_ports or (host and host.lower() != self.tcp_host.lower()):
             raise errors.ADDRESS_UNAVAILABLE(addr=text, host=self.tcp_host, ports=self._ports_text())
         return f"{self.tcp_host}:{port}"

@@ -1,17 +1,21 @@
-"""Structured logs: one JSON object per line on stderr."""
+"""Structured logs: one JSON object per line on stderr, every line of every logger (ours,
+uvicorn's, alembic's, the access and traffic logs) starting with the same four keys:
+``time`` (RFC 3339, UTC, milliseconds), ``level``, ``logger`` and ``message``; fields of
+the line's own follow."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+
+from burrow.logsink import timestamp
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -21,7 +25,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(extra)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=str, separators=(",", ":"))
 
 
 class _Verbatim(logging.Formatter):
@@ -46,3 +50,7 @@ def configure(level: str, access_log: bool, traffic_log: bool = True) -> None:
     traffic.setLevel(logging.INFO if traffic_log else logging.WARNING)
     # uvicorn's own access log prints query strings; ours does not.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs each request at INFO: the dashboard's calls to the API in process, which the
+    # access log does not show either (they never reach a socket).
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from burrow.domain.models import Actor
     from burrow.store.store import Store
 from .resources import (
+    ID,
+    Column,
     JsonOption,
     OutputOption,
     api_keys_app,
@@ -29,6 +31,7 @@ from .resources import (
     reserved_addrs_app,
     reserved_domains_app,
     show_rows,
+    tls_certificates_app,
     tunnel_sessions_app,
     tunnels_app,
 )
@@ -37,6 +40,7 @@ app = typer.Typer(
     help="Burrow: a self-hosted tunnel service that speaks ngrok's protocols.",
     no_args_is_help=True,
     add_completion=True,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -72,6 +76,7 @@ app.add_typer(credentials_app, name="credentials")
 app.add_typer(bot_users_app, name="bot-users")
 app.add_typer(reserved_domains_app, name="reserved-domains")
 app.add_typer(reserved_addrs_app, name="reserved-addrs")
+app.add_typer(tls_certificates_app, name="tls-certificates")
 app.add_typer(tunnel_sessions_app, name="tunnel-sessions")
 app.add_typer(tunnels_app, name="tunnels")
 app.command("login")(login)
@@ -280,11 +285,19 @@ def users_list(
         }
         for user in users
     ]
-    _print_rows(rows, ["id", "account_id", "email", "role", "active", "created_at"], "user", as_json, output)
+    columns = [
+        ID,
+        Column("email", True, 0),
+        Column("role", True, 2),
+        Column("active", True, 3),
+        Column("account_id", True, 5),
+        Column("created_at", True, 4),
+    ]
+    _print_rows(rows, columns, "user", as_json, output)
 
 
 def _print_rows(
-    rows: list[dict[str, object]], columns: list[str], noun: str, as_json: bool, output: str | None
+    rows: list[dict[str, object]], columns: list[Column], noun: str, as_json: bool, output: str | None
 ) -> None:
     form = output_format(output, as_json)
     if form == "json":
@@ -307,7 +320,7 @@ def accounts_list(
     finally:
         store.close()
     rows: list[dict[str, object]] = [{"id": account_id, "name": name} for account_id, name in accounts]
-    _print_rows(rows, ["id", "name"], "account", as_json, output)
+    _print_rows(rows, [ID, Column("name")], "account", as_json, output)
 
 
 @admin_app.command("audit")
@@ -351,7 +364,15 @@ def audit(
         }
         for event in events
     ]
-    columns = ["id", "created_at", "account_id", "actor_id", "operation", "resource", "resource_id"]
+    columns = [
+        ID,
+        Column("created_at", True, 3),
+        Column("account_id", True, 6),
+        Column("actor_id", True, 4),
+        Column("operation", True),
+        Column("resource", True, 2),
+        Column("resource_id", True, 5),
+    ]
     _print_rows(rows, columns, "audit event", as_json, None)
 
 
@@ -387,7 +408,14 @@ def cluster_status(
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     shown = [{**row, "sessions": len(row["sessions"])} for row in rows]  # type: ignore[arg-type]
-    columns = ["id", "name", "relay_addr", "lease_seconds_left", "live", "sessions"]
+    columns = [
+        ID,
+        Column("name"),
+        Column("relay_addr", True),
+        Column("lease_seconds_left", True, 2),
+        Column("live", True),
+        Column("sessions", True),
+    ]
     _print_rows(shown, columns, "node", False, None)
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from burrow.dashboard import DashboardSettings
+from burrow.dashboard import DashboardSettings, Identity
 from burrow.domain.limits import ApiLimits
 from burrow.domain.reserved import NameSpace
 from burrow.edge.certs import (
@@ -26,8 +27,7 @@ from burrow.edge.certs import (
     server_context,
     share_ca,
 )
-from burrow.edge.https import HttpsCertificates
-from burrow.edge.server import Edge, EdgeConfig
+from burrow.edge.server import Edge, EdgeConfig, EdgeTls, HttpsFiles
 from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 
@@ -107,7 +107,6 @@ def run_node(
     signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
 ) -> None:
     """One node: the API, the edge and the metrics listener, until one of ``signals``."""
-    from burrow.api.app import create_app
     from burrow.api.connection import protocol_class
     from burrow.metrics import Metrics
 
@@ -119,22 +118,24 @@ def run_node(
         metrics = Metrics(edge)
         api = ApiServer(
             uvicorn.Config(
-                create_app(
+                api_with_dashboard(
                     store,
+                    dashboard_settings(edge, public_url),
                     public_url=public_url,
                     edge=edge,
-                    dashboard=dashboard_settings(edge, public_url),
                     # Counting costs every request a few microseconds: only when someone can read it.
                     metrics=metrics.api if metrics_socket is not None else None,
                     throttle=limiter,
                     names=name_space(config),
+                    trusted_proxies=config.trusted_proxies,
                 ),
                 log_config=None,
                 access_log=False,
+                proxy_headers=False,  # X-Forwarded-For only from --trusted-proxies (api/forwarded.py)
                 lifespan="off",
                 server_header=False,
                 timeout_graceful_shutdown=v["shutdown_grace"],  # a float serves
-                http=protocol_class(api_limits),
+                http=protocol_class(api_limits, config.trusted_proxies),
                 ws="none",  # the API has no WebSocket routes: an Upgrade request is a plain request
                 timeout_keep_alive=api_limits.keepalive_timeout,  # type: ignore[arg-type]  # a float serves
             )
@@ -145,6 +146,7 @@ def run_node(
                 metrics.asgi_app(),
                 log_config=None,
                 access_log=False,
+                proxy_headers=False,
                 lifespan="off",
                 server_header=False,
                 http=protocol_class(ApiLimits(max_connections=16, max_connections_per_client=16)),
@@ -337,10 +339,7 @@ def make_edge(
         certificate = ServerCertificate(tls_cert, tls_key, None)
     else:
         certificate = local
-    edge = Edge(store, config, server_context(certificate), throttle)
-    edge.ca_path = certificate.ca_path
-    if config.relay_addr is not None:
-        edge.relay_contexts = relay_contexts(data_dir)  # from the CA every node shares
+    relay = relay_contexts(data_dir) if config.relay_addr is not None else None  # the cluster's CA
     extra = []
     for pair in https_extra_certs or []:
         cert, sep, key = pair.partition(",")
@@ -348,21 +347,48 @@ def make_edge(
             raise CommandError(f"--https-extra-cert {pair!r} is not CERT,KEY")
         extra.append(ServerCertificate(Path(cert), Path(key), None))
     operator = ServerCertificate(https_cert, https_key, None) if https_cert and https_key else None
+    https = HttpsFiles(data_dir, local, operator, tuple(extra))
     try:
-        edge.https = HttpsCertificates(
-            edge.registry,
-            data_dir,
-            local,
-            operator,
-            extra,
-            served=lambda name: name in edge.public.label_routes,
+        edge = Edge(
+            store, config, EdgeTls(server_context(certificate), certificate.ca_path, https, relay), throttle
         )
+        assert edge.https is not None
         edge.https.context_for(None)  # fail at start on unreadable certificates
         for given in [*extra, *([operator] if operator else [])]:
             server_context(given)
     except (OSError, ValueError) as error:
         raise CommandError(f"HTTPS certificate: {error}") from None
     return edge
+
+
+def api_with_dashboard(store: Store, settings: DashboardSettings, **options: Any) -> ASGIApp:
+    """The API app (``options``: create_app's) with the dashboard mounted at /dashboard: a
+    client of the API in process, it sees what the API shows each key, no more."""
+    from burrow.api.app import create_app
+    from burrow.dashboard import create_dashboard
+
+    return create_app(
+        store,
+        mounts=lambda api: {"/dashboard": create_dashboard(api, store.secret, identify(store), settings)},
+        **options,
+    )
+
+
+def identify(store: Store) -> Callable[[str], Identity | None]:
+    """Who an API key acts for, which the API does not tell: the dashboard hides what they may not do."""
+    from burrow.domain import ids, tokens
+
+    def identified(token: str) -> Identity | None:
+        principal = store.cached_principal(token)
+        if principal is None:
+            key_id = tokens.resource_id(token, ids.API_KEY)
+            principal = store.authenticate_api_key(key_id, token) if isinstance(key_id, str) else None
+        if principal is None:
+            return None
+        emails = {user.id: user.email for user in store.users(principal.account_id)}
+        return Identity(principal.owner_id, principal.is_admin, emails)
+
+    return identified
 
 
 def dashboard_settings(edge: Edge | None, public_url: str | None) -> DashboardSettings:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import typer
@@ -27,7 +28,7 @@ from burrow.client._calls import DEFAULT_BASE_URL
 T = TypeVar("T")
 # soft_wrap: long lines (ids, errors) are never cut or hard-wrapped, on a terminal or off it.
 out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 OUTPUTS = ("table", "json", "tsv", "id")
 
 ApiKeyOption = Annotated[
@@ -119,6 +120,13 @@ def _text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
+def _cell(value: Any) -> str:
+    """A value as a table shows it: lists (ACL rules) comma-separated, on one line."""
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value)
+    return " ".join(_text(value).split())
+
+
 def _column(row: dict[str, Any], column: str) -> Any:
     """A row's value for a column; ``credential.id`` reads inside a reference."""
     value: Any = row
@@ -148,33 +156,79 @@ def show_one(item: Any, as_json: bool, output: str | None = None) -> None:
         err.print("[yellow]Store this token now: it is shown only once.[/]")
 
 
-def show_rows(rows: list[dict[str, Any]], columns: list[str], form: str, noun: str) -> None:
-    """Rows as a table, tab-separated, or ids; ids and emails are never cut."""
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A list column: ``key`` (``credential.id`` reads inside a reference); ``whole`` ones (ids,
+    URLs, times, emails) are never cut, others are cut short with "…" (a row is one line); at
+    narrow widths the columns of highest ``drop`` go first (0: never)."""
+
+    key: str
+    whole: bool = False
+    drop: int = 1
+
+
+ID = Column("id", whole=True, drop=0)
+CUT_MIN = 12  # the narrowest a cut column is made before a column is dropped instead
+GAP = 2  # spaces between columns
+
+
+def _layout(columns: list[Column], cells: list[list[str]], width: int) -> dict[int, int]:
+    """The columns a table ``width`` wide shows, by index, and their widths: whole columns as
+    wide as their widest cell, the others sharing what is left; the columns of highest
+    ``drop`` go while even the narrowest widths do not fit."""
+    natural = [max([len(c.key), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
+    least = [n if c.whole else min(n, CUT_MIN) for n, c in zip(natural, columns, strict=True)]
+    shown = list(range(len(columns)))
+    for index in sorted(shown, key=lambda i: -columns[i].drop):
+        if sum(least[i] for i in shown) + GAP * (len(shown) - 1) <= width or columns[index].drop == 0:
+            break
+        shown.remove(index)
+    widths = {i: least[i] for i in shown}
+    room = width - sum(widths.values()) - GAP * (len(shown) - 1)
+    growing = [i for i in shown if not columns[i].whole]
+    while room > 0 and (growing := [i for i in growing if widths[i] < natural[i]]):
+        share = max(1, room // len(growing))
+        for i in growing:
+            extra = min(share, natural[i] - widths[i], room)
+            widths[i] += extra
+            room -= extra
+    return widths
+
+
+def show_rows(rows: list[dict[str, Any]], columns: list[Column], form: str, noun: str) -> None:
+    """Rows as a table, tab-separated, or ids. A table fits the terminal, a line a row: whole
+    columns are never cut, others are cut short, and the least useful go when even that is
+    too wide."""
+    if not rows:
+        err.print(f"No {noun}s found.")
+        return
     if form == "id":
         sys.stdout.write("".join(f"{row['id']}\n" for row in rows))
         return
-    cells = [[_text(_column(row, c)) for c in columns] for row in rows]
     if form == "tsv":
-        sys.stdout.write("".join("\t".join(c.replace("\t", " ") for c in line) + "\n" for line in cells))
+        cells = [[_text(_column(row, c.key)).replace("\t", " ") for c in columns] for row in rows]
+        sys.stdout.write("".join("\t".join(line) + "\n" for line in cells))
         return
-    if not rows:
-        err.print(f"no {noun}s")
-        return
-    table = Table()
-    for index, column in enumerate(columns):
-        if column.endswith("id") or column == "email":  # whole, or they cannot be copied
-            width = max(len(line[index]) for line in cells)
-            table.add_column(column, no_wrap=True, min_width=max(width, len(column)))
-        else:
-            table.add_column(column, overflow="fold")
+    cells = [[_cell(_column(row, c.key)) for c in columns] for row in rows]
+    shown = _layout(columns, cells, out.width)
+    table = Table(box=None, pad_edge=False, padding=(0, GAP // 2), header_style="bold")
+    for index, width in shown.items():
+        table.add_column(columns[index].key, no_wrap=True, overflow="ellipsis", width=width)
     for line in cells:
-        table.add_row(*line)
-    out.print(table)
+        table.add_row(*(line[index] for index in shown))
+    # Never narrower than its whole columns: an id too wide for the terminal overflows it, whole.
+    needed = sum(shown.values()) + GAP * (len(shown) - 1)
+    wide = out if needed <= out.width else Console(soft_wrap=True, width=needed)
+    wide.print(table)
+    hidden = [c.key for i, c in enumerate(columns) if i not in shown]
+    if hidden:
+        err.print(f"[dim]Not shown at {out.width} columns: {', '.join(hidden)} (-o json shows all).[/]")
 
 
-def show_listing(listing: Any, all_pages: bool, columns: list[str], form: str, noun: str) -> None:
+def show_listing(listing: Any, all_pages: bool, columns: list[Column], form: str, noun: str) -> None:
     """A list: in JSON, the API's page document (with ``next_page_uri``); with ``--all``, every
-    page's items in one document whose ``next_page_uri`` is null."""
+    page's items in one document whose ``next_page_uri`` is null. Otherwise rows, and on
+    stderr how to get the next page when there is one."""
     items = list(listing) if all_pages else list(listing.items)
     if form == "json":
         document = {
@@ -185,6 +239,10 @@ def show_listing(listing: Any, all_pages: bool, columns: list[str], form: str, n
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     show_rows([_plain(item) for item in items], columns, form, noun)
+    following = None if all_pages else listing.next_page_uri
+    if following:
+        before = parse_qs(urlsplit(following).query).get("before_id", [items[-1].id])[0]
+        err.print(f"More {noun}s: add --before-id {before} for the next page, or --all for every page.")
 
 
 def run(action: Callable[[], T]) -> T:
@@ -214,7 +272,7 @@ def _reason(error: Exception) -> str:
     return text.split("] ", 1)[-1].lower() if text.startswith("[Errno") else text
 
 
-def add_get_and_list(app: typer.Typer, service: str, noun: str, columns: list[str]) -> None:
+def add_get_and_list(app: typer.Typer, service: str, noun: str, columns: list[Column]) -> None:
     @app.command("get", help=f"Show one {noun}.")
     def get(
         id: str,
@@ -229,7 +287,7 @@ def add_get_and_list(app: typer.Typer, service: str, noun: str, columns: list[st
     add_list(app, service, noun, columns)
 
 
-def add_list(app: typer.Typer, service: str, noun: str, columns: list[str]) -> None:
+def add_list(app: typer.Typer, service: str, noun: str, columns: list[Column]) -> None:
     @app.command("list", help=f"List {noun}s, newest first.")
     def list_(
         limit: LimitOption = None,
@@ -252,7 +310,9 @@ def add_list(app: typer.Typer, service: str, noun: str, columns: list[str]) -> N
             run(fetch)
 
 
-def add_read_and_delete(app: typer.Typer, service: str, noun: str, columns: list[str], deleted: str) -> None:
+def add_read_and_delete(
+    app: typer.Typer, service: str, noun: str, columns: list[Column], deleted: str
+) -> None:
     """``get``, ``list`` and ``delete``: the same for every resource but for names."""
 
     add_get_and_list(app, service, noun, columns)
@@ -271,7 +331,7 @@ add_read_and_delete(
     api_keys_app,
     "api_keys",
     "API key",
-    ["id", "description", "owner_id", "created_at"],
+    [ID, Column("description"), Column("owner_id", True, 2), Column("created_at", True, 3)],
     "it stops working at once",
 )
 
@@ -315,7 +375,13 @@ add_read_and_delete(
     credentials_app,
     "credentials",
     "credential",
-    ["id", "description", "acl", "owner_id", "created_at"],
+    [
+        ID,
+        Column("description"),
+        Column("acl", drop=2),
+        Column("owner_id", True, 4),
+        Column("created_at", True, 3),
+    ],
     "its agent sessions end within a second",
 )
 AclOption = Annotated[
@@ -368,7 +434,7 @@ add_read_and_delete(
     bot_users_app,
     "bot_users",
     "bot user",
-    ["id", "name", "active", "created_at"],
+    [ID, Column("name"), Column("active", True), Column("created_at", True, 2)],
     "its API keys and credentials go with it",
 )
 NameOption = Annotated[str | None, typer.Option("--name", help="The bot user's name.")]
@@ -411,7 +477,14 @@ add_get_and_list(
     tunnel_sessions_app,
     "tunnel_sessions",
     "tunnel session",
-    ["id", "credential.id", "ip", "agent_version", "os", "started_at"],
+    [
+        ID,
+        Column("credential.id", True, 4),
+        Column("ip", True),
+        Column("agent_version", drop=3),
+        Column("os", drop=2),
+        Column("started_at", True, 5),
+    ],
 )
 
 
@@ -428,7 +501,14 @@ add_list(
     tunnels_app,
     "tunnels",
     "tunnel",
-    ["id", "public_url", "proto", "forwards_to", "tunnel_session.id", "started_at"],
+    [
+        ID,
+        Column("public_url", True),
+        Column("proto", True, 3),
+        Column("forwards_to", drop=2),
+        Column("tunnel_session.id", True, 4),
+        Column("started_at", True, 5),
+    ],
 )
 
 
@@ -444,7 +524,13 @@ add_read_and_delete(
     reserved_domains_app,
     "reserved_domains",
     "reserved domain",
-    ["id", "domain", "description", "cname_target", "created_at"],
+    [
+        ID,
+        Column("domain", True),
+        Column("description", drop=3),
+        Column("cname_target", True, 2),
+        Column("created_at", True, 4),
+    ],
     "other accounts may bind or reserve it again",
 )
 reserved_addrs_app = typer.Typer(
@@ -454,7 +540,7 @@ add_read_and_delete(
     reserved_addrs_app,
     "reserved_addrs",
     "reserved address",
-    ["id", "addr", "description", "created_at"],
+    [ID, Column("addr", True), Column("description", drop=2), Column("created_at", True, 3)],
     "other accounts may bind or reserve it again",
 )
 
@@ -503,6 +589,45 @@ def _add_update(app: typer.Typer, service: str, noun: str) -> None:
 
 _add_update(reserved_domains_app, "reserved_domains", "reserved domain")
 _add_update(reserved_addrs_app, "reserved_addrs", "reserved address")
+
+# tls-certificates ------------------------------------------------------------------
+
+tls_certificates_app = typer.Typer(
+    help="TLS certificates: uploaded certificate chains and their keys (the key is never shown).",
+    no_args_is_help=True,
+)
+add_read_and_delete(
+    tls_certificates_app,
+    "tls_certificates",
+    "TLS certificate",
+    [
+        ID,
+        Column("subject_common_name"),
+        Column("not_after", True, 2),
+        Column("description", drop=3),
+        Column("created_at", True, 4),
+    ],
+    "it is no longer available to serve",
+)
+_add_update(tls_certificates_app, "tls_certificates", "TLS certificate")
+
+
+@tls_certificates_app.command("create")
+def tls_certificates_create(
+    certificate: Annotated[Path, typer.Argument(help="PEM file of the chain, leaf first.")],
+    key: Annotated[Path, typer.Argument(help="PEM file of the leaf's private key (unencrypted).")],
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload a certificate and its private key."""
+    chain, private = certificate.read_text(), key.read_text()
+    with client(api_key, api_url) as c:
+        show_one(
+            run(lambda: c.tls_certificates.create(chain, private, description or "", metadata or "")), as_json
+        )
 
 
 def login(

@@ -6,9 +6,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import resource
+import urllib.parse
 from pathlib import Path
 from typing import IO, Any
 
+from burrow.domain import names
+from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
 from burrow.edge.control import EdgeSettings
 from burrow.edge.server import EdgeConfig
@@ -20,6 +23,7 @@ from .workers import supervise
 log = logging.getLogger("burrow.serve")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64
+ADVERTISED = {"http": 80, "https": 443, "tls": 443}  # each listener's port a URL leaves out
 
 
 def serve(values: dict[str, Any]) -> None:
@@ -54,6 +58,12 @@ def serve(values: dict[str, Any]) -> None:
         limits,
         require_reservation=v["require_reservation"],
     )
+    config.settings = advertise(config.settings, v["advertised_ports"])
+    if v["public_url"]:
+        api_host = urllib.parse.urlsplit(v["public_url"]).hostname
+        if api_host:
+            config.settings = dataclasses.replace(config.settings, server_hosts=frozenset({api_host.lower()}))
+    config.trusted_proxies = proxies(v["trusted_proxies"])
     listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
     api_limits, agent_limits, limits = fit_to_file_limit(api_limits, agent_limits, limits, listening)
     config.agent_limits = agent_limits
@@ -138,11 +148,10 @@ def edge_config(
     limits: PublicLimits | None = None,
     require_reservation: bool = False,
 ) -> EdgeConfig:
-    first, sep, last = tcp_ports.partition("-")
-    if not first.isdigit() or (sep and not last.isdigit()):
-        raise CommandError(f"--tcp-ports {tcp_ports!r} is not FIRST-LAST")
-    ports = range(int(first), int(last or first) + 1)
-    if not ports or ports.start < 1 or ports.stop > 65536 or len(ports) > 10000:
+    ports = names.port_range(tcp_ports)
+    if ports is None:
+        raise CommandError(f"--tcp-ports {tcp_ports!r} is not FIRST-LAST (ports without leading zeros)")
+    if len(ports) > 10000:
         raise CommandError(f"--tcp-ports {tcp_ports!r} must be 1 to 10000 ports within 1-65535")
     http, tls, https = split_addr(http_addr), split_addr(tls_addr), split_addr(https_addr)
     routes: dict[str, dict[str, str]] = {}
@@ -172,6 +181,27 @@ def edge_config(
     )
 
 
+def advertise(settings: EdgeSettings, text: str | None) -> EdgeSettings:
+    """``settings`` with the URL ports of ``--advertised-ports`` (``http=80,https=443,tls=443``)."""
+    if not text:
+        return settings
+    ports: dict[str, int | None] = {}
+    for item in text.split(","):
+        name, sep, port = item.strip().partition("=")
+        if name not in ADVERTISED or not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise CommandError(f"--advertised-ports {text!r} is not http=PORT,https=PORT,tls=PORT")
+        ports[f"{name}_url_port"] = None if int(port) == ADVERTISED[name] else int(port)
+    return dataclasses.replace(settings, **ports)  # type: ignore[arg-type]
+
+
+def proxies(trusted: str | None) -> TrustedProxies:
+    """``--trusted-proxies``, checked."""
+    try:
+        return TrustedProxies.parse(trusted)
+    except ValueError as problem:
+        raise CommandError(f"--trusted-proxies: {problem}") from None
+
+
 def hold_serve_lock(data_dir: Path, database_url: str | None) -> IO[bytes] | None:
     """On SQLite, the data directory's serve lock (held until closed); exits if it is taken.
 
@@ -188,7 +218,8 @@ def hold_serve_lock(data_dir: Path, database_url: str | None) -> IO[bytes] | Non
 
 
 def split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    host, sep, port_text = addr.rpartition(":")
+    port = names.port(port_text, allow_zero=True)  # 0: the system picks a free port
+    if not sep or port is None:
         raise CommandError(f"{addr!r} is not HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    return host.strip("[]") or "127.0.0.1", port

@@ -81,6 +81,20 @@ SETTINGS: list[Setting] = [
         "Base URL of the API's uri fields, e.g. behind a proxy.",
         "each request's Host",
     ),
+    Setting(
+        "trusted-proxies",
+        str,
+        None,
+        "CIDR,CIDR: proxies whose X-Forwarded-For headers the API believes.",
+        "none",
+    ),
+    Setting(
+        "advertised-ports",
+        str,
+        None,
+        "http=80,https=443,tls=443: the ports tunnel URLs show when the listeners sit behind others.",
+        "the listeners' ports",
+    ),
     Setting("log-level", str, "info", "debug, info, warning or error."),
     Setting(
         "access-log",

@@ -29,6 +29,8 @@ from ._models import (
     Ref,
     ReservedAddr,
     ReservedDomain,
+    SubjectAlternativeNames,
+    TlsCertificate,
     Tunnel,
     TunnelSession,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "Ref",
     "ReservedAddr",
     "ReservedDomain",
+    "SubjectAlternativeNames",
+    "TlsCertificate",
     "Tunnel",
     "TunnelSession",
 ]

@@ -21,6 +21,7 @@ from ._models import (
     Credential,
     ReservedAddr,
     ReservedDomain,
+    TlsCertificate,
     Tunnel,
     TunnelSession,
 )
@@ -123,6 +124,7 @@ TUNNELS = Resource("/tunnels", "tunnels", Tunnel.from_json)
 AUDIT_EVENTS = Resource("/audit_events", "audit_events", AuditEvent.from_json)
 RESERVED_DOMAINS = Resource("/reserved_domains", "reserved_domains", ReservedDomain.from_json)
 RESERVED_ADDRS = Resource("/reserved_addrs", "reserved_addrs", ReservedAddr.from_json)
+TLS_CERTIFICATES = Resource("/tls_certificates", "tls_certificates", TlsCertificate.from_json)
 
 
 def acl_list(acl: Sequence[str] | None) -> list[str] | None:

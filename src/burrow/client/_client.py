@@ -20,6 +20,7 @@ from ._models import (
     Credential,
     ReservedAddr,
     ReservedDomain,
+    TlsCertificate,
     Tunnel,
     TunnelSession,
 )
@@ -116,6 +117,7 @@ class Client:
         self.audit_events = AuditEventsClient(self)
         self.reserved_domains = ReservedDomainsClient(self)
         self.reserved_addrs = ReservedAddrsClient(self)
+        self.tls_certificates = TlsCertificatesClient(self)
 
     def _send(self, call: Call[T]) -> T:
         attempt = 0
@@ -332,6 +334,37 @@ class ReservedAddrsClient:
         self._c._send(self._r.delete(id))
 
 
+class TlsCertificatesClient:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._r = calls.TLS_CERTIFICATES.bound(self)
+
+    def create(
+        self, certificate_pem: str, private_key_pem: str, description: str = "", metadata: str = ""
+    ) -> TlsCertificate:
+        body = {
+            "certificate_pem": certificate_pem,
+            "private_key_pem": private_key_pem,
+            "description": description,
+            "metadata": metadata,
+        }
+        return self._c._send(self._r.create(body))
+
+    def get(self, id: str) -> TlsCertificate:
+        return self._c._send(self._r.get(id))
+
+    def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> Listing[TlsCertificate]:
+        return self._c._list(self._r, before_id, limit, filter)
+
+    def update(self, id: str, description: str | None = None, metadata: str | None = None) -> TlsCertificate:
+        return self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+
+    def delete(self, id: str) -> None:
+        self._c._send(self._r.delete(id))
+
+
 class AsyncListing(_PageView[T]):
     """A list result: the first page now, later pages as you iterate (``async for``)."""
 
@@ -381,6 +414,7 @@ class AsyncClient:
         self.audit_events = AsyncAuditEventsClient(self)
         self.reserved_domains = AsyncReservedDomainsClient(self)
         self.reserved_addrs = AsyncReservedAddrsClient(self)
+        self.tls_certificates = AsyncTlsCertificatesClient(self)
 
     async def _send(self, call: Call[T]) -> T:
         attempt = 0
@@ -597,6 +631,39 @@ class AsyncReservedAddrsClient:
     async def update(
         self, id: str, description: str | None = None, metadata: str | None = None
     ) -> ReservedAddr:
+        return await self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+
+    async def delete(self, id: str) -> None:
+        await self._c._send(self._r.delete(id))
+
+
+class AsyncTlsCertificatesClient:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+        self._r = calls.TLS_CERTIFICATES.bound(self)
+
+    async def create(
+        self, certificate_pem: str, private_key_pem: str, description: str = "", metadata: str = ""
+    ) -> TlsCertificate:
+        body = {
+            "certificate_pem": certificate_pem,
+            "private_key_pem": private_key_pem,
+            "description": description,
+            "metadata": metadata,
+        }
+        return await self._c._send(self._r.create(body))
+
+    async def get(self, id: str) -> TlsCertificate:
+        return await self._c._send(self._r.get(id))
+
+    async def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> AsyncListing[TlsCertificate]:
+        return await self._c._list(self._r, before_id, limit, filter)
+
+    async def update(
+        self, id: str, description: str | None = None, metadata: str | None = None
+    ) -> TlsCertificate:
         return await self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
 
     async def delete(self, id: str) -> None:

@@ -206,6 +206,76 @@ class ReservedAddr(_Bound):
 
 
 @dataclass(frozen=True, slots=True)
+class SubjectAlternativeNames:
+    dns_names: tuple[str, ...]
+    ips: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SubjectAlternativeNames:
+        return cls(tuple(data.get("dns_names") or ()), tuple(data.get("ips") or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCertificate(_Bound):
+    """An uploaded certificate as the server parsed it; its private key is never returned."""
+
+    id: str
+    uri: str
+    created_at: datetime
+    description: str
+    metadata: str
+    certificate_pem: str
+    subject_common_name: str
+    subject_alternative_names: SubjectAlternativeNames
+    issued_at: datetime | None
+    not_before: datetime
+    not_after: datetime
+    key_usages: tuple[str, ...]
+    extended_key_usages: tuple[str, ...]
+    private_key_type: str
+    issuer_common_name: str
+    serial_number: str
+    subject_organization: str
+    subject_organizational_unit: str
+    subject_locality: str
+    subject_province: str
+    subject_country: str
+    service: _Service | None = field(default=None, repr=False, compare=False)
+
+    def update(self, description: str | None = None, metadata: str | None = None) -> Any:
+        return self._service().update(self.id, description=description, metadata=metadata)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TlsCertificate:
+        issued_at = data.get("issued_at")
+        return cls(
+            id=data["id"],
+            uri=data["uri"],
+            created_at=parse_time(data["created_at"]),
+            description=data.get("description", ""),
+            metadata=data.get("metadata", ""),
+            certificate_pem=data["certificate_pem"],
+            subject_common_name=data.get("subject_common_name", ""),
+            subject_alternative_names=SubjectAlternativeNames.from_json(
+                data.get("subject_alternative_names") or {}
+            ),
+            issued_at=parse_time(issued_at) if issued_at else None,
+            not_before=parse_time(data["not_before"]),
+            not_after=parse_time(data["not_after"]),
+            key_usages=tuple(data.get("key_usages") or ()),
+            extended_key_usages=tuple(data.get("extended_key_usages") or ()),
+            private_key_type=data.get("private_key_type", ""),
+            issuer_common_name=data.get("issuer_common_name", ""),
+            serial_number=data.get("serial_number", ""),
+            subject_organization=data.get("subject_organization", ""),
+            subject_organizational_unit=data.get("subject_organizational_unit", ""),
+            subject_locality=data.get("subject_locality", ""),
+            subject_province=data.get("subject_province", ""),
+            subject_country=data.get("subject_country", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TunnelSession:
     id: str
     uri: str

@@ -20,11 +20,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from . import names
+
 MAX_RULE_LENGTH = 512
 MAX_RULES = 100
 
-_LABEL_PART = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN = re.compile(rf"{_LABEL_PART}(?:\.{_LABEL_PART})*", re.IGNORECASE)
 _LABEL_KEY = re.compile(r"\*|[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 _LABEL_VALUE = re.compile(r"\*|[A-Za-z0-9._:/@+-]{1,255}")
 
@@ -33,27 +33,6 @@ class InvalidRule(ValueError):
     def __init__(self, rule: str) -> None:
         super().__init__(rule)
         self.rule = rule
-
-
-def _is_domain(text: str) -> bool:
-    return len(text) <= 253 and _DOMAIN.fullmatch(text) is not None
-
-
-def _parse_host(text: str) -> str | None:
-    """A normalized host (domain, IPv4 or bracketed IPv6), or None."""
-    if text.startswith("[") and text.endswith("]"):
-        try:
-            return f"[{ipaddress.IPv6Address(text[1:-1]).compressed}]"
-        except ValueError:
-            return None
-    return text.lower() if _is_domain(text) else None
-
-
-def _parse_port(text: str) -> int | None:
-    if not text.isascii() or not text.isdigit() or len(text) > 5 or text.startswith("0"):
-        return None
-    port = int(text)
-    return port if 1 <= port <= 65535 else None
 
 
 @dataclass(frozen=True)
@@ -103,16 +82,16 @@ def parse_rule(rule: str) -> Rule:
             return Label(None if key == "*" else key, None if label_value == "*" else label_value)
         raise InvalidRule(rule)
     if value.startswith("*."):
-        if _is_domain(value[2:]):
-            return WildcardDomain(value[1:].lower())
+        suffix = names.hostname(value[2:])
+        if suffix is not None:
+            return WildcardDomain(f".{suffix}")
         raise InvalidRule(rule)
-    if _is_domain(value):
-        return Domain(value.lower())
-    host, sep, port_text = value.rpartition(":")
-    if sep:
-        parsed_host, port = _parse_host(host), _parse_port(port_text)
-        if parsed_host is not None and port is not None:
-            return Address(parsed_host, port)
+    name = names.hostname(value)
+    if name is not None:
+        return Domain(name)
+    address = names.address(value)
+    if address is not None:
+        return Address(*address)
     raise InvalidRule(rule)
 
 
@@ -156,7 +135,7 @@ class BindPolicy:
     def allows_address(self, host: str, port: int) -> bool:
         if self.allow_all:
             return True
-        parsed_host = _parse_host(host)
+        parsed_host = names.host(host)
         if parsed_host is None:
             try:
                 parsed_host = str(ipaddress.ip_address(host))

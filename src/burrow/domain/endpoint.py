@@ -17,7 +17,7 @@ import binascii
 import ipaddress
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,6 +92,12 @@ class EndpointPolicy:
     host_header: bytes | None = None
     # Wall-clock time for webhook timestamps (Slack, Stripe); injected by tests.
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
+    # No option set: every hook is a no-op, and the proxy takes its fast path.
+    plain: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        options = (getattr(self, f.name) for f in fields(self) if f.name not in ("clock", "plain"))
+        object.__setattr__(self, "plain", not any(options))
 
     @classmethod
     def from_opts(cls, proto: str, opts: Mapping[str, Any], *, forwards_to: str = "") -> EndpointPolicy:

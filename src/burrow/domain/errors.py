@@ -361,6 +361,31 @@ NO_FREE_ADDR = ErrorKind(
     "Every address this server binds TCP tunnels on ({host}, ports {ports}) is reserved.",
 )
 DOMAIN_REQUIRED = ErrorKind("ERR_NGROK_90416", 400, "A reserved domain needs a domain name.")
+# Uploaded TLS certificates (ngrok has no published codes for these: Burrow's range).
+CERTIFICATE_PEM_INVALID = ErrorKind(
+    "ERR_NGROK_90440", 400, "The certificate_pem could not be parsed: {reason}."
+)
+PRIVATE_KEY_PEM_INVALID = ErrorKind(
+    "ERR_NGROK_90441",
+    400,
+    "The private_key_pem could not be parsed: it must be one unencrypted PEM-encoded private key.",
+)
+CERTIFICATE_KEY_MISMATCH = ErrorKind(
+    "ERR_NGROK_90442", 400, "The private key does not match the public key of the certificate."
+)
+CERTIFICATE_EXPIRED = ErrorKind("ERR_NGROK_90443", 400, "The certificate expired at {not_after}.")
+CERTIFICATE_NOT_YET_VALID = ErrorKind(
+    "ERR_NGROK_90444", 400, "The certificate is not valid before {not_before}."
+)
+CERTIFICATE_KEY_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_90445", 400, "The certificate's key type is not supported: use RSA, ECDSA or Ed25519."
+)
+CERTIFICATE_IS_PERMANENT = ErrorKind(
+    "ERR_NGROK_90447", 400, "A TLS certificate's PEM cannot be changed: upload a new certificate."
+)
+CERTIFICATE_REQUIRED = ErrorKind(
+    "ERR_NGROK_90446", 400, "A TLS certificate needs both certificate_pem and private_key_pem."
+)
 UNSUPPORTED_VALUE = ErrorKind(
     "ERR_NGROK_90216",
     400,
@@ -401,6 +426,12 @@ CIRCUIT_BREAKER_THRESHOLD = ErrorKind(
     400,
     "Invalid circuit breaker configuration, error threshold percentage must be between 0.0 and 1.0 "
     "inclusive, was {value}.",
+)
+TRAFFIC_POLICY_UNPARSABLE = ErrorKind(
+    "ERR_NGROK_2236", 400, "The traffic policy was not able to be parsed: {error}"
+)
+TRAFFIC_POLICY_INVALID = ErrorKind(
+    "ERR_NGROK_9026", 400, "The TrafficPolicy you provided is invalid: {error}."
 )
 INVALID_CIDR = ErrorKind("ERR_NGROK_362", 400, "Invalid IP restriction configuration, invalid CIDR: {cidr}")
 WEBHOOK_PROVIDER_UNSUPPORTED = ErrorKind(

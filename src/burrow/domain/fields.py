@@ -24,6 +24,7 @@ class ValueKind(StrEnum):
     REF = "ref"  # {"id": ..., "uri": ...}
     REF_LIST = "ref_list"
     STRING_MAP = "string_map"  # {"key": "value", ...}
+    SUBJECT_NAMES = "subject_names"  # a certificate's {"dns_names": [...], "ips": [...]}
 
 
 MAX_DESCRIPTION_BYTES = 255
@@ -111,6 +112,19 @@ CERTIFICATE_MANAGEMENT_POLICY = Field(
     "not supported: must be empty",
     accepts_only=({},),
     unsupported_reason="Burrow does not manage certificates for reserved domains",
+)
+CERTIFICATE_PEM = Field(
+    "certificate_pem",
+    ValueKind.STRING,
+    "the PEM-encoded certificate chain, leaf first",
+    64 * 1024,
+)
+# Its value never appears in a response, a log line or an error message.
+PRIVATE_KEY_PEM = Field(
+    "private_key_pem",
+    ValueKind.STRING,
+    "the PEM-encoded private key of the leaf certificate (unencrypted); never returned",
+    64 * 1024,
 )
 RESOLVES_TO = Field(
     "resolves_to",

@@ -128,8 +128,10 @@ _INT64_MAX: Final = 2**63 - 1
 
 
 class _Lexer:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, extra_symbols: frozenset[str] = frozenset()) -> None:
+        # Traffic policies' CEL (burrow.domain.traffic_policy.expressions) also lexes ? : as symbols.
         self._text = text
+        self._extra_symbols = extra_symbols
 
     def _error(self, reason: str, position: int) -> FilterError:
         return FilterError(reason, position, self._text)
@@ -168,7 +170,7 @@ class _Lexer:
             elif text.startswith(_TWO_CHAR_SYMBOLS, index):
                 tokens.append(_Token("symbol", text[index : index + 2], None, start))
                 index += 2
-            elif char in _ONE_CHAR_SYMBOLS:
+            elif char in _ONE_CHAR_SYMBOLS or char in self._extra_symbols:
                 tokens.append(_Token("symbol", char, None, start))
                 index += 1
             elif char in _UNSUPPORTED_SYMBOLS:

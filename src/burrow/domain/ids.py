@@ -30,6 +30,7 @@ TUNNEL = "tn"
 AUDIT_EVENT = "ae"
 RESERVED_DOMAIN = "rd"
 RESERVED_ADDR = "ra"
+TLS_CERTIFICATE = "cert"
 
 
 def b62encode(value: int, width: int) -> str:

@@ -116,12 +116,13 @@ class Admission:
         """Open connections on all the listeners together."""
         return self._per_listener.total()
 
-    def admit(self, client: str, listener: str = "") -> str | None:
-        """Count the connection in, or the reason it may not open (nothing is counted then)."""
+    def admit(self, client: str, listener: str = "", per_client: bool = True) -> str | None:
+        """Count the connection in, or the reason it may not open (nothing is counted then);
+        ``per_client=False`` for a trusted proxy's, which carry many clients."""
         if self._per_listener[listener] >= self.max_connections:
             self.refused[listener] += 1
             return f"the listener has {self.max_connections} connections open"
-        if self._per_client[client] >= self.max_per_client:
+        if per_client and self._per_client[client] >= self.max_per_client:
             self.refused[listener] += 1
             return f"{self.max_per_client} connections from {client} are open"
         self.accepted[listener] += 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from burrow.domain.certificates import CertificateFields
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -112,3 +114,14 @@ class ReservedAddr:
     metadata: str
     addr: str  # host:port
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCertificate:
+    id: str
+    account_id: str
+    description: str
+    metadata: str
+    certificate_pem: str  # the chain, re-serialised when it was checked
+    created_at: datetime
+    fields: CertificateFields  # read from the leaf; the private key is never in a model

@@ -9,24 +9,37 @@ Burrow assigns (random subdomains, random TCP ports) need no reservation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from burrow.domain import acl, errors
+from burrow.domain import errors, names
 
 
 def normalize_domain(text: str, base_domain: str | None) -> str:
     """The lowercase hostname to reserve; a single label means a subdomain of ``base_domain``."""
-    name = text.strip().lower().rstrip(".")
+    name = text.strip().rstrip(".")  # lower-cased by the grammar: str.lower() maps "\u212a" to "k"
     if "." not in name and base_domain:
         name = f"{name}.{base_domain}"
-    if not acl._is_domain(name) or "." not in name:
+    normal = names.hostname(name)
+    if normal is None or "." not in normal or is_servers(normal, base_domain or ""):
         raise errors.INVALID_DOMAIN(name=text)
-    return name
+    return normal
 
 
 def is_under(hostname: str, base_domain: str) -> bool:
     return hostname == base_domain or hostname.endswith(f".{base_domain}")
+
+
+def is_servers(hostname: str, base_domain: str, server_hosts: frozenset[str] = frozenset()) -> bool:
+    """Whether ``hostname`` (valid, lower-case) names the server, not a tenant: an IPv4
+    address (the grammar lets digits through: a top label of digits is no DNS name),
+    ``localhost`` and names under it outside ``base_domain``, or one of ``server_hosts`` (the
+    API's own host: a tenant answering there could plant cookies the dashboard reads,
+    cookies ignoring ports) or a name under one."""
+    if hostname.rsplit(".", 1)[-1].isdigit():
+        return True
+    if is_under(hostname, "localhost") and not is_under(hostname, base_domain):
+        return True
+    return any(is_under(hostname, host) for host in server_hosts)
 
 
 @dataclass(frozen=True)
@@ -40,23 +53,25 @@ class NameSpace:
 
 @dataclass(frozen=True)
 class ReservationPolicy:
-    """The check a bind makes: ``lookup`` says which account reserved a domain or address."""
+    """The check a bind makes, given ``owner``: the account that reserved the name, or None
+    (the caller reads it from the database, off the event loop)."""
 
-    lookup_domain: Callable[[str], str | None]  # hostname -> account id, or None
-    lookup_addr: Callable[[str], str | None]  # "host:port" -> account id, or None
     base_domain: str
     require_reservation: bool = False
+    server_hosts: frozenset[str] = frozenset()  # the API's own hosts: never a tenant's
 
-    def check_hostname(self, hostname: str, account_id: str, assigned: bool = False) -> None:
-        owner = self.lookup_domain(hostname)
+    def check_hostname(
+        self, hostname: str, account_id: str, owner: str | None, assigned: bool = False
+    ) -> None:
+        if is_servers(hostname, self.base_domain, self.server_hosts):
+            raise errors.INVALID_DOMAIN(name=hostname)
         if owner is not None and owner != account_id:
             raise errors.DOMAIN_RESERVED_ELSEWHERE(name=hostname, account=account_id)
         required = self.require_reservation and not assigned and is_under(hostname, self.base_domain)
         if owner is None and required:
             raise errors.NOT_RESERVED(what="domain", name=hostname)
 
-    def check_addr(self, addr: str, account_id: str, assigned: bool = False) -> None:
-        owner = self.lookup_addr(addr)
+    def check_addr(self, addr: str, account_id: str, owner: str | None, assigned: bool = False) -> None:
         if owner is not None and owner != account_id:
             raise errors.ADDR_RESERVED_ELSEWHERE(addr=addr, account=account_id)
         if owner is None and self.require_reservation and not assigned:

@@ -23,11 +23,13 @@ from burrow.domain.fields import (
     ADDR,
     CERTIFICATE_ID,
     CERTIFICATE_MANAGEMENT_POLICY,
+    CERTIFICATE_PEM,
     DESCRIPTION,
     DOMAIN,
     METADATA,
     NAME,
     OWNER_ID,
+    PRIVATE_KEY_PEM,
     RESOLVES_TO,
     Field,
     ValueKind,
@@ -408,7 +410,64 @@ RESERVED_ADDRS = Resource(
     owned=True,
 )
 
-STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS, RESERVED_DOMAINS, RESERVED_ADDRS)
+
+def _parsed(name: str, kind: ValueKind = ValueKind.STRING) -> Shown:
+    """A field read from the certificate itself (``TlsCertificate.fields``)."""
+    convert = _CONVERT.get(kind)
+    if convert is None:
+        return Shown(name, kind, lambda item, view: getattr(item.fields, name))
+    return Shown(name, kind, lambda item, view: convert(getattr(item.fields, name)))
+
+
+def _subject_names(item: Any, view: View) -> dict[str, list[str]]:
+    return {"dns_names": list(item.fields.dns_names), "ips": list(item.fields.ips)}
+
+
+TLS_CERTIFICATES = Resource(
+    name="tls_certificate",
+    title="TLS certificate",
+    path="/tls_certificates",
+    list_key="tls_certificates",
+    id_prefix=ids.TLS_CERTIFICATE,
+    fields=(
+        _ID,
+        self_uri("/tls_certificates"),
+        _CREATED_AT,
+        attribute("description"),
+        attribute("metadata"),
+        attribute("certificate_pem"),
+        _parsed("subject_common_name"),
+        Shown("subject_alternative_names", ValueKind.SUBJECT_NAMES, _subject_names),
+        # ngrok's issued_at is when ngrok issued it (managed certificates): null for uploads.
+        constant("issued_at", ValueKind.TIMESTAMP, None, nullable=True),
+        _parsed("not_before", ValueKind.TIMESTAMP),
+        _parsed("not_after", ValueKind.TIMESTAMP),
+        _parsed("key_usages", ValueKind.STRING_LIST),
+        _parsed("extended_key_usages", ValueKind.STRING_LIST),
+        _parsed("private_key_type"),
+        _parsed("issuer_common_name"),
+        _parsed("serial_number"),
+        _parsed("subject_organization"),
+        _parsed("subject_organizational_unit"),
+        _parsed("subject_locality"),
+        _parsed("subject_province"),
+        _parsed("subject_country"),
+    ),
+    create_fields=(DESCRIPTION, METADATA, CERTIFICATE_PEM, PRIVATE_KEY_PEM),
+    update_fields=(DESCRIPTION, METADATA),
+    create_defaults={"description": "", "metadata": ""},
+    required_text={
+        "certificate_pem": errors.CERTIFICATE_REQUIRED,
+        "private_key_pem": errors.CERTIFICATE_REQUIRED,
+    },
+    permanent={
+        "certificate_pem": errors.CERTIFICATE_IS_PERMANENT,
+        "private_key_pem": errors.CERTIFICATE_IS_PERMANENT,
+    },
+    admin_only_writes=True,  # a certificate serves every domain that selects it
+)
+
+STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS, RESERVED_DOMAINS, RESERVED_ADDRS, TLS_CERTIFICATES)
 LIVE = (TUNNEL_SESSIONS, TUNNELS)
 RECORDS = (AUDIT_EVENTS,)
 ALL = STORED + LIVE + RECORDS

@@ -4,6 +4,12 @@ Pure state, no I/O: the agent handler asks it to bind and unbind, the public lis
 ask it where a connection goes, the REST API lists it. A hostname, TCP port or TLS name
 is held by one tunnel at a time; a second bind is refused, unless it comes from the agent
 that held it reconnecting (its new session names the old one), which takes it over.
+
+A bind is in two steps so that the cluster's claim (a database write) can be awaited off
+the event loop: :meth:`Registry.begin_bind` checks the name and holds it as being claimed
+(a second bind of it meanwhile is refused, as if it were bound), then
+:meth:`Registry.finish_bind` installs the tunnel, or :meth:`Registry.abandon_bind` lets
+the name go. :meth:`Registry.add_tunnel` does the three in one call.
 """
 
 from __future__ import annotations
@@ -74,6 +80,16 @@ class Tunnel:
 
 
 @dataclass
+class PendingBind:
+    """A bind between :meth:`Registry.begin_bind` and its finish or abandonment."""
+
+    tunnel: Tunnel
+    reconnecting_from: str | None
+    replacing: Tunnel | None  # the tunnel whose name this bind takes over (same or reconnected session)
+    slot: tuple[str, object] | None  # (proto, name) held while being claimed; None for labeled
+
+
+@dataclass
 class AgentSession:
     id: str
     account_id: str
@@ -103,13 +119,24 @@ class Registry:
         self._tls: dict[str, Tunnel] = {}
         self._tcp: dict[int, Tunnel] = {}
         self._labeled: dict[str, Tunnel] = {}
+        self._claiming: dict[tuple[str, object], Tunnel] = {}  # (proto, name) -> its pending bind
         self._round_robin = itertools.count()
+        self._tables: dict[str, dict[object, Tunnel]] = {
+            "http": self._http,  # type: ignore[dict-item]
+            "https": self._https,  # type: ignore[dict-item]
+            "tls": self._tls,  # type: ignore[dict-item]
+            "tcp": self._tcp,  # type: ignore[dict-item]
+        }
 
     # Sessions ---------------------------------------------------------------------
 
     def add_session(self, session: AgentSession) -> None:
         if self.mirror is not None:
             self.mirror.add_session(session)
+        self.attach_session(session)
+
+    def attach_session(self, session: AgentSession) -> None:
+        """Add a session whose mirror row is written already (or needs none)."""
         self.sessions[session.id] = session
 
     def remove_session(self, session_id: str) -> AgentSession | None:
@@ -143,43 +170,86 @@ class Registry:
         return None
 
     def is_free(self, proto: Proto, name: str | int, reconnecting_from: str | None = None) -> bool:
-        tables: list[dict[object, Tunnel]] = (
-            [self._tcp] if proto == "tcp" else [self._tls] if proto == "tls" else [self._http, self._https]  # type: ignore[list-item]
+        protos: tuple[str, ...] = (
+            ("tcp",) if proto == "tcp" else ("tls",) if proto == "tls" else ("http", "https")
         )
         key: object = name if isinstance(name, int) else _http_key(name)
-        for table in tables:
-            holder = table.get(key)
+        for table_proto in protos:
+            holder = self._tables[table_proto].get(key)
             if holder is not None and (reconnecting_from is None or holder.session_id != reconnecting_from):
+                return False
+            if (table_proto, key) in self._claiming:
                 return False
         return True
 
-    def add_tunnel(self, tunnel: Tunnel, reconnecting_from: str | None = None) -> None:
-        """Bind ``tunnel``; raises :class:`BindConflict` if its name is held by another."""
-        session = self.sessions[tunnel.session_id]
+    def begin_bind(self, tunnel: Tunnel, reconnecting_from: str | None = None) -> PendingBind:
+        """Check that ``tunnel`` may take its name, and hold the name while it is claimed.
+
+        Raises :class:`BindConflict` if another session holds it, or another bind of it is
+        being claimed; KeyError if the tunnel's session is not in the registry.
+        """
+        self.sessions[tunnel.session_id]
+        place = self._holder(tunnel)
+        if place is None:
+            return PendingBind(tunnel, reconnecting_from, None, None)
+        table, key = place
+        allowed = (tunnel.session_id, reconnecting_from)
+        holder = table.get(key)
+        if holder is not None and holder.session_id not in allowed:
+            raise BindConflict(tunnel.hostname or str(tunnel.port))
+        slot = (tunnel.proto, key)
+        if slot in self._claiming:
+            raise BindConflict(tunnel.hostname or str(tunnel.port))
+        if tunnel.proto in ("http", "https"):
+            # A hostname belongs to one session across both schemes.
+            other_proto = "https" if tunnel.proto == "http" else "http"
+            foreign = self._tables[other_proto].get(key)
+            if foreign is not None and foreign.session_id not in allowed:
+                raise BindConflict(tunnel.hostname or str(tunnel.port))
+            claiming = self._claiming.get((other_proto, key))
+            if claiming is not None and claiming.session_id != tunnel.session_id:
+                raise BindConflict(tunnel.hostname or str(tunnel.port))
+        self._claiming[slot] = tunnel
+        return PendingBind(tunnel, reconnecting_from, holder, slot)
+
+    def finish_bind(self, pending: PendingBind) -> bool:
+        """Install the tunnel of a bind whose claim succeeded; False (nothing installed) if
+        its session ended meanwhile."""
+        tunnel = pending.tunnel
+        self.abandon_bind(pending)
+        session = self.sessions.get(tunnel.session_id)
+        if session is None:
+            return False
         place = self._holder(tunnel)
         if place is not None:
             table, key = place
-            other: dict[object, Tunnel] = {}
-            if tunnel.proto in ("http", "https"):
-                other = self._https if tunnel.proto == "http" else self._http  # type: ignore[assignment]
             holder = table.get(key)
-            foreign = other.get(key)
-            if foreign is not None and foreign.session_id not in (tunnel.session_id, reconnecting_from):
-                raise BindConflict(tunnel.hostname or str(tunnel.port))
-            if holder is not None and holder.session_id not in (tunnel.session_id, reconnecting_from):
-                raise BindConflict(tunnel.hostname or str(tunnel.port))
-            if self.mirror is not None:
-                self.mirror.claim_tunnel(tunnel, session.account_id, reconnecting_from, holder)
             if holder is not None:
                 # The claim moved the name to this session and dropped the holder's row.
                 self.remove_tunnel(holder.session_id, holder.id, mirrored=False)
             table[key] = tunnel
-        else:
-            if self.mirror is not None:
-                self.mirror.claim_tunnel(tunnel, session.account_id, reconnecting_from, None)
-            if tunnel.proto == "labeled":
-                self._labeled[tunnel.id] = tunnel
+        elif tunnel.proto == "labeled":
+            self._labeled[tunnel.id] = tunnel
         session.tunnels[tunnel.id] = tunnel
+        return True
+
+    def abandon_bind(self, pending: PendingBind) -> None:
+        """Let go of the name of a bind whose claim failed."""
+        if pending.slot is not None and self._claiming.get(pending.slot) is pending.tunnel:
+            del self._claiming[pending.slot]
+
+    def add_tunnel(self, tunnel: Tunnel, reconnecting_from: str | None = None) -> None:
+        """Bind ``tunnel`` (claiming its name through the mirror, synchronously); raises
+        :class:`BindConflict` if its name is held by another."""
+        pending = self.begin_bind(tunnel, reconnecting_from)
+        try:
+            if self.mirror is not None:
+                account_id = self.sessions[tunnel.session_id].account_id
+                self.mirror.claim_tunnel(tunnel, account_id, reconnecting_from, pending.replacing)
+        except BaseException:
+            self.abandon_bind(pending)
+            raise
+        self.finish_bind(pending)
 
     def remove_tunnel(self, session_id: str, tunnel_id: str, mirrored: bool = True) -> Tunnel | None:
         session = self.sessions.get(session_id)

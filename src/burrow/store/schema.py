@@ -118,6 +118,20 @@ reserved_domains = Table(
     Index("ix_reserved_domains_account_id", "account_id", "id"),
 )
 
+# Uploaded certificates: the chain as checked, its private key encrypted under the secret
+# (bound to the leaf's fingerprint), so the database alone never holds a usable key.
+tls_certificates = Table(
+    "tls_certificates",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("certificate_pem", Text(), nullable=False),
+    Column("private_key_sealed", Text(), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_tls_certificates_account_id", "account_id", "id"),
+)
 reserved_addrs = Table(
     "reserved_addrs",
     metadata,

@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
-from burrow.domain import errors, ids, tokens
+from burrow.domain import certificates, errors, ids, tokens
 from burrow.domain.fields import ValueKind
 from burrow.domain.models import (
     Actor,
@@ -52,6 +52,7 @@ from burrow.domain.models import (
     Principal,
     ReservedAddr,
     ReservedDomain,
+    TlsCertificate,
     User,
 )
 from burrow.store import database, datadir, identity, schema
@@ -59,7 +60,7 @@ from burrow.store.fastpath import PointRead, PointReader
 from burrow.store.filter_sql import Column
 from burrow.store.notify import CHANGED, RESYNC, ChangeFeed, notify
 
-T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent, ReservedDomain, ReservedAddr)
+T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent, ReservedDomain, ReservedAddr, TlsCertificate)
 V = TypeVar("V")
 
 
@@ -118,6 +119,19 @@ def _reserved_addr(row: Mapping[str, Any]) -> ReservedAddr:
     return ReservedAddr(**{name: row[name] for name in ReservedAddr.__slots__})
 
 
+def _tls_certificate(row: Mapping[str, Any]) -> TlsCertificate:
+    pem = row["certificate_pem"]
+    return TlsCertificate(
+        row["id"],
+        row["account_id"],
+        row["description"],
+        row["metadata"],
+        pem,
+        row["created_at"],
+        certificates.read_fields(pem),
+    )
+
+
 API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
 CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
 BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
@@ -125,10 +139,28 @@ BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
 AUDIT_EVENTS = Kind("audit_event", schema.audit_events, ids.AUDIT_EVENT, _audit_event)
 RESERVED_DOMAINS = Kind("reserved_domain", schema.reserved_domains, ids.RESERVED_DOMAIN, _reserved_domain)
 RESERVED_ADDRS = Kind("reserved_addr", schema.reserved_addrs, ids.RESERVED_ADDR, _reserved_addr)
-_ALL_KINDS = (API_KEYS, CREDENTIALS, BOT_USERS, AUDIT_EVENTS, RESERVED_DOMAINS, RESERVED_ADDRS)
+TLS_CERTIFICATES = Kind("tls_certificate", schema.tls_certificates, ids.TLS_CERTIFICATE, _tls_certificate)
+_ALL_KINDS = (
+    API_KEYS,
+    CREDENTIALS,
+    BOT_USERS,
+    AUDIT_EVENTS,
+    RESERVED_DOMAINS,
+    RESERVED_ADDRS,
+    TLS_CERTIFICATES,
+)
+# Never read with the rest: a token's digest, a certificate's sealed key.
+_SECRET_COLUMNS = {"token_digest", "private_key_sealed"}
 KINDS: dict[str, Kind[Any]] = {kind.name: kind for kind in _ALL_KINDS}
 
-_PUBLIC_COLUMNS = {kind.name: [c for c in kind.table.c if c.name != "token_digest"] for kind in _ALL_KINDS}
+_PUBLIC_COLUMNS = {
+    kind.name: [c for c in kind.table.c if c.name not in _SECRET_COLUMNS] for kind in _ALL_KINDS
+}
+
+
+def _key_binding(fields: certificates.CertificateFields) -> str:
+    # A sealed key opens only beside the certificate it was uploaded with.
+    return f"tls_certificate_key {fields.fingerprint}"
 
 
 class Taken(Exception):
@@ -573,6 +605,40 @@ class Store:
             if kind in (RESERVED_DOMAINS, RESERVED_ADDRS):
                 raise Taken() from problem
             raise
+
+    # TLS certificates --------------------------------------------------------------
+
+    def create_tls_certificate(
+        self,
+        account_id: str,
+        values: Mapping[str, Any],
+        upload: certificates.CheckedUpload,
+        actor: Actor | None,
+    ) -> TlsCertificate:
+        """A checked upload stored with its key sealed under the secret, bound to the leaf."""
+        sealed = identity.seal(self.secret, _key_binding(upload.fields), upload.private_key_pem)
+        row = {
+            "description": values.get("description", ""),
+            "metadata": values.get("metadata", ""),
+            "certificate_pem": upload.certificate_pem,
+            "private_key_sealed": sealed,
+        }
+        item: TlsCertificate = self.create(TLS_CERTIFICATES, account_id, row, actor)[0]
+        return item
+
+    def tls_certificate_key(self, account_id: str, certificate_id: str) -> tuple[str, bytes] | None:
+        """A stored certificate's chain and its private key (PEM), for serving; None if gone."""
+        table = schema.tls_certificates
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(table.c.certificate_pem, table.c.private_key_sealed).where(
+                    table.c.account_id == account_id, table.c.id == certificate_id
+                )
+            ).first()
+        if row is None:
+            return None
+        binding = _key_binding(certificates.read_fields(row.certificate_pem))
+        return row.certificate_pem, identity.unseal(self.secret, binding, row.private_key_sealed)
 
     # Reserved names ----------------------------------------------------------------
 

@@ -1,0 +1,59 @@
+"""A traffic policy document: YAML or JSON text to plain data, within size and nesting limits.
+
+JSON is a subset of YAML 1.2 (close enough for PyYAML's safe loader), so one parser reads both.
+The text is refused before parsing when it is over :data:`MAX_DOCUMENT_BYTES`, and the parsed
+data when it nests deeper than :data:`MAX_NESTING`, so a tenant cannot make the server chew on
+a huge or deeply recursive document. YAML aliases are refused too (``*ref`` can fan one node out
+into exponential size: the "billion laughs").
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import yaml
+
+from .. import errors
+
+MAX_DOCUMENT_BYTES: Final = 64 * 1024
+MAX_NESTING: Final = 16
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_document(text: str | bytes) -> object:
+    """The parsed document, or ERR_NGROK_2236 naming what is wrong."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise errors.TRAFFIC_POLICY_UNPARSABLE(
+            error=f"the document is {len(raw)} bytes, over the limit of {MAX_DOCUMENT_BYTES}"
+        )
+    try:
+        data: object = yaml.load(raw.decode("utf-8"), Loader=_NoAliasLoader)
+    except UnicodeDecodeError:
+        raise errors.TRAFFIC_POLICY_UNPARSABLE(error="the document is not UTF-8") from None
+    except RecursionError:  # nesting PyYAML's recursive composer cannot take
+        raise errors.TRAFFIC_POLICY_UNPARSABLE(
+            error=f"the document nests deeper than {MAX_NESTING} levels"
+        ) from None
+    except yaml.YAMLError as error:
+        raise errors.TRAFFIC_POLICY_UNPARSABLE(error=" ".join(str(error).split())) from None
+    if _depth(data, 0) > MAX_NESTING:
+        raise errors.TRAFFIC_POLICY_UNPARSABLE(error=f"the document nests deeper than {MAX_NESTING} levels")
+    return data
+
+
+def _depth(data: object, level: int) -> int:
+    if level > MAX_NESTING:
+        return level  # deep enough to refuse; don't walk further
+    if isinstance(data, dict):
+        return max((_depth(value, level + 1) for value in data.values()), default=level + 1)
+    if isinstance(data, list):
+        return max((_depth(value, level + 1) for value in data), default=level + 1)
+    return level
