@@ -9,6 +9,7 @@ import select
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -429,3 +430,54 @@ def test_the_forms_work_without_javascript(server: BurrowServer, browser: Browse
         expect(page.locator("main > .flash")).to_contain_text(f"Credential {credential_id} deleted")
     finally:
         context.close()
+
+
+def test_a_refused_sign_in_from_another_site_leaves_the_session_as_it_was(
+    server: BurrowServer, page: Page, context: BrowserContext
+) -> None:
+    sign_in(page, server, server.api_key)
+    before = [c["value"] for c in context.cookies() if c["name"] == "burrow_dashboard"]
+    attack = (
+        f'<form method="post" action="{server.base_url}/dashboard/signin">'
+        '<input type="hidden" name="csrf" value="forged"><input type="hidden" name="api_key" value="x">'
+        '<button type="submit">Win a prize</button></form>'
+    )
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = attack.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        # localhost is another site than 127.0.0.1, where the dashboard is.
+        page.goto(f"http://localhost:{evil.server_address[1]}/")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Win a prize").click()
+        assert [c["value"] for c in context.cookies() if c["name"] == "burrow_dashboard"] == before
+        expect(page.get_by_role("alert")).to_contain_text("not sent from this dashboard")
+    finally:
+        evil.shutdown()
+        evil.server_close()
+    page.goto(f"{server.base_url}/dashboard/credentials")
+    expect(page.get_by_role("heading", name="Credentials", exact=True)).to_be_visible()
+
+    # From our own page, with a wrong token: refused, and the session is left as it was too.
+    cookie = {c["name"]: c["value"] for c in context.cookies()}
+    with httpx.Client(base_url=server.base_url, cookies=cookie) as browser_like:
+        refused = browser_like.post(
+            "/dashboard/signin",
+            data={"csrf": "0" * 43, "api_key": "x"},
+            headers={"Origin": server.base_url},
+        )
+        assert refused.status_code == 403 and "set-cookie" not in refused.headers
+    page.reload()
+    expect(page.get_by_role("heading", name="Credentials", exact=True)).to_be_visible()

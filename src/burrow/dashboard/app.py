@@ -12,8 +12,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +60,12 @@ class DashboardSettings:
 class Identity:
     owner_id: str
     is_admin: bool
+    # The account's users' emails by id: the API names users only by id, and has no users endpoint.
+    emails: Mapping[str, str] = field(default_factory=dict)
+
+    def who(self, owner_id: str) -> str:
+        """An owner as people know them: a user's email, else the id (bot users)."""
+        return self.emails.get(owner_id, owner_id)
 
 
 IdentityLookup = Callable[[str], Identity | None]
@@ -86,6 +92,58 @@ class View:
 Handler = Callable[[View], Awaitable[Response]]
 
 
+PAGE_SIZE = 100  # the API's largest page
+MAX_TRAIL = 50  # pages a "Previous" link can go back through; past that, to the first page
+_CURSOR = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_FIRST = "~"  # the first page, in a trail
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Links to the pages around one page of a list: the API pages by ``before_id`` only, so
+    a page's link carries the trail of the pages before it, for "Previous"."""
+
+    path: str
+    trail: tuple[str, ...]  # the before_id of each earlier page, oldest first ("~": the first)
+    before_id: str | None
+    next_before_id: str | None
+
+    @classmethod
+    def of(cls, request: Request, path: str) -> Pager:
+        before = request.query_params.get("before_id", "")
+        back = request.query_params.get("back", "")
+        trail = tuple(t for t in back.split(",") if t == _FIRST or _CURSOR.match(t))[-MAX_TRAIL:]
+        return cls(path, trail, before if _CURSOR.match(before) else None, None)
+
+    def link(self, before_id: str | None, trail: tuple[str, ...]) -> str:
+        query = {"before_id": before_id, "back": ",".join(trail[-MAX_TRAIL:])}
+        shown = "&".join(f"{k}={v}" for k, v in query.items() if v)
+        return f"{PREFIX}{self.path}" + (f"?{shown}" if shown else "")
+
+    @property
+    def next_url(self) -> str | None:
+        if self.next_before_id is None:
+            return None
+        return self.link(self.next_before_id, (*self.trail, self.before_id or _FIRST))
+
+    @property
+    def previous_url(self) -> str | None:
+        if self.before_id is None:
+            return None
+        if not self.trail:
+            return self.link(None, ())
+        previous = self.trail[-1]
+        return self.link(None if previous == _FIRST else previous, self.trail[:-1])
+
+
+async def _count(listing: Any) -> int:
+    """How many items a list has: every page's, as the API has no count."""
+    total = 0
+    async for _ in listing:
+        total += 1
+    return total
+
+
 def _api_message(error: Error) -> str:
     return f"{error.message} ({error.error_code})" if error.error_code else error.message
 
@@ -98,9 +156,12 @@ def create_dashboard(
     templates = Jinja2Templates(
         env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     )
-    transport = httpx.ASGITransport(app=api)
 
-    def client_for(key: str) -> AsyncClient:
+    def client_for(key: str, request: Request) -> AsyncClient:
+        # The API limits and audits the browser's address (as resolved for this request,
+        # behind a trusted proxy too), handed over as the in-process request's peer.
+        peer = request.scope.get("client") or ("unknown", 0)
+        transport = httpx.ASGITransport(app=api, client=(str(peer[0]), int(peer[1])))
         return AsyncClient(key, base_url=_INTERNAL_BASE, transport=transport, max_retries=0)
 
     def secure(request: Request) -> bool:
@@ -171,7 +232,7 @@ def create_dashboard(
                 fresh = Session.new(sessions.now())
                 fresh = replace(fresh, flash={"kind": "error", "message": "Your API key no longer works."})
                 return with_cookie(request, RedirectResponse(f"{PREFIX}/signin", 303), fresh)
-            client = client_for(session.key)
+            client = client_for(session.key, request)
             try:
                 view = View(request, session.touched(sessions.now()), client, identity)
                 response = await handler(view)
@@ -230,20 +291,19 @@ def create_dashboard(
     async def signin(request: Request) -> Response:
         session = current(request)
         form = await read_form(request)
-        if session is None or not sessions.csrf_matches(session, form.get("csrf")):
-            fresh = Session.new(sessions.now())
-            expired = {"kind": "error", "message": "The sign-in form had expired. Please try again."}
-            response = render(request, "signin.html", {"csrf": fresh.csrf, "flash": expired}, status=403)
-            return with_cookie(request, response, fresh)
+        # A refused sign-in sets no cookie: a cross-site POST carries none (SameSite=Strict),
+        # and answering it with a fresh session would sign the victim out.
         if not sessions.same_origin(dict(request.headers), own_origins(request)):
             return forbidden(request, "This form was not sent from this dashboard.")
+        if session is None or not sessions.csrf_matches(session, form.get("csrf")):
+            return forbidden(request, "The sign-in form had expired or was not sent from this dashboard.")
         key = form.get("api_key")
         key = key.strip() if isinstance(key, str) else ""
         problem: str | None = None
         if not key:
             problem = "Enter an API key."
         else:
-            client = client_for(key)
+            client = client_for(key, request)
             try:
                 await client.api_keys.list(limit=1)
             except Error as error:
@@ -271,14 +331,15 @@ def create_dashboard(
     async def overview(view: View) -> Response:
         c = view.client
         pages: list[Any] = await asyncio.gather(  # seven reads: past gather's typed overloads
-            c.api_keys.list(),
-            c.credentials.list(),
-            c.bot_users.list(),
-            c.tunnel_sessions.list(),
-            c.tunnels.list(),
-            c.reserved_domains.list(),
-            c.reserved_addrs.list(),
+            c.api_keys.list(limit=PAGE_SIZE),
+            c.credentials.list(limit=PAGE_SIZE),
+            c.bot_users.list(limit=PAGE_SIZE),
+            c.tunnel_sessions.list(limit=PAGE_SIZE),
+            c.tunnels.list(limit=PAGE_SIZE),
+            c.reserved_domains.list(limit=PAGE_SIZE),
+            c.reserved_addrs.list(limit=PAGE_SIZE),
         )
+        totals = await asyncio.gather(*(_count(listing) for listing in pages))
         keys, credentials, bots = pages[0].items, pages[1].items, pages[2].items
         live, tunnels = pages[3].items, pages[4].items
         domains, addrs = pages[5].items, pages[6].items
@@ -291,21 +352,30 @@ def create_dashboard(
             *((a.created_at, "TCP address reserved", a.addr) for a in addrs),
         ]
         activity.sort(key=lambda entry: entry[0], reverse=True)
-        counts = {
-            "Agents online": len(live),
-            "Tunnels": len(tunnels),
-            "Credentials": len(credentials),
-            "API keys": len(keys),
-            "Bot users": len(bots),
-            "Reserved domains": len(domains),
-            "Reserved TCP addresses": len(addrs),
-        }
+        labels = ["API keys", "Credentials", "Bot users", "Agents online", "Tunnels"]
+        labels += ["Reserved domains", "Reserved TCP addresses"]
+        counts = dict(zip(labels, totals, strict=True))
+        order = ["Agents online", "Tunnels", "Credentials", "API keys", "Bot users"]
+        order += ["Reserved domains", "Reserved TCP addresses"]
+        counts = {label: counts[label] for label in order}
         return show(view, "overview.html", counts=counts, activity=activity[:10], tunnels=tunnels)
 
+    async def paged(view: View, service: str, path: str) -> tuple[list[Any], Pager]:
+        """One page of a list, as the page's query asks, and the links to the pages around it."""
+        pager = Pager.of(view.request, path)
+        listing = await getattr(view.client, service).list(before_id=pager.before_id, limit=PAGE_SIZE)
+        items = list(listing.items)
+        following = items[-1].id if listing.next_page_uri and items else None
+        return items, replace(pager, next_before_id=following)
+
     async def api_keys_page(view: View) -> Response:
-        keys = (await view.client.api_keys.list()).items
-        bots = (await view.client.bot_users.list()).items if view.identity.is_admin else []
-        return show(view, "api_keys.html", keys=keys, bots=bots)
+        keys, pager = await paged(view, "api_keys", "/api-keys")
+        bots = (
+            [b async for b in await view.client.bot_users.list(limit=PAGE_SIZE)]
+            if view.identity.is_admin
+            else []
+        )
+        return show(view, "api_keys.html", keys=keys, bots=bots, pager=pager)
 
     async def api_key_create(view: View) -> Response:
         owner = field(view, "owner_id") or None
@@ -323,8 +393,8 @@ def create_dashboard(
         return back(view, "/api-keys")
 
     async def credentials_page(view: View) -> Response:
-        credentials = (await view.client.credentials.list()).items
-        return show(view, "credentials.html", credentials=credentials, draft=view.session.flash)
+        credentials, pager = await paged(view, "credentials", "/credentials")
+        return show(view, "credentials.html", credentials=credentials, draft=view.session.flash, pager=pager)
 
     async def credential_create(view: View) -> Response:
         rules = _rules(field(view, "acl"))
@@ -373,8 +443,8 @@ def create_dashboard(
         return handler
 
     async def bot_users_page(view: View) -> Response:
-        bots = (await view.client.bot_users.list()).items
-        return show(view, "bot_users.html", bots=bots)
+        bots, pager = await paged(view, "bot_users", "/bot-users")
+        return show(view, "bot_users.html", bots=bots, pager=pager)
 
     async def bot_user_create(view: View) -> Response:
         name = field(view, "name")
@@ -395,11 +465,55 @@ def create_dashboard(
         await attempt(view, view.client.bot_users.delete(bot_id), f"Bot user {bot_id} deleted.")
         return back(view, "/bot-users")
 
+    # Edits: a form with the item's values; saving it is one PATCH.
+    EDITABLE: dict[str, tuple[str, str, tuple[str, ...]]] = {
+        # path: (client service, what it is, its fields)
+        "/credentials": ("credentials", "credential", ("description", "metadata", "acl")),
+        "/api-keys": ("api_keys", "API key", ("description", "metadata")),
+        "/bot-users": ("bot_users", "bot user", ("name",)),
+    }
+
+    def edit_page(path: str) -> Handler:
+        service, what, names = EDITABLE[path]
+
+        async def handler(view: View) -> Response:
+            item = await getattr(view.client, service).get(view.request.path_params["id"])
+            values = {name: "\n".join(item.acl) if name == "acl" else getattr(item, name) for name in names}
+            return show(view, "edit.html", item=item, what=what, values=values, listing=path)
+
+        return handler
+
+    def edit_save(path: str) -> Handler:
+        service, what, names = EDITABLE[path]
+
+        async def handler(view: View) -> Response:
+            item_id = view.request.path_params["id"]
+            changes: dict[str, Any] = {name: field(view, name) for name in names}
+            if "acl" in changes:
+                changes["acl"] = _rules(changes["acl"])
+            if await attempt(
+                view,
+                getattr(view.client, service).update(item_id, **changes),
+                f"{what.capitalize()} {item_id} saved.",
+            ):
+                return back(view, path)
+            return back(view, f"{path}/{item_id}/edit")
+
+        return handler
+
+    async def audit_page(view: View) -> Response:
+        try:
+            events, pager = await paged(view, "audit_events", "/audit")
+        except Error as error:
+            if error.http_status_code != 403:
+                raise
+            return forbidden(view.request, f"Only admins see the audit trail: {_api_message(error)}")
+        return show(view, "audit.html", events=events, pager=pager)
+
     async def sessions_page(view: View) -> Response:
         live = (await view.client.tunnel_sessions.list()).items
         tunnels = (await view.client.tunnels.list()).items
-        credentials = (await view.client.credentials.list()).items
-        owners = {c.id: c.owner_id for c in credentials}
+        owners = {c.id: c.owner_id async for c in await view.client.credentials.list(limit=PAGE_SIZE)}
         by_session: dict[str, list[Any]] = {}
         for tunnel in tunnels:
             by_session.setdefault(tunnel.tunnel_session.id, []).append(tunnel)
@@ -509,6 +623,15 @@ def create_dashboard(
         Route("/bot-users/{id}/activate", page(bot_user_set_active(True), post=True), methods=["POST"]),
         Route("/bot-users/{id}/deactivate", page(bot_user_set_active(False), post=True), methods=["POST"]),
         Route("/bot-users/{id}/delete", page(bot_user_delete, post=True), methods=["POST"]),
+        *(
+            route
+            for path in EDITABLE
+            for route in (
+                Route(f"{path}/{{id}}/edit", page(edit_page(path))),
+                Route(f"{path}/{{id}}/edit", page(edit_save(path), post=True), methods=["POST"]),
+            )
+        ),
+        Route("/audit", page(audit_page)),
         Route("/sessions", page(sessions_page)),
         Route("/sessions/{id}/stop", page(session_stop, post=True), methods=["POST"]),
         Route("/reserved-domains", page(reserved_domains_page)),
