@@ -3,7 +3,7 @@
 Not a test, and not the end-to-end figure (that is bench/edge.py): no sockets, no TLS, no
 agent process. A public connection (``HttpProxyConnection``) and Burrow's muxado
 connection run on in-memory transports; the agent side is our own muxado client, which
-answers each request at once with a small response. Every request goes through httptools,
+answers each request at once with a small response. Every request goes through the http1 core,
 the proxy's routing and head building, the muxado codec both ways, the response fast path
 and the traffic log (to a null handler). Prints microseconds of process CPU per request
 (including the agent side and the event loop, the same in both arms of an A/B).

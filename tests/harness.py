@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import http.server
+import json
 import os
 import random
 import resource
@@ -172,7 +173,8 @@ class AppServer:
     def __init__(
         self, data_dir: Path, admin_email: str = "admin@example.com", database_url: str | None = None
     ) -> None:
-        from burrow.api.app import create_app
+        from burrow.cli.node import api_with_dashboard
+        from burrow.dashboard import DashboardSettings
         from burrow.store.store import Store
 
         self.data_dir = data_dir
@@ -181,7 +183,7 @@ class AppServer:
         self.store = Store.open(data_dir, database_url)
         user, self.api_key = self.store.create_account(admin_email)
         self.account_id = user.account_id
-        self.app = create_app(self.store)
+        self.app = api_with_dashboard(self.store, DashboardSettings())  # as burrow serve builds it
 
     def close(self) -> None:
         self.store.close()
@@ -368,3 +370,24 @@ class BurrowServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The log's JSON lines, parsed (any other line skipped)."""
+        entries = []
+        for line in self.log().splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        return entries
+
+    def wait_log(self, matches: Callable[[dict[str, Any]], bool], timeout: float = 5) -> dict[str, Any]:
+        """The first log entry that ``matches``, waiting for it (some logs are written in
+        batches, within 0.2 s) up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((entry for entry in self.log_entries() if matches(entry)), None)
+            if found is not None:
+                return found
+            assert time.monotonic() < deadline, f"no log entry matched within {timeout} s"
+            time.sleep(0.05)

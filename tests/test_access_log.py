@@ -112,7 +112,7 @@ def test_access_lines_are_json_whatever_the_path_and_with_nothing_unknown() -> N
     ]
     lines = [json.loads(line) for line in access_lines(records).splitlines()]
     assert lines[0] == {
-        "time": "2025-11-30T10:53:20.250+00:00",
+        "time": "2025-11-30T10:53:20.250Z",
         "level": "info",
         "logger": "burrow.access",
         "message": "request",

@@ -28,7 +28,7 @@ _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
 def timestamp(seconds: float | None = None) -> str:
-    """``seconds`` (default: now) as the logs show time: ISO 8601, UTC, milliseconds.
+    """``seconds`` (default: now) as every log line shows time: RFC 3339, UTC (``Z``), milliseconds.
 
     The date and time of day are formatted once per second; datetime's formatting would
     cost more than the rest of an access-log line.
@@ -36,7 +36,7 @@ def timestamp(seconds: float | None = None) -> str:
     whole, milli = divmod(int((time.time() if seconds is None else seconds) * 1000), 1000)
     if _second[0] != whole:
         _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    return f"{_second[1]}.{milli:03d}+00:00"
+    return f"{_second[1]}.{milli:03d}Z"
 
 
 class BatchedLog(Generic[R]):

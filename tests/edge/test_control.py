@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from burrow.domain import ids, tokens
+from burrow.domain.errors import BurrowError
 from burrow.domain.tunnels import Registry
-from burrow.edge.control import AgentControl, AgentError, Authenticated, EdgeSettings
+from burrow.edge import wire
+from burrow.edge.control import AgentControl, Authenticated, EdgeSettings
 from burrow.store.store import BOT_USERS, CREDENTIALS, Store
 
 
@@ -37,7 +39,8 @@ def credential(store: Store, acl: list[str], owner: str | None = None) -> tuple[
 def auth(
     edge: AgentControl, token: str, versions: list[str] | None = None, client_id: str = ""
 ) -> Authenticated:
-    return edge.authenticate(
+    return authenticate(
+        edge,
         {
             "Version": versions or ["3", "2"],
             "ClientId": client_id,
@@ -47,13 +50,35 @@ def auth(
     )
 
 
-def code(error: pytest.ExceptionInfo[AgentError]) -> str:
-    return error.value.wire.strip().splitlines()[-1]
+def code(error: pytest.ExceptionInfo[BurrowError]) -> str:
+    return error.value.code
+
+
+def shown(error: pytest.ExceptionInfo[BurrowError]) -> str:
+    """The refusal as the agent reads it in the answer's Error field."""
+    return wire.Refusal.of(error.value).wire()
+
+
+def authenticate(edge: AgentControl, message: dict[str, Any], client_addr: str) -> Authenticated:
+    """Auth as the agent's JSON object: parsed as the edge parses it, then decided."""
+    return edge.authenticate(wire.Auth.parse(message), client_addr)
+
+
+def start_labeled(edge: AgentControl, session: Authenticated, message: dict[str, Any]) -> dict[str, Any]:
+    return edge.start_labeled(session, wire.StartTunnelWithLabel.parse(message)).to_json()
+
+
+def unbind(edge: AgentControl, session: Authenticated, message: dict[str, Any]) -> dict[str, Any]:
+    return edge.unbind(session, wire.Unbind.parse(message)).to_json()
+
+
+def bind_message(edge: AgentControl, session: Authenticated, message: dict[str, Any]) -> dict[str, Any]:
+    return edge.bind(session, wire.Bind.parse(message)).to_json()
 
 
 def bind(edge: AgentControl, session: Authenticated, proto: str, **opts: Any) -> dict[str, Any]:
-    return edge.bind(
-        session, {"Id": "", "Proto": proto, "ForwardsTo": "localhost:80", "Opts": opts, "Extra": {}}
+    return bind_message(
+        edge, session, {"Id": "", "Proto": proto, "ForwardsTo": "localhost:80", "Opts": opts, "Extra": {}}
     )
 
 
@@ -62,34 +87,34 @@ def test_auth_accepts_a_credential_and_negotiates_versions(edge: AgentControl, s
     session = auth(edge, token)
     assert session.version == "3" and session.session.credential_id == credential_id
     assert session.session.account_id == account and session.session.id.startswith("ts_")
-    response = edge.auth_response(session)
+    response = edge.auth_response(session).to_json()
     assert (
         response["ClientId"] == session.session.id and response["Error"] == "" and response["Version"] == "3"
     )
     assert auth(edge, token, ["2"]).version == "2"
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         auth(edge, token, ["4"])
     assert code(error) == "ERR_NGROK_811"
     # Go agents spell the key "Authtoken".
-    assert edge.authenticate({"Version": ["2"], "Extra": {"Authtoken": token}}, "x:1").version == "2"
+    assert authenticate(edge, {"Version": ["2"], "Extra": {"Authtoken": token}}, "x:1").version == "2"
 
 
 @pytest.mark.parametrize("token", ["", "nonsense", "x" * 56, None])
 def test_malformed_tokens(edge: AgentControl, token: str | None) -> None:
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         auth(edge, token)  # type: ignore[arg-type]
     assert code(error) == "ERR_NGROK_105"
-    assert error.value.wire.endswith("\n\nERR_NGROK_105\n")
+    assert shown(error).endswith("\n\nERR_NGROK_105\n")
 
 
 def test_invalid_tokens(edge: AgentControl, store: Store) -> None:
     _, _, account = credential(store, [])
     api_key = store.create_user(account, "m@example.com", "member")[1]
     for wrong in (tokens.issue(ids.CREDENTIAL).token, api_key):
-        with pytest.raises(AgentError) as error:
+        with pytest.raises(BurrowError) as error:
             auth(edge, wrong)
         assert code(error) in ("ERR_NGROK_107", "ERR_NGROK_105")
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         auth(edge, tokens.issue(ids.CREDENTIAL).token)
     assert code(error) == "ERR_NGROK_107"
 
@@ -100,7 +125,7 @@ def test_inactive_owner_is_refused(edge: AgentControl, store: Store) -> None:
     _, token = store.create_credential(user.account_id, bot.id, "", "", [])
     assert auth(edge, token)
     store.update(BOT_USERS, user.account_id, bot.id, {"active": False})
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         auth(edge, token)
     assert code(error) == "ERR_NGROK_107"
 
@@ -112,16 +137,16 @@ def test_http_binds_follow_the_acl(edge: AgentControl, store: Store) -> None:
     assert response["Error"] == "" and response["URL"] == "https://a.example.com:8444"
     assert response["Opts"] == {"Hostname": "a.example.com", "Auth": ""} and response["Id"].startswith("tn_")
     assert bind(edge, session, "http", Subdomain="app")["Opts"]["Hostname"] == "app.burrow.localhost"
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         bind(edge, session, "https", Hostname="evil.org")
-    assert code(error) == "ERR_NGROK_316" and credential_id in error.value.wire
-    with pytest.raises(AgentError) as error:
+    assert code(error) == "ERR_NGROK_316" and credential_id in shown(error)
+    with pytest.raises(BurrowError) as error:
         bind(edge, session, "https")  # an assigned name passes the same check
     assert code(error) == "ERR_NGROK_316"
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         bind(edge, session, "https", Hostname="bad_name.example.com")
     assert code(error) == "ERR_NGROK_326"
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         bind(edge, session, "udp")
     assert code(error) == "ERR_NGROK_332"
 
@@ -132,7 +157,7 @@ def test_names_have_one_holder_until_the_agent_reconnects(edge: AgentControl, st
     assigned = bind(edge, first, "https")["Opts"]["Hostname"]
     assert assigned.endswith(".burrow.localhost")
     second = auth(edge, token)
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         bind(edge, second, "https", Hostname=assigned)
     assert code(error) == "ERR_NGROK_334"
     again = auth(edge, token, client_id=first.session.id)
@@ -148,15 +173,15 @@ def test_tcp_binds(edge: AgentControl, store: Store) -> None:
     assert 20000 <= port < 20003 and assigned["Opts"]["Addr"] == f"127.0.0.1:{port}"
     credential_id, token, _ = credential(store, ["bind:127.0.0.1:20001", "bind:127.0.0.1:20002"])
     limited = auth(edge, token)
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         bind(edge, limited, "tcp", Addr="")
     assert code(error) == "ERR_NGROK_356"
     free = [p for p in (20001, 20002) if p != port]
     assert bind(edge, limited, "tcp", Addr=f"127.0.0.1:{free[0]}")["URL"] == f"tcp://127.0.0.1:{free[0]}"
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         bind(edge, limited, "tcp", Addr="127.0.0.1:20000")
-    assert code(error) in ("ERR_NGROK_308", "ERR_NGROK_334") and credential_id in error.value.wire
-    with pytest.raises(AgentError) as error:
+    assert code(error) in ("ERR_NGROK_308", "ERR_NGROK_334") and credential_id in shown(error)
+    with pytest.raises(BurrowError) as error:
         bind(edge, limited, "tcp", Addr="127.0.0.1:9999")
     assert code(error) == "ERR_NGROK_307"
 
@@ -164,13 +189,13 @@ def test_tcp_binds(edge: AgentControl, store: Store) -> None:
 def test_labels(edge: AgentControl, store: Store) -> None:
     _, token, _ = credential(store, ["bind:edge=web"])
     session = auth(edge, token)
-    response = edge.start_labeled(session, {"Labels": {"edge": "web"}, "ForwardsTo": "x"})
+    response = start_labeled(edge, session, {"Labels": {"edge": "web"}, "ForwardsTo": "x"})
     assert response["Error"] == "" and response["Id"].startswith("tn_")
-    with pytest.raises(AgentError) as error:
-        edge.start_labeled(session, {"Labels": {"edge": "api"}})
+    with pytest.raises(BurrowError) as error:
+        start_labeled(edge, session, {"Labels": {"edge": "api"}})
     assert code(error) == "ERR_NGROK_399"
-    assert edge.unbind(session, {"Id": response["Id"]}) == {"Error": ""}
-    assert edge.unbind(session, {"Id": response["Id"]}) == {"Error": ""}
+    assert unbind(edge, session, {"Id": response["Id"]}) == {"Error": ""}
+    assert unbind(edge, session, {"Id": response["Id"]}) == {"Error": ""}
     assert edge.registry.labeled_tunnel({"edge": "web"}) is None
 
 
@@ -178,10 +203,10 @@ def test_deleted_credential_cannot_bind(edge: AgentControl, store: Store) -> Non
     credential_id, token, account = credential(store, [])
     session = auth(edge, token)
     store.delete(CREDENTIALS, account, credential_id)
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         bind(edge, session, "https")
     assert code(error) == "ERR_NGROK_300"
-    with pytest.raises(AgentError) as error:
+    with pytest.raises(BurrowError) as error:
         auth(edge, token)
     assert code(error) == "ERR_NGROK_107"
 
@@ -218,22 +243,62 @@ def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: AgentControl, st
         ("https", {"RequestHeaders": {"add": ["x-a:1\r\nx-b:2"]}}, "ERR_NGROK_1624", "x-a"),
     ]
     for proto, opts, expected, named in refusals:
-        with pytest.raises(AgentError) as error:
+        with pytest.raises(BurrowError) as error:
             bind(edge, session, proto, **opts)
-        assert code(error) == expected and named in error.value.wire, (opts, error.value.wire)
-    with pytest.raises(AgentError) as error:
+        assert code(error) == expected and named in shown(error), (opts, shown(error))
+    with pytest.raises(BurrowError) as error:
         bind(
             edge,
             session,
             "https",
             BasicAuth={"credentials": [{"username": "a", "cleartext_password": "short"}]},
         )
-    assert code(error) == "ERR_NGROK_360" and "short" not in error.value.wire
+    assert code(error) == "ERR_NGROK_360" and "short" not in shown(error)
     # HostHeaderRewrite needs the ForwardsTo, which the v2 agent binary never sends.
     without_forwards_to = {"Id": "", "Proto": "http", "Opts": {"HostHeaderRewrite": True}, "Extra": {}}
-    with pytest.raises(AgentError) as error:
-        edge.bind(session, without_forwards_to)
-    assert code(error) == "ERR_NGROK_90301" and "HostHeaderRewrite" in error.value.wire
+    with pytest.raises(BurrowError) as error:
+        bind_message(edge, session, without_forwards_to)
+    assert code(error) == "ERR_NGROK_90301" and "HostHeaderRewrite" in shown(error)
     rewritten = bind(edge, session, "http", HostHeaderRewrite=True)
     rewritten_tunnel = edge.registry.http_tunnel(rewritten["Opts"]["Hostname"])
     assert rewritten_tunnel is not None and rewritten_tunnel.policy.host_header == b"localhost:80"
+
+
+def test_binds_read_names_with_the_one_grammar(edge: AgentControl, store: Store) -> None:
+    _, token, _ = credential(store, [])
+    session = auth(edge, token)
+    for addr in ("127.0.0.1:020001", "020001", "127.0.0.1:\uff12\uff10\uff1001", "127.0.0.1:+20001"):
+        with pytest.raises(BurrowError) as error:
+            bind(edge, session, "tcp", Addr=addr)
+        assert code(error) == "ERR_NGROK_307", addr
+    assert bind(edge, session, "tcp", Addr="127.0.0.1:20001")["URL"] == "tcp://127.0.0.1:20001"
+    for hostname in ("\u212a.example.com", "a..example.com", "-a.example.com"):
+        with pytest.raises(BurrowError) as error:
+            bind(edge, session, "https", Hostname=hostname)
+        assert code(error) == "ERR_NGROK_326", hostname
+    assert (
+        bind(edge, session, "https", Hostname="Mixed.Example.com.")["Opts"]["Hostname"] == "mixed.example.com"
+    )
+
+
+def test_no_tenant_binds_the_server_s_own_names(store: Store) -> None:
+    """IP addresses, localhost, the API's own host: a tenant answering there would plant
+    cookies the dashboard reads (cookies ignore ports)."""
+    settings = EdgeSettings(server_hosts=frozenset({"api.example.com"}))
+    edge = AgentControl(store, Registry(), settings)
+    _, token, _ = credential(store, [])
+    session = auth(edge, token)
+    for hostname in (
+        "127.0.0.1",
+        "0.0.0.0",
+        "10.1.2.3",
+        "localhost",
+        "x.localhost",
+        "api.example.com",
+        "a.api.example.com",
+    ):
+        with pytest.raises(BurrowError) as error:
+            bind(edge, session, "http", Hostname=hostname)
+        assert code(error) == "ERR_NGROK_326", hostname
+    for hostname in ("ok.burrow.localhost", "api.example.org", "myapi.example.com", "1a.example.com"):
+        assert bind(edge, session, "http", Hostname=hostname)["Opts"]["Hostname"] == hostname

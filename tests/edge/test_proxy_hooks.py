@@ -93,6 +93,12 @@ async def _answer_requests(stream: MuxStream, seen: list[bytes]) -> None:
         if b" /reset " in head:
             stream.reset()
             return
+        if b" /split " in head:  # a head ending in a bare LF, then a forged second response
+            await stream.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 77\r\nX-A: 1\n\nX-Pad: " + b"p" * 40 + b"\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nSet-Cookie: sid=evil-planted\r\n\r\nEVIL-FAKE"
+            )
+            continue
         if b" /garbage " in head:
             await stream.write(b"NOT HTTP AT ALL\r\n\r\n")
             continue
@@ -278,3 +284,22 @@ def test_mutual_tls_is_required_for_that_name(tmp_path: Path) -> None:
 
     certificates = lambda registry: HttpsCertificates(registry, tmp_path / "data", local)  # noqa: E731
     asyncio.run(_with_edge(policy, test, certificates))
+
+
+def test_a_response_split_by_a_bare_lf_gets_502_and_the_close() -> None:
+    """The agent's head ends early for a lenient client; the edge refuses it whole, forwards
+    none of it, and closes, so the forged response can answer no later request."""
+
+    async def test(port: int, seen: list[bytes]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /split HTTP/1.1\r\nHost: hooks.example\r\n\r\n"
+            b"GET /next HTTP/1.1\r\nHost: hooks.example\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)  # until the edge closes
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 502 ") and b"ERR_NGROK_3004" in answer
+        assert b"evil" not in answer and b"EVIL" not in answer and b"X-Pad" not in answer
+        assert answer.count(b"HTTP/1.1") == 1
+
+    asyncio.run(_with_edge(EndpointPolicy(), test))

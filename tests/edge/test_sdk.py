@@ -7,6 +7,7 @@ agent runs as a subprocess under .venvs/ngrok-sdk (made by ``make``); see sdk_ag
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import ssl
 import time
@@ -60,8 +61,13 @@ def test_denied_domain_is_refused_with_316(server: BurrowServer, start_agent: Ca
     error = agent.error("web")
     assert "ERR_NGROK_316" in error and any(made["id"] in part for part in error)
     assert public_get(server, "evil.example").status_code == 404
-    refusals = [line for line in server.log().splitlines() if "agent request refused" in line]
-    assert any('"error": "ERR_NGROK_316"' in line and "evil.example" in line for line in refusals)
+    server.wait_log(
+        lambda entry: (
+            entry.get("message") == "agent request refused"
+            and entry.get("error") == "ERR_NGROK_316"
+            and "evil.example" in json.dumps(entry)
+        )
+    )
 
 
 def test_bad_token_is_refused_with_107(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
@@ -293,7 +299,7 @@ def test_narrowing_the_acl_stops_the_tunnels_it_no_longer_allows(
     # The session carries on with the tunnel its ACL still allows.
     assert public_get(server, "kept.burrow.localhost").json()["host"] == "kept.burrow.localhost"
     assert agent.process.poll() is None
-    assert '"error": "ERR_NGROK_316"' in server.log() and dropped_id in server.log()
+    server.wait_log(lambda entry: entry.get("error") == "ERR_NGROK_316" and dropped_id in json.dumps(entry))
 
 
 def test_widening_or_rewording_the_acl_stops_nothing(

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from burrow.domain import ids, tokens
+from burrow.domain.errors import BurrowError
 from burrow.domain.tunnels import Registry
-from burrow.edge.control import AgentControl, AgentError, Authenticated, EdgeSettings
+from burrow.edge.control import AgentControl, Authenticated, EdgeSettings
 from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 from tests.edge.conftest import Agent
-from tests.edge.test_control import auth, code, credential
+from tests.edge.test_control import auth, authenticate, code, credential
 from tests.harness import BurrowServer
 
 OFF = Rates(api_key=None, api_address=None, auth_failures=None, session_starts=None)
@@ -33,8 +34,8 @@ def control(store: Store, **rates: str) -> AgentControl:
 
 
 def refused(edge: AgentControl, token: str, address: str = "127.0.0.1:5555") -> str:
-    with pytest.raises(AgentError) as error:
-        edge.authenticate({"Version": ["2"], "Extra": {"AuthToken": token}}, address)
+    with pytest.raises(BurrowError) as error:
+        authenticate(edge, {"Version": ["2"], "Extra": {"AuthToken": token}}, address)
     return code(error)
 
 
@@ -63,7 +64,7 @@ def test_failed_authtokens_are_throttled_per_address(store: Store) -> None:
 
 
 def auth_from(edge: AgentControl, token: str, address: str) -> Authenticated:
-    return edge.authenticate({"Version": ["2"], "Extra": {"AuthToken": token}}, address)
+    return authenticate(edge, {"Version": ["2"], "Extra": {"AuthToken": token}}, address)
 
 
 @pytest.mark.e2e

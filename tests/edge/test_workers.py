@@ -174,7 +174,7 @@ def test_a_killed_worker_is_restarted_and_its_agent_serves_again(
     agent, host = found["box-w1"]
     before = workers_pids(workers)
     assert len(before) == 2
-    victim = next(pid for pid in before if f'"worker": 1, "pid": {pid}' in workers.log())
+    victim = workers.wait_log(lambda entry: entry.get("worker") == 1 and entry.get("pid") in before)["pid"]
     os.kill(victim, signal.SIGKILL)
     within(10, lambda: len(workers_pids(workers)) == 2 and victim not in workers_pids(workers), "no restart")
     assert "worker died; restarting it" in workers.log()

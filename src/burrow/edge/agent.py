@@ -8,21 +8,21 @@ import json
 import logging
 import struct
 import time
-from typing import Any
+from typing import Any, Protocol
 
+from burrow.domain import errors
 from burrow.domain.limits import AgentLimits
 
 from . import muxado_protocol as mux
-from .control import AgentControl, AgentError, Authenticated
+from . import wire
+from .control import AgentControl, Authenticated
 from .heartbeat import Liveness
 from .messages import MessageError, MessageScanner
 from .muxado_streams import MuxConnection, MuxStream
+from .wire import StreamType
 
 log = logging.getLogger("burrow.edge")
 
-# Typed streams: the first 4 bytes of every stream.
-AUTH, BIND, UNBIND, PROXY, RESTART, STOP, UPDATE, START_LABELED, SRV_INFO, STOP_TUNNEL = range(10)
-HEARTBEAT = 0xFFFFFFFF
 RPC_TIMEOUT = 15.0
 MAX_STREAMS_PER_AGENT = 480
 
@@ -38,8 +38,12 @@ async def read_message(stream: MuxStream, limits: AgentLimits, until_eof: bool =
     return scanner.message()
 
 
-async def respond(stream: MuxStream, message: dict[str, Any]) -> None:
-    await stream.write(json.dumps(message).encode())
+class _Message(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+async def respond(stream: MuxStream, message: _Message) -> None:
+    await stream.write(json.dumps(message.to_json()).encode())
     await stream.write_eof()
 
 
@@ -98,17 +102,18 @@ class AgentConnection:
 
     async def _serve_stream(self, stream: MuxStream) -> None:
         try:
-            kind = struct.unpack(">I", await asyncio.wait_for(stream.readexactly(4), RPC_TIMEOUT))[0]
-            if kind == HEARTBEAT:
+            number = struct.unpack(">I", await asyncio.wait_for(stream.readexactly(4), RPC_TIMEOUT))[0]
+            kind = StreamType(number) if number in _STREAM_TYPES else None
+            if kind == StreamType.HEARTBEAT:
                 await self._heartbeats(stream)
-            elif kind == AUTH:
+            elif kind == StreamType.AUTH:
                 await self._auth(stream)
             elif self.authenticated is None:
-                await self._fail(f"stream type {kind} before Auth")
-            elif kind in (BIND, UNBIND, START_LABELED, SRV_INFO):
+                await self._fail(f"stream type {number} before Auth")
+            elif kind is not None and kind in _RPCS:
                 await self._rpc(kind, stream)
             else:
-                await self._fail(f"unknown stream type {kind}")
+                await self._fail(f"unknown stream type {number}")
         except (TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
             await self._fail(f"bad stream: {error}")
         except (ConnectionError, asyncio.CancelledError):
@@ -128,23 +133,21 @@ class AgentConnection:
             await self._fail(f"no Auth within {timeout:g} s of connecting")
 
     async def _auth(self, stream: MuxStream) -> None:
-        request = await asyncio.wait_for(read_message(stream, self.limits), RPC_TIMEOUT)
+        message = await asyncio.wait_for(read_message(stream, self.limits), RPC_TIMEOUT)
         if self.authenticated is not None:
             await self._fail("a second Auth")
             return
         try:
+            request = wire.Auth.parse(message)
             self.authenticated = self.control.authenticate(request, self.client_addr)
-        except AgentError as error:
+        except errors.BurrowError as error:
             self.control.auth_failures += 1
-            await respond(stream, {"Version": "", "ClientId": "", "Error": error.wire, "Extra": {}})
-            log.info(
-                "agent refused",
-                extra={"fields": {"client": self.client_addr, "error": error.wire.split()[-1]}},
-            )
+            await respond(stream, wire.AuthResp(error=wire.Refusal.of(error)))
+            log.info("agent refused", extra={"fields": {"client": self.client_addr, "error": error.code}})
             await asyncio.sleep(0.1)  # let the answer leave before the connection does
             await self.connection.close(mux.ErrorCode.NONE, "authentication failed")
             return
-        self.liveness.negotiate(request.get("Extra"))
+        self.liveness.negotiate(request.extra.heartbeat_interval, request.extra.heartbeat_tolerance)
         self.liveness.beat()
         self.connection.protocol.max_payload = self._full_payload
         await respond(stream, self.control.auth_response(self.authenticated))
@@ -162,50 +165,45 @@ class AgentConnection:
             },
         )
 
-    async def _rpc(self, kind: int, stream: MuxStream) -> None:
-        request = await asyncio.wait_for(read_message(stream, self.limits), RPC_TIMEOUT)
+    async def _rpc(self, kind: StreamType, stream: MuxStream) -> None:
+        message = await asyncio.wait_for(read_message(stream, self.limits), RPC_TIMEOUT)
         authenticated = self.authenticated
         assert authenticated is not None
+        control = self.control
+        response: _Message
         try:
-            if kind == BIND:
-                response = self.control.bind(authenticated, request)
-            elif kind == START_LABELED:
-                response = self.control.start_labeled(authenticated, request)
-            elif kind == UNBIND:
-                response = self.control.unbind(authenticated, request)
+            if kind == StreamType.BIND:
+                response = control.bind(authenticated, wire.Bind.parse(message))
+            elif kind == StreamType.START_TUNNEL_WITH_LABEL:
+                response = control.start_labeled(authenticated, wire.StartTunnelWithLabel.parse(message))
+            elif kind == StreamType.UNBIND:
+                response = control.unbind(authenticated, wire.Unbind.parse(message))
+            elif kind == StreamType.PATCH_TUNNEL_STATE:
+                wire.PatchTunnelState.parse(message)
+                raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PatchTunnelState")
             else:
-                response = self.control.srv_info()
-        except AgentError as error:
-            message, _, code = error.wire.strip().rpartition("\n\n")
+                wire.SrvInfo.parse(message)
+                response = control.srv_info()
+        except errors.BurrowError as error:
             log.info(
                 "agent request refused",
                 extra={
                     "fields": {
                         "session": self.session_id,
-                        "request": {BIND: "bind", START_LABELED: "start_labeled"}.get(kind, str(kind)),
-                        "error": code,
-                        "reason": message,
+                        "request": kind.name.lower(),
+                        "error": error.code,
+                        "reason": error.message,
                     }
                 },
             )
-            if kind == BIND:
-                response = {
-                    "Id": "",
-                    "URL": "",
-                    "Proto": "",
-                    "Opts": {},
-                    "Extra": {"Token": ""},
-                    "Error": error.wire,
-                }
-            else:
-                response = {"Id": "", "Error": error.wire}
+            response = _refused(kind, wire.Refusal.of(error))
         await respond(stream, response)
 
     async def _heartbeats(self, stream: MuxStream) -> None:
         while True:
-            beat = await stream.readexactly(4)
+            beat = wire.Heartbeat.decode(await stream.readexactly(wire.Heartbeat.SIZE))
             self.liveness.beat()
-            await stream.write(beat)
+            await stream.write(beat.encode())
 
     async def _watch_heartbeats(self) -> None:
         """End sessions whose agent went silent: no heartbeat within interval + tolerance."""
@@ -226,36 +224,49 @@ class AgentConnection:
             # session headroom for its own streams (heartbeats, binds).
             raise ConnectionRefusedError(f"{MAX_STREAMS_PER_AGENT} streams open to the agent")
         stream = self.connection.open_stream()
-        header = json.dumps(
-            {
-                "Id": tunnel_id,
-                "ClientAddr": client_addr,
-                "Proto": proto,
-                "EdgeType": edge_type,
-                "PassthroughTLS": False,
-            }
-        ).encode()
+        header = json.dumps(wire.ProxyHeader(tunnel_id, client_addr, proto, edge_type).to_json()).encode()
         try:
-            await stream.write(struct.pack(">I", PROXY) + struct.pack("<q", len(header)) + header)
+            await stream.write(StreamType.PROXY.prefix() + struct.pack("<q", len(header)) + header)
         except BaseException:  # the client left (cancelled) or the agent did: drop the stream
             stream.reset()
             raise
         return stream
 
-    async def send_command(self, kind: int, message: dict[str, Any], timeout: float = 2.0) -> None:
+    async def send_command(self, command: wire.Command, timeout: float = 2.0) -> None:
         """Send Stop, StopTunnel, Restart or Update, and wait briefly for the agent's answer."""
+        kind = wire.COMMAND_TYPES[type(command)]
         with contextlib.suppress(Exception):
             stream = self.connection.open_stream()
-            await stream.write(struct.pack(">I", kind) + json.dumps(message).encode())
-            if kind != STOP_TUNNEL:
-                await asyncio.wait_for(read_message(stream, self.limits, until_eof=True), timeout)
+            await stream.write(kind.prefix() + json.dumps(command.to_json()).encode())
+            if kind != StreamType.STOP_TUNNEL:
+                answer = await asyncio.wait_for(read_message(stream, self.limits, until_eof=True), timeout)
+                wire.CommandResp.parse(answer)
             stream.close()
 
     async def stop(self, message: str, error_code: str = "") -> None:
         """Tell the agent its tunnels are stopped, then end the session."""
         if self.authenticated is not None:
             for tunnel_id in list(self.authenticated.session.tunnels):
-                await self.send_command(
-                    STOP_TUNNEL, {"Id": tunnel_id, "Message": message, "ErrorCode": error_code}
-                )
+                await self.send_command(wire.StopTunnel(tunnel_id, message, error_code))
         await self.connection.close(mux.ErrorCode.NONE, message)
+
+
+_STREAM_TYPES = frozenset(StreamType)
+_RPCS = frozenset(
+    {
+        StreamType.BIND,
+        StreamType.UNBIND,
+        StreamType.START_TUNNEL_WITH_LABEL,
+        StreamType.SRV_INFO,
+        StreamType.PATCH_TUNNEL_STATE,
+    }
+)
+
+
+def _refused(kind: StreamType, refusal: wire.Refusal) -> _Message:
+    """A refused RPC's answer, in the shape its request's answer has."""
+    if kind == StreamType.BIND:
+        return wire.BindResp(error=refusal)
+    if kind == StreamType.START_TUNNEL_WITH_LABEL:
+        return wire.StartTunnelWithLabelResp(error=refusal)
+    return wire.ErrorResp(error=refusal)

@@ -1,51 +1,33 @@
 """What the edge decides for an agent, independent of how bytes move.
 
-Given the JSON of an Auth, Bind, StartTunnelWithLabel or Unbind request, these functions
-answer the response JSON and change the registry. Authentication checks the authtoken
-exactly as API keys are checked (format and checksum first, without a database read;
-then the keyed hash in constant time; then the owner's standing). Binding checks the
-credential's ACL for every name, including the ones Burrow assigns.
+Given an Auth, Bind, StartTunnelWithLabel or Unbind request (a :mod:`~burrow.edge.wire`
+message), these functions answer the response message and change the registry.
+Authentication checks the authtoken exactly as API keys are checked (format and checksum
+first, without a database read; then the keyed hash in constant time; then the owner's
+standing). Binding checks the credential's ACL for every name, including the ones Burrow assigns.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from burrow.domain import acl, errors, ids, tokens
+from burrow.domain import acl, errors, ids, names, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.reserved import ReservationPolicy
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, RegistryUnavailable, Tunnel
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, AuthRecord, Store
 
+from . import wire
+
 T = TypeVar("T")
 SUPPORTED_VERSIONS = ("3", "2")
 _TUNNEL_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
-
-
-class AgentError(Exception):
-    """An error for the agent: goes into the response's ``Error`` field."""
-
-    def __init__(self, error: errors.BurrowError) -> None:
-        super().__init__(error.message)
-        self.wire = f"{error.message}\n\n{error.code}\n"
-
-
-def get(message: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """A message field, whatever the case of its key (Go agents differ from the SDK)."""
-    if key in message:
-        return message[key]
-    lowered = key.lower()
-    for name, value in message.items():
-        if isinstance(name, str) and name.lower() == lowered:
-            return value
-    return default
 
 
 @dataclass(frozen=True)
@@ -59,14 +41,14 @@ class EdgeSettings:
     region: str = "local"
     # Hostnames under `domain` and fixed TCP addresses must be reserved by the binding account.
     require_reservation: bool = False
+    server_hosts: frozenset[str] = frozenset()  # the API's own hosts (--public-url): no tenant binds them
 
 
-def negotiate_version(offered: object) -> str:
-    versions = [str(v) for v in offered] if isinstance(offered, list) else []
+def negotiate_version(offered: tuple[str, ...]) -> str:
     for version in SUPPORTED_VERSIONS:
-        if version in versions:
+        if version in offered:
             return version
-    raise AgentError(errors.NO_COMMON_VERSION(requested=versions))
+    raise errors.NO_COMMON_VERSION(requested=list(offered))
 
 
 @dataclass
@@ -78,7 +60,10 @@ class Authenticated:
 
 class AgentControl:
     """Answers an agent's control requests (Auth, Bind, StartTunnelWithLabel, Unbind) and
-    keeps the registry in step; :class:`~burrow.edge.agent.AgentConnection` moves the bytes."""
+    keeps the registry in step; :class:`~burrow.edge.agent.AgentConnection` moves the bytes.
+
+    Requests and answers are :mod:`burrow.edge.wire` messages; a refusal is raised as the
+    :class:`~burrow.domain.errors.BurrowError` the agent is to see."""
 
     def __init__(
         self, store: Store, registry: Registry, settings: EdgeSettings, throttle: Throttle | None = None
@@ -88,10 +73,9 @@ class AgentControl:
         self.settings = settings
         self.throttle = throttle or Throttle()
         self.reservations = ReservationPolicy(
-            lookup_domain=lambda name: _holder(store.reservation(domain=name)),
-            lookup_addr=lambda addr: _holder(store.reservation(addr=addr)),
             base_domain=settings.domain,
             require_reservation=settings.require_reservation,
+            server_hosts=settings.server_hosts,
         )
         # Set while revocations cannot be checked: no new session or bind until they can.
         self.refusal: errors.BurrowError | None = None
@@ -99,43 +83,35 @@ class AgentControl:
         self.sessions_started = 0
 
     def _stored(self, read: Callable[[], T]) -> T:
-        """What the database says, unless the edge is failing closed; its errors go to the agent."""
+        """What the database says, unless the edge is failing closed."""
         if self.refusal is not None:
-            raise AgentError(self.refusal)
-        try:
-            return read()
-        except errors.BurrowError as error:  # the database is unavailable (ERR_NGROK_90504)
-            raise AgentError(error) from None
+            raise errors.BurrowError(self.refusal.code, self.refusal.status, self.refusal.message)
+        return read()  # an unavailable database raises ERR_NGROK_90504, which goes to the agent
 
     # Auth -------------------------------------------------------------------------
 
-    def authenticate(self, request: Mapping[str, Any], client_addr: str) -> Authenticated:
-        version = negotiate_version(get(request, "Version"))
-        extra = get(request, "Extra") or {}
-        if not isinstance(extra, Mapping):
-            raise AgentError(errors.AGENT_TOKEN_MALFORMED())
+    def authenticate(self, request: wire.Auth, client_addr: str) -> Authenticated:
+        version = negotiate_version(request.versions)
+        extra = request.extra
         address = client_addr.rpartition(":")[0].strip("[]")
-        try:
-            self.throttle.before_check(address)
-            credential_id, record = self._check_token(get(extra, "AuthToken") or "", address)
-            self.throttle.session_start(credential_id)
-        except errors.BurrowError as error:
-            raise AgentError(error) from None
-        previous = get(request, "ClientId") or None
+        self.throttle.before_check(address)
+        credential_id, record = self._check_token(extra.auth_token, address)
+        self.throttle.session_start(credential_id)
         session = AgentSession(
             id=ids.new_id(ids.TUNNEL_SESSION),
             account_id=record.account_id,
             credential_id=credential_id,
             owner_id=record.owner_id,
-            agent_version=str(get(extra, "Version") or ""),
-            os=str(get(extra, "OS") or ""),
-            user_agent=str(get(extra, "UserAgent") or ""),
+            agent_version=extra.version,
+            os=extra.os,
+            user_agent=extra.user_agent,
             client_addr=client_addr,
-            metadata=str(get(extra, "Metadata") or ""),
+            metadata=extra.metadata,
             started_at=datetime.now(UTC),
         )
         reconnecting_from = None
-        if isinstance(previous, str) and previous:
+        previous = request.client_id
+        if previous:
             old = self.registry.sessions.get(previous)
             # Only the same credential may take over a session's names.
             if old is None or old.credential_id == credential_id:
@@ -143,23 +119,24 @@ class AgentControl:
         try:
             self.registry.add_session(session)
         except RegistryUnavailable:
-            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
+            raise errors.REGISTRY_UNAVAILABLE() from None
         self.sessions_started += 1
         return Authenticated(session, version, reconnecting_from)
 
-    def _check_token(self, token: object, address: str) -> tuple[str, AuthRecord]:
+    def _check_token(self, token: str, address: str) -> tuple[str, AuthRecord]:
         """The credential ``token`` belongs to; a failure counts against ``address``."""
         try:
             return self._credential(token)
-        except errors.BurrowError:
-            self.throttle.failed(address)
+        except errors.BurrowError as error:
+            # A database outage (or failing closed) is the edge's trouble, not a failed attempt.
+            if error.code not in _EDGE_TROUBLE:
+                self.throttle.failed(address)
             raise
 
-    def _credential(self, token: object) -> tuple[str, AuthRecord]:
-        credential_id = tokens.resource_id(token, ids.CREDENTIAL) if isinstance(token, str) else None
-        if not isinstance(token, str) or not isinstance(credential_id, str):
+    def _credential(self, token: str) -> tuple[str, AuthRecord]:
+        credential_id = tokens.resource_id(token, ids.CREDENTIAL)
+        if not isinstance(credential_id, str):
             raise errors.AGENT_TOKEN_MALFORMED()
-        # A database outage (or failing closed) is the edge's trouble, not a failed attempt.
         record = self._stored(lambda: self.store.auth_record("credential", credential_id))
         if record is None or not tokens.matches(self.store.secret, token, record.digest):
             raise errors.AGENT_TOKEN_INVALID()
@@ -167,21 +144,17 @@ class AgentControl:
             raise errors.AGENT_OWNER_INACTIVE()
         return credential_id, record
 
-    def auth_response(self, authenticated: Authenticated) -> dict[str, Any]:
-        return {
-            "Version": authenticated.version,
-            "ClientId": authenticated.session.id,
-            "Error": "",
-            "Extra": {
-                "Version": "burrow",
-                "Region": self.settings.region,
-                "Cookie": "",
-                "AccountName": authenticated.session.account_id,
-                "SessionDuration": 0,
-                "PlanName": "self-hosted",
-                "Banner": "",
-            },
-        }
+    def auth_response(self, authenticated: Authenticated) -> wire.AuthResp:
+        return wire.AuthResp(
+            version=authenticated.version,
+            client_id=authenticated.session.id,
+            extra=wire.AuthRespExtra(
+                version="burrow",
+                region=self.settings.region,
+                account_name=authenticated.session.account_id,
+                plan_name="self-hosted",
+            ),
+        )
 
     # Binding ----------------------------------------------------------------------
 
@@ -190,15 +163,13 @@ class AgentControl:
             lambda: self.store.get(CREDENTIALS, session.account_id, session.credential_id)
         )
         if credential is None:
-            raise AgentError(errors.CREDENTIAL_REVOKED(id=session.credential_id))
+            raise errors.CREDENTIAL_REVOKED(id=session.credential_id)
         return acl.BindPolicy.from_rules(credential.acl)
 
-    def _tunnel_id(self, requested: object) -> str:
-        if isinstance(requested, str) and requested:
+    def _tunnel_id(self, requested: str) -> str:
+        if requested:
             if not _TUNNEL_ID.fullmatch(requested):
-                raise AgentError(
-                    errors.BIND_INVALID(reason="a tunnel Id has 1-64 letters, digits, '_', '.', '-'")
-                )
+                raise errors.BIND_INVALID(reason="a tunnel Id has 1-64 letters, digits, '_', '.', '-'")
             return requested
         return ids.new_id(ids.TUNNEL)
 
@@ -206,37 +177,36 @@ class AgentControl:
         return f"{scheme}://{hostname}" + (f":{port}" if port else "")
 
     def _hostname(
-        self, opts: Mapping[str, Any], proto: Proto, policy: acl.BindPolicy, session: AgentSession
+        self, opts: wire.BindOpts, proto: Proto, policy: acl.BindPolicy, session: AgentSession
     ) -> str:
-        hostname = str(get(opts, "Hostname") or get(opts, "Domain") or "").lower().rstrip(".")
-        subdomain = str(get(opts, "Subdomain") or "").lower()
-        if not hostname and subdomain:
-            hostname = f"{subdomain}.{self.settings.domain}"
-        if hostname:
-            if not _DOMAIN.fullmatch(hostname) or len(hostname) > 253:
-                raise AgentError(errors.INVALID_DOMAIN(name=hostname))
+        requested = (opts.hostname or opts.domain).rstrip(".")
+        if not requested and opts.subdomain:
+            requested = f"{opts.subdomain}.{self.settings.domain}"
+        if requested:
+            # Checked before lower-casing: str.lower() would turn "\u212a" (Kelvin) into "k".
+            hostname = names.hostname(requested)
+            if hostname is None:
+                raise errors.INVALID_DOMAIN(name=requested)
             if not policy.allows_hostname(hostname):
-                raise AgentError(errors.HOSTNAME_DENIED(name=hostname, id=session.credential_id))
-            try:
-                self.reservations.check_hostname(hostname, session.account_id)
-            except errors.BurrowError as error:
-                raise AgentError(error) from None
+                raise errors.HOSTNAME_DENIED(name=hostname, id=session.credential_id)
+            owner = _holder(self.store.reservation(domain=hostname))
+            self.reservations.check_hostname(hostname, session.account_id, owner)
             return hostname
         for _ in range(20):
             candidate = f"{secrets.token_hex(4)}.{self.settings.domain}"
             if self.registry.is_free(proto, candidate) and self.store.reservation(domain=candidate) is None:
                 if not policy.allows_hostname(candidate):
-                    raise AgentError(errors.HOSTNAME_DENIED(name=candidate, id=session.credential_id))
+                    raise errors.HOSTNAME_DENIED(name=candidate, id=session.credential_id)
                 return candidate
-        raise AgentError(errors.BIND_INVALID(reason="no free hostname could be assigned"))
+        raise errors.BIND_INVALID(reason="no free hostname could be assigned")
 
-    def _port(self, opts: Mapping[str, Any], policy: acl.BindPolicy, session: AgentSession) -> int:
+    def _port(self, opts: wire.BindOpts, policy: acl.BindPolicy, session: AgentSession) -> int:
         settings = self.settings
         ports = f"{settings.tcp_ports.start}-{settings.tcp_ports.stop - 1}"
-        addr = str(get(opts, "Addr") or "")
+        addr = opts.addr
         if not addr:
             if not policy.allows_random_address():
-                raise AgentError(errors.RANDOM_TCP_DENIED(id=session.credential_id))
+                raise errors.RANDOM_TCP_DENIED(id=session.credential_id)
             reserved = self.store.reserved_addrs()  # kept for the accounts that reserved them
             free = [
                 p
@@ -244,44 +214,29 @@ class AgentControl:
                 if self.registry.is_free("tcp", p) and f"{settings.tcp_host}:{p}" not in reserved
             ]
             if not free:
-                raise AgentError(
-                    errors.ADDRESS_UNAVAILABLE(addr="(any)", host=settings.tcp_host, ports=ports)
-                )
+                raise errors.ADDRESS_UNAVAILABLE(addr="(any)", host=settings.tcp_host, ports=ports)
             return secrets.choice(free)
-        host, _, port_text = addr.rpartition(":")
-        if not port_text.isdigit() or int(port_text) not in settings.tcp_ports:
-            raise AgentError(errors.ADDRESS_UNAVAILABLE(addr=addr, host=settings.tcp_host, ports=ports))
-        port = int(port_text)
+        host, _, port_text = addr.rpartition(":")  # "host:port", ":port" or "port"
+        port = names.port(port_text)
+        if port is None or port not in settings.tcp_ports:
+            raise errors.ADDRESS_UNAVAILABLE(addr=addr, host=settings.tcp_host, ports=ports)
         if host and host.lower() != settings.tcp_host.lower():
-            raise AgentError(errors.ADDRESS_UNAVAILABLE(addr=addr, host=settings.tcp_host, ports=ports))
+            raise errors.ADDRESS_UNAVAILABLE(addr=addr, host=settings.tcp_host, ports=ports)
         if not policy.allows_address(settings.tcp_host, port):
-            raise AgentError(
-                errors.TCP_ADDRESS_DENIED(addr=f"{settings.tcp_host}:{port}", id=session.credential_id)
-            )
-        try:
-            self.reservations.check_addr(f"{settings.tcp_host}:{port}", session.account_id)
-        except errors.BurrowError as error:
-            raise AgentError(error) from None
+            raise errors.TCP_ADDRESS_DENIED(addr=f"{settings.tcp_host}:{port}", id=session.credential_id)
+        addr = f"{settings.tcp_host}:{port}"
+        self.reservations.check_addr(addr, session.account_id, _holder(self.store.reservation(addr=addr)))
         return port
 
-    def bind(self, authenticated: Authenticated, request: Mapping[str, Any]) -> dict[str, Any]:
+    def bind(self, authenticated: Authenticated, request: wire.Bind) -> wire.BindResp:
         session = authenticated.session
-        proto = str(get(request, "Proto") or "")
-        if proto not in ("http", "https", "tcp", "tls"):
-            raise AgentError(errors.UNSUPPORTED_PROTO(proto=proto))
-        opts = get(request, "Opts") or {}
-        if not isinstance(opts, Mapping):
-            raise AgentError(errors.BIND_INVALID(reason="Opts must be an object"))
+        proto, opts = request.proto, request.opts
         policy = self._policy(session)
-        forwards_to = str(get(request, "ForwardsTo") or "")
-        try:
-            endpoint = EndpointPolicy.from_opts(proto, opts, forwards_to=forwards_to)
-        except errors.BurrowError as error:
-            raise AgentError(error) from None
-        tunnel_id = self._tunnel_id(get(request, "Id"))
-        extra = get(request, "Extra") or {}
-        metadata = str(get(extra, "Metadata") or "") if isinstance(extra, Mapping) else ""
-        echoed = redacted_opts(opts)
+        forwards_to = request.forwards_to
+        endpoint = EndpointPolicy.from_opts(proto, opts.raw, forwards_to=forwards_to)
+        tunnel_id = self._tunnel_id(request.id)
+        metadata = request.extra.metadata
+        echoed = redacted_opts(opts.raw)
         previous = authenticated.reconnecting_from
         now = datetime.now(UTC)
         if proto == "tcp":
@@ -290,7 +245,7 @@ class AgentControl:
             tunnel = Tunnel(
                 tunnel_id, session.id, "tcp", url, forwards_to, metadata, now, port=port, policy=endpoint
             )
-            echoed[_key(opts, "Addr")] = f"{self.settings.tcp_host}:{port}"
+            echoed[opts.key("Addr")] = f"{self.settings.tcp_host}:{port}"
         else:
             typed: Proto = "tls" if proto == "tls" else ("https" if proto == "https" else "http")
             hostname = self._hostname(opts, typed, policy, session)
@@ -311,72 +266,60 @@ class AgentControl:
                 hostname=hostname,
                 policy=endpoint,
             )
-            echoed[_key(opts, "Hostname")] = hostname
+            echoed[opts.key("Hostname")] = hostname
         try:
             self.registry.add_tunnel(tunnel, reconnecting_from=previous)
         except BindConflict:
-            raise AgentError(errors.ENDPOINT_ONLINE(url=url)) from None
+            raise errors.ENDPOINT_ONLINE(url=url) from None
         except RegistryUnavailable:
-            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
-        return {
-            "Id": tunnel.id,
-            "URL": url,
-            "Proto": proto,
-            "Opts": echoed,
-            "Extra": {"Token": ""},
-            "Error": "",
-        }
+            raise errors.REGISTRY_UNAVAILABLE() from None
+        return wire.BindResp(id=tunnel.id, url=url, proto=proto, opts=echoed)
 
-    def start_labeled(self, authenticated: Authenticated, request: Mapping[str, Any]) -> dict[str, Any]:
+    def start_labeled(
+        self, authenticated: Authenticated, request: wire.StartTunnelWithLabel
+    ) -> wire.StartTunnelWithLabelResp:
         session = authenticated.session
-        labels = get(request, "Labels") or {}
-        if (
-            not isinstance(labels, Mapping)
-            or not labels
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-        ):
-            raise AgentError(errors.BIND_INVALID(reason="Labels must be a non-empty object of strings"))
+        labels = dict(request.labels)
+        if not labels:
+            raise errors.BIND_INVALID(reason="Labels must be a non-empty object of strings")
         policy = self._policy(session)
-        if not policy.allows_labels(dict(labels)):
+        if not policy.allows_labels(labels):
             shown = ", ".join(f"{k}={v}" for k, v in labels.items())
-            raise AgentError(errors.LABEL_DENIED(labels=shown, id=session.credential_id))
+            raise errors.LABEL_DENIED(labels=shown, id=session.credential_id)
         tunnel = Tunnel(
             ids.new_id(ids.TUNNEL),
             session.id,
             "labeled",
             "",
-            str(get(request, "ForwardsTo") or ""),
-            str(get(request, "Metadata") or ""),
+            request.forwards_to,
+            request.metadata,
             datetime.now(UTC),
-            labels=dict(labels),
+            labels=labels,
         )
         try:
             self.registry.add_tunnel(tunnel)
         except RegistryUnavailable:
-            raise AgentError(errors.REGISTRY_UNAVAILABLE()) from None
-        return {"Id": tunnel.id, "Error": ""}
+            raise errors.REGISTRY_UNAVAILABLE() from None
+        return wire.StartTunnelWithLabelResp(id=tunnel.id)
 
-    def unbind(self, authenticated: Authenticated, request: Mapping[str, Any]) -> dict[str, Any]:
-        tunnel_id = get(request, "Id")
-        if isinstance(tunnel_id, str):
-            self.registry.remove_tunnel(authenticated.session.id, tunnel_id)
-        return {"Error": ""}
+    def unbind(self, authenticated: Authenticated, request: wire.Unbind) -> wire.UnbindResp:
+        if request.id:
+            self.registry.remove_tunnel(authenticated.session.id, request.id)
+        return wire.UnbindResp()
 
-    def srv_info(self) -> dict[str, Any]:
-        return {"Region": self.settings.region}
+    def srv_info(self) -> wire.SrvInfoResp:
+        return wire.SrvInfoResp(region=self.settings.region)
 
     def end(self, authenticated: Authenticated) -> None:
         self.registry.remove_session(authenticated.session.id)
 
 
+# Refusals that are the edge's trouble, not the agent's: they do not count as failed attempts.
+_EDGE_TROUBLE = frozenset(
+    {errors.DATABASE_UNAVAILABLE.code, errors.REVOCATION_UNCHECKED.code, errors.REGISTRY_UNAVAILABLE.code}
+)
+
+
 def _holder(reservation: tuple[str, str] | None) -> str | None:
     """The account that holds a reservation, if any."""
     return None if reservation is None else reservation[0]
-
-
-def _key(opts: Mapping[str, Any], name: str) -> str:
-    """The key ``name`` as the agent spelled it, so the echoed Opts parse back."""
-    for key in opts:
-        if isinstance(key, str) and key.lower() == name.lower():
-            return key
-    return name

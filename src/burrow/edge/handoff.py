@@ -56,12 +56,14 @@ class Handoff:
         self.handed = 0  # connections passed to siblings
         self.received = 0
         self._listeners: PublicProtocols | None = None
-        # The HTTPS listener's entry for a handed socket whose ClientHello is still unread.
-        self.https_accept: Callable[[socket.socket], None] | None = None
+        self._https_accept: Callable[[socket.socket], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, listeners: PublicProtocols) -> None:
+    def start(self, listeners: PublicProtocols, https_accept: Callable[[socket.socket], None] | None) -> None:
+        """Take connections from siblings, for ``listeners`` and, with ``https_accept``, the
+        HTTPS listener's entry for a handed socket whose ClientHello is still unread."""
         self._listeners = listeners
+        self._https_accept = https_accept
         self.inbox.setblocking(False)
         asyncio.get_running_loop().add_reader(self.inbox.fileno(), self._readable)
 
@@ -132,9 +134,9 @@ class Handoff:
         end = message.find(b"\n")
         with contextlib.suppress(ValueError, KeyError, TypeError):
             header = json.loads(message[:end])
-            if header["listener"] == "https" and self.https_accept is not None:
+            if header["listener"] == "https" and self._https_accept is not None:
                 self.received += 1
-                self.https_accept(sock)
+                self._https_accept(sock)
                 return
             if end > 0 and self._listeners is not None:
                 protocol = self._listeners.relayed_protocol(

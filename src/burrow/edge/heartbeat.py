@@ -7,7 +7,7 @@ tested without sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 DEFAULT_ALLOWANCE = 10.0 + 15.0  # the SDK's interval plus tolerance, until Auth says otherwise
 
@@ -22,13 +22,11 @@ class Liveness:
         """A heartbeat arrived (or the session started): the deadline starts again."""
         self._last = self._clock()
 
-    def negotiate(self, extra: object) -> None:
-        """Take the agent's HeartbeatInterval and HeartbeatTolerance (nanoseconds) from
-        Auth's ``Extra``, if both are sensible; else keep the default."""
-        if not isinstance(extra, Mapping):
-            return
-        interval = _seconds(extra.get("HeartbeatInterval"))
-        tolerance = _seconds(extra.get("HeartbeatTolerance"))
+    def negotiate(self, interval_ns: int, tolerance_ns: int) -> None:
+        """Take the agent's HeartbeatInterval and HeartbeatTolerance (nanoseconds, from
+        Auth's ``Extra``; 0 when not sent) if both are sensible; else keep the default."""
+        interval = _seconds(interval_ns)
+        tolerance = _seconds(tolerance_ns)
         if interval and tolerance:
             self.allowance = interval + tolerance
 
@@ -40,7 +38,7 @@ class Liveness:
         return self._clock() > self.deadline
 
 
-def _seconds(nanoseconds: object) -> float | None:
-    if isinstance(nanoseconds, int | float) and 0 < nanoseconds < 3600e9:
+def _seconds(nanoseconds: int) -> float | None:
+    if 0 < nanoseconds < 3600e9:
         return float(nanoseconds) / 1e9
     return None

@@ -16,13 +16,13 @@ in an SNI callback could change the certificate but never require a client certi
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol, cast
 
+from burrow.domain import names
 from burrow.domain.limits import Admission
 from burrow.domain.tunnels import Registry
 
@@ -30,7 +30,6 @@ from .certs import ServerCertificate, certificate_names, ensure_name_certificate
 from .relay import RelayOut
 from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_server_name
 
-_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 MAX_CONTEXTS = 10_000
 
 
@@ -93,7 +92,8 @@ class HttpsCertificates:
             return context
         certificate = next((c for pattern, c in self._given if _covers(pattern, name)), None)
         if certificate is None:
-            if (tunnel is None and not self._served(name)) or len(name) > 253 or not _NAME.fullmatch(name):
+            # Only a name in its normal form: it names the certificate's file.
+            if (tunnel is None and not self._served(name)) or names.hostname(name) != name:
                 return None
             certificate = ensure_name_certificate(self.data_dir, name)
         context = _context(certificate, client_ca)
@@ -106,7 +106,7 @@ class HttpsCertificates:
 class HttpsRelay(RelayOut, Protocol):
     """Where another node serves a name, and how to splice a connection to it (relay.py)."""
 
-    def https_relay_target(self, server_name: str) -> str | None: ...
+    async def https_relay_target(self, server_name: str) -> str | None: ...
 
 
 class _Held(asyncio.Protocol):
@@ -134,6 +134,7 @@ class HttpsListener:
         handshake_timeout: float,
         admission: Admission,
         relay: HttpsRelay | None = None,
+        elsewhere: Callable[[socket.socket, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.certificates = certificates
         self.protocol = protocol  # its connections release the count this listener took
@@ -143,7 +144,7 @@ class HttpsListener:
         self._socket: socket.socket | None = None
         # Given a connection and its server name, True if it took the connection (a sibling
         # worker holds the name: edge/handoff.py).
-        self.elsewhere: Callable[[socket.socket, str], bool] | None = None
+        self.elsewhere = elsewhere
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
 
@@ -214,11 +215,11 @@ class HttpsListener:
         try:
             async with asyncio.timeout(self.handshake_timeout):
                 name = await _peek_server_name(client)
-            if name and not passed_on and self.elsewhere is not None and self.elsewhere(client, name):
+            if name and not passed_on and self.elsewhere is not None and await self.elsewhere(client, name):
                 client.close()  # the sibling holds the connection now
                 return
             if name and not passed_on and self.relay is not None:
-                target = self.relay.https_relay_target(name)
+                target = await self.relay.https_relay_target(name)
                 if target is not None:
                     held = _Held()
                     transport, _ = await loop.connect_accepted_socket(lambda: held, client)

@@ -68,6 +68,27 @@ class Writer(Protocol):
     async def drain(self) -> None: ...
 
 
+class StreamHolder(Protocol):
+    """The public connection a proxy stream carries, as the agent's stream table sees it
+    (``PublicListeners.reclaim_stream`` frees streams of an agent at its cap)."""
+
+    @property
+    def client_address(self) -> str:
+        """The client's IP address: streams are shared fairly between addresses."""
+        ...
+
+    def holds(self, stream: MuxStream) -> bool:
+        """Whether ``stream`` is the one this connection uses now."""
+        ...
+
+    def stream_to_give_back(self) -> tuple[bool, float] | None:
+        """(whether the client connection goes too, silent since) if the stream could go
+        back to its agent now; None while it does work."""
+        ...
+
+    def give_back_stream(self) -> None: ...
+
+
 class MuxStream:
     def __init__(self, connection: MuxConnection, stream_id: int) -> None:
         self.connection = connection
@@ -84,7 +105,7 @@ class MuxStream:
         self._sink_credit = mux.DrainCredit()
         # Called when the peer returns window credit (see send_nowait).
         self.on_writable: Callable[[], None] | None = None
-        self.owner: object = None  # the public connection a proxy stream carries
+        self.holder: StreamHolder | None = None  # the public connection a proxy stream carries
 
     # Reading ------------------------------------------------------------------------
 

@@ -3,6 +3,10 @@ ERR_NGROK code (the HTTP proxy's, and the relay's when the node it relays to is 
 
 from __future__ import annotations
 
+from burrow.domain.endpoint import Refusal
+
+from .http1 import RemoteProtocolError
+
 
 def page(
     status: int,
@@ -56,3 +60,43 @@ BAD_GATEWAY = page(
 CONNECTION_REFUSED = page(
     503, "Service Unavailable", "ERR_NGROK_90503", "Too many connections: try again later."
 )
+VERSION_NOT_SUPPORTED = page(
+    505, "HTTP Version Not Supported", "ERR_NGROK_90505", "Only HTTP/1.0 and HTTP/1.1 are served."
+)
+BODY_TOO_LARGE = page(413, "Content Too Large", "ERR_NGROK_90413", "The request body is too large.")
+AGENT_BUSY = page(
+    503, "Service Unavailable", "ERR_NGROK_90503", "The tunnel's agent has too many open connections."
+)
+CONNECT_NOT_SERVED = page(405, "Method Not Allowed", "ERR_NGROK_90405", "CONNECT is not served.")
+NOT_THE_SERVER_NAME = page(
+    421, "Misdirected Request", "ERR_NGROK_90421", "The Host differs from the TLS server name."
+)
+NOT_THIS_NODE = page(
+    421,
+    "Misdirected Request",
+    "ERR_NGROK_90421",
+    "This connection went to the node of another tunnel: send it on a new connection.",
+)
+_REFUSAL_REASONS = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
+
+
+def refusal_page(refusal: Refusal) -> bytes:
+    """The answer to a request an endpoint's policy refused."""
+    reason = _REFUSAL_REASONS.get(refusal.status, "Refused")
+    return page(refusal.status, reason, refusal.code, refusal.message, refusal.headers)
+
+
+def malformed_page(error: RemoteProtocolError) -> bytes:
+    """The answer to a request the HTTP/1.1 core refused."""
+    if error.status == 431:
+        return HEAD_TOO_LARGE
+    if error.status == 505:
+        return VERSION_NOT_SUPPORTED
+    if error.status == 501:
+        return page(501, "Not Implemented", "ERR_NGROK_90501", f"{error}.")
+    return bad_request(f"Malformed request: {error}.")

@@ -10,9 +10,7 @@ switch per chunk; a task runs only while routing and to follow the agent's direc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import ssl
 import time
 from collections import Counter
@@ -23,11 +21,12 @@ from burrow.domain.limits import Admission, PublicLimits
 from burrow.domain.tunnels import Registry, Tunnel
 
 from . import relay, traffic
-from .flow import WriteFlow
+from .flow import ClientProtocol, Upstream
 from .handoff import Handoff
-from .http_proxy import HttpProxyConnection, peer_ip
-from .muxado_streams import MuxConnection, MuxStream
-from .relay import RelayRoutes
+from .http_proxy import HttpProxyConnection
+from .muxado_streams import MuxConnection, MuxStream, StreamHolder
+from .peers import peer_ip
+from .relay import Relaying, RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
 
 log = logging.getLogger("burrow.edge")
@@ -50,7 +49,7 @@ def _peer(connection: _HasExtraInfo) -> str:
     return "unknown:0"
 
 
-class PublicConnection(asyncio.Protocol):
+class PublicConnection(ClientProtocol):
     """One public connection: its name sniffed (Host or SNI; TCP goes by port), then spliced
     onto a proxy stream to the agent, bytes passing both ways with half-close.
 
@@ -61,6 +60,7 @@ class PublicConnection(asyncio.Protocol):
     """
 
     def __init__(self, listeners: PublicListeners, kind: str, port: int = 0, relayed: bool = False) -> None:
+        super().__init__()
         self.listeners = listeners
         self.kind = kind  # "tls" or "tcp"
         self.port = port
@@ -68,15 +68,12 @@ class PublicConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.stream: MuxStream | None = None
         self._buffer = bytearray()  # sniffed, or received while the route was being found
-        self._pending = bytearray()  # received, waiting for window credit
+        self._up = Upstream(self._update_reading, lambda: self.transport.abort())  # client -> agent
+        self._up.on_ended = self._upstream_ended
         self._client_ended = False
         self._holding = False  # reading paused: routing, no window, or the agent connection is full
-        self._waiting = False  # for the agent connection to drain
-        self._upstream_done = False
-        self._lost = False
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._flow = WriteFlow()
         self._upstream_finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._client_ip = ""
         self._admitted = False
@@ -120,7 +117,7 @@ class PublicConnection(asyncio.Protocol):
         if self.stream is None and self._task is None:
             self.transport.close()  # ended before saying where it was going
         else:
-            self._end_upstream_if_sent()
+            self._up.end()
         return True  # keep our side open for the answer
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -150,11 +147,20 @@ class PublicConnection(asyncio.Protocol):
         if not self._upstream_finished.done():
             self._upstream_finished.set_result(None)
 
-    def pause_writing(self) -> None:
-        self._flow.pause()
+    # The stream holder (muxado_streams.StreamHolder): a TCP/TLS stream is never given back.
 
-    def resume_writing(self) -> None:
-        self._flow.resume()
+    @property
+    def client_address(self) -> str:
+        return self._client_ip
+
+    def holds(self, stream: MuxStream) -> bool:
+        return self.stream is stream
+
+    def stream_to_give_back(self) -> tuple[bool, float] | None:
+        return None
+
+    def give_back_stream(self) -> None:
+        raise AssertionError("a TCP or TLS stream is never given back")
 
     # The writer forward_to() writes to ------------------------------------------------
 
@@ -162,77 +168,23 @@ class PublicConnection(asyncio.Protocol):
         self._bytes_out += len(data)
         self.transport.write(data)
 
-    async def drain(self) -> None:
-        if self._lost:
-            raise ConnectionResetError("the public connection is closed")
-        if self._flow.paused:
-            await self._flow.drained()
-            if self._lost:
-                raise ConnectionResetError("the public connection is closed")
-
     # Client -> agent ------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
-        assert self.stream is not None
         self._bytes_in += len(data)
-        if self._pending:
-            self._pending += data
-            return
-        try:
-            taken = self.stream.send_nowait(data)
-        except ConnectionError:
-            self.transport.abort()
-            return
-        if taken < len(data):
-            self._pending += memoryview(data)[taken:]
-            self._hold()  # until the agent returns credit: on_writable
-        elif self.stream.connection.writing_paused:
-            self._hold()
-            self._wait_for_connection()
+        self._up.send(data)
 
-    def _resume_upstream(self) -> None:
-        """Credit came back (or the agent connection drained): send what waits, read on."""
-        stream = self.stream
-        if stream is None or self._lost:
-            return
-        if self._pending:
-            try:
-                taken = stream.send_nowait(bytes(self._pending))
-            except ConnectionError:
-                self.transport.abort()
-                return
-            del self._pending[:taken]
-        if self._pending:
-            return
-        if self._client_ended:
-            self._end_upstream_if_sent()
-        elif stream.connection.writing_paused:
-            self._wait_for_connection()
-        elif self._holding and not self.transport.is_closing():
+    def _update_reading(self) -> None:
+        """Read while the bytes can go on: not while routing, nor while the stream is full."""
+        hold = self.stream is None or self._up.blocked
+        if hold and not self._holding:
+            self._holding = True
+            self.transport.pause_reading()
+        elif not hold and self._holding and not self._lost and not self.transport.is_closing():
             self._holding = False
             self.transport.resume_reading()
 
-    def _hold(self) -> None:
-        if not self._holding:
-            self._holding = True
-            self.transport.pause_reading()
-
-    def _wait_for_connection(self) -> None:
-        if not self._waiting and self.stream is not None:
-            self._waiting = True
-
-            def ready() -> None:
-                self._waiting = False
-                self._resume_upstream()
-
-            self.stream.connection.call_when_writable(ready)
-
-    def _end_upstream_if_sent(self) -> None:
-        if self.stream is None or self._pending or self._upstream_done:
-            return
-        self._upstream_done = True
-        with contextlib.suppress(Exception):
-            self.stream.end_nowait()
+    def _upstream_ended(self) -> None:
         if not self._upstream_finished.done():
             self._upstream_finished.set_result(None)
 
@@ -241,7 +193,7 @@ class PublicConnection(asyncio.Protocol):
     def _start_route(self, name: str | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._hold()
+        self._update_reading()
         self._task = asyncio.get_running_loop().create_task(self._run(name))
 
     async def _run(self, name: str | None) -> None:
@@ -252,18 +204,20 @@ class PublicConnection(asyncio.Protocol):
                 await self._relay_if_elsewhere(name)
                 return
             self.stream = stream
-            stream.owner = self
-            stream.on_writable = self._resume_upstream
+            stream.holder = self
+            self._up.attach(stream)
             first, self._buffer = bytes(self._buffer), bytearray()
             if first:
                 self._send(first)
-            self._resume_upstream()
+            if self._client_ended:
+                self._up.end()
+            self._up.resume()
             await stream.forward_to(self)
             if self.transport.can_write_eof():
                 self.transport.write_eof()
             await self._upstream_finished  # both directions are done
         except (ConnectionError, asyncio.CancelledError):
-            if stream is not None and not self._upstream_done:
+            if stream is not None and not self._up.ended:
                 stream.reset()
                 stream = None
         finally:
@@ -277,7 +231,7 @@ class PublicConnection(asyncio.Protocol):
         if self.relayed or routes is None or self._lost or (self.kind == "tls" and not name):
             return
         key = ("tls", name) if self.kind == "tls" and name else ("tcp", str(self.port))
-        relay_addr = routes.lookup(*key)
+        relay_addr = await routes.lookup(*key)
         if relay_addr is None:
             return
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -327,6 +281,8 @@ class PublicListeners:
         open_proxy: ProxyOpener,
         label_routes: dict[str, dict[str, str]],
         limits: PublicLimits | None = None,
+        relaying: Relaying | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.registry = registry
         self.open_proxy = open_proxy
@@ -335,13 +291,11 @@ class PublicListeners:
         self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_client)
         self.traffic = {listener: traffic.TrafficCounts() for listener in traffic.LISTENERS}
         self._connections: set[PublicConnection | HttpProxyConnection] = set()
-        # Set when this node relays to and from other nodes (edge/relay.py).
-        self.relay_routes: RelayRoutes | None = None
-        self.tcp_ports: range = range(0)  # the TCP ports this node listens on
-        self.relay_context: ssl.SSLContext | None = None
-        self.handoff: Handoff | None = None  # set in a worker: siblings take connections directly
-        # The HTTPS listener's door for connections relayed from other nodes, still encrypted.
-        self.https_handoff: Callable[[socket.socket, tuple[str, int]], None] | None = None
+        # With a relay, to and from other nodes (edge/relay.py).
+        self.relay_routes: RelayRoutes | None = relaying.routes if relaying else None
+        self.tcp_ports: range = relaying.tcp_ports if relaying else range(0)
+        self.relay_context: ssl.SSLContext | None = relaying.client_context if relaying else None
+        self.handoff = handoff  # in a worker: siblings take connections directly
 
     async def relay_out(
         self,
@@ -368,16 +322,15 @@ class PublicListeners:
         and TLS connections) are never taken. Whether one was freed.
         """
         held: Counter[str] = Counter()
-        candidates: list[tuple[str, float, HttpProxyConnection]] = []
+        candidates: list[tuple[str, float, StreamHolder]] = []
         for stream in agent.streams:  # at most the agent's cap: no scan of every connection
-            owner = stream.owner
-            if isinstance(owner, PublicConnection):
-                held[owner._client_ip] += 1
-            elif isinstance(owner, HttpProxyConnection) and owner.stream is stream:
-                held[owner.client[0]] += 1
-                state = owner.stream_to_give_back()
-                if state is not None:
-                    candidates.append((owner.client[0], state[1], owner))
+            holder = stream.holder
+            if holder is None or not holder.holds(stream):
+                continue
+            held[holder.client_address] += 1
+            state = holder.stream_to_give_back()
+            if state is not None:
+                candidates.append((holder.client_address, state[1], holder))
         mine = held[client_ip]
         fair = [c for c in candidates if held[c[0]] > mine]
         if not fair:
@@ -388,9 +341,6 @@ class PublicListeners:
 
     def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None:
         """The protocol for a connection relayed from another node."""
-        if listener == "https":
-            # Still encrypted: this node's HTTPS listener terminates it, with its certificate.
-            return relay.LocalHandoff(self.https_handoff) if self.https_handoff is not None else None
         if listener == "http":
             return HttpProxyConnection(self, "http", relayed=True)
         if listener == "tls":
@@ -416,13 +366,13 @@ class PublicListeners:
         relayed = relayed_from is not None
         return HttpProxyConnection(self, "https", server_name, relayed=relayed, client=relayed_from)
 
-    def https_relay_target(self, server_name: str) -> str | None:
+    async def https_relay_target(self, server_name: str) -> str | None:
         """The relay address of the node serving ``server_name`` over HTTPS, if not this one."""
         if self.relay_routes is None or server_name in self.label_routes:
             return None
         if self.registry.https_tunnel(server_name) is not None:
             return None
-        return self.relay_routes.lookup("host", server_name)
+        return await self.relay_routes.lookup("host", server_name)
 
     def tls_protocol(self) -> PublicConnection:
         return PublicConnection(self, "tls")

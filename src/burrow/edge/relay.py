@@ -21,6 +21,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from burrow.store.cluster import ClusterRegistry
@@ -32,6 +33,16 @@ log = logging.getLogger("burrow.edge")
 MAX_HEADER = 4096
 ROUTE_TTL = 1.0  # seconds a lookup is trusted: a moved name is relayed right within this
 MAX_ROUTES = 10_000
+LOOKUP_TIMEOUT = 1.0  # seconds a route lookup may take before the request is answered without it
+
+
+@dataclass(frozen=True)
+class Relaying:
+    """What a node that relays to and from other nodes needs on its public listeners."""
+
+    routes: RelayRoutes
+    tcp_ports: range  # the TCP ports this node listens on (a relayed connection names one)
+    client_context: ssl.SSLContext  # this node's relay certificate, to connect to another node
 
 
 class RelayRoutes:
@@ -48,7 +59,7 @@ class RelayRoutes:
         self._generation += 1
         self._cache.clear()
 
-    def lookup(self, kind: str, name: str) -> str | None:
+    async def lookup(self, kind: str, name: str) -> str | None:
         now = time.monotonic()
         key = (kind, name)
         hit = self._cache.get(key)
@@ -56,16 +67,16 @@ class RelayRoutes:
             return hit[1]
         generation = self._generation
         try:
-            found = self.cluster.route(kind, name)
-        except Exception as error:  # the database is away: nothing to relay to
-            log.warning("relay lookup failed", extra={"fields": {"error": str(error)}})
+            found = await asyncio.wait_for(asyncio.to_thread(self.cluster.route, kind, name), LOOKUP_TIMEOUT)
+        except Exception as error:  # the database is away or slow: nothing to relay to
+            log.warning(
+                "relay lookup failed", extra={"fields": {"error": str(error) or type(error).__name__}}
+            )
             found = None
         if len(self._cache) >= MAX_ROUTES:
             self._cache.clear()
         if generation == self._generation:
             self._cache[key] = (now, found)
-            if generation != self._generation:
-                self._cache.pop(key, None)
         return found
 
 
@@ -246,8 +257,14 @@ class PublicProtocols(Protocol):
 class RelayInbound(asyncio.Protocol):
     """A connection from another node: its header, then handed to a public protocol."""
 
-    def __init__(self, listeners: PublicProtocols, header_timeout: float) -> None:
+    def __init__(
+        self,
+        listeners: PublicProtocols,
+        header_timeout: float,
+        https: Callable[[socket.socket, tuple[str, int]], None] | None,
+    ) -> None:
         self.listeners = listeners
+        self.https = https  # the HTTPS listener's door for connections still encrypted
         self.header_timeout = header_timeout
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -275,9 +292,14 @@ class RelayInbound(asyncio.Protocol):
             listener = str(header["listener"])
             ip, port = header["client"]
             client = (str(ip), int(port))
-            protocol = self.listeners.relayed_protocol(
-                listener, int(header.get("port", 0)), header.get("sni")
-            )
+            if listener == "https":  # this node's HTTPS listener terminates it, with its certificate
+                protocol: asyncio.Protocol | None = (
+                    LocalHandoff(self.https) if self.https is not None else None
+                )
+            else:
+                protocol = self.listeners.relayed_protocol(
+                    listener, int(header.get("port", 0)), header.get("sni")
+                )
         except (ValueError, KeyError, TypeError):
             protocol = None
         if protocol is None:

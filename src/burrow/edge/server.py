@@ -7,32 +7,32 @@ import contextlib
 import logging
 import socket
 import ssl
-import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from burrow.domain import errors, ids
-from burrow.domain.acl import BindPolicy
-from burrow.domain.errors import BurrowError
+from burrow.domain import ids
+from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Registry, Tunnel
 from burrow.store.cluster import STOP_SESSION, ClusterRegistry
 from burrow.store.notify import CHANGED, RESYNC, ROUTES, command_payload
 from burrow.store.ratelimit import Throttle
-from burrow.store.store import CREDENTIALS, Store
+from burrow.store.store import Store
 
 from . import muxado_protocol as mux
-from . import traffic
-from .agent import STOP, STOP_TUNNEL, AgentConnection
+from . import traffic, wire
+from .agent import AgentConnection
+from .certs import ServerCertificate
 from .control import AgentControl, EdgeSettings
 from .handoff import Handoff
 from .https import HttpsCertificates, HttpsListener
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
-from .relay import RelayInbound, RelayRoutes
+from .relay import RelayInbound, Relaying, RelayRoutes
+from .revocation import RevocationPolicy, RevocationWatcher
 
 BACKLOG = 1024
 
@@ -44,6 +44,7 @@ POLL_SECONDS = 0.25
 # The least time between two rounds: a burst of writes cluster-wide costs each node at most
 # ten rechecks of its sessions a second, not one per write.
 MIN_ROUND_SECONDS = 0.1
+LEAVE_TIMEOUT = 2.0  # seconds leaving the cluster may take at shutdown (else the lease frees the rows)
 
 
 @dataclass
@@ -65,6 +66,8 @@ class EdgeConfig:
     # With PostgreSQL notifications received, how often the edge still rechecks every session
     # and looks for commands (the reconciliation of a missed notification).
     reconcile_seconds: float = 2.0
+    # Peers whose X-Forwarded-For the API believes (--trusted-proxies).
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
     # them once for every worker); without them the edge binds its addresses itself.
     sockets: BoundSockets | None = None
@@ -159,13 +162,34 @@ class _AgentGate(asyncio.Protocol):
             view = view[size:]
 
 
+@dataclass(frozen=True)
+class HttpsFiles:
+    """The HTTPS listener's certificates: the operator's, else Burrow's own for each name."""
+
+    data_dir: Path
+    fallback: ServerCertificate  # the CA's certificate for this node
+    operator: ServerCertificate | None = None
+    extra: tuple[ServerCertificate, ...] = ()
+
+
+@dataclass(frozen=True)
+class EdgeTls:
+    """The edge's certificates, read before it is built."""
+
+    agents: ssl.SSLContext  # what agents connect to
+    ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
+    https: HttpsFiles | None = None  # None: no HTTPS listener
+    relay: tuple[ssl.SSLContext, ssl.SSLContext] | None = None  # (server, client), with relay_addr
+
+
 class Edge:
     def __init__(
-        self, store: Store, config: EdgeConfig, tls: ssl.SSLContext, throttle: Throttle | None = None
+        self, store: Store, config: EdgeConfig, tls: EdgeTls, throttle: Throttle | None = None
     ) -> None:
         self.store = store
         self.config = config
-        self.tls = tls
+        self.tls = tls.agents
+        self.ca_path = tls.ca_path
         self.node_id = "node_" + ids.new_id_body()
         relay_text = None
         if config.relay_addr is not None:
@@ -174,32 +198,75 @@ class Edge:
         self.cluster = ClusterRegistry(
             store.engine, self.node_id, config.node_name, config.lease_seconds, relay_text
         )
-        self.relay_contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None = None  # (server, client)
         self.registry = Registry(self.cluster)
         self.control = AgentControl(store, self.registry, config.settings, throttle)
         self.agents: dict[str, AgentConnection] = {}
         limits = config.agent_limits
         self.agent_admission = Admission(limits.max_connections, limits.max_connections_per_client)
-        self.public = PublicListeners(self.registry, self._open_proxy, config.label_routes, config.limits)
-        self.https: HttpsCertificates | None = None  # set before start() to serve HTTPS
+        self._relay_server: ssl.SSLContext | None = None
+        relaying = None
+        if config.relay_addr is not None and tls.relay is not None:
+            self._relay_server, client_context = tls.relay
+            relaying = Relaying(RelayRoutes(self.cluster), config.settings.tcp_ports, client_context)
+        bound = config.sockets
+        self.handoff = (
+            Handoff(bound.handoff_inbox, bound.handoff_siblings)
+            if bound is not None and bound.handoff_inbox is not None
+            else None
+        )
+        self.public = PublicListeners(
+            self.registry, self._open_proxy, config.label_routes, config.limits, relaying, self.handoff
+        )
+        self.https: HttpsCertificates | None = None
         self._https_listener: HttpsListener | None = None
+        if tls.https is not None:
+            files = tls.https
+            self.https = HttpsCertificates(
+                self.registry,
+                files.data_dir,
+                files.fallback,
+                files.operator,
+                list(files.extra),
+                served=lambda name: name in self.public.label_routes,
+            )
+            if config.https_addr:
+                self._https_listener = HttpsListener(
+                    self.https,
+                    self.public.https_protocol,
+                    config.limits.tls_handshake_timeout,
+                    self.public.admission,
+                    relay=self.public if relaying is not None else None,
+                    elsewhere=self._https_elsewhere if self.handoff is not None else None,
+                )
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
-        self._watcher: asyncio.Task[None] | None = None
-        # The ACL each session's tunnels were last checked against.
-        self._checked_acls: weakref.WeakKeyDictionary[AgentConnection, tuple[str, ...]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._cluster_task: asyncio.Task[None] | None = None
-        self.ca_path: Path | None = None  # the CA agents must trust, when Burrow made it
-        self.revocations = 0  # sessions ended because their credential or owner was revoked
-        self.database_errors = 0  # failed revocation checks
         self._revocations_due = asyncio.Event()  # a notification says: recheck now
         self._commands_due = asyncio.Event()  # a notification says: a command waits
+        self.watcher = RevocationWatcher(
+            store,
+            self.registry,
+            self.control,
+            self.agents,
+            RevocationPolicy(config.revocation_fail_closed_after, config.settings.tcp_host),
+            lambda: self._next_round(self._revocations_due),
+            self._spawn,
+        )
+        self._watcher: asyncio.Task[None] | None = None
+        self._cluster_task: asyncio.Task[None] | None = None
         self._feed_callback: Callable[[str], None] | None = None
 
+    @property
+    def revocations(self) -> int:
+        """Sessions ended because their credential or owner was revoked."""
+        return self.watcher.revocations
+
+    @property
+    def database_errors(self) -> int:
+        """Failed revocation checks."""
+        return self.watcher.database_errors
+
     async def start(self) -> None:
-        self.cluster.register()
+        await asyncio.to_thread(self.cluster.register)
         self._follow_notifications()
         bound = self.config.sockets
         loop = asyncio.get_running_loop()
@@ -218,16 +285,14 @@ class Edge:
                 server = await loop.create_server(factory, *addr, backlog=BACKLOG, **options)
             self._servers.append(server)
 
-        if self.config.relay_addr is not None and self.relay_contexts is not None:
-            server_context, client_context = self.relay_contexts
-            self.public.relay_routes = RelayRoutes(self.cluster)
-            self.public.tcp_ports = self.config.settings.tcp_ports
-            self.public.relay_context = client_context
+        https = self._https_listener
+        if self.config.relay_addr is not None and self._relay_server is not None:
+            relayed_https = https.accept_relayed if https is not None else None
             await listen(
-                lambda: RelayInbound(self.public, self.config.limits.head_timeout),
+                lambda: RelayInbound(self.public, self.config.limits.head_timeout, relayed_https),
                 self.config.relay_addr,
                 bound.relay if bound else None,
-                ssl=server_context,
+                ssl=self._relay_server,
                 ssl_handshake_timeout=self.config.limits.tls_handshake_timeout,
             )
         await listen(
@@ -237,16 +302,8 @@ class Edge:
             await listen(self.public.http_protocol, self.config.http_addr, bound.http if bound else None)
         if self.config.tls_addr:
             await listen(self.public.tls_protocol, self.config.tls_addr, bound.tls if bound else None)
-        if self.config.https_addr and self.https is not None:
-            self._https_listener = HttpsListener(
-                self.https,
-                self.public.https_protocol,
-                self.config.limits.tls_handshake_timeout,
-                self.public.admission,
-                relay=self.public if self.public.relay_routes is not None else None,
-            )
-            self.public.https_handoff = self._https_listener.accept_relayed
-            await self._https_listener.start(*self.config.https_addr, bound.https if bound else None)
+        if self.config.https_addr and https is not None:
+            await https.start(*self.config.https_addr, bound.https if bound else None)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
             await listen(
@@ -254,14 +311,16 @@ class Edge:
                 (settings.tcp_host, tcp_port),
                 bound.tcp[tcp_port] if bound else None,
             )
-        if bound is not None and bound.handoff_inbox is not None:
-            handoff = self.public.handoff = Handoff(bound.handoff_inbox, bound.handoff_siblings)
-            if self._https_listener is not None:
-                https = self._https_listener
-                https.elsewhere = self._https_elsewhere
-                handoff.https_accept = lambda sock: https.accept(sock, _socket_peer(sock), handed=True)
-            handoff.start(self.public)
-        self._watcher = asyncio.create_task(self._watch_revocations())
+        if self.handoff is not None:
+            accept = None
+            if https is not None:
+                listener = https
+
+                def accept(sock: socket.socket) -> None:
+                    listener.accept(sock, _socket_peer(sock), handed=True)
+
+            self.handoff.start(self.public, accept)
+        self._watcher = asyncio.create_task(self.watcher.run())
         self._cluster_task = asyncio.create_task(self._keep_cluster())
 
     async def stop(self, grace: float = 0) -> None:
@@ -269,8 +328,8 @@ class Edge:
         finish; then tell the agents to go away and close what is left."""
         for server in self._servers:
             server.close()
-        if self.public.handoff is not None:
-            self.public.handoff.stop()
+        if self.handoff is not None:
+            self.handoff.stop()
         if self._https_listener is not None:
             await self._https_listener.stop()
         await self.public.drain(grace)
@@ -288,14 +347,14 @@ class Edge:
             task.cancel()
         await asyncio.gather(*self._agent_tasks, return_exceptions=True)
         with contextlib.suppress(Exception):  # if the database is away, the lease frees the rows
-            self.cluster.leave()
+            await asyncio.wait_for(asyncio.to_thread(self.cluster.leave), LEAVE_TIMEOUT)
 
-    def _https_elsewhere(self, client: socket.socket, name: str) -> bool:
+    async def _https_elsewhere(self, client: socket.socket, name: str) -> bool:
         """Hand an HTTPS connection to the sibling worker holding ``name``, if one does."""
-        handoff, routes = self.public.handoff, self.public.relay_routes
+        handoff, routes = self.handoff, self.public.relay_routes
         if handoff is None or routes is None or self.public.web_tunnel("https", name) is not None:
             return False
-        relay_addr = routes.lookup("host", name)
+        relay_addr = await routes.lookup("host", name)
         if relay_addr is None:
             return False
         return handoff.send(client.fileno(), {"listener": "https"}, b"", relay_addr)
@@ -381,7 +440,7 @@ class Edge:
             if found is not None and found[1] != self.node_id:
                 self.cluster.send_stop(found[1], session_id, message)
             return
-        await agent.send_command(STOP, {})
+        await agent.send_command(wire.Stop())
         await agent.stop(message)
 
     # The cluster's view, for the API ----------------------------------------------------
@@ -451,7 +510,7 @@ class Edge:
                     renewed_at = loop.time()
                     if not kept:
                         await self._lease_lost()
-                    self.cluster.retry_removals()
+                    await asyncio.to_thread(self.cluster.retry_removals)
                 for command in await asyncio.to_thread(self.cluster.take_commands):
                     if command.action == STOP_SESSION:
                         await self.stop_session(command.session_id, command.message)
@@ -463,123 +522,12 @@ class Edge:
         may hold its names now. Join again and end every session here; the agents reconnect
         and bind afresh, refused where another session took a name."""
         log.error("lease lost: rejoining the cluster and ending this node's sessions")
-        self.cluster.register()
+        await asyncio.to_thread(self.cluster.register)
         for session_id, agent in list(self.agents.items()):
             self.agents.pop(session_id, None)
             stopping = asyncio.create_task(agent.stop("the edge node lost its lease", "ERR_NGROK_90502"))
             self._agent_tasks.add(stopping)
             stopping.add_done_callback(self._agent_tasks.discard)
-
-    # Revocation -----------------------------------------------------------------------
-
-    async def _watch_revocations(self) -> None:
-        """End sessions whose credential was deleted or whose owner was deactivated, and
-        tunnels their credential's ACL no longer allows.
-
-        A failed check is logged, never skipped quietly. While checks fail for longer than
-        ``revocation_fail_closed_after``, the edge starts no session and binds nothing.
-        """
-        loop = asyncio.get_running_loop()
-        failing_since: float | None = None
-        bound = self.config.revocation_fail_closed_after
-        while True:
-            await self._next_round(self._revocations_due)
-            try:
-                self._check_revocations()
-            except Exception as error:
-                now = loop.time()
-                if failing_since is None:
-                    failing_since = now
-                    log.exception("revocation check failed; retrying")
-                else:
-                    log.warning(
-                        "revocation check failed again",
-                        extra={"fields": {"error": str(error), "failing_for_s": round(now - failing_since)}},
-                    )
-                if self.control.refusal is None and now - failing_since >= bound:
-                    self.control.refusal = errors.REVOCATION_UNCHECKED(seconds=f"{now - failing_since:.0f}")
-                    log.error(
-                        "failing closed: revocations unchecked, refusing new agent sessions and binds",
-                        extra={"fields": {"failing_for_s": round(now - failing_since, 1)}},
-                    )
-                continue
-            if failing_since is not None:
-                log.warning(
-                    "revocation checks resumed",
-                    extra={"fields": {"failed_for_s": round(loop.time() - failing_since, 1)}},
-                )
-                failing_since = None
-            if self.control.refusal is not None:
-                self.control.refusal = None
-                log.warning("no longer failing closed: accepting agent sessions and binds again")
-
-    def _check_revocations(self) -> None:
-        """One round: every session's credential (or, with none, that the database answers).
-
-        A session whose check fails is logged and the others are still checked; the first
-        failure is raised after the round, so that the watcher can fail closed."""
-        checked = False
-        failure: Exception | None = None
-        for session_id, agent in list(self.agents.items()):
-            try:
-                checked = self._recheck(session_id, agent) or checked
-            except Exception as error:
-                self.database_errors += 1
-                log.exception("revocation check failed", extra={"fields": {"session": session_id}})
-                failure = failure or error
-        if failure is not None:
-            raise failure
-        if not checked and not self.store.is_reachable():
-            raise errors.DATABASE_UNAVAILABLE()
-
-    def _recheck(self, session_id: str, agent: AgentConnection) -> bool:
-        """Check one session; False when it has not authenticated yet."""
-        session = agent.authenticated.session if agent.authenticated else None
-        if session is None:
-            return False
-        record = self.store.auth_record("credential", session.credential_id)
-        credential = self.store.get(CREDENTIALS, session.account_id, session.credential_id)
-        if record is None or not record.owner_active or credential is None:
-            reason = f"credential {session.credential_id} revoked"
-            log.info("revoking agent session", extra={"fields": {"session": session_id, "reason": reason}})
-            self.agents.pop(session_id, None)
-            self.revocations += 1
-            self._spawn(agent.stop(reason, "ERR_NGROK_300"))
-            return True
-        # An ACL is parsed again only when it differs from the one this session's tunnels
-        # were last checked against (every tunnel bound since was checked at its bind).
-        if self._checked_acls.get(agent) == credential.acl:
-            return True
-        policy = BindPolicy.from_rules(credential.acl)
-        for tunnel in list(session.tunnels.values()):
-            denial = self._denial(policy, tunnel, session.credential_id)
-            if denial is None:
-                continue
-            self.registry.remove_tunnel(session_id, tunnel.id)
-            log.info(
-                "stopping tunnel no longer allowed by its credential's ACL",
-                extra={"fields": {"session": session_id, "tunnel": tunnel.id, "error": denial.code}},
-            )
-            message = {"Id": tunnel.id, "Message": denial.message, "ErrorCode": denial.code}
-            self._spawn(agent.send_command(STOP_TUNNEL, message))
-        self._checked_acls[agent] = credential.acl
-        return True
-
-    def _denial(self, policy: BindPolicy, tunnel: Tunnel, credential_id: str) -> BurrowError | None:
-        """Why ``policy`` would refuse ``tunnel``'s bind today, or None if it allows it."""
-        if tunnel.proto == "labeled":
-            if policy.allows_labels(tunnel.labels):
-                return None
-            shown = ", ".join(f"{k}={v}" for k, v in tunnel.labels.items())
-            return errors.LABEL_DENIED(labels=shown, id=credential_id)
-        if tunnel.proto == "tcp":
-            host = self.config.settings.tcp_host
-            if tunnel.port is not None and policy.allows_address(host, tunnel.port):
-                return None
-            return errors.TCP_ADDRESS_DENIED(addr=f"{host}:{tunnel.port}", id=credential_id)
-        if tunnel.hostname is not None and policy.allows_hostname(tunnel.hostname):
-            return None
-        return errors.HOSTNAME_DENIED(name=tunnel.hostname, id=credential_id)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

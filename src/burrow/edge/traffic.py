@@ -28,12 +28,17 @@ def enabled() -> bool:
     return traffic_log.isEnabledFor(logging.INFO)
 
 
-def _time_text(now: float) -> str:
+# Every log line starts with these keys (cli/logs.py); the time is spliced in before them.
+_NO_TIME = b'{"time":null,'
+_HEAD = b'","level":"info","logger":"burrow.traffic","message":"traffic",'
+
+
+def _time_text(now: float) -> bytes:
     global _second, _second_text
     second = int(now)
     if second != _second:  # formatted once a second
         _second, _second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_second_text}.{int(now % 1 * 1000):03d}Z"
+    return f'{{"time":"{_second_text}.{int(now % 1 * 1000):03d}Z'.encode()
 
 
 def record(**fields: Any) -> None:
@@ -42,11 +47,15 @@ def record(**fields: Any) -> None:
 
 
 def record_line(line: dict[str, Any]) -> None:
-    """Record ``line``, whose first key is ``"time"`` (filled in here): the per-request
-    path builds this one dict and nothing else. The caller checks :func:`enabled`."""
+    """Record ``line``, whose first key is ``"time"`` (filled in here, with ``level``,
+    ``logger`` and ``message`` after it): the per-request path builds this one dict and
+    nothing else. The caller checks :func:`enabled`."""
     global _flush_scheduled
-    line["time"] = _time_text(time.time())
-    _lines.append(orjson.dumps(line))
+    line["time"] = None
+    body = orjson.dumps(line)
+    if not body.startswith(_NO_TIME):  # "time" was not the first key
+        body = orjson.dumps({"time": None, **line})
+    _lines.append(_time_text(time.time()) + _HEAD + body[len(_NO_TIME) :])
     if not _flush_scheduled:
         try:
             asyncio.get_running_loop().call_later(FLUSH_DELAY, flush)

@@ -1,0 +1,52 @@
+"""The response head the client gets (pure): the agent's parsed head re-serialised, with
+the decisions the proxy adds, gzip (the endpoint's compression), the connection's close,
+and the endpoint's response header rules."""
+
+from __future__ import annotations
+
+from .http1 import LENGTH, NO_BODY, UNTIL_CLOSE, ResponseHead
+from .http1.serialize import BodyEncoder, interim_head, response_fields, response_head
+from .proxy_request import ProxyRequest
+
+
+def upgrade_head(request: ProxyRequest, response: ResponseHead) -> bytes:
+    """The 101 for an upgrade request; ``request.status`` records it."""
+    request.status = 101
+    fields = response_fields(response)
+    if not request.plain:
+        assert request.tunnel is not None
+        fields = request.tunnel.policy.response_headers(fields)
+    return interim_head(response, fields)
+
+
+def final_head(request: ProxyRequest, response: ResponseHead, last: bool) -> tuple[bytes, BodyEncoder]:
+    """The head of a final (non-1xx) response and its body's encoder. ``last``: the client
+    has ended its side and nothing more waits. Sets ``request.status`` and whether the
+    connection stays open after it (``request.keep_alive``)."""
+    status = request.status = response.status
+    fields = response_fields(response)
+    framing = response.framing
+    gzip = (
+        request.accepts_gzip
+        and request.version == "1.1"
+        and framing != NO_BODY
+        and not (framing == LENGTH and response.length == 0)
+        and status != 206
+        and not any(name.lower() == b"content-encoding" for name, _ in response.headers)
+    )
+    if gzip:
+        fields.append((b"Content-Encoding", b"gzip"))
+        fields.append((b"Vary", b"Accept-Encoding"))
+    if not request.plain:
+        assert request.tunnel is not None
+        fields = request.tunnel.policy.response_headers(fields)
+    close = (
+        not request.keep_alive
+        or framing == UNTIL_CLOSE
+        or last
+        or request.upgrade  # the parser has stopped at the upgrade: no more requests here
+        or not request.complete  # answered before the body ended: no more requests here
+    )
+    head, encoder, close = response_head(response, fields, gzip, close, request.version == "1.0")
+    request.keep_alive = not close
+    return head, encoder

@@ -1,0 +1,66 @@
+"""What the proxy decides about a parsed request before it goes anywhere (pure): whether
+its Host and target can be routed at all, and what the endpoint's policy says of it."""
+
+from __future__ import annotations
+
+import time
+
+from burrow.domain.endpoint import CIRCUIT_OPEN, EndpointPolicy, IPAddress
+
+from .forward_head import accepts_gzip
+from .http1 import CHUNKED
+from .pages import CONNECT_NOT_SERVED, NOT_THE_SERVER_NAME, bad_request, refusal_page
+from .proxy_request import ProxyRequest
+
+
+def unroutable(request: ProxyRequest, scheme: str, sni: str | None) -> bytes | None:
+    """The answer to a request that names no routable Host, else None (``request.host``
+    is then its Host's name: lower case, no port, no final dot)."""
+    hosts = request.noted.get(b"host", [])
+    if len(hosts) != 1 or not hosts[0].strip():
+        return bad_request("A request needs exactly one Host header.")
+    host = hosts[0].strip().decode("latin-1").lower()
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
+    request.host = name.rstrip(".")
+    target = request.target
+    if target[:1] != b"/" and target != b"*":
+        authority = target.split(b"://", 1)[-1].split(b"/", 1)[0].decode("latin-1").lower()
+        if b"://" not in target or authority.rsplit(":", 1)[0] != request.host:
+            return bad_request("The request target must name the Host it is sent to.")
+    if request.method == b"CONNECT":
+        return CONNECT_NOT_SERVED
+    if scheme == "https" and request.host != sni:
+        return NOT_THE_SERVER_NAME
+    return None
+
+
+def apply_policy(request: ProxyRequest, policy: EndpointPolicy, client_ip: IPAddress) -> None:
+    """The endpoint's checks (``request.answer`` set when one refuses) and what it asks of
+    the forwarding (a whole body first, compression)."""
+    if policy.plain:
+        request.chunked = request.head is not None and request.head.framing == CHUNKED
+        return
+    request.plain = False
+    refusal = policy.check_request_head(request.method, request.target, request.headers, client_ip)
+    if refusal is not None:
+        request.answer = refusal_page(refusal)
+        return
+    # After the client's own checks, so refused clients neither use up the breaker's
+    # probe nor learn its state.
+    breaker = policy.circuit_breaker
+    if breaker is not None and not breaker.allows(time.monotonic()):
+        request.answer = refusal_page(CIRCUIT_OPEN)
+        return
+    request.whole_body = policy.buffer_body_up_to
+    # A body the edge must have whole goes on with its length.
+    request.chunked = request.head is not None and request.head.framing == CHUNKED and not request.whole_body
+    if policy.compression:
+        request.accepts_gzip = accepts_gzip(request.noted.get(b"accept-encoding", []))
+
+
+def check_body(request: ProxyRequest) -> None:
+    """A whole body, once it has come: the endpoint's checks of it (webhook signatures)."""
+    if request.answer is None and request.whole_body and request.tunnel is not None:
+        refusal = request.tunnel.policy.check_request_body(request.headers, bytes(request.body))
+        if refusal is not None:
+            request.answer = refusal_page(refusal)
