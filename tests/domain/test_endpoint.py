@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -483,7 +484,7 @@ def webhook_policy(provider: str, secret: str, now: float = 1_700_000_000.0) -> 
     policy = EndpointPolicy.from_opts(
         "https", {"WebhookVerification": {"provider": provider, "secret": secret}}
     )
-    return EndpointPolicy(**{**policy.__dict__, "clock": lambda: now})
+    return dataclasses.replace(policy, clock=lambda: now)
 
 
 def test_github_webhooks() -> None:
