@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,11 @@ import pytest
 
 from burrow.domain import ids, tokens
 from burrow.domain.errors import BurrowError
-from burrow.domain.tunnels import Registry
 from burrow.edge import wire
+from burrow.edge.cluster_writes import ClusterWrites
 from burrow.edge.control import AgentControl, Authenticated, EdgeSettings
+from burrow.store.cluster import ClusterRegistry
+from burrow.store.ratelimit import Throttle
 from burrow.store.store import BOT_USERS, CREDENTIALS, Store
 
 
@@ -24,9 +27,16 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
+def make_control(store: Store, settings: EdgeSettings, throttle: Throttle | None = None) -> AgentControl:
+    """The control as the edge builds it: its registry's claims go to the real cluster tables."""
+    cluster = ClusterRegistry(store.engine, "node_" + ids.new_id_body(), "test", 60.0, None)
+    cluster.register()
+    return AgentControl(store, ClusterWrites(cluster), settings, throttle)
+
+
 @pytest.fixture
 def edge(store: Store) -> AgentControl:
-    return AgentControl(store, Registry(), EdgeSettings(tcp_ports=range(20000, 20003)))
+    return make_control(store, EdgeSettings(tcp_ports=range(20000, 20003)))
 
 
 def credential(store: Store, acl: list[str], owner: str | None = None) -> tuple[str, str, str]:
@@ -61,11 +71,11 @@ def shown(error: pytest.ExceptionInfo[BurrowError]) -> str:
 
 def authenticate(edge: AgentControl, message: dict[str, Any], client_addr: str) -> Authenticated:
     """Auth as the agent's JSON object: parsed as the edge parses it, then decided."""
-    return edge.authenticate(wire.Auth.parse(message), client_addr)
+    return asyncio.run(edge.authenticate(wire.Auth.parse(message), client_addr))
 
 
 def start_labeled(edge: AgentControl, session: Authenticated, message: dict[str, Any]) -> dict[str, Any]:
-    return edge.start_labeled(session, wire.StartTunnelWithLabel.parse(message)).to_json()
+    return asyncio.run(edge.start_labeled(session, wire.StartTunnelWithLabel.parse(message))).to_json()
 
 
 def unbind(edge: AgentControl, session: Authenticated, message: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +83,7 @@ def unbind(edge: AgentControl, session: Authenticated, message: dict[str, Any]) 
 
 
 def bind_message(edge: AgentControl, session: Authenticated, message: dict[str, Any]) -> dict[str, Any]:
-    return edge.bind(session, wire.Bind.parse(message)).to_json()
+    return asyncio.run(edge.bind(session, wire.Bind.parse(message))).to_json()
 
 
 def bind(edge: AgentControl, session: Authenticated, proto: str, **opts: Any) -> dict[str, Any]:
@@ -285,7 +295,7 @@ def test_no_tenant_binds_the_server_s_own_names(store: Store) -> None:
     """IP addresses, localhost, the API's own host: a tenant answering there would plant
     cookies the dashboard reads (cookies ignore ports)."""
     settings = EdgeSettings(server_hosts=frozenset({"api.example.com"}))
-    edge = AgentControl(store, Registry(), settings)
+    edge = make_control(store, settings)
     _, token, _ = credential(store, [])
     session = auth(edge, token)
     for hostname in (

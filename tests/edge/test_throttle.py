@@ -10,12 +10,11 @@ import pytest
 
 from burrow.domain import ids, tokens
 from burrow.domain.errors import BurrowError
-from burrow.domain.tunnels import Registry
 from burrow.edge.control import AgentControl, Authenticated, EdgeSettings
 from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 from tests.edge.conftest import Agent
-from tests.edge.test_control import auth, authenticate, code, credential
+from tests.edge.test_control import auth, authenticate, code, credential, make_control
 from tests.harness import BurrowServer
 
 OFF = Rates(api_key=None, api_address=None, auth_failures=None, session_starts=None)
@@ -30,7 +29,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def control(store: Store, **rates: str) -> AgentControl:
     parsed = {name: Rate.parse(text) for name, text in rates.items()}
-    return AgentControl(store, Registry(), EdgeSettings(), Throttle(replace(OFF, **parsed)))
+    return make_control(store, EdgeSettings(), Throttle(replace(OFF, **parsed)))
 
 
 def refused(edge: AgentControl, token: str, address: str = "127.0.0.1:5555") -> str:

@@ -265,14 +265,17 @@ class Registry:
                 del table[key]
         self._labeled.pop(tunnel.id, None)
         if self.mirror is not None and mirrored:
-            keep_binding = False
-            if tunnel.proto in ("http", "https") and tunnel.hostname:
-                # The session may hold the same hostname under the other scheme.
-                other = self._https if tunnel.proto == "http" else self._http
-                held = other.get(_http_key(tunnel.hostname))
-                keep_binding = held is not None and held.session_id == session_id
-            self.mirror.release_tunnel(tunnel, keep_binding)
+            self.mirror.release_tunnel(tunnel, keep_binding=self.shares_binding(tunnel))
         return tunnel
+
+    def shares_binding(self, tunnel: Tunnel) -> bool:
+        """Whether the tunnel's session holds its hostname under the other scheme too: the
+        cluster's one binding row for the name then outlives this tunnel."""
+        if tunnel.proto not in ("http", "https") or not tunnel.hostname:
+            return False
+        other = self._https if tunnel.proto == "http" else self._http
+        held = other.get(_http_key(tunnel.hostname))
+        return held is not None and held.session_id == tunnel.session_id
 
     # Routing ----------------------------------------------------------------------
 

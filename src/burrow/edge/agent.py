@@ -67,6 +67,7 @@ class AgentConnection:
         self.connected_at = connected_at  # the event loop's clock when the TCP connection came
         self.authenticated: Authenticated | None = None
         self.auth_done = asyncio.Event()
+        self._auth_started = False  # set at the first Auth: a second is a protocol fault
         self.liveness = Liveness(time.monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         # Until Auth, the agent's first frame must open a stream and no frame may be larger
@@ -134,12 +135,13 @@ class AgentConnection:
 
     async def _auth(self, stream: MuxStream) -> None:
         message = await asyncio.wait_for(read_message(stream, self.limits), RPC_TIMEOUT)
-        if self.authenticated is not None:
+        if self._auth_started:
             await self._fail("a second Auth")
             return
+        self._auth_started = True
         try:
             request = wire.Auth.parse(message)
-            self.authenticated = self.control.authenticate(request, self.client_addr)
+            self.authenticated = await self.control.authenticate(request, self.client_addr)
         except errors.BurrowError as error:
             self.control.auth_failures += 1
             await respond(stream, wire.AuthResp(error=wire.Refusal.of(error)))
@@ -173,9 +175,10 @@ class AgentConnection:
         response: _Message
         try:
             if kind == StreamType.BIND:
-                response = control.bind(authenticated, wire.Bind.parse(message))
+                response = await control.bind(authenticated, wire.Bind.parse(message))
             elif kind == StreamType.START_TUNNEL_WITH_LABEL:
-                response = control.start_labeled(authenticated, wire.StartTunnelWithLabel.parse(message))
+                labeled = wire.StartTunnelWithLabel.parse(message)
+                response = await control.start_labeled(authenticated, labeled)
             elif kind == StreamType.UNBIND:
                 response = control.unbind(authenticated, wire.Unbind.parse(message))
             elif kind == StreamType.PATCH_TUNNEL_STATE:

@@ -9,6 +9,7 @@ standing). Binding checks the credential's ACL for every name, including the one
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Callable
@@ -19,11 +20,12 @@ from typing import TypeVar
 from burrow.domain import acl, errors, ids, names, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.reserved import ReservationPolicy
-from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, RegistryUnavailable, Tunnel
+from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, AuthRecord, Store
 
 from . import wire
+from .cluster_writes import ClusterWrites, read
 
 T = TypeVar("T")
 SUPPORTED_VERSIONS = ("3", "2")
@@ -63,13 +65,20 @@ class AgentControl:
     keeps the registry in step; :class:`~burrow.edge.agent.AgentConnection` moves the bytes.
 
     Requests and answers are :mod:`burrow.edge.wire` messages; a refusal is raised as the
-    :class:`~burrow.domain.errors.BurrowError` the agent is to see."""
+    :class:`~burrow.domain.errors.BurrowError` the agent is to see. Nothing here waits for
+    the database on the event loop: reads run on worker threads, the registry's claims
+    through ``writes`` (its mirror), so a slow database delays binds, never traffic."""
 
     def __init__(
-        self, store: Store, registry: Registry, settings: EdgeSettings, throttle: Throttle | None = None
+        self,
+        store: Store,
+        writes: ClusterWrites,
+        settings: EdgeSettings,
+        throttle: Throttle | None = None,
     ) -> None:
         self.store = store
-        self.registry = registry
+        self.writes = writes
+        self.registry = Registry(writes)
         self.settings = settings
         self.throttle = throttle or Throttle()
         self.reservations = ReservationPolicy(
@@ -82,20 +91,20 @@ class AgentControl:
         self.auth_failures = 0  # agents refused at Auth; read by the metrics
         self.sessions_started = 0
 
-    def _stored(self, read: Callable[[], T]) -> T:
+    async def _stored(self, query: Callable[[], T]) -> T:
         """What the database says, unless the edge is failing closed."""
         if self.refusal is not None:
             raise errors.BurrowError(self.refusal.code, self.refusal.status, self.refusal.message)
-        return read()  # an unavailable database raises ERR_NGROK_90504, which goes to the agent
+        return await read(query)  # an unavailable database raises ERR_NGROK_90504, for the agent
 
     # Auth -------------------------------------------------------------------------
 
-    def authenticate(self, request: wire.Auth, client_addr: str) -> Authenticated:
+    async def authenticate(self, request: wire.Auth, client_addr: str) -> Authenticated:
         version = negotiate_version(request.versions)
         extra = request.extra
         address = client_addr.rpartition(":")[0].strip("[]")
         self.throttle.before_check(address)
-        credential_id, record = self._check_token(extra.auth_token, address)
+        credential_id, record = await self._check_token(extra.auth_token, address)
         self.throttle.session_start(credential_id)
         session = AgentSession(
             id=ids.new_id(ids.TUNNEL_SESSION),
@@ -116,28 +125,26 @@ class AgentControl:
             # Only the same credential may take over a session's names.
             if old is None or old.credential_id == credential_id:
                 reconnecting_from = previous
-        try:
-            self.registry.add_session(session)
-        except RegistryUnavailable:
-            raise errors.REGISTRY_UNAVAILABLE() from None
+        await self.writes.claim_session(session)
+        self.registry.attach_session(session)
         self.sessions_started += 1
         return Authenticated(session, version, reconnecting_from)
 
-    def _check_token(self, token: str, address: str) -> tuple[str, AuthRecord]:
+    async def _check_token(self, token: str, address: str) -> tuple[str, AuthRecord]:
         """The credential ``token`` belongs to; a failure counts against ``address``."""
         try:
-            return self._credential(token)
+            return await self._credential(token)
         except errors.BurrowError as error:
             # A database outage (or failing closed) is the edge's trouble, not a failed attempt.
             if error.code not in _EDGE_TROUBLE:
                 self.throttle.failed(address)
             raise
 
-    def _credential(self, token: str) -> tuple[str, AuthRecord]:
+    async def _credential(self, token: str) -> tuple[str, AuthRecord]:
         credential_id = tokens.resource_id(token, ids.CREDENTIAL)
         if not isinstance(credential_id, str):
             raise errors.AGENT_TOKEN_MALFORMED()
-        record = self._stored(lambda: self.store.auth_record("credential", credential_id))
+        record = await self._stored(lambda: self.store.auth_record("credential", credential_id))
         if record is None or not tokens.matches(self.store.secret, token, record.digest):
             raise errors.AGENT_TOKEN_INVALID()
         if not record.owner_active:
@@ -158,8 +165,8 @@ class AgentControl:
 
     # Binding ----------------------------------------------------------------------
 
-    def _policy(self, session: AgentSession) -> acl.BindPolicy:
-        credential = self._stored(
+    async def _policy(self, session: AgentSession) -> acl.BindPolicy:
+        credential = await self._stored(
             lambda: self.store.get(CREDENTIALS, session.account_id, session.credential_id)
         )
         if credential is None:
@@ -176,7 +183,7 @@ class AgentControl:
     def _http_url(self, scheme: str, hostname: str, port: int | None) -> str:
         return f"{scheme}://{hostname}" + (f":{port}" if port else "")
 
-    def _hostname(
+    async def _hostname(
         self, opts: wire.BindOpts, proto: Proto, policy: acl.BindPolicy, session: AgentSession
     ) -> str:
         requested = (opts.hostname or opts.domain).rstrip(".")
@@ -189,25 +196,27 @@ class AgentControl:
                 raise errors.INVALID_DOMAIN(name=requested)
             if not policy.allows_hostname(hostname):
                 raise errors.HOSTNAME_DENIED(name=hostname, id=session.credential_id)
-            owner = _holder(self.store.reservation(domain=hostname))
+            owner = _holder(await self._stored(lambda: self.store.reservation(domain=hostname)))
             self.reservations.check_hostname(hostname, session.account_id, owner)
             return hostname
         for _ in range(20):
             candidate = f"{secrets.token_hex(4)}.{self.settings.domain}"
-            if self.registry.is_free(proto, candidate) and self.store.reservation(domain=candidate) is None:
+            if self.registry.is_free(proto, candidate) and (
+                await self._stored(functools.partial(self.store.reservation, domain=candidate)) is None
+            ):
                 if not policy.allows_hostname(candidate):
                     raise errors.HOSTNAME_DENIED(name=candidate, id=session.credential_id)
                 return candidate
         raise errors.BIND_INVALID(reason="no free hostname could be assigned")
 
-    def _port(self, opts: wire.BindOpts, policy: acl.BindPolicy, session: AgentSession) -> int:
+    async def _port(self, opts: wire.BindOpts, policy: acl.BindPolicy, session: AgentSession) -> int:
         settings = self.settings
         ports = f"{settings.tcp_ports.start}-{settings.tcp_ports.stop - 1}"
         addr = opts.addr
         if not addr:
             if not policy.allows_random_address():
                 raise errors.RANDOM_TCP_DENIED(id=session.credential_id)
-            reserved = self.store.reserved_addrs()  # kept for the accounts that reserved them
+            reserved = await self._stored(self.store.reserved_addrs)  # kept for those accounts
             free = [
                 p
                 for p in settings.tcp_ports
@@ -225,13 +234,14 @@ class AgentControl:
         if not policy.allows_address(settings.tcp_host, port):
             raise errors.TCP_ADDRESS_DENIED(addr=f"{settings.tcp_host}:{port}", id=session.credential_id)
         addr = f"{settings.tcp_host}:{port}"
-        self.reservations.check_addr(addr, session.account_id, _holder(self.store.reservation(addr=addr)))
+        held = await self._stored(lambda: self.store.reservation(addr=addr))
+        self.reservations.check_addr(addr, session.account_id, _holder(held))
         return port
 
-    def bind(self, authenticated: Authenticated, request: wire.Bind) -> wire.BindResp:
+    async def bind(self, authenticated: Authenticated, request: wire.Bind) -> wire.BindResp:
         session = authenticated.session
         proto, opts = request.proto, request.opts
-        policy = self._policy(session)
+        policy = await self._policy(session)
         forwards_to = request.forwards_to
         endpoint = EndpointPolicy.from_opts(proto, opts.raw, forwards_to=forwards_to)
         tunnel_id = self._tunnel_id(request.id)
@@ -240,7 +250,7 @@ class AgentControl:
         previous = authenticated.reconnecting_from
         now = datetime.now(UTC)
         if proto == "tcp":
-            port = self._port(opts, policy, session)
+            port = await self._port(opts, policy, session)
             url = f"tcp://{self.settings.tcp_host}:{port}"
             tunnel = Tunnel(
                 tunnel_id, session.id, "tcp", url, forwards_to, metadata, now, port=port, policy=endpoint
@@ -248,7 +258,7 @@ class AgentControl:
             echoed[opts.key("Addr")] = f"{self.settings.tcp_host}:{port}"
         else:
             typed: Proto = "tls" if proto == "tls" else ("https" if proto == "https" else "http")
-            hostname = self._hostname(opts, typed, policy, session)
+            hostname = await self._hostname(opts, typed, policy, session)
             if typed == "tls":
                 url = self._http_url("tls", hostname, self.settings.tls_url_port)
             elif typed == "https":
@@ -268,21 +278,19 @@ class AgentControl:
             )
             echoed[opts.key("Hostname")] = hostname
         try:
-            self.registry.add_tunnel(tunnel, reconnecting_from=previous)
+            await self._add_tunnel(tunnel, previous)
         except BindConflict:
             raise errors.ENDPOINT_ONLINE(url=url) from None
-        except RegistryUnavailable:
-            raise errors.REGISTRY_UNAVAILABLE() from None
         return wire.BindResp(id=tunnel.id, url=url, proto=proto, opts=echoed)
 
-    def start_labeled(
+    async def start_labeled(
         self, authenticated: Authenticated, request: wire.StartTunnelWithLabel
     ) -> wire.StartTunnelWithLabelResp:
         session = authenticated.session
         labels = dict(request.labels)
         if not labels:
             raise errors.BIND_INVALID(reason="Labels must be a non-empty object of strings")
-        policy = self._policy(session)
+        policy = await self._policy(session)
         if not policy.allows_labels(labels):
             shown = ", ".join(f"{k}={v}" for k, v in labels.items())
             raise errors.LABEL_DENIED(labels=shown, id=session.credential_id)
@@ -296,11 +304,22 @@ class AgentControl:
             datetime.now(UTC),
             labels=labels,
         )
-        try:
-            self.registry.add_tunnel(tunnel)
-        except RegistryUnavailable:
-            raise errors.REGISTRY_UNAVAILABLE() from None
+        await self._add_tunnel(tunnel, None)
         return wire.StartTunnelWithLabelResp(id=tunnel.id)
+
+    async def _add_tunnel(self, tunnel: Tunnel, reconnecting_from: str | None) -> None:
+        """The registry's two-step bind around the cluster's claim, which the loop awaits."""
+        registry = self.registry
+        pending = registry.begin_bind(tunnel, reconnecting_from)
+        try:
+            account_id = registry.sessions[tunnel.session_id].account_id
+            shares = registry.shares_binding(tunnel)
+            await self.writes.claim_name(tunnel, account_id, reconnecting_from, pending.replacing, shares)
+        except BaseException:
+            registry.abandon_bind(pending)
+            raise
+        # If the session ended meanwhile, its removal (queued after the claim) drops the rows.
+        registry.finish_bind(pending)
 
     def unbind(self, authenticated: Authenticated, request: wire.Unbind) -> wire.UnbindResp:
         if request.id:

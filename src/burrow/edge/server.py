@@ -16,7 +16,7 @@ from burrow.domain import ids
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.tunnels import AgentSession as LiveSession
-from burrow.domain.tunnels import Registry, Tunnel
+from burrow.domain.tunnels import Tunnel
 from burrow.store.cluster import STOP_SESSION, ClusterRegistry
 from burrow.store.notify import CHANGED, RESYNC, ROUTES, command_payload
 from burrow.store.ratelimit import Throttle
@@ -26,6 +26,7 @@ from . import muxado_protocol as mux
 from . import traffic, wire
 from .agent import AgentConnection
 from .certs import ServerCertificate
+from .cluster_writes import ClusterWrites
 from .control import AgentControl, EdgeSettings
 from .handoff import Handoff
 from .https import HttpsCertificates, HttpsListener
@@ -198,8 +199,9 @@ class Edge:
         self.cluster = ClusterRegistry(
             store.engine, self.node_id, config.node_name, config.lease_seconds, relay_text
         )
-        self.registry = Registry(self.cluster)
-        self.control = AgentControl(store, self.registry, config.settings, throttle)
+        self.writes = ClusterWrites(self.cluster)
+        self.control = AgentControl(store, self.writes, config.settings, throttle)
+        self.registry = self.control.registry
         self.agents: dict[str, AgentConnection] = {}
         limits = config.agent_limits
         self.agent_admission = Admission(limits.max_connections, limits.max_connections_per_client)
@@ -347,7 +349,9 @@ class Edge:
             task.cancel()
         await asyncio.gather(*self._agent_tasks, return_exceptions=True)
         with contextlib.suppress(Exception):  # if the database is away, the lease frees the rows
-            await asyncio.wait_for(asyncio.to_thread(self.cluster.leave), LEAVE_TIMEOUT)
+            # After the sessions' removals queued before it.
+            await asyncio.wait_for(self.writes.run(self.cluster.leave), LEAVE_TIMEOUT)
+        self.writes.close()
 
     async def _https_elsewhere(self, client: socket.socket, name: str) -> bool:
         """Hand an HTTPS connection to the sibling worker holding ``name``, if one does."""
@@ -510,7 +514,7 @@ class Edge:
                     renewed_at = loop.time()
                     if not kept:
                         await self._lease_lost()
-                    await asyncio.to_thread(self.cluster.retry_removals)
+                    await self.writes.run(self.cluster.retry_removals)
                 for command in await asyncio.to_thread(self.cluster.take_commands):
                     if command.action == STOP_SESSION:
                         await self.stop_session(command.session_id, command.message)
