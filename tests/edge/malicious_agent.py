@@ -75,12 +75,20 @@ class AgentError(Exception):
 
 class MaliciousAgent:
     def __init__(
-        self, server_addr: str, ca_path: Path, token: str, hostname: str, timeout: float = 10
+        self,
+        server_addr: str,
+        ca_path: Path,
+        token: str,
+        hostname: str,
+        timeout: float = 10,
+        bind: dict[str, Any] | None = None,
     ) -> None:
         self.server_addr = server_addr
         self.ca_path = ca_path
         self.token = token
         self.hostname = hostname
+        self.bind = bind  # the Bind to send, if not the legacy http one for ``hostname``
+        self.bound: dict[str, Any] = {}  # the BindResp
         self.timeout = timeout
         self.script: Script = answer_ok
         self.lock = threading.Lock()
@@ -115,9 +123,10 @@ class MaliciousAgent:
         if auth.get("Error"):
             raise AgentError(f"Auth refused: {auth['Error']}")
         self.client_id = str(auth["ClientId"])
-        bind = self._rpc(
+        bind = self.bound = self._rpc(
             BIND,
-            {
+            self.bind
+            or {
                 "Id": "",
                 "Proto": "http",
                 "ForwardsTo": "malicious",

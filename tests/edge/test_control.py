@@ -312,3 +312,129 @@ def test_no_tenant_binds_the_server_s_own_names(store: Store) -> None:
         assert code(error) == "ERR_NGROK_326", hostname
     for hostname in ("ok.burrow.localhost", "api.example.org", "myapi.example.com", "1a.example.com"):
         assert bind(edge, session, "http", Hostname=hostname)["Opts"]["Hostname"] == hostname
+
+
+def url_bind(
+    edge: AgentControl, session: Authenticated, proto: str, url: str, **extra: Any
+) -> dict[str, Any]:
+    """A Bind as today's Go agent library (ngrok-go 2.1.1) sends it: the endpoint named by
+    ``Opts.URL``, every legacy option present and empty (agent-protocol.md)."""
+    opts = {
+        "URL": url,
+        "Domain": "",
+        "Hostname": "",
+        "Subdomain": "",
+        "Auth": "",
+        "HostHeaderRewrite": False,
+        "LocalURLScheme": "",
+        "ProxyProto": 0,
+        "Compression": None,
+        "CircuitBreaker": None,
+        "IPRestriction": None,
+        "BasicAuth": None,
+        "OAuth": None,
+        "OIDC": None,
+        "WebhookVerification": None,
+        "MutualTLSCA": None,
+        "RequestHeaders": None,
+        "ResponseHeaders": None,
+        "WebsocketTCPConverter": None,
+        "UserAgentFilter": None,
+        "Policy": None,
+        "TrafficPolicy": "",
+    }
+    message = {
+        "Id": "",
+        "Proto": proto,
+        "ForwardsTo": "app://vm/agent?pid=9254",
+        "ForwardsProto": "",
+        "Opts": opts,
+        "Extra": {
+            "Name": "",
+            "Token": "",
+            "IPPolicyRef": "",
+            "Metadata": "",
+            "Description": "",
+            "Bindings": None,
+            "PoolingEnabled": False,
+            **extra,
+        },
+    }
+    return bind_message(edge, session, message)
+
+
+def test_endpoints_named_by_url_are_bound_as_hostnames_and_addresses_are(
+    edge: AgentControl, store: Store
+) -> None:
+    _, token, _ = credential(store, [])
+    session = auth(edge, token)
+    https = url_bind(edge, session, "https", "https://App.Go.Example")
+    assert https["Error"] == "" and https["URL"] == "https://app.go.example:8444"
+    assert https["Opts"]["URL"] == https["URL"] and https["Opts"]["Hostname"] == ""
+    assert edge.registry.https_tunnel("app.go.example") is not None
+    assert (
+        url_bind(edge, session, "http", "http://app.go.example:8080")["URL"] == "http://app.go.example:8080"
+    )
+    assert url_bind(edge, session, "tls", "tls://tls.go.example")["URL"] == "tls://tls.go.example:8443"
+    assigned = url_bind(edge, session, "https", "https://")["URL"]
+    assert assigned.startswith("https://") and assigned.endswith(".burrow.localhost:8444")
+    tcp = url_bind(edge, session, "tcp", "tcp://")["URL"]
+    port = int(tcp.rsplit(":", 1)[1])
+    assert tcp == f"tcp://127.0.0.1:{port}" and 20000 <= port < 20003
+    other = next(p for p in range(20000, 20003) if p != port)
+    assert url_bind(edge, session, "tcp", f"tcp://127.0.0.1:{other}")["URL"] == f"tcp://127.0.0.1:{other}"
+    # The name has one holder, whichever generation of Bind asks for it.
+    second = auth(edge, token)
+    with pytest.raises(BurrowError) as error:
+        bind(edge, second, "https", Hostname="app.go.example")
+    assert code(error) == "ERR_NGROK_334"
+    with pytest.raises(BurrowError) as error:
+        url_bind(edge, second, "https", "https://app.go.example")
+    assert code(error) == "ERR_NGROK_334"
+
+
+def test_url_binds_pass_the_acl_and_refuse_what_they_cannot_mean(edge: AgentControl, store: Store) -> None:
+    credential_id, token, _ = credential(store, ["bind:*.go.example", "bind:127.0.0.1:20001"])
+    session = auth(edge, token)
+    assert url_bind(edge, session, "https", "https://a.go.example")["Error"] == ""
+    refusals = [
+        (("https", "https://evil.org"), "ERR_NGROK_316"),  # the ACL, as for a Hostname
+        (("https", "https://"), "ERR_NGROK_316"),  # an assigned name passes the same check
+        (("tcp", "tcp://127.0.0.1:20002"), "ERR_NGROK_308"),
+        (("tcp", "tcp://"), "ERR_NGROK_356"),
+        (("tcp", "tcp://elsewhere.example:20001"), "ERR_NGROK_307"),
+        (("https", "http://b.go.example"), "ERR_NGROK_301"),  # the scheme is not the Proto
+        (("https", "https://b.go.example:9999"), "ERR_NGROK_301"),  # not the port served
+        (("https", "https://b.go.example/path"), "ERR_NGROK_301"),
+        (("https", "https://user@b.go.example"), "ERR_NGROK_301"),
+        (("https", "b.go.example"), "ERR_NGROK_301"),
+        (("https", "https://bad_name.go.example"), "ERR_NGROK_301"),
+        (("https", "https://svc.internal"), "ERR_NGROK_90301"),  # internal endpoints: not yet
+    ]
+    for (proto, url), expected in refusals:
+        with pytest.raises(BurrowError) as error:
+            url_bind(edge, session, proto, url)
+        assert code(error) == expected, (url, shown(error))
+    assert credential_id in shown_refusal(edge, session, "https", "https://evil.org")
+    # What Burrow does not do yet is refused, never ignored: an internal or pooled endpoint
+    # published as an ordinary public one would not be what its agent asked for.
+    for extra in ({"Bindings": ["internal"]}, {"PoolingEnabled": True}):
+        with pytest.raises(BurrowError) as error:
+            url_bind(edge, session, "https", "https://c.go.example", **extra)
+        assert code(error) == "ERR_NGROK_90301", extra
+    assert url_bind(edge, session, "https", "https://c.go.example", Bindings=["public"])["Error"] == ""
+    with pytest.raises(BurrowError) as error:
+        bind_message(
+            edge,
+            session,
+            {"Id": "", "Proto": "https", "Opts": {"URL": "https://d.go.example", "Hostname": "e.go.example"}},
+        )
+    assert code(error) == "ERR_NGROK_301"
+    assert edge.registry.https_tunnel("d.go.example") is None
+    assert edge.registry.https_tunnel("e.go.example") is None
+
+
+def shown_refusal(edge: AgentControl, session: Authenticated, proto: str, url: str) -> str:
+    with pytest.raises(BurrowError) as error:
+        url_bind(edge, session, proto, url)
+    return shown(error)

@@ -192,7 +192,7 @@ def redacted_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
 # Parsing ---------------------------------------------------------------------------------
 
 # Keys of Opts that name the endpoint rather than ask for a protection.
-_IDENTITY_KEYS = frozenset({"hostname", "subdomain", "addr", "domain", "localurlscheme"})
+_IDENTITY_KEYS = frozenset({"hostname", "subdomain", "addr", "domain", "url", "localurlscheme"})
 
 _HTTP = frozenset(
     {

@@ -14,12 +14,16 @@ names here, so that a name one part accepts means the same thing to every other.
   refused rather than guessed at.
 * A TCP address is ``host:port``; the host is a hostname (which covers IPv4 addresses) or
   a bracketed IPv6 address.
+* An endpoint URL (what today's agents bind) is ``scheme://host[:port]``: ``http``,
+  ``https``, ``tls`` or ``tcp``, a hostname (or nothing: the server assigns one), an
+  optional port; no user, path, query or fragment. ``tcp://host:port`` names an address.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
 MAX_HOSTNAME = 253
 MAX_PORT = 65535
@@ -79,3 +83,32 @@ def port_range(text: str) -> range | None:
     if first is None or last is None or last < first:
         return None
     return range(first, last + 1)
+
+
+URL_SCHEMES = ("http", "https", "tls", "tcp")
+
+
+@dataclass(frozen=True)
+class EndpointURL:
+    scheme: str
+    host: str  # normal form; "" when the server is to assign the name
+    port: int | None  # None when the URL names none
+
+
+def endpoint_url(text: str) -> EndpointURL | None:
+    """The endpoint URL ``text`` names, or None if it is not ``scheme://host[:port]``."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in URL_SCHEMES:
+        return None
+    if not rest:
+        return EndpointURL(scheme.lower(), "", None)
+    host_text, colon, port_text = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    parsed_port = port(port_text) if colon else None
+    if colon and parsed_port is None:
+        return None
+    if not host_text and colon and scheme.lower() == "tcp":
+        return EndpointURL("tcp", "", parsed_port)  # tcp://:PORT, a port on the server's host
+    parsed_host = hostname(host_text)
+    if parsed_host is None:
+        return None
+    return EndpointURL(scheme.lower(), parsed_host, parsed_port)

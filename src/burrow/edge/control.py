@@ -9,6 +9,7 @@ standing). Binding checks the credential's ACL for every name, including the one
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import secrets
@@ -238,9 +239,41 @@ class AgentControl:
         self.reservations.check_addr(addr, session.account_id, _holder(held))
         return port
 
+    def _named_by_url(self, request: wire.Bind) -> wire.BindOpts:
+        """The Opts with the endpoint's URL (today's agents: ``Opts.URL``) read into the
+        Hostname or Addr it names, so both generations of Bind are checked by one path."""
+        proto, opts, extra = request.proto, request.opts, request.extra
+        if extra.bindings not in (None, (), ("public",)):
+            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=f"Bindings {list(extra.bindings or ())}")
+        if extra.pooling_enabled:
+            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PoolingEnabled")
+        if not opts.url:
+            return opts
+        if opts.hostname or opts.subdomain or opts.domain or opts.addr:
+            raise errors.BIND_INVALID(reason="name the endpoint by URL or by Hostname/Domain/Addr, not both")
+        url = names.endpoint_url(opts.url)
+        if url is None:
+            raise errors.BIND_INVALID(reason=f"{opts.url!r} is not an endpoint URL (scheme://host[:port])")
+        if url.scheme != proto:
+            raise errors.BIND_INVALID(reason=f"the URL {opts.url!r} is not a {proto} URL, as Proto says")
+        if url.host.endswith(".internal"):
+            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="internal endpoints (a .internal URL)")
+        settings = self.settings
+        if proto == "tcp":
+            if url.host and url.host != settings.tcp_host.lower():
+                ports = f"{settings.tcp_ports.start}-{settings.tcp_ports.stop - 1}"
+                raise errors.ADDRESS_UNAVAILABLE(addr=opts.url, host=settings.tcp_host, ports=ports)
+            return dataclasses.replace(opts, addr="" if url.port is None else f":{url.port}")
+        served = {"http": settings.http_url_port, "https": settings.https_url_port}
+        served["tls"] = settings.tls_url_port
+        port = served[proto] or (80 if proto == "http" else 443)
+        if url.port is not None and url.port != port:
+            raise errors.BIND_INVALID(reason=f"{proto} endpoints are served on port {port}, not {url.port}")
+        return dataclasses.replace(opts, hostname=url.host)
+
     async def bind(self, authenticated: Authenticated, request: wire.Bind) -> wire.BindResp:
         session = authenticated.session
-        proto, opts = request.proto, request.opts
+        proto, opts = request.proto, self._named_by_url(request)
         policy = await self._policy(session)
         forwards_to = request.forwards_to
         endpoint = EndpointPolicy.from_opts(proto, opts.raw, forwards_to=forwards_to)
@@ -255,7 +288,8 @@ class AgentControl:
             tunnel = Tunnel(
                 tunnel_id, session.id, "tcp", url, forwards_to, metadata, now, port=port, policy=endpoint
             )
-            echoed[opts.key("Addr")] = f"{self.settings.tcp_host}:{port}"
+            if not opts.url:
+                echoed[opts.key("Addr")] = f"{self.settings.tcp_host}:{port}"
         else:
             typed: Proto = "tls" if proto == "tls" else ("https" if proto == "https" else "http")
             hostname = await self._hostname(opts, typed, policy, session)
@@ -276,7 +310,10 @@ class AgentControl:
                 hostname=hostname,
                 policy=endpoint,
             )
-            echoed[opts.key("Hostname")] = hostname
+            if not opts.url:
+                echoed[opts.key("Hostname")] = hostname
+        if opts.url:
+            echoed[opts.key("URL")] = url
         try:
             await self._add_tunnel(tunnel, previous)
         except BindConflict:

@@ -335,10 +335,10 @@ class BindOpts:
     """What names the endpoint, typed; everything the agent sent, in ``raw``.
 
     ``hostname``, ``subdomain`` and ``domain`` are HTTP(S) and TLS fields, ``addr`` TCP's;
-    ``url`` (current-generation agents: ``https://host``, ``tcp://``, ...),
-    ``traffic_policy`` (a YAML or JSON document) and ``policy`` (the older object form) are
-    parsed and carried for Burrow to decide on: today :mod:`burrow.domain.endpoint` refuses
-    them as unsupported options.
+    ``url`` is how current-generation agents name the endpoint instead (``https://host``,
+    ``tcp://``, ...; the control reads it into the same checks). ``traffic_policy`` (a YAML
+    or JSON document) and ``policy`` (the older object form) are parsed and carried for
+    Burrow to decide on: today :mod:`burrow.domain.endpoint` refuses them as unsupported.
     """
 
     raw: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,131 @@
+"""Endpoints named by URL, as today's Go agent library binds them, on a real server.
+
+A raw muxado agent sends the Bind exactly as ngrok-go 2.1.1 does (agent-protocol.md,
+"Current-generation agents"): ``Opts.URL`` names the endpoint, every legacy option is
+present and empty. Then traffic for the URL reaches that agent, over each listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.edge.malicious_agent import HONEST_ANSWER, AgentError, MaliciousAgent
+from tests.edge.test_sdk import credential
+from tests.harness import BurrowServer
+
+
+def go_bind(proto: str, url: str, **extra: Any) -> dict[str, Any]:
+    """ngrok-go 2.1.1's Bind, as captured on the wire (abridged nowhere)."""
+    return {
+        "Id": "",
+        "Proto": proto,
+        "ForwardsTo": "app://vm/agent?pid=9254",
+        "ForwardsProto": "",
+        "Opts": {
+            "URL": url,
+            "Domain": "",
+            "Hostname": "",
+            "Subdomain": "",
+            "Auth": "",
+            "HostHeaderRewrite": False,
+            "LocalURLScheme": "",
+            "ProxyProto": 0,
+            "Compression": None,
+            "CircuitBreaker": None,
+            "IPRestriction": None,
+            "BasicAuth": None,
+            "OAuth": None,
+            "OIDC": None,
+            "WebhookVerification": None,
+            "MutualTLSCA": None,
+            "RequestHeaders": None,
+            "ResponseHeaders": None,
+            "WebsocketTCPConverter": None,
+            "UserAgentFilter": None,
+            "Policy": None,
+            "TrafficPolicy": "",
+        },
+        "Extra": {
+            "Name": "",
+            "Token": "",
+            "IPPolicyRef": "",
+            "Metadata": "",
+            "Description": "",
+            "Bindings": None,
+            "PoolingEnabled": False,
+            **extra,
+        },
+    }
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def server(make_server: Callable[..., BurrowServer]) -> BurrowServer:
+    return make_server()
+
+
+def agent(server: BurrowServer, token: str, bind: dict[str, Any]) -> MaliciousAgent:
+    return MaliciousAgent(server.agent_addr, server.ca_path, token, "", bind=bind)
+
+
+def test_http_and_https_urls_serve_their_agent(server: BurrowServer) -> None:
+    token = credential(server, [])["token"]
+    http_port = server.http_addr.rsplit(":", 1)[1]
+    with agent(server, token, go_bind("http", "http://web.go.example")) as web:
+        assert web.url == f"http://web.go.example:{http_port}"
+        assert web.bound["Opts"]["URL"] == web.url and web.bound["Error"] == ""
+        answer = httpx.get(f"http://{server.http_addr}/hello", headers={"Host": "web.go.example"}, timeout=10)
+        assert answer.status_code == 200 and answer.content == HONEST_ANSWER.split(b"\r\n\r\n")[1]
+        assert web.requests()[0].startswith(b"GET /hello HTTP/1.1\r\n")
+        with agent(server, token, go_bind("https", "https://")) as assigned:
+            host = httpx.URL(assigned.url).host
+            assert assigned.url.startswith("https://") and host.endswith(".burrow.localhost")
+            with httpx.Client(verify=False, timeout=10) as client:  # routing, not trust, is tested
+                url = f"https://{server.https_addr}/"
+                sent = client.get(url, headers={"Host": host}, extensions={"sni_hostname": host})
+            assert sent.status_code == 200
+            assert assigned.requests()[0].startswith(b"GET / HTTP/1.1\r\n")
+
+
+def test_tcp_and_tls_urls_serve_their_agent(server: BurrowServer) -> None:
+    token = credential(server, [])["token"]
+    with agent(server, token, go_bind("tcp", "tcp://")) as tcp:
+        host, port = tcp.url.removeprefix("tcp://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /over-tcp HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200 OK")
+        assert tcp.requests()[0].startswith(b"GET /over-tcp")
+    with agent(server, token, go_bind("tls", "tls://secure.go.example")) as tls:
+        assert tls.url.startswith("tls://secure.go.example:")
+        tls_host, tls_port = server.tls_addr.rsplit(":", 1)
+        context = ssl.create_default_context()
+        connected = socket.create_connection((tls_host, int(tls_port)), timeout=0.5)
+        with connected as raw, contextlib.suppress(OSError):
+            context.wrap_socket(raw, server_hostname="secure.go.example")  # no answer: the agent's TLS
+        wait_for(lambda: b"secure.go.example" in tls.raw_received())  # the ClientHello, by SNI
+
+
+def test_a_url_another_tenant_holds_or_the_acl_denies_is_refused(server: BurrowServer) -> None:
+    token = credential(server, ["bind:*.mine.example"])["token"]
+    other = credential(server, [])["token"]
+    taken = pytest.raises(AgentError, match="ERR_NGROK_334")
+    with agent(server, token, go_bind("https", "https://app.mine.example")), taken:
+        agent(server, other, go_bind("https", "https://app.mine.example")).start()
+    with pytest.raises(AgentError, match="ERR_NGROK_316"):
+        agent(server, token, go_bind("https", "https://app.theirs.example")).start()
+    with pytest.raises(AgentError, match="ERR_NGROK_90301"):
+        agent(server, token, go_bind("https", "https://pool.mine.example", PoolingEnabled=True)).start()
