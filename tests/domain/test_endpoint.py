@@ -66,8 +66,6 @@ def test_unset_options_enforce_nothing() -> None:
         "OAuth",
         "OIDC",
         "SAML",
-        "TrafficPolicy",
-        "Policy",
         "WebsocketTCPConverter",
         "UserAgentFilter",
         "SomethingNew",
@@ -77,6 +75,53 @@ def test_protections_not_enforced_refuse_the_bind_naming_them(name: str) -> None
     error = refused("https", {"Hostname": "a.example", name: {"provider": "google"}})
     assert error.code == "ERR_NGROK_90301" and name in error.message
     assert "not enforced by this Burrow server" in error.message
+
+
+def test_a_traffic_policy_is_compiled_at_bind_and_what_the_edge_cannot_do_is_refused() -> None:
+    deny = "on_http_request: [{actions: [{type: deny}]}]"
+    policy = EndpointPolicy.from_opts("https", {"TrafficPolicy": deny})
+    assert policy.traffic is not None and not policy.plain
+    assert EndpointPolicy.from_opts("https", {"TrafficPolicy": ""}) == EndpointPolicy()
+    too_deep = "on_http_request: " + "[" * 40 + "]" * 40
+    cases = {
+        "on_http_request: [": "ERR_NGROK_2236",  # not YAML
+        "x" * (1024 * 1024): "ERR_NGROK_2236",  # 1 MiB
+        too_deep: "ERR_NGROK_2236",
+        "on_http_requests: []": "ERR_NGROK_9026",  # an unknown field
+        "on_http_request: [{actions: [{type: deny, config: {status_code: x}}]}]": "ERR_NGROK_9026",
+        "on_http_request: [{expressions: ['req.method == 1'], actions: [{type: deny}]}]": "ERR_NGROK_9026",
+        "on_http_request: [{actions: [{type: oauth}]}]": "ERR_NGROK_9026",  # not an action Burrow knows
+        # Known, compiled, but not carried out by the edge yet: refused, never ignored.
+        "on_http_request: [{actions: [{type: rate-limit, config: {capacity: 1, rate: 1m}}]}]": (
+            "ERR_NGROK_90301"
+        ),
+        "on_http_response: [{actions: [{type: deny}]}]": "ERR_NGROK_90301",
+    }
+    for document, expected in cases.items():
+        error = refused("https", {"TrafficPolicy": document})
+        assert error.code == expected, (document[:60], error.message)
+    message = refused("https", {"TrafficPolicy": cases_key(cases, "ERR_NGROK_90301")}).message
+    assert "rate-limit in on_http_request" in message
+    assert refused("tcp", {"TrafficPolicy": deny}).code == "ERR_NGROK_90301"
+    assert refused("https", {"TrafficPolicy": {"inbound": []}}).code == "ERR_NGROK_90302"  # not a document
+    both = {"TrafficPolicy": "{}", "Policy": {"Inbound": []}}
+    assert refused("https", both).code == "ERR_NGROK_90302"
+
+
+def cases_key(cases: dict[str, str], code: str) -> str:
+    return next(document for document, expected in cases.items() if expected == code)
+
+
+def test_the_legacy_policy_object_is_the_document_it_stands_for() -> None:
+    admin = "req.url.path.startsWith('/admin')"
+    rules = [{"name": "no admin", "expressions": [admin], "actions": [{"type": "deny"}]}]
+    policy = EndpointPolicy.from_opts("https", {"Policy": {"Inbound": rules, "Outbound": []}})
+    assert policy.traffic is not None
+    assert [rule.name for rule in policy.traffic.phases["on_http_request"]] == ["no admin"]
+    close = [{"actions": [{"type": "close-connection"}]}]
+    tcp = EndpointPolicy.from_opts("tcp", {"Policy": {"Inbound": close}})
+    assert tcp.traffic is not None and len(tcp.traffic.phases["on_tcp_connect"]) == 1
+    assert refused("https", {"Policy": {"provider": "google"}}).code == "ERR_NGROK_90301"
 
 
 def test_an_empty_object_is_set() -> None:

@@ -47,11 +47,13 @@ def test_oauth_is_refused_naming_the_option(server: BurrowServer, start_agent: C
     assert "ERR_NGROK_90301" in error and "'OAuth'" in error and "not enforced" in error
 
 
-def test_traffic_policy_on_tcp_is_refused(server: BurrowServer, start_agent: Callable[..., Agent]) -> None:
-    endpoint = {"name": "tcp", "kind": "tcp", "options": [["traffic_policy", '{"on_tcp_connect": []}']]}
-    agent = start_agent(server, token(server), [endpoint])
-    error = " ".join(agent.error("tcp"))
-    assert "ERR_NGROK_90301" in error and "TrafficPolicy" in error
+def test_a_traffic_policy_action_the_edge_does_not_carry_out_is_refused(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    http_phase = '{"on_http_request": [{"actions": [{"type": "deny"}]}]}'  # no HTTP on a TCP endpoint
+    endpoint = {"name": "tcp", "kind": "tcp", "options": [["traffic_policy", http_phase]]}
+    error = " ".join(start_agent(server, token(server), [endpoint]).error("tcp"))
+    assert "ERR_NGROK_90301" in error and "deny in on_http_request (on tcp endpoints)" in error
 
 
 # Once the listeners call the policy's hooks -------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -28,6 +29,24 @@ from .basic_auth import CHALLENGE, BasicAuth
 from .circuit import CircuitBreaker
 from .header_rules import HeaderRules, field_value
 from .ip_restriction import IPRestriction
+from .traffic_policy import Policy, compile_policy
+from .traffic_policy.actions import (
+    REQUEST,
+    RESPONSE,
+    TCP,
+    Action,
+    AddHeaders,
+    BasicAuthAction,
+    CloseConnection,
+    CustomResponse,
+    Deny,
+    Log,
+    Redirect,
+    RemoveHeaders,
+    RestrictIps,
+    SetVars,
+    UrlRewrite,
+)
 
 __all__ = [
     "CircuitBreaker",
@@ -90,6 +109,8 @@ class EndpointPolicy:
     response_rules: HeaderRules | None = None
     # HostHeaderRewrite: the Host the local service is addressed by ("host:port").
     host_header: bytes | None = None
+    # The endpoint's Traffic Policy, compiled (the edge runs it after the options above).
+    traffic: Policy | None = None
     # Wall-clock time for webhook timestamps (Slack, Stripe); injected by tests.
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
     # No option set: every hook is a no-op, and the proxy takes its fast path.
@@ -207,13 +228,15 @@ _HTTP = frozenset(
         "webhookverification",
         "proxyproto",
         "mutualtlsca",
+        "trafficpolicy",
+        "policy",
     }
 )
 _OPTIONS = {
     "http": _HTTP,
     "https": _HTTP,
-    "tcp": frozenset({"iprestriction", "proxyproto"}),
-    "tls": frozenset({"iprestriction", "proxyproto"}),
+    "tcp": frozenset({"iprestriction", "proxyproto", "trafficpolicy", "policy"}),
+    "tls": frozenset({"iprestriction", "proxyproto", "trafficpolicy", "policy"}),
 }
 _HTTP_ONLY = _HTTP - _OPTIONS["tcp"]
 
@@ -383,6 +406,62 @@ def ca_bundle(option: str, value: Any) -> bytes:
     return pem
 
 
+# The Traffic Policy actions the edge carries out, by phase. A policy with any other (a
+# rate limit, a JWT check, a response replaced after the agent answered...) is refused at
+# bind, naming it, until the edge does it: a policy never half-applies.
+CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
+    TCP: frozenset({Deny, SetVars, RestrictIps, Log, CloseConnection}),
+    REQUEST: frozenset(
+        {
+            Deny,
+            CustomResponse,
+            Redirect,
+            UrlRewrite,
+            AddHeaders,
+            RemoveHeaders,
+            SetVars,
+            RestrictIps,
+            BasicAuthAction,
+            Log,
+            CloseConnection,
+        }
+    ),
+    RESPONSE: frozenset({AddHeaders, RemoveHeaders, SetVars, Log}),
+}
+
+
+def _traffic_policy(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
+    if "traffic" in settings:
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="give TrafficPolicy or Policy, not both")
+    if option.lower() == "policy":
+        value = _legacy_policy(option, value, proto)
+    if not isinstance(value, str):
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="expected a YAML or JSON document")
+    policy = compile_policy(value)
+    phases = (TCP,) if proto in ("tcp", "tls") else (TCP, REQUEST, RESPONSE)
+    for phase, rules in policy.phases.items():
+        for rule in rules:
+            for action in rule.actions:
+                if phase not in phases or type(action) not in CARRIED_OUT[phase]:
+                    raise errors.ENDPOINT_OPTION_UNSUPPORTED(
+                        option=f"{option}: {action.kind} in {phase} (on {proto} endpoints)"
+                    )
+    settings["traffic"] = policy
+
+
+def _legacy_policy(option: str, value: Any, proto: str) -> str:
+    """The older object form, ``{"Inbound": [rules], "Outbound": [rules]}``, as the document
+    it stands for (ngrok's SDKs do the same): inbound rules run on the request (on a TCP or
+    TLS endpoint, the connection), outbound ones on the response."""
+    if not isinstance(value, Mapping):
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="expected an object")
+    known = _object(option, value, {"inbound", "outbound"})
+    inbound = _field(known, "inbound") or []
+    outbound = _field(known, "outbound") or []
+    document = {(TCP if proto in ("tcp", "tls") else REQUEST): inbound, RESPONSE: outbound}
+    return json.dumps({phase: rules for phase, rules in document.items() if rules})
+
+
 _PARSERS: dict[str, _Parser] = {
     "auth": _basic_auth,
     "basicauth": _basic_auth,
@@ -395,4 +474,6 @@ _PARSERS: dict[str, _Parser] = {
     "webhookverification": _webhook,
     "proxyproto": _proxy_proto,
     "mutualtlsca": _mutual_tls_ca,
+    "trafficpolicy": _traffic_policy,
+    "policy": _traffic_policy,
 }

@@ -4,9 +4,10 @@ and the endpoint's response header rules."""
 
 from __future__ import annotations
 
-from .http1 import LENGTH, NO_BODY, UNTIL_CLOSE, ResponseHead
+from .http1 import LENGTH, NO_BODY, UNTIL_CLOSE, Headers, ResponseHead
 from .http1.serialize import BodyEncoder, interim_head, response_fields, response_head
 from .proxy_request import ProxyRequest
+from .traffic_phases import on_http_response
 
 
 def upgrade_head(request: ProxyRequest, response: ResponseHead) -> bytes:
@@ -14,9 +15,19 @@ def upgrade_head(request: ProxyRequest, response: ResponseHead) -> bytes:
     request.status = 101
     fields = response_fields(response)
     if not request.plain:
-        assert request.tunnel is not None
-        fields = request.tunnel.policy.response_headers(fields)
+        fields = _endpoint_rules(request, 101, fields)
     return interim_head(response, fields)
+
+
+def _endpoint_rules(request: ProxyRequest, status: int, fields: Headers) -> Headers:
+    """The endpoint's response header options, then its Traffic Policy's response phase."""
+    policy = request.tunnel.policy if request.tunnel is not None else None
+    if policy is None:
+        return fields
+    fields = policy.response_headers(fields)
+    if policy.traffic is not None and request.plan is not None:
+        fields = on_http_response(policy.traffic, request.policy_env, status, fields)
+    return fields
 
 
 def final_head(request: ProxyRequest, response: ResponseHead, last: bool) -> tuple[bytes, BodyEncoder]:
@@ -38,8 +49,7 @@ def final_head(request: ProxyRequest, response: ResponseHead, last: bool) -> tup
         fields.append((b"Content-Encoding", b"gzip"))
         fields.append((b"Vary", b"Accept-Encoding"))
     if not request.plain:
-        assert request.tunnel is not None
-        fields = request.tunnel.policy.response_headers(fields)
+        fields = _endpoint_rules(request, status, fields)
     close = (
         not request.keep_alive
         or framing == UNTIL_CLOSE

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .http1 import CHUNKED, HOP_BY_HOP, LENGTH
 from .http1.serialize import request_fields, request_head
 from .proxy_request import ProxyRequest
+from .traffic_phases import edited
 
 # Framing and forwarding fields the proxy writes itself, dropped from the client's.
 _DROPPED = HOP_BY_HOP | {b"content-length", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-for"}
@@ -36,9 +37,12 @@ def forwarded_head(request: ProxyRequest, client_address: bytes, scheme: bytes) 
         assert request.tunnel is not None
         fields = request_fields(head, client_address, scheme, drop_expect=request.whole_body > 0)
         fields = request.tunnel.policy.request_headers(fields)
+        target = head.target
+        if request.plan is not None:
+            fields, target = edited(fields, request.plan.edits), request.plan.target
         if request.whole_body:  # the body, all here, goes with its length
-            return request_head(head, fields, LENGTH, len(request.body))
-        return request_head(head, fields, head.framing, head.length)
+            return request_head(head, fields, LENGTH, len(request.body), target)
+        return request_head(head, fields, head.framing, head.length, target)
     # The common case: the fields kept while parsing, spliced with ours.
     noted = request.noted
     earlier = noted.get(b"x-forwarded-for")

@@ -46,6 +46,7 @@ from .proxy_request import ProxyRequest, log_request, pauses_reading, record_out
 from .relay import RelayOut, RelayRoutes
 from .request_checks import apply_policy, check_body, unroutable
 from .response_relay import UPGRADED, ResponseRelay
+from .traffic_phases import CLOSE
 
 
 class HttpListeners(RelayOut, Protocol):
@@ -317,7 +318,7 @@ class HttpProxyConnection(ClientProtocol):
                 request.answer = not_found_page(request.host)
             return
         request.tunnel = tunnel
-        apply_policy(request, tunnel.policy, self.peers.client_ip)
+        apply_policy(request, tunnel.policy, self.peers, self.scheme)
 
     # Moving requests along -------------------------------------------------------------
 
@@ -347,6 +348,10 @@ class HttpProxyConnection(ClientProtocol):
     def _answer_here(self, request: ProxyRequest) -> None:
         assert request.answer is not None
         answer = request.answer
+        if answer == CLOSE:  # the endpoint's policy closes the connection, answering nothing
+            self._log(request)
+            self.transport.abort()
+            return
         request.status = int(answer[9:12])
         request.bytes_out = len(answer)
         self.transport.write(answer)

@@ -12,6 +12,7 @@ from burrow.domain.tunnels import Tunnel
 from . import traffic
 from .http1 import RequestHead
 from .pages import BODY_TOO_LARGE
+from .traffic_phases import Env, RequestPlan
 
 
 class ProxyRequest:
@@ -31,6 +32,8 @@ class ProxyRequest:
         "method",
         "noted",
         "plain",
+        "plan",
+        "policy_env",
         "routing",
         "start",
         "started",
@@ -50,6 +53,8 @@ class ProxyRequest:
         self.noted: dict[bytes, list[bytes]] = {}  # raw values of the fields http1.fields.NOTED names
         self.kept = bytearray()  # the other fields, as forwarded (unless a policy rewrites them)
         self.plain = True  # the endpoint has no options: no hook changes anything
+        self.plan: RequestPlan | None = None  # what the endpoint's Traffic Policy decided
+        self.policy_env: Env = {}  # the policy's variables, for its response phase
         self.routing = False  # waiting for the relay route lookup
         self.method = b""
         self.version = "1.1"

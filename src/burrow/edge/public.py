@@ -25,9 +25,10 @@ from .flow import ClientProtocol, Upstream
 from .handoff import Handoff
 from .http_proxy import HttpProxyConnection
 from .muxado_streams import MuxConnection, MuxStream, StreamHolder
-from .peers import peer_ip
+from .peers import Peers, peer_ip
 from .relay import Relaying, RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
+from .traffic_phases import connection_env, on_tcp_connect
 
 log = logging.getLogger("burrow.edge")
 TLS_SNIFF_LIMIT = 16 * 1024 + 5  # one TLS record holds the ClientHello
@@ -258,6 +259,11 @@ class PublicConnection(ClientProtocol):
             tunnel = registry.tcp_tunnel(self.port)
         if tunnel is None or not tunnel.policy.allows_client(peer_ip((self._client_ip, 0))):
             return None
+        traffic = tunnel.policy.traffic
+        if traffic is not None:
+            peers = Peers.of(self.transport)
+            if not on_tcp_connect(traffic, connection_env(peers, tunnel), peers.client_ip):
+                return None
         self._tunnel = tunnel
         stream = await self.listeners.open_proxy(tunnel, _peer(self.transport), self.kind)
         if stream is not None and self._lost:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 
-from burrow.domain.endpoint import CIRCUIT_OPEN, EndpointPolicy, IPAddress
+from burrow.domain import webhooks
+from burrow.domain.endpoint import CIRCUIT_OPEN, EndpointPolicy
 
 from .forward_head import accepts_gzip
 from .http1 import CHUNKED
 from .pages import CONNECT_NOT_SERVED, NOT_THE_SERVER_NAME, bad_request, refusal_page
+from .peers import Peers
 from .proxy_request import ProxyRequest
+from .traffic_phases import CLOSE, connection_env, on_http_request, on_tcp_connect, request_env
 
 
 def unroutable(request: ProxyRequest, scheme: str, sni: str | None) -> bytes | None:
@@ -34,17 +37,32 @@ def unroutable(request: ProxyRequest, scheme: str, sni: str | None) -> bytes | N
     return None
 
 
-def apply_policy(request: ProxyRequest, policy: EndpointPolicy, client_ip: IPAddress) -> None:
-    """The endpoint's checks (``request.answer`` set when one refuses) and what it asks of
-    the forwarding (a whole body first, compression)."""
+def apply_policy(request: ProxyRequest, policy: EndpointPolicy, peers: Peers, scheme: str) -> None:
+    """The endpoint's checks (``request.answer`` set when one refuses), its Traffic Policy
+    (the connection's phase, then the request's) and what they ask of the forwarding (a
+    whole body first, compression, header edits)."""
     if policy.plain:
         request.chunked = request.head is not None and request.head.framing == CHUNKED
         return
     request.plain = False
+    client_ip = peers.client_ip
     refusal = policy.check_request_head(request.method, request.target, request.headers, client_ip)
     if refusal is not None:
         request.answer = refusal_page(refusal)
         return
+    traffic, head, tunnel = policy.traffic, request.head, request.tunnel
+    if traffic is not None and head is not None and tunnel is not None:
+        env = connection_env(peers, tunnel)
+        if not on_tcp_connect(traffic, env, client_ip):
+            request.answer = CLOSE
+            return
+        env = request.policy_env = request_env(env, head, scheme, request.host)
+        authorization = webhooks.header(request.headers, b"authorization")
+        plan = on_http_request(traffic, env, head, client_ip, authorization)
+        if plan.answer is not None:
+            request.answer = plan.answer
+            return
+        request.plan = plan
     # After the client's own checks, so refused clients neither use up the breaker's
     # probe nor learn its state.
     breaker = policy.circuit_breaker

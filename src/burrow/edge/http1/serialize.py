@@ -55,9 +55,12 @@ def request_fields(
     return fields
 
 
-def request_head(head: RequestHead, fields: Headers, framing: int, length: int) -> bytes:
-    """The request head for the agent, with our framing (``length`` for a LENGTH body)."""
-    parts = [b"%b %b HTTP/%b\r\n" % (head.method, head.target, head.version)]
+def request_head(
+    head: RequestHead, fields: Headers, framing: int, length: int, target: bytes | None = None
+) -> bytes:
+    """The request head for the agent, with our framing (``length`` for a LENGTH body) and
+    ``target`` (a rewritten one) instead of the head's."""
+    parts = [b"%b %b HTTP/%b\r\n" % (head.method, target or head.target, head.version)]
     parts += [name + b": " + value + b"\r\n" for name, value in fields]
     if head.upgrade:
         parts.append(b"Connection: Upgrade\r\n")

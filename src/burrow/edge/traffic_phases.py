@@ -1,0 +1,245 @@
+"""An endpoint's Traffic Policy carried out at the proxy's phases (pure: no sockets).
+
+The domain compiles the policy and says, per phase, which actions run
+(:meth:`~burrow.domain.traffic_policy.Policy.run`); this module gives it the variables the
+edge knows and turns the actions into what the proxy does: an answer instead of
+forwarding, a closed connection, a rewritten target, header edits. Only the actions
+:data:`~burrow.domain.endpoint.CARRIED_OUT` lists reach here (binds with others are
+refused). Header names and values an action produces are checked as strictly as the
+parser checks a client's: a name that is no token or a value with a control character is
+dropped, never written (an interpolated ``${...}`` must not split a head).
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+import re
+from collections.abc import Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+from burrow.domain.endpoint import IPAddress
+from burrow.domain.traffic_policy import Policy
+from burrow.domain.traffic_policy.actions import (
+    REQUEST,
+    RESPONSE,
+    TCP,
+    Action,
+    AddHeaders,
+    BasicAuthAction,
+    CloseConnection,
+    CustomResponse,
+    Deny,
+    Log,
+    Redirect,
+    RemoveHeaders,
+    Response,
+    RestrictIps,
+    UrlRewrite,
+)
+from burrow.domain.traffic_policy.expressions import Value
+from burrow.domain.tunnels import Tunnel
+
+from .http1 import CHUNKED, LENGTH, RequestHead
+from .http1.fields import TOKEN
+from .peers import Peers
+
+log = logging.getLogger("burrow.edge")
+
+Headers = list[tuple[bytes, bytes]]
+Env = dict[str, Value]
+CLOSE = b""  # ProxyRequest.answer for "close the connection, answer nothing"
+
+_NAME = re.compile(TOKEN)
+_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
+_TARGET = re.compile(rb"/[\x21-\x7e]*")
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})  # the edge's own
+
+
+def connection_env(peers: Peers, tunnel: Tunnel) -> Env:
+    """The ``conn.*`` and ``endpoint.*`` variables of a connection to ``tunnel``."""
+    url = urlsplit(tunnel.url)
+    default = {"http": 80, "https": 443, "tls": 443}.get(url.scheme, 0)
+    return {
+        "conn.client_ip": str(peers.client_ip),
+        "conn.client_port": peers.client[1],
+        "conn.server_ip": peers.server[0],
+        "conn.server_port": peers.server[1],
+        "endpoint.url": tunnel.url,
+        "endpoint.host": url.hostname or "",
+        "endpoint.port": url.port or default,
+        "endpoint.protocol": tunnel.proto,
+    }
+
+
+def on_tcp_connect(policy: Policy, env: Env, client_ip: IPAddress) -> bool:
+    """Whether the connection may go on (False: close it, answering nothing)."""
+    for action in policy.run(TCP, env):
+        if isinstance(action, Deny | CloseConnection):
+            return False
+        if isinstance(action, RestrictIps) and not action.allows(client_ip):
+            return False
+        if isinstance(action, Log):
+            _log(TCP, action, env)
+    return True
+
+
+def request_env(base: Env, head: RequestHead, scheme: str, host: str) -> Env:
+    """``base`` with the ``req.*`` variables of a request."""
+    target = head.target.decode("latin-1")
+    path, _, query = target.partition("?")
+    headers: dict[str, list[str]] = {}
+    for name, value in head.headers:
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    params: dict[str, list[str]] = {}
+    for key, item in parse_qsl(query, keep_blank_values=True):
+        params.setdefault(key, []).append(item)
+    length = head.length if head.framing == LENGTH else (-1 if head.framing == CHUNKED else 0)
+    host_header = head.host.decode("latin-1")
+    return {
+        **base,
+        "req.method": head.method.decode("latin-1"),
+        "req.url": f"{scheme}://{host_header}{target}",
+        "req.url.path": path,
+        "req.url.query": query,
+        "req.url.host": host,
+        "req.url.scheme": scheme,
+        "req.host": host_header,
+        "req.headers": {name: tuple(values) for name, values in headers.items()},
+        "req.query_params": {name: tuple(values) for name, values in params.items()},
+        "req.content_length": length,
+    }
+
+
+class RequestPlan:
+    """What the request phase decided: an answer (or CLOSE) instead of forwarding, else
+    the target to forward and the header edits, in order, for the forwarded head."""
+
+    __slots__ = ("answer", "edits", "target")
+
+    def __init__(self, target: bytes) -> None:
+        self.answer: bytes | None = None
+        self.target = target
+        self.edits: list[Action] = []
+
+
+def on_http_request(
+    policy: Policy, env: Env, head: RequestHead, client_ip: IPAddress, authorization: bytes | None
+) -> RequestPlan:
+    plan = RequestPlan(head.target)
+    url = str(env["req.url"])
+    for action in policy.run(REQUEST, env):
+        if isinstance(action, CloseConnection):
+            plan.answer = CLOSE
+        elif isinstance(action, Deny | CustomResponse):
+            plan.answer = answer(action.response())
+        elif isinstance(action, Redirect):
+            redirect = action.response(url)
+            if redirect is not None:
+                plan.answer = answer(redirect)
+        elif isinstance(action, RestrictIps):
+            if not action.allows(client_ip):
+                plan.answer = answer(Response(403, (), "The client's address is not allowed.\n"))
+        elif isinstance(action, BasicAuthAction):
+            challenge = action.challenge(authorization)
+            if challenge is not None:
+                plan.answer = answer(challenge)
+        elif isinstance(action, UrlRewrite):
+            url = action.rewrite(url)
+            plan.target = _target(url, plan.target)
+        elif isinstance(action, AddHeaders | RemoveHeaders):
+            plan.edits.append(action)
+        elif isinstance(action, Log):
+            _log(REQUEST, action, env)
+        if plan.answer is not None:
+            break
+    return plan
+
+
+def on_http_response(policy: Policy, env: Env, status: int, fields: Headers) -> Headers:
+    """The response head's fields after the policy's response phase."""
+    response_env: Env = {
+        **env,
+        "res.status_code": status,
+        "res.headers": _multimap(fields),
+    }
+    edits: list[Action] = []
+    for action in policy.run(RESPONSE, response_env):
+        if isinstance(action, AddHeaders | RemoveHeaders):
+            edits.append(action)
+        elif isinstance(action, Log):
+            _log(RESPONSE, action, response_env)
+    return edited(fields, edits)
+
+
+def edited(fields: Headers, edits: Sequence[Action]) -> Headers:
+    """``fields`` with the header actions applied in order; what they add is checked."""
+    if not edits:
+        return fields
+    pairs: list[tuple[str, str]] = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in fields]
+    for action in edits:
+        assert isinstance(action, AddHeaders | RemoveHeaders)
+        pairs = action.apply(pairs)
+    out: Headers = []
+    for name, value in pairs:
+        field = _field(name, value)
+        if field is not None:
+            out.append(field)
+    return out
+
+
+def answer(response: Response) -> bytes:
+    """A response the edge sends instead of forwarding; the connection closes after it."""
+    body = response.body.encode()
+    try:
+        reason = http.HTTPStatus(response.status).phrase.encode()
+    except ValueError:
+        reason = b""
+    lines = [b"HTTP/1.1 %d %b\r\n" % (response.status, reason)]
+    named = {name.lower() for name, _ in response.headers}
+    for name, value in response.headers:
+        field = _field(name, value)
+        if field is not None and field[0].lower() not in _FRAMING:
+            lines.append(b"%b: %b\r\n" % field)
+    if "content-type" not in named and body:
+        lines.append(b"Content-Type: text/plain; charset=utf-8\r\n")
+    lines.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    return b"".join(lines) + body
+
+
+def _field(name: str, value: str) -> tuple[bytes, bytes] | None:
+    try:
+        raw_name, raw_value = name.encode("latin-1"), value.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    if _NAME.fullmatch(raw_name) is None or _VALUE.fullmatch(raw_value) is None:
+        log.info("traffic policy header dropped", extra={"fields": {"name": name[:100]}})
+        return None
+    return raw_name, raw_value
+
+
+def _target(url: str, current: bytes) -> bytes:
+    """The origin-form target of a rewritten URL (a full URL keeps only its path and
+    query); the current one when the rewrite is no valid target."""
+    parts = urlsplit(url)
+    text = url if url.startswith("/") else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        target = text.encode("ascii")
+    except UnicodeEncodeError:
+        return current
+    return target if _TARGET.fullmatch(target) else current
+
+
+def _multimap(fields: Headers) -> dict[str, tuple[str, ...]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in fields:
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return {name: tuple(values) for name, values in headers.items()}
+
+
+def _log(phase: str, action: Log, env: Env) -> None:
+    metadata = {name: template.text for name, template in action.metadata}
+    log.info(
+        "traffic policy log",
+        extra={"fields": {"phase": phase, "endpoint": env.get("endpoint.url"), "metadata": metadata}},
+    )
