@@ -8,13 +8,16 @@ the proxy's routing and head building, the muxado codec both ways, the response 
 and the traffic log (to a null handler). Prints microseconds of process CPU per request
 (including the agent side and the event loop, the same in both arms of an A/B).
 
-Usage: ``.venv/bin/python bench/proxy_path.py [REQUESTS] [ROUNDS]``; for an A/B, run it
-alternately with two virtualenvs' interpreters (each imports its own ``burrow``).
+Usage: ``.venv/bin/python bench/proxy_path.py [REQUESTS] [ROUNDS] [policy]``; for an A/B, run
+it alternately with two virtualenvs' interpreters (each imports its own ``burrow``). With
+``policy``, each round runs twice, alternately: the endpoint without options, then with the
+five-rule Traffic Policy below, and prints the difference a request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 import time
@@ -105,7 +108,23 @@ class Listeners:
         raise AssertionError("one node: nothing is relayed")
 
 
-async def run(requests: int, rounds: int) -> None:
+# Five rules, as a user might write them: four on the request (none answers), one on the
+# response; every expression and interpolation is evaluated on each request.
+POLICY = """
+on_http_request:
+  - expressions: ["req.url.path.startsWith('/admin')"]
+    actions: [{type: deny}]
+  - actions: [{type: restrict-ips, config: {allow: [127.0.0.0/8]}}]
+  - actions: [{type: set-vars, config: {vars: [{agent: "${req.headers['user-agent'][0]}"}]}}]
+  - expressions: ["vars.agent == 'wrk'", "req.method == 'GET'"]
+    actions: [{type: add-headers, config: {headers: {x-agent: "${vars.agent}"}}}]
+on_http_response:
+  - expressions: ["res.status_code >= 200"]
+    actions: [{type: add-headers, config: {headers: {x-status: "${res.status_code}"}}}]
+"""
+
+
+async def run(requests: int, rounds: int, with_policy: bool) -> None:
     log = logging.getLogger("burrow.traffic")
     log.addHandler(logging.NullHandler())
     log.setLevel(logging.INFO)
@@ -120,26 +139,39 @@ async def run(requests: int, rounds: int) -> None:
             tasks.add(asyncio.create_task(stream.forward_to(Responder(stream))))
 
     tasks.add(asyncio.create_task(serve()))
-    tunnel = Tunnel(
-        "tn_bench", "ts_bench", "http", f"http://{HOST}", "", "", datetime.now(UTC), hostname=HOST
-    )
-    client = MemoryTransport()
-    proxy = HttpProxyConnection(Listeners(edge, tunnel), "http")
-    proxy.connection_made(client)  # type: ignore[arg-type]
+    plain = Tunnel("tn_bench", "ts_bench", "http", f"http://{HOST}", "", "", datetime.now(UTC), hostname=HOST)
+    arms = [("plain", plain)]
+    if with_policy:
+        from burrow.domain.endpoint import EndpointPolicy
 
-    async def one() -> None:
+        policy = EndpointPolicy.from_opts("http", {"TrafficPolicy": POLICY})
+        arms.append(("policy", dataclasses.replace(plain, policy=policy)))
+
+    async def one(proxy: HttpProxyConnection, client: MemoryTransport) -> None:
         before = client.written
         proxy.data_received(REQUEST)
         while client.written == before:
             await asyncio.sleep(0)
 
-    for _ in range(200):  # warm up
-        await one()
+    connections = []
+    for _, tunnel in arms:
+        client = MemoryTransport()
+        proxy = HttpProxyConnection(Listeners(edge, tunnel), "http")
+        proxy.connection_made(client)  # type: ignore[arg-type]
+        connections.append((proxy, client))
+        for _ in range(200):  # warm up
+            await one(proxy, client)
     for _ in range(rounds):
-        started = time.process_time()
-        for _ in range(requests):
-            await one()
-        print(f"{(time.process_time() - started) * 1e6 / requests:.1f} us/request", flush=True)
+        costs = []
+        for proxy, client in connections:
+            started = time.process_time()
+            for _ in range(requests):
+                await one(proxy, client)
+            costs.append((time.process_time() - started) * 1e6 / requests)
+        if with_policy:
+            print(f"{costs[0]:.1f} / {costs[1]:.1f} us/request, the policy adds {costs[1] - costs[0]:.1f} us")
+        else:
+            print(f"{costs[0]:.1f} us/request", flush=True)
     traffic.flush()
     for task in tasks:
         task.cancel()
@@ -147,5 +179,9 @@ async def run(requests: int, rounds: int) -> None:
 
 if __name__ == "__main__":
     uvloop.run(
-        run(int(sys.argv[1]) if len(sys.argv) > 1 else 5000, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+        run(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+            sys.argv[3:4] == ["policy"],
+        )
     )

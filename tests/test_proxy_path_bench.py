@@ -24,3 +24,16 @@ def test_the_proxy_path_bench_runs_and_reports_cpu_per_request() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     figures = re.findall(r"^(\d+\.\d) us/request$", result.stdout, flags=re.M)
     assert len(figures) == 2 and all(float(figure) > 0 for figure in figures), result.stdout
+
+
+def test_its_policy_mode_runs_both_arms() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "proxy_path.py"), "200", "1", "policy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^\d+\.\d / \d+\.\d us/request, the policy adds -?\d+\.\d us$", result.stdout, re.M), (
+        result.stdout
+    )

@@ -56,7 +56,7 @@ def apply_policy(request: ProxyRequest, policy: EndpointPolicy, peers: Peers, sc
         if not on_tcp_connect(traffic, env, client_ip):
             request.answer = CLOSE
             return
-        env = request.policy_env = request_env(env, head, scheme, request.host)
+        env = request.policy_env = request_env(traffic, env, head, scheme, request.host)
         authorization = webhooks.header(request.headers, b"authorization")
         plan = on_http_request(traffic, env, head, client_ip, authorization)
         if plan.answer is not None:

@@ -12,6 +12,7 @@ dropped, never written (an interpolated ``${...}`` must not split a head).
 
 from __future__ import annotations
 
+import functools
 import http
 import logging
 import re
@@ -56,24 +57,34 @@ _TARGET = re.compile(rb"/[\x21-\x7e]*")
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})  # the edge's own
 
 
+@functools.lru_cache(maxsize=4096)
+def _endpoint(url: str, proto: str) -> tuple[tuple[str, Value], ...]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443, "tls": 443}.get(parts.scheme, 0)
+    return (
+        ("endpoint.url", url),
+        ("endpoint.host", parts.hostname or ""),
+        ("endpoint.port", parts.port or default),
+        ("endpoint.protocol", proto),
+    )
+
+
 def connection_env(peers: Peers, tunnel: Tunnel) -> Env:
     """The ``conn.*`` and ``endpoint.*`` variables of a connection to ``tunnel``."""
-    url = urlsplit(tunnel.url)
-    default = {"http": 80, "https": 443, "tls": 443}.get(url.scheme, 0)
-    return {
+    env: Env = {
         "conn.client_ip": str(peers.client_ip),
         "conn.client_port": peers.client[1],
         "conn.server_ip": peers.server[0],
         "conn.server_port": peers.server[1],
-        "endpoint.url": tunnel.url,
-        "endpoint.host": url.hostname or "",
-        "endpoint.port": url.port or default,
-        "endpoint.protocol": tunnel.proto,
     }
+    env.update(_endpoint(tunnel.url, tunnel.proto))
+    return env
 
 
 def on_tcp_connect(policy: Policy, env: Env, client_ip: IPAddress) -> bool:
     """Whether the connection may go on (False: close it, answering nothing)."""
+    if not policy.phases.get(TCP):
+        return True
     for action in policy.run(TCP, env):
         if isinstance(action, Deny | CloseConnection):
             return False
@@ -84,31 +95,31 @@ def on_tcp_connect(policy: Policy, env: Env, client_ip: IPAddress) -> bool:
     return True
 
 
-def request_env(base: Env, head: RequestHead, scheme: str, host: str) -> Env:
-    """``base`` with the ``req.*`` variables of a request."""
+def request_env(policy: Policy, base: Env, head: RequestHead, scheme: str, host: str) -> Env:
+    """``base`` with the ``req.*`` variables of a request (the maps of headers and query
+    parameters only if the policy reads them)."""
     target = head.target.decode("latin-1")
     path, _, query = target.partition("?")
-    headers: dict[str, list[str]] = {}
-    for name, value in head.headers:
-        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-    params: dict[str, list[str]] = {}
-    for key, item in parse_qsl(query, keep_blank_values=True):
-        params.setdefault(key, []).append(item)
     length = head.length if head.framing == LENGTH else (-1 if head.framing == CHUNKED else 0)
     host_header = head.host.decode("latin-1")
-    return {
-        **base,
-        "req.method": head.method.decode("latin-1"),
-        "req.url": f"{scheme}://{host_header}{target}",
-        "req.url.path": path,
-        "req.url.query": query,
-        "req.url.host": host,
-        "req.url.scheme": scheme,
-        "req.host": host_header,
-        "req.headers": {name: tuple(values) for name, values in headers.items()},
-        "req.query_params": {name: tuple(values) for name, values in params.items()},
-        "req.content_length": length,
-    }
+    env = dict(base)
+    env["req.method"] = head.method.decode("latin-1")
+    env["req.url"] = f"{scheme}://{host_header}{target}"
+    env["req.url.path"] = path
+    env["req.url.query"] = query
+    env["req.url.host"] = host
+    env["req.url.scheme"] = scheme
+    env["req.host"] = host_header
+    env["req.content_length"] = length
+    reads = policy.reads
+    if "req.headers" in reads.get(REQUEST, ()) or "req.headers" in reads.get(RESPONSE, ()):
+        env["req.headers"] = _multimap(head.headers)
+    if "req.query_params" in reads.get(REQUEST, ()) or "req.query_params" in reads.get(RESPONSE, ()):
+        params: dict[str, list[str]] = {}
+        for key, item in parse_qsl(query, keep_blank_values=True):
+            params.setdefault(key, []).append(item)
+        env["req.query_params"] = {name: tuple(values) for name, values in params.items()}
+    return env
 
 
 class RequestPlan:
@@ -158,11 +169,12 @@ def on_http_request(
 
 def on_http_response(policy: Policy, env: Env, status: int, fields: Headers) -> Headers:
     """The response head's fields after the policy's response phase."""
-    response_env: Env = {
-        **env,
-        "res.status_code": status,
-        "res.headers": _multimap(fields),
-    }
+    if not policy.phases.get(RESPONSE):
+        return fields
+    response_env = dict(env)
+    response_env["res.status_code"] = status
+    if "res.headers" in policy.reads.get(RESPONSE, ()):
+        response_env["res.headers"] = _multimap(fields)
     edits: list[Action] = []
     for action in policy.run(RESPONSE, response_env):
         if isinstance(action, AddHeaders | RemoveHeaders):
@@ -173,19 +185,16 @@ def on_http_response(policy: Policy, env: Env, status: int, fields: Headers) -> 
 
 
 def edited(fields: Headers, edits: Sequence[Action]) -> Headers:
-    """``fields`` with the header actions applied in order; what they add is checked."""
-    if not edits:
-        return fields
-    pairs: list[tuple[str, str]] = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in fields]
+    """``fields`` with the header actions applied in order (as ``AddHeaders.apply`` and
+    ``RemoveHeaders.apply`` would, on the raw fields); what they add is checked."""
     for action in edits:
-        assert isinstance(action, AddHeaders | RemoveHeaders)
-        pairs = action.apply(pairs)
-    out: Headers = []
-    for name, value in pairs:
-        field = _field(name, value)
-        if field is not None:
-            out.append(field)
-    return out
+        if isinstance(action, RemoveHeaders):
+            doomed = {name.lower().encode("latin-1", "replace") for name in action.headers}
+            fields = [field for field in fields if field[0].lower() not in doomed]
+        elif isinstance(action, AddHeaders):
+            added = (_field(name, value.text) for name, value in action.headers)
+            fields = [*fields, *(field for field in added if field is not None)]
+    return fields
 
 
 def answer(response: Response) -> bytes:

@@ -149,11 +149,39 @@ class ConfigReader:
 
 
 def _resolve_value(value: Any, env: Env) -> Any:
+    """``value`` with its templates resolved; ``value`` itself when none of them changes."""
     if isinstance(value, Template):
         return value.resolve(env)
     if isinstance(value, tuple):
-        return tuple(_resolve_value(item, env) for item in value)
+        changed = False
+        items = []
+        for item in value:
+            new = _resolve_value(item, env)
+            changed = changed or new is not item
+            items.append(new)
+        return tuple(items) if changed else value
     return value
+
+
+def is_dynamic(value: object) -> bool:
+    """Whether ``value`` (an action, or one of its fields) holds a template to resolve."""
+    if isinstance(value, Template):
+        return value.dynamic
+    if isinstance(value, tuple):
+        return any(is_dynamic(item) for item in value)
+    if isinstance(value, Action):
+        return any(is_dynamic(getattr(value, name)) for name in _init_fields(type(value)))
+    return False
+
+
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _init_fields(kind: type) -> tuple[str, ...]:
+    names = _INIT_FIELDS.get(kind)
+    if names is None:
+        names = _INIT_FIELDS[kind] = tuple(item.name for item in dataclasses.fields(kind) if item.init)
+    return names
 
 
 class Action:
@@ -163,13 +191,17 @@ class Action:
     phases: ClassVar[frozenset[str]]
 
     def resolve(self, env: Env) -> Action:
-        """A copy with every template resolved against ``env``."""
-        changes = {
-            item.name: _resolve_value(getattr(self, item.name), env)
-            for item in dataclasses.fields(self)  # type: ignore[arg-type]
-            if item.init
-        }
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        """A copy with every template resolved against ``env`` (itself if it has none)."""
+        resolved = None
+        for name in _init_fields(type(self)):
+            value = getattr(self, name)
+            new = _resolve_value(value, env)
+            if new is not value:
+                if resolved is None:  # a shallow copy, made without __init__ (this runs per request)
+                    resolved = object.__new__(type(self))
+                    resolved.__dict__.update(self.__dict__)
+                resolved.__dict__[name] = new  # frozen: set on the fresh copy only
+        return resolved or self
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from ..filter import MAX_DEPTH, MAX_EXPRESSION_LENGTH, FilterError, _describe_token, _excerpt, _Lexer, _Token
@@ -90,6 +90,7 @@ class Expression:
     text: str
     type: CelType
     _run: _Run
+    reads: frozenset[str] = frozenset()  # the variables it reads, so a caller builds only those
 
     def evaluate(self, env: Env) -> Value:
         """The value, or :class:`EvaluationError`."""
@@ -102,10 +103,11 @@ def compile_expression(
     """Parse and check ``text`` over ``variables``; ``want`` is the type it must have (bool for rules)."""
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise FilterError(f"the expression is longer than {MAX_EXPRESSION_LENGTH} characters")
-    typed = _Parser(text, variables).parse()
+    parser = _Parser(text, variables)
+    typed = parser.parse()
     if want is not None and typed.type != want:
         raise FilterError(f"the expression must be {want}, not {typed.type}", 0, text)
-    return Expression(text, typed.type, typed.run)
+    return Expression(text, typed.type, typed.run, frozenset(parser.reads))
 
 
 # --- Run-time helpers ------------------------------------------------------------------------------
@@ -178,6 +180,7 @@ class _Parser:
         self._tokens = _Lexer(text, frozenset("?:")).tokens()
         self._index = 0
         self._nesting = 0
+        self.reads: set[str] = set()
 
     def parse(self) -> _Typed:
         if self._peek().kind == "end":
@@ -423,6 +426,7 @@ class _Parser:
             raise self._error(
                 f"unknown variable {shown} (Burrow does not know it, or not in this phase)", first.position
             )
+        self.reads.add(dotted)
         return _Typed(kind, lambda env: _read(env, dotted), first.position)
 
     def _selects_name(self, ahead: int) -> bool:
@@ -575,6 +579,11 @@ class Template:
     """A config string with ``${expr}`` parts, compiled; :meth:`resolve` fills them in."""
 
     parts: tuple[str | Expression, ...]
+    # Whether any part is an expression (else resolving it changes nothing); set once.
+    dynamic: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dynamic", any(isinstance(part, Expression) for part in self.parts))
 
     @classmethod
     def literal(cls, text: str) -> Template:
@@ -583,14 +592,18 @@ class Template:
     @property
     def text(self) -> str:
         """The string, once resolved (or when it never had expressions)."""
-        if any(isinstance(part, Expression) for part in self.parts):
+        if self.dynamic:
             raise ValueError("the template has not been resolved")
-        return "".join(part for part in self.parts if isinstance(part, str))
+        return "".join(self.parts)  # type: ignore[arg-type]
 
     def resolve(self, env: Env) -> Template:
-        return Template.literal(
-            "".join(part if isinstance(part, str) else render(part.evaluate(env)) for part in self.parts)
-        )
+        if not self.dynamic:
+            return self
+        text = "".join([part if isinstance(part, str) else render(part.evaluate(env)) for part in self.parts])
+        resolved = object.__new__(Template)  # a literal, made without __init__'s scan (per request)
+        object.__setattr__(resolved, "parts", (text,) if text else ())
+        object.__setattr__(resolved, "dynamic", False)
+        return resolved
 
 
 def compile_template(text: str, variables: Mapping[str, CelType]) -> Template:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 from .. import errors
@@ -21,6 +21,7 @@ from .actions import (
     Deny,
     Invalid,
     SetVars,
+    is_dynamic,
 )
 from .document import load_document
 from .expressions import (
@@ -32,6 +33,7 @@ from .expressions import (
     Env,
     EvaluationError,
     Expression,
+    Template,
     Value,
     compile_expression,
 )
@@ -79,11 +81,19 @@ class Rule:
     name: str
     expressions: tuple[Expression, ...]
     actions: tuple[Action, ...]
+    # Per action: whether it has templates to resolve on each run (the others run as they are).
+    dynamic: tuple[bool, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dynamic", tuple(is_dynamic(action) for action in self.actions))
 
 
 @dataclass(frozen=True)
 class Policy:
     phases: Mapping[str, tuple[Rule, ...]]
+    # The variables each phase reads (expressions and interpolations): the caller may leave
+    # out the others, and builds the costly ones (headers, query parameters) only if read.
+    reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def run(self, phase: str, variables: Env) -> list[Action]:
         """The actions to run, in order and resolved, for the rules of ``phase`` that match.
@@ -98,9 +108,9 @@ class Policy:
         for rule in self.phases.get(phase, ()):
             if not all(_holds(expression, env) for expression in rule.expressions):
                 continue
-            for action in rule.actions:
+            for action, dynamic in zip(rule.actions, rule.dynamic, strict=True):
                 try:
-                    resolved = action.resolve(env)
+                    resolved = action.resolve(env) if dynamic else action
                 except EvaluationError:
                     continue  # an interpolation that cannot be made: the action is skipped
                 if isinstance(resolved, SetVars):
@@ -144,7 +154,28 @@ def _compile(document: object) -> Policy:
         phases[phase] = tuple(
             _rule(f"{phase}[{index}]", rule, phase, variables) for index, rule in enumerate(rules)
         )
-    return Policy(phases)
+    return Policy(phases, {phase: _reads(rules) for phase, rules in phases.items()})
+
+
+def _reads(rules: tuple[Rule, ...]) -> frozenset[str]:
+    names: set[str] = set()
+    for rule in rules:
+        for expression in rule.expressions:
+            names |= expression.reads
+        for action in rule.actions:
+            names |= _action_reads(action)
+    return frozenset(names)
+
+
+def _action_reads(value: object) -> frozenset[str]:
+    if isinstance(value, Template):
+        return frozenset().union(*(part.reads for part in value.parts if isinstance(part, Expression)))
+    if isinstance(value, tuple):
+        return frozenset().union(*(_action_reads(item) for item in value))
+    if isinstance(value, Action):
+        parts = (getattr(value, item.name) for item in fields(value))  # type: ignore[arg-type]
+        return frozenset().union(*(_action_reads(part) for part in parts))
+    return frozenset()
 
 
 def _set_var_names(rules: list[object]) -> set[str]:
