@@ -31,7 +31,7 @@ from typing import Any
 
 from burrow.edge import muxado_protocol as mux
 
-AUTH, BIND, PROXY = 0, 1, 3
+AUTH, BIND, PROXY, PATCH_TUNNEL_STATE = 0, 1, 3, 10
 _PROXY_PREFIX = 4 + 8  # u32 stream type, then the header's i64 (little-endian) length
 
 
@@ -141,6 +141,18 @@ class MaliciousAgent:
         self._thread = threading.Thread(target=self._run, name="malicious-agent", daemon=True)
         self._thread.start()
         return self
+
+    def rpc(self, kind: int, message: dict[str, Any]) -> dict[str, Any]:
+        """One more RPC on the running session (between requests: the thread pauses for it)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            return self._rpc(kind, message)
+        finally:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="malicious-agent", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         self._stop.set()

@@ -221,6 +221,9 @@ def test_deleted_credential_cannot_bind(edge: AgentControl, store: Store) -> Non
     assert code(error) == "ERR_NGROK_107"
 
 
+_HTTP_DENY = "on_http_request: [{actions: [{type: deny}]}]"  # no HTTP phase on a TCP endpoint
+
+
 def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: AgentControl, store: Store) -> None:
     _, token, _ = credential(store, [])
     session = auth(edge, token)
@@ -244,7 +247,7 @@ def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: AgentControl, st
 
     refusals = [
         ("https", {"OAuth": {"provider": "google"}}, "ERR_NGROK_90301", "OAuth"),
-        ("tcp", {"Addr": "", "TrafficPolicy": "on_tcp_connect: []"}, "ERR_NGROK_90301", "TrafficPolicy"),
+        ("tcp", {"Addr": "", "TrafficPolicy": _HTTP_DENY}, "ERR_NGROK_90301", "TrafficPolicy"),
         ("tls", {"MutualTLSAtEdge": {"mutual_tls_ca": "eA=="}}, "ERR_NGROK_90301", "MutualTLSAtEdge"),
         ("http", {"MutualTLSCA": {"mutual_tls_ca": "eA=="}}, "ERR_NGROK_90301", "MutualTLSCA"),
         ("https", {"IPRestriction": {"allow_cidrs": ["10.0.0.0/40"]}}, "ERR_NGROK_362", "10.0.0.0/40"),

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edge.malicious_agent import HONEST_ANSWER, AgentError, MaliciousAgent
+from tests.edge.malicious_agent import HONEST_ANSWER, PATCH_TUNNEL_STATE, AgentError, MaliciousAgent
 from tests.edge.test_sdk import credential
 from tests.harness import BurrowServer
 
@@ -129,3 +129,33 @@ def test_a_url_another_tenant_holds_or_the_acl_denies_is_refused(server: BurrowS
         agent(server, token, go_bind("https", "https://app.theirs.example")).start()
     with pytest.raises(AgentError, match="ERR_NGROK_90301"):
         agent(server, token, go_bind("https", "https://pool.mine.example", PoolingEnabled=True)).start()
+
+
+def test_a_policy_patched_live_applies_to_the_next_request(server: BurrowServer) -> None:
+    token = credential(server, [])["token"]
+    with agent(server, token, go_bind("https", "https://live.go.example")) as live:
+        tunnel_id = live.bound["Id"]
+
+        def status(path: str) -> int:
+            with httpx.Client(verify=False, timeout=10) as client:
+                url = f"https://{server.https_addr}{path}"
+                host = "live.go.example"
+                return client.get(url, headers={"Host": host}, extensions={"sni_hostname": host}).status_code
+
+        assert status("/admin") == 200
+        deny = "on_http_request: [{expressions: [\"req.url.path == '/admin'\"], actions: [{type: deny}]}]"
+        patch = {"TunnelId": tunnel_id, "TrafficPolicy": deny, "Metadata": "v2"}
+        patched = live.rpc(PATCH_TUNNEL_STATE, patch)
+        assert patched == {"Error": ""}
+        assert status("/admin") == 403 and status("/other") == 200
+        with server.client() as http:
+            listed = http.get("/tunnels").json()["tunnels"]
+        shown = [t["metadata"] for t in listed if t["public_url"].startswith("https://live.go.example")]
+        assert shown == ["v2"]
+        # A refused patch changes nothing: the deny stays.
+        refused = live.rpc(PATCH_TUNNEL_STATE, {"TunnelId": tunnel_id, "TrafficPolicy": "on_http_request: ["})
+        assert "ERR_NGROK_2236" in refused["Error"] and status("/admin") == 403
+        unknown = live.rpc(PATCH_TUNNEL_STATE, {"TunnelId": "tn_nope", "Metadata": "x"})
+        assert "ERR_NGROK_301" in unknown["Error"]
+        cleared = live.rpc(PATCH_TUNNEL_STATE, {"TunnelId": tunnel_id, "TrafficPolicy": ""})
+        assert cleared == {"Error": ""} and status("/admin") == 200

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import ipaddress
 import json
 import time
@@ -135,6 +136,14 @@ class EndpointPolicy:
                 raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=_shown(name, proto))
             _PARSERS[key](name, opts[name], settings, proto, forwards_to)
         return cls(**settings)
+
+    def with_traffic_policy(self, proto: str, document: str) -> EndpointPolicy:
+        """This policy with its Traffic Policy replaced by ``document`` ("" for none), checked
+        as a bind's is (PatchTunnelState); raises, changing nothing, if it is refused."""
+        settings: dict[str, Any] = {}
+        if document:
+            _traffic_policy("TrafficPolicy", document, settings, proto, "")
+        return dataclasses.replace(self, traffic=settings.get("traffic"))
 
     # Per connection (TCP, TLS; and every HTTP request) ---------------------------------
 

@@ -182,8 +182,7 @@ class AgentConnection:
             elif kind == StreamType.UNBIND:
                 response = control.unbind(authenticated, wire.Unbind.parse(message))
             elif kind == StreamType.PATCH_TUNNEL_STATE:
-                wire.PatchTunnelState.parse(message)
-                raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PatchTunnelState")
+                response = await control.patch(authenticated, wire.PatchTunnelState.parse(message))
             else:
                 wire.SrvInfo.parse(message)
                 response = control.srv_info()

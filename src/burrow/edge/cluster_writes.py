@@ -84,6 +84,13 @@ class ClusterWrites:
             lambda: self.cluster.release_tunnel(tunnel, keep_binding),
         )
 
+    async def set_metadata(self, tunnel: Tunnel, metadata: str) -> None:
+        previous = tunnel.metadata
+        await self._awaited(
+            lambda: self.cluster.set_metadata(tunnel, metadata),
+            lambda: self.cluster.set_metadata(tunnel, previous),
+        )
+
     async def run(self, write: Callable[[], object]) -> None:
         """``write()`` run in its turn after the writes queued before it, awaited."""
         await asyncio.wrap_future(self._queue(write))

@@ -358,6 +358,23 @@ class AgentControl:
         # If the session ended meanwhile, its removal (queued after the claim) drops the rows.
         registry.finish_bind(pending)
 
+    async def patch(self, authenticated: Authenticated, request: wire.PatchTunnelState) -> wire.ErrorResp:
+        """A bound endpoint updated in place: its Traffic Policy (the next request runs the
+        new one) and metadata. Checked whole before anything changes."""
+        tunnel = authenticated.session.tunnels.get(request.tunnel_id)
+        if tunnel is None:
+            raise errors.BIND_INVALID(reason=f"this session has no tunnel {request.tunnel_id!r}")
+        if request.pooling_enabled:
+            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PoolingEnabled")
+        policy = tunnel.policy
+        if request.traffic_policy is not None:
+            policy = policy.with_traffic_policy(tunnel.proto, request.traffic_policy)
+        if request.metadata is not None and request.metadata != tunnel.metadata:
+            await self.writes.set_metadata(tunnel, request.metadata)
+            tunnel.metadata = request.metadata
+        tunnel.policy = policy
+        return wire.ErrorResp()
+
     def unbind(self, authenticated: Authenticated, request: wire.Unbind) -> wire.UnbindResp:
         if request.id:
             self.registry.remove_tunnel(authenticated.session.id, request.id)

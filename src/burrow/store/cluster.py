@@ -315,6 +315,16 @@ class ClusterRegistry:
                 return
         raise BindConflict(name)
 
+    def set_metadata(self, tunnel: Tunnel, metadata: str) -> None:
+        """A live tunnel's new metadata (an agent's PatchTunnelState), as the API lists it."""
+        tunnels = schema.cluster_tunnels
+        with _reachable(), self.engine.begin() as connection:
+            connection.execute(
+                update(tunnels)
+                .where(and_(tunnels.c.session_id == tunnel.session_id, tunnels.c.id == tunnel.id))
+                .values(metadata=metadata)
+            )
+
     def release_tunnel(self, tunnel: Tunnel, keep_binding: bool) -> None:
         try:
             self._release_tunnel(tunnel, keep_binding)
