@@ -52,6 +52,7 @@ def test_every_documented_operation_is_served_and_nothing_else(app_server: AppSe
             "/reserved_addrs/{id}": http.post("/reserved_addrs", json={}).json()["id"],
             "/tunnel_sessions/{id}": ids.new_id(ids.TUNNEL_SESSION),
             "/tunnel_sessions/{id}/stop": ids.new_id(ids.TUNNEL_SESSION),
+            "/endpoints/{id}": ids.new_id(ids.ENDPOINT),
         }
         resource_ids["/audit_events/{id}"] = http.get("/audit_events").json()["audit_events"][0]["id"]
         for path, operations in doc["paths"].items():

@@ -117,6 +117,17 @@ def test_lists_fit_80_columns_with_every_id_whole(
         [line] = [line for line in lines if tunnel["id"] in line]
         assert tunnel["public_url"] in line
 
+    endpoints = data(cli(server, "endpoints", "list", "--json"))["endpoints"]
+    assert sorted(e["tunnel"]["id"] for e in endpoints) == sorted(t["id"] for t in tunnels)
+    lines, _ = on_terminal(server, "endpoints", "list")
+    fits(lines)
+    assert len(lines) == 3, lines
+    for endpoint in endpoints:
+        [line] = [line for line in lines if endpoint["id"] in line]
+        assert endpoint["url"] in line
+    shown = data(cli(server, "endpoints", "get", endpoints[0]["id"], "--json"))
+    assert shown["id"] == endpoints[0]["id"] and shown["type"] == "agent"
+
     # The columns left out at 80 are there when the terminal is wide enough, and in JSON.
     lines, error = on_terminal(server, "credentials", "list", columns=200)
     assert "owner_id" in lines[0] and "Not shown" not in error
@@ -128,7 +139,7 @@ def test_an_empty_list_says_so_on_stderr_and_more_pages_say_how(
     make_server: Callable[..., BurrowServer],
 ) -> None:
     server = make_server()
-    for command in ("tunnels", "tunnel-sessions", "credentials"):
+    for command in ("tunnels", "tunnel-sessions", "endpoints", "credentials"):
         empty = cli(server, command, "list")  # in a pipe
         assert empty.returncode == 0 and empty.stdout == ""
         assert empty.stderr.strip() == f"No {command.replace('-', ' ')} found."

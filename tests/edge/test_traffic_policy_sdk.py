@@ -4,6 +4,7 @@ agent's service see. docs/traffic-policy.md lists what the edge carries out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from burrow.client import AsyncClient, Client
 from tests.edge.conftest import Agent
 from tests.harness import BurrowServer
 
@@ -209,3 +211,51 @@ def test_on_tcp_connect_closes_a_refused_client(server: BurrowServer, start_agen
             received = b""
     assert received == b""  # closed, and nothing echoed by the agent's service
     agent.stop()
+
+
+def test_the_official_client_lists_endpoints_with_their_policy(
+    server: BurrowServer, start_agent: Start, token: str
+) -> None:
+    from tests.api.test_official_client import run_official
+
+    policy = {"on_http_request": [rule({"type": "deny"}, expressions=("req.url.path == '/no'",))]}
+    agent = with_policy(server, start_agent, token, "listed.example", policy)
+    out = run_official(
+        server,
+        """
+        found = [e for e in client.endpoints.list() if e.public_url.startswith("http://listed.example")]
+        out["listed"] = [
+            (e.id, e.proto, e.type, e.host, e.port, e.hostport, e.url, e.tunnel.id, e.tunnel_session.id,
+             e.traffic_policy, e.bindings, e.pooling_enabled, e.uri)
+            for e in found
+        ]
+        one = client.endpoints.get(found[0].id)
+        out["got"] = [one.id, one.public_url, one.upstream_url]
+        """,
+    )
+    [listed] = out["listed"]
+    endpoint_id, proto, kind, host, port, hostport, url, tunnel_id, session_id, document = listed[:10]
+    http_port = int(server.http_addr.rsplit(":", 1)[1])
+    assert endpoint_id.startswith("ep_") and proto == "http" and kind == "agent"
+    assert (host, port, hostport) == ("listed.example", http_port, f"listed.example:{http_port}")
+    assert url == agent.url("web") and tunnel_id.startswith("tn_") and session_id.startswith("ts_")
+    assert json.loads(document) == policy and listed[10:12] == [["public"], False]
+    assert listed[12].endswith(f"/endpoints/{endpoint_id}")
+    assert out["got"][:2] == [endpoint_id, agent.url("web")] and out["got"][2].startswith("http://127.0.0.1:")
+    # Burrow's own client reads the same, sync and async.
+    with Client(server.api_key, base_url=server.base_url) as ours:
+        endpoint = ours.endpoints.get(endpoint_id)
+        assert endpoint.host == "listed.example" and endpoint.port == http_port
+        assert json.loads(endpoint.traffic_policy) == policy and endpoint.bindings == ("public",)
+        assert endpoint_id in [e.id for e in ours.endpoints.list()]
+
+    async def listed_async() -> list[str]:
+        async with AsyncClient(server.api_key, base_url=server.base_url) as client:
+            return [e.id async for e in await client.endpoints.list(filter="obj.host == 'listed.example'")]
+
+    assert asyncio.run(listed_async()) == [endpoint_id]
+    with server.client() as http:
+        missing = http.get("/endpoints/ep_" + "0" * 27)
+        assert missing.status_code == 404 and missing.json()["error_code"] == "ERR_NGROK_90404"
+        filtered = http.get("/endpoints", params={"filter": "obj.host == 'listed.example'"}).json()
+        assert [e["id"] for e in filtered["endpoints"]] == [endpoint_id]

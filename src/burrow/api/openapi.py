@@ -20,6 +20,7 @@ _REF_SCHEMA = {
 _KIND_SCHEMAS: dict[ValueKind, dict[str, Any]] = {
     ValueKind.STRING: {"type": "string"},
     ValueKind.BOOLEAN: {"type": "boolean"},
+    ValueKind.INTEGER: {"type": "integer"},
     ValueKind.STRING_LIST: {"type": "array", "items": {"type": "string"}},
     ValueKind.TIMESTAMP: {"type": "string", "format": "date-time"},
     ValueKind.REF: _REF_SCHEMA,

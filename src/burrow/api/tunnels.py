@@ -8,7 +8,7 @@ from typing import Protocol
 from starlette.responses import Response
 
 from burrow.domain import errors
-from burrow.domain.resources import TUNNEL_SESSIONS, TUNNELS, Operation, Resource
+from burrow.domain.resources import ENDPOINTS, TUNNEL_SESSIONS, TUNNELS, Operation, Resource
 from burrow.domain.tunnels import AgentSession, Registry, Tunnel
 from burrow.store.store import Store
 
@@ -63,6 +63,7 @@ class LiveHandlers:
                 Operation.STOP: self.stop_session,
             },
             TUNNELS: {Operation.LIST: self.list_tunnels},
+            ENDPOINTS: {Operation.LIST: self.list_endpoints, Operation.GET: self.get_endpoint},
         }
 
     def _sessions(self, call: Call) -> list[AgentSession]:
@@ -97,3 +98,20 @@ class LiveHandlers:
         tunnels = sorted(self.edge.live_tunnels(call.principal.account_id), key=lambda t: t.id, reverse=True)
         items = [t for t in tunnels if before_id is None or t.id < before_id]
         return call.json(paging.page(TUNNELS, call.query, call.base, items))
+
+    def _endpoints(self, call: Call) -> list[Tunnel]:
+        """The account's endpoints, newest first: every live tunnel but the labeled ones."""
+        tunnels = self.edge.live_tunnels(call.principal.account_id)
+        return sorted((t for t in tunnels if t.endpoint_id), key=lambda t: t.endpoint_id, reverse=True)
+
+    async def list_endpoints(self, call: Call) -> Response:
+        assert call.query is not None
+        before_id = call.query.before_id
+        items = [t for t in self._endpoints(call) if before_id is None or t.endpoint_id < before_id]
+        return call.json(paging.page(ENDPOINTS, call.query, call.base, items))
+
+    async def get_endpoint(self, call: Call) -> Response:
+        found = next((t for t in self._endpoints(call) if t.endpoint_id == call.id), None)
+        if found is None:
+            raise errors.NOT_FOUND()
+        return call.json(ENDPOINTS.represent(found, call.base))

@@ -26,6 +26,7 @@ from .resources import (
     api_keys_app,
     bot_users_app,
     credentials_app,
+    endpoints_app,
     login,
     output_format,
     reserved_addrs_app,
@@ -79,6 +80,7 @@ app.add_typer(reserved_addrs_app, name="reserved-addrs")
 app.add_typer(tls_certificates_app, name="tls-certificates")
 app.add_typer(tunnel_sessions_app, name="tunnel-sessions")
 app.add_typer(tunnels_app, name="tunnels")
+app.add_typer(endpoints_app, name="endpoints")
 app.command("login")(login)
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(users_app, name="users")

@@ -512,6 +512,22 @@ add_list(
 )
 
 
+endpoints_app = typer.Typer(help="Endpoints online: the URLs your agents serve.", no_args_is_help=True)
+add_get_and_list(
+    endpoints_app,
+    "endpoints",
+    "endpoint",
+    [
+        ID,
+        Column("url", True),
+        Column("proto", True, 3),
+        Column("name", drop=2),
+        Column("tunnel_session.id", True, 4),
+        Column("created_at", True, 5),
+    ],
+)
+
+
 # login ------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from ._models import (
     AuditEvent,
     BotUser,
     Credential,
+    Endpoint,
     ReservedAddr,
     ReservedDomain,
     TlsCertificate,
@@ -121,6 +122,7 @@ BOT_USERS = Resource("/bot_users", "bot_users", BotUser.from_json)
 SERVICE_USERS = Resource("/service_users", "service_users", BotUser.from_json)
 TUNNEL_SESSIONS = Resource("/tunnel_sessions", "tunnel_sessions", TunnelSession.from_json)
 TUNNELS = Resource("/tunnels", "tunnels", Tunnel.from_json)
+ENDPOINTS = Resource("/endpoints", "endpoints", Endpoint.from_json)
 AUDIT_EVENTS = Resource("/audit_events", "audit_events", AuditEvent.from_json)
 RESERVED_DOMAINS = Resource("/reserved_domains", "reserved_domains", ReservedDomain.from_json)
 RESERVED_ADDRS = Resource("/reserved_addrs", "reserved_addrs", ReservedAddr.from_json)

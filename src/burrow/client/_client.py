@@ -18,6 +18,7 @@ from ._models import (
     AuditEvent,
     BotUser,
     Credential,
+    Endpoint,
     ReservedAddr,
     ReservedDomain,
     TlsCertificate,
@@ -114,6 +115,7 @@ class Client:
         self.service_users = BotUsersClient(self, calls.SERVICE_USERS)
         self.tunnel_sessions = TunnelSessionsClient(self)
         self.tunnels = TunnelsClient(self)
+        self.endpoints = EndpointsClient(self)
         self.audit_events = AuditEventsClient(self)
         self.reserved_domains = ReservedDomainsClient(self)
         self.reserved_addrs = ReservedAddrsClient(self)
@@ -267,6 +269,21 @@ class TunnelsClient:
         return self._c._list(calls.TUNNELS, before_id, limit, filter)
 
 
+class EndpointsClient:
+    """Endpoints online, across your agent sessions (read-only: agents make them)."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+
+    def get(self, id: str) -> Endpoint:
+        return self._c._send(calls.ENDPOINTS.get(id))
+
+    def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> Listing[Endpoint]:
+        return self._c._list(calls.ENDPOINTS, before_id, limit, filter)
+
+
 class AuditEventsClient:
     """The audit trail: read-only, for admins."""
 
@@ -411,6 +428,7 @@ class AsyncClient:
         self.service_users = AsyncBotUsersClient(self, calls.SERVICE_USERS)
         self.tunnel_sessions = AsyncTunnelSessionsClient(self)
         self.tunnels = AsyncTunnelsClient(self)
+        self.endpoints = AsyncEndpointsClient(self)
         self.audit_events = AsyncAuditEventsClient(self)
         self.reserved_domains = AsyncReservedDomainsClient(self)
         self.reserved_addrs = AsyncReservedAddrsClient(self)
@@ -562,6 +580,21 @@ class AsyncTunnelsClient:
         self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
     ) -> AsyncListing[Tunnel]:
         return await self._c._list(calls.TUNNELS, before_id, limit, filter)
+
+
+class AsyncEndpointsClient:
+    """Endpoints online, across your agent sessions (read-only: agents make them)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+
+    async def get(self, id: str) -> Endpoint:
+        return await self._c._send(calls.ENDPOINTS.get(id))
+
+    async def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> AsyncListing[Endpoint]:
+        return await self._c._list(calls.ENDPOINTS, before_id, limit, filter)
 
 
 class AsyncAuditEventsClient:

@@ -305,6 +305,61 @@ class TunnelSession:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An endpoint online: what one agent's tunnel serves (/endpoints)."""
+
+    id: str
+    url: str
+    public_url: str
+    proto: str
+    scheme: str
+    host: str
+    port: int
+    hostport: str
+    type: str
+    name: str
+    description: str
+    metadata: str
+    traffic_policy: str
+    upstream_url: str
+    bindings: tuple[str, ...]
+    pooling_enabled: bool
+    tunnel: Ref
+    tunnel_session: Ref
+    region: str
+    created_at: datetime
+    updated_at: datetime
+    uri: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Endpoint:
+        return cls(
+            id=data["id"],
+            url=data.get("url", ""),
+            public_url=data.get("public_url", ""),
+            proto=data.get("proto", ""),
+            scheme=data.get("scheme", ""),
+            host=data.get("host", ""),
+            port=int(data.get("port") or 0),
+            hostport=data.get("hostport", ""),
+            type=data.get("type", ""),
+            name=data.get("name", ""),
+            description=data.get("description", ""),
+            metadata=data.get("metadata", ""),
+            traffic_policy=data.get("traffic_policy", ""),
+            upstream_url=data.get("upstream_url", ""),
+            bindings=tuple(data.get("bindings") or ()),
+            pooling_enabled=bool(data.get("pooling_enabled")),
+            tunnel=Ref.from_json(data["tunnel"]),
+            tunnel_session=Ref.from_json(data["tunnel_session"]),
+            region=data.get("region", ""),
+            created_at=parse_time(data["created_at"]),
+            updated_at=parse_time(data["updated_at"]),
+            uri=data.get("uri", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Tunnel:
     id: str
     public_url: str

@@ -19,6 +19,7 @@ class ValueKind(StrEnum):
 
     STRING = "string"
     BOOLEAN = "boolean"
+    INTEGER = "integer"
     STRING_LIST = "string_list"
     TIMESTAMP = "timestamp"  # an RFC 3339 string
     REF = "ref"  # {"id": ..., "uri": ...}

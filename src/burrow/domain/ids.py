@@ -31,6 +31,7 @@ AUDIT_EVENT = "ae"
 RESERVED_DOMAIN = "rd"
 RESERVED_ADDR = "ra"
 TLS_CERTIFICATE = "cert"
+ENDPOINT = "ep"
 
 
 def b62encode(value: int, width: int) -> str:

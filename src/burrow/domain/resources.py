@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from burrow.domain import errors, ids
 from burrow.domain.fields import (
@@ -467,7 +468,64 @@ TLS_CERTIFICATES = Resource(
     admin_only_writes=True,  # a certificate serves every domain that selects it
 )
 
+
+def _url(tunnel: Tunnel) -> SplitResult:
+    return urlsplit(tunnel.url)
+
+
+def _port(tunnel: Tunnel) -> int:
+    url = _url(tunnel)
+    return url.port or (80 if url.scheme == "http" else 443)
+
+
+def _updated_at(tunnel: Tunnel, view: View) -> str:
+    return timestamp(tunnel.updated_at or tunnel.created_at)
+
+
+ENDPOINTS = Resource(
+    name="endpoint",
+    title="endpoint",
+    path="/endpoints",
+    list_key="endpoints",
+    id_prefix=ids.ENDPOINT,
+    fields=(
+        attribute("id", source="endpoint_id"),
+        constant("region", ValueKind.STRING, REGION),
+        attribute("created_at", ValueKind.TIMESTAMP),
+        Shown("updated_at", ValueKind.TIMESTAMP, _updated_at),
+        attribute("public_url", source="url"),
+        Shown("proto", ValueKind.STRING, _proto),
+        Shown("scheme", ValueKind.STRING, lambda tunnel, view: _url(tunnel).scheme),
+        Shown("hostport", ValueKind.STRING, lambda tunnel, view: f"{_url(tunnel).hostname}:{_port(tunnel)}"),
+        Shown("host", ValueKind.STRING, lambda tunnel, view: _url(tunnel).hostname or ""),
+        Shown("port", ValueKind.INTEGER, lambda tunnel, view: _port(tunnel)),
+        constant("type", ValueKind.STRING, "agent"),
+        attribute("metadata"),
+        attribute("description"),
+        attribute("name"),
+        constant("domain", ValueKind.REF, None, nullable=True),
+        constant("tcp_addr", ValueKind.REF, None, nullable=True),
+        reference("tunnel", "/tunnels", "id"),
+        constant("edge", ValueKind.REF, None, nullable=True),
+        attribute("upstream_url", source="forwards_to"),
+        constant("upstream_protocol", ValueKind.STRING, ""),
+        attribute("url"),
+        constant("principal", ValueKind.REF, None, nullable=True),
+        attribute("traffic_policy"),
+        constant("bindings", ValueKind.STRING_LIST, ("public",)),
+        reference("tunnel_session", "/tunnel_sessions", "session_id"),
+        Shown(
+            "uri",
+            ValueKind.STRING,
+            lambda tunnel, view: f"{view.base}/endpoints/{tunnel.endpoint_id}",
+            uri=True,
+        ),
+        constant("pooling_enabled", ValueKind.BOOLEAN, False),
+    ),
+    operations=frozenset({Operation.LIST, Operation.GET}),
+)
+
 STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS, RESERVED_DOMAINS, RESERVED_ADDRS, TLS_CERTIFICATES)
-LIVE = (TUNNEL_SESSIONS, TUNNELS)
+LIVE = (TUNNEL_SESSIONS, TUNNELS, ENDPOINTS)
 RECORDS = (AUDIT_EVENTS,)
 ALL = STORED + LIVE + RECORDS

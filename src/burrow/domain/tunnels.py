@@ -77,6 +77,12 @@ class Tunnel:
     port: int | None = None  # tcp
     labels: dict[str, str] = field(default_factory=dict)  # labeled
     policy: EndpointPolicy = field(default_factory=EndpointPolicy)  # what its Opts asked for
+    # The endpoint it serves, as /endpoints shows it (labeled tunnels serve none).
+    endpoint_id: str = ""
+    name: str = ""
+    description: str = ""
+    traffic_policy: str = ""  # the document as the agent sent it
+    updated_at: datetime | None = None  # last PatchTunnelState; None: never patched
 
 
 @dataclass

@@ -84,11 +84,10 @@ class ClusterWrites:
             lambda: self.cluster.release_tunnel(tunnel, keep_binding),
         )
 
-    async def set_metadata(self, tunnel: Tunnel, metadata: str) -> None:
-        previous = tunnel.metadata
+    async def update_endpoint(self, before: Tunnel, after: Tunnel) -> None:
+        """``after`` (a patched copy of the live ``before``) written to the cluster registry."""
         await self._awaited(
-            lambda: self.cluster.set_metadata(tunnel, metadata),
-            lambda: self.cluster.set_metadata(tunnel, previous),
+            lambda: self.cluster.update_endpoint(after), lambda: self.cluster.update_endpoint(before)
         )
 
     async def run(self, write: Callable[[], object]) -> None:

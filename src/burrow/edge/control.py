@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import secrets
 from collections.abc import Callable
@@ -314,6 +315,9 @@ class AgentControl:
                 echoed[opts.key("Hostname")] = hostname
         if opts.url:
             echoed[opts.key("URL")] = url
+        tunnel.endpoint_id = ids.new_id(ids.ENDPOINT)
+        tunnel.name, tunnel.description = request.extra.name, request.extra.description
+        tunnel.traffic_policy = opts.traffic_policy or (json.dumps(dict(opts.policy)) if opts.policy else "")
         try:
             await self._add_tunnel(tunnel, previous)
         except BindConflict:
@@ -366,13 +370,18 @@ class AgentControl:
             raise errors.BIND_INVALID(reason=f"this session has no tunnel {request.tunnel_id!r}")
         if request.pooling_enabled:
             raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PoolingEnabled")
-        policy = tunnel.policy
+        patched = dataclasses.replace(tunnel, updated_at=datetime.now(UTC))
         if request.traffic_policy is not None:
-            policy = policy.with_traffic_policy(tunnel.proto, request.traffic_policy)
-        if request.metadata is not None and request.metadata != tunnel.metadata:
-            await self.writes.set_metadata(tunnel, request.metadata)
-            tunnel.metadata = request.metadata
-        tunnel.policy = policy
+            patched.policy = tunnel.policy.with_traffic_policy(tunnel.proto, request.traffic_policy)
+            patched.traffic_policy = request.traffic_policy
+        for name in ("metadata", "name", "description"):
+            value = getattr(request, name)
+            if value is not None:
+                setattr(patched, name, value)
+        await self.writes.update_endpoint(tunnel, patched)
+        # The live tunnel object stays (the routing tables and streams hold it): changed in place.
+        for name in ("policy", "traffic_policy", "metadata", "name", "description", "updated_at"):
+            setattr(tunnel, name, getattr(patched, name))
         return wire.ErrorResp()
 
     def unbind(self, authenticated: Authenticated, request: wire.Unbind) -> wire.UnbindResp:

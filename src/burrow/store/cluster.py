@@ -87,7 +87,23 @@ def _tunnel(row: Any) -> Tunnel:
         hostname=url.hostname if proto in ("http", "https", "tls") else None,
         port=url.port if proto == "tcp" else None,
         labels=json.loads(row.labels),
+        endpoint_id=row.endpoint_id,
+        name=row.name,
+        description=row.description,
+        traffic_policy=row.traffic_policy,
+        updated_at=row.updated_at.replace(tzinfo=UTC) if row.updated_at is not None else None,
     )
+
+
+def _endpoint_columns(tunnel: Tunnel) -> dict[str, Any]:
+    updated = tunnel.updated_at
+    return {
+        "endpoint_id": tunnel.endpoint_id,
+        "name": tunnel.name[:255],
+        "description": tunnel.description[:255],
+        "traffic_policy": tunnel.traffic_policy,
+        "updated_at": updated.astimezone(UTC).replace(tzinfo=None) if updated is not None else None,
+    }
 
 
 @contextlib.contextmanager
@@ -272,6 +288,7 @@ class ClusterRegistry:
                     "metadata": tunnel.metadata,
                     "labels": json.dumps(tunnel.labels),
                     "created_at": tunnel.created_at.astimezone(UTC).replace(tzinfo=None),
+                    **_endpoint_columns(tunnel),
                 },
             )
 
@@ -315,14 +332,14 @@ class ClusterRegistry:
                 return
         raise BindConflict(name)
 
-    def set_metadata(self, tunnel: Tunnel, metadata: str) -> None:
-        """A live tunnel's new metadata (an agent's PatchTunnelState), as the API lists it."""
+    def update_endpoint(self, tunnel: Tunnel) -> None:
+        """A live tunnel's endpoint as an agent's PatchTunnelState left it, as the API lists it."""
         tunnels = schema.cluster_tunnels
         with _reachable(), self.engine.begin() as connection:
             connection.execute(
                 update(tunnels)
                 .where(and_(tunnels.c.session_id == tunnel.session_id, tunnels.c.id == tunnel.id))
-                .values(metadata=metadata)
+                .values(metadata=tunnel.metadata, **_endpoint_columns(tunnel))
             )
 
     def release_tunnel(self, tunnel: Tunnel, keep_binding: bool) -> None:

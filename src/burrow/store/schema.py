@@ -189,6 +189,12 @@ cluster_tunnels = Table(
     Column("metadata", Text(), nullable=False),
     Column("labels", Text(), nullable=False),  # JSON object
     Column("created_at", DateTime(), nullable=False),
+    # What /endpoints shows (migration 0008).
+    Column("endpoint_id", ID, nullable=False, server_default=""),
+    Column("name", Text(), nullable=False, server_default=""),
+    Column("description", Text(), nullable=False, server_default=""),
+    Column("traffic_policy", Text(), nullable=False, server_default=""),
+    Column("updated_at", DateTime(), nullable=True),
     Index("ix_cluster_tunnels_account_id", "account_id"),
     Index("ix_cluster_tunnels_node_id", "node_id"),
 )
