@@ -101,6 +101,9 @@ class Listeners:
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         return self.tunnel if host == HOST else None
 
+    def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None:
+        return None
+
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None:
         return self.edge.open_stream()
 

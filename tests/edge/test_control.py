@@ -412,19 +412,22 @@ def test_url_binds_pass_the_acl_and_refuse_what_they_cannot_mean(edge: AgentCont
         (("https", "https://user@b.go.example"), "ERR_NGROK_301"),
         (("https", "b.go.example"), "ERR_NGROK_301"),
         (("https", "https://bad_name.go.example"), "ERR_NGROK_301"),
-        (("https", "https://svc.internal"), "ERR_NGROK_90301"),  # internal endpoints: not yet
+        (("https", "https://svc.internal"), "ERR_NGROK_301"),  # .internal: only with Bindings internal
     ]
     for (proto, url), expected in refusals:
         with pytest.raises(BurrowError) as error:
             url_bind(edge, session, proto, url)
         assert code(error) == expected, (url, shown(error))
     assert credential_id in shown_refusal(edge, session, "https", "https://evil.org")
-    # What Burrow does not do yet is refused, never ignored: an internal or pooled endpoint
-    # published as an ordinary public one would not be what its agent asked for.
-    for extra in ({"Bindings": ["internal"]}, {"PoolingEnabled": True}):
+    # What Burrow does not do yet is refused, never ignored: a pooled endpoint bound alone,
+    # or an endpoint of another binding published publicly, is not what its agent asked for.
+    for extra in ({"Bindings": ["kubernetes"]}, {"PoolingEnabled": True}):
         with pytest.raises(BurrowError) as error:
             url_bind(edge, session, "https", "https://c.go.example", **extra)
         assert code(error) == "ERR_NGROK_90301", extra
+    with pytest.raises(BurrowError) as error:  # internal, but not a .internal name
+        url_bind(edge, session, "https", "https://c.go.example", Bindings=["internal"])
+    assert code(error) == "ERR_NGROK_301"
     assert url_bind(edge, session, "https", "https://c.go.example", Bindings=["public"])["Error"] == ""
     with pytest.raises(BurrowError) as error:
         bind_message(

@@ -159,3 +159,60 @@ def test_a_policy_patched_live_applies_to_the_next_request(server: BurrowServer)
         assert "ERR_NGROK_301" in unknown["Error"]
         cleared = live.rpc(PATCH_TUNNEL_STATE, {"TunnelId": tunnel_id, "TrafficPolicy": ""})
         assert cleared == {"Error": ""} and status("/admin") == 200
+
+
+def answering(body: bytes) -> Callable[[bytes], bytes]:
+    return lambda request: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+
+
+def test_internal_endpoints_are_reached_only_by_their_account_s_forward_internal(
+    make_server: Callable[..., BurrowServer],
+) -> None:
+    server = make_server()
+    a_token = credential(server, [])["token"]
+    b_key = server.new_account("b@example.com")
+    with server.client(b_key) as http_b:
+        b_token = http_b.post("/credentials", json={"acl": []}).json()["token"]
+    forward = (
+        "on_http_request: [{actions: [{type: forward-internal, config: {url: 'https://api.internal'}}]}]"
+    )
+    front = go_bind("http", "http://front.example")
+    front["Opts"]["TrafficPolicy"] = forward
+    theirs = go_bind("http", "http://theirs.example")
+    theirs["Opts"]["TrafficPolicy"] = forward
+    internal = go_bind("https", "https://api.internal", Bindings=["internal"])
+
+    def get(host: str) -> httpx.Response:
+        return httpx.get(f"http://{server.http_addr}/x", headers={"Host": host}, timeout=10)
+
+    with agent(server, a_token, internal) as api, agent(server, a_token, front) as edge:
+        api.script, edge.script = answering(b"internal-api"), answering(b"front")
+        assert api.url == "https://api.internal" and api.bound["Error"] == ""
+        reached = get("front.example")
+        assert reached.status_code == 200 and reached.text == "internal-api"
+        assert edge.requests() == [] and api.requests()[0].startswith(b"GET /x HTTP/1.1")
+        # No public listener serves it, by either scheme.
+        assert get("api.internal").status_code == 404
+        try:
+            with httpx.Client(verify=False, timeout=10) as client:
+                sni = {"sni_hostname": "api.internal"}
+                status = client.get(f"https://{server.https_addr}/x", extensions=sni).status_code
+        except httpx.ConnectError:
+            status = 0  # the HTTPS listener has no certificate for it: the handshake is refused
+        assert status in (0, 404) and len(api.requests()) == 1
+        # Another account's policy naming the same URL does not reach it ...
+        with agent(server, b_token, theirs) as other:
+            other.script = answering(b"theirs")
+            refused = get("theirs.example")
+            assert refused.status_code == 404 and "api.internal" in refused.text
+            assert len(api.requests()) == 1 and other.requests() == []
+            # ... and that account's own internal endpoint of that name is another one.
+            with agent(
+                server, b_token, go_bind("https", "https://api.internal", Bindings=["internal"])
+            ) as own:
+                own.script = answering(b"b-internal")
+                assert get("theirs.example").text == "b-internal"
+                assert get("front.example").text == "internal-api"
+    # Once the internal endpoint is gone, forward-internal answers 404 (on_error: halt).
+    with agent(server, a_token, front) as edge:
+        assert get("front.example").status_code == 404 and edge.requests() == []

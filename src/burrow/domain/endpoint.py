@@ -41,6 +41,7 @@ from .traffic_policy.actions import (
     CloseConnection,
     CustomResponse,
     Deny,
+    ForwardInternal,
     Log,
     Redirect,
     RemoveHeaders,
@@ -433,6 +434,7 @@ CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
             BasicAuthAction,
             Log,
             CloseConnection,
+            ForwardInternal,
         }
     ),
     RESPONSE: frozenset({AddHeaders, RemoveHeaders, SetVars, Log}),

@@ -512,7 +512,7 @@ ENDPOINTS = Resource(
         attribute("url"),
         constant("principal", ValueKind.REF, None, nullable=True),
         attribute("traffic_policy"),
-        constant("bindings", ValueKind.STRING_LIST, ("public",)),
+        Shown("bindings", ValueKind.STRING_LIST, lambda t, view: ["internal" if t.internal else "public"]),
         reference("tunnel_session", "/tunnel_sessions", "session_id"),
         Shown(
             "uri",

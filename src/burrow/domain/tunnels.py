@@ -36,7 +36,10 @@ class RegistryUnavailable(Exception):
 def binding_key(tunnel: Tunnel) -> tuple[str, str] | None:
     """The cluster-wide name a tunnel holds: ("host", name) for http and https alike (one
     session holds a hostname across both schemes), ("tls", name), ("tcp", port); None for
-    labeled tunnels, which hold no name."""
+    labeled tunnels, which hold no name. An internal endpoint's name is its account's alone:
+    ("internal", "<account id>/<host>")."""
+    if tunnel.internal and tunnel.hostname:
+        return "internal", f"{tunnel.account_id}/{_http_key(tunnel.hostname)}"
     if tunnel.proto in ("http", "https") and tunnel.hostname:
         return "host", _http_key(tunnel.hostname)
     if tunnel.proto == "tls" and tunnel.hostname:
@@ -83,6 +86,10 @@ class Tunnel:
     description: str = ""
     traffic_policy: str = ""  # the document as the agent sent it
     updated_at: datetime | None = None  # last PatchTunnelState; None: never patched
+    # Internal endpoints (Bindings ["internal"], a *.internal URL): no public listener
+    # reaches them, only forward-internal from a policy of their account's endpoints.
+    internal: bool = False
+    account_id: str = ""  # the binding session's account (set at bind)
 
 
 @dataclass
@@ -125,6 +132,7 @@ class Registry:
         self._tls: dict[str, Tunnel] = {}
         self._tcp: dict[int, Tunnel] = {}
         self._labeled: dict[str, Tunnel] = {}
+        self._internal: dict[tuple[str, str], Tunnel] = {}  # (account id, host) -> its tunnel
         self._claiming: dict[tuple[str, object], Tunnel] = {}  # (proto, name) -> its pending bind
         self._round_robin = itertools.count()
         self._tables: dict[str, dict[object, Tunnel]] = {
@@ -165,6 +173,8 @@ class Registry:
     # Binding ----------------------------------------------------------------------
 
     def _holder(self, tunnel: Tunnel) -> tuple[dict[object, Tunnel], object] | None:
+        if tunnel.internal and tunnel.hostname:
+            return self._internal, (tunnel.account_id, _http_key(tunnel.hostname))  # type: ignore[return-value]
         if tunnel.proto == "http" and tunnel.hostname:
             return self._http, _http_key(tunnel.hostname)  # type: ignore[return-value]
         if tunnel.proto == "https" and tunnel.hostname:
@@ -203,10 +213,10 @@ class Registry:
         holder = table.get(key)
         if holder is not None and holder.session_id not in allowed:
             raise BindConflict(tunnel.hostname or str(tunnel.port))
-        slot = (tunnel.proto, key)
+        slot = ("internal" if tunnel.internal else tunnel.proto, key)
         if slot in self._claiming:
             raise BindConflict(tunnel.hostname or str(tunnel.port))
-        if tunnel.proto in ("http", "https"):
+        if tunnel.proto in ("http", "https") and not tunnel.internal:
             # A hostname belongs to one session across both schemes.
             other_proto = "https" if tunnel.proto == "http" else "http"
             foreign = self._tables[other_proto].get(key)
@@ -277,13 +287,17 @@ class Registry:
     def shares_binding(self, tunnel: Tunnel) -> bool:
         """Whether the tunnel's session holds its hostname under the other scheme too: the
         cluster's one binding row for the name then outlives this tunnel."""
-        if tunnel.proto not in ("http", "https") or not tunnel.hostname:
+        if tunnel.proto not in ("http", "https") or not tunnel.hostname or tunnel.internal:
             return False
         other = self._https if tunnel.proto == "http" else self._http
         held = other.get(_http_key(tunnel.hostname))
         return held is not None and held.session_id == tunnel.session_id
 
     # Routing ----------------------------------------------------------------------
+
+    def internal_tunnel(self, account_id: str, hostname: str) -> Tunnel | None:
+        """The account's internal endpoint for ``hostname`` on this node, if bound."""
+        return self._internal.get((account_id, _http_key(hostname)))
 
     def http_tunnel(self, hostname: str) -> Tunnel | None:
         return self._http.get(_http_key(hostname))

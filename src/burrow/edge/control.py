@@ -32,6 +32,10 @@ from .cluster_writes import ClusterWrites, read
 T = TypeVar("T")
 SUPPORTED_VERSIONS = ("3", "2")
 _TUNNEL_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_INTERNAL_NAMES = (
+    'an endpoint is internal (Extra.Bindings ["internal"]) if and only if its URL names a host '
+    "under .internal"
+)
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,12 @@ class AgentControl:
         return f"{scheme}://{hostname}" + (f":{port}" if port else "")
 
     async def _hostname(
-        self, opts: wire.BindOpts, proto: Proto, policy: acl.BindPolicy, session: AgentSession
+        self,
+        opts: wire.BindOpts,
+        proto: Proto,
+        policy: acl.BindPolicy,
+        session: AgentSession,
+        internal: bool = False,
     ) -> str:
         requested = (opts.hostname or opts.domain).rstrip(".")
         if not requested and opts.subdomain:
@@ -198,6 +207,12 @@ class AgentControl:
                 raise errors.INVALID_DOMAIN(name=requested)
             if not policy.allows_hostname(hostname):
                 raise errors.HOSTNAME_DENIED(name=hostname, id=session.credential_id)
+            if internal:
+                return hostname  # the account's own namespace: no reservation applies
+            if hostname.endswith(".internal"):
+                raise errors.BIND_INVALID(
+                    reason='a .internal name is an internal endpoint\'s (Bindings ["internal"])'
+                )
             owner = _holder(await self._stored(lambda: self.store.reservation(domain=hostname)))
             self.reservations.check_hostname(hostname, session.account_id, owner)
             return hostname
@@ -240,16 +255,24 @@ class AgentControl:
         self.reservations.check_addr(addr, session.account_id, _holder(held))
         return port
 
-    def _named_by_url(self, request: wire.Bind) -> wire.BindOpts:
+    def _named_by_url(self, request: wire.Bind) -> tuple[wire.BindOpts, bool]:
         """The Opts with the endpoint's URL (today's agents: ``Opts.URL``) read into the
-        Hostname or Addr it names, so both generations of Bind are checked by one path."""
+        Hostname or Addr it names, so both generations of Bind are checked by one path; and
+        whether the endpoint is internal (``Bindings: ["internal"]``, a ``*.internal`` URL)."""
         proto, opts, extra = request.proto, request.opts, request.extra
-        if extra.bindings not in (None, (), ("public",)):
+        internal = extra.bindings == ("internal",)
+        if extra.bindings not in (None, (), ("public",), ("internal",)):
             raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=f"Bindings {list(extra.bindings or ())}")
         if extra.pooling_enabled:
             raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PoolingEnabled")
+        if internal and proto not in ("http", "https"):
+            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=f"internal endpoints (on {proto} endpoints)")
         if not opts.url:
-            return opts
+            if internal:
+                raise errors.BIND_INVALID(
+                    reason="an internal endpoint is named by a URL such as https://api.internal"
+                )
+            return opts, False
         if opts.hostname or opts.subdomain or opts.domain or opts.addr:
             raise errors.BIND_INVALID(reason="name the endpoint by URL or by Hostname/Domain/Addr, not both")
         url = names.endpoint_url(opts.url)
@@ -257,24 +280,29 @@ class AgentControl:
             raise errors.BIND_INVALID(reason=f"{opts.url!r} is not an endpoint URL (scheme://host[:port])")
         if url.scheme != proto:
             raise errors.BIND_INVALID(reason=f"the URL {opts.url!r} is not a {proto} URL, as Proto says")
-        if url.host.endswith(".internal"):
-            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="internal endpoints (a .internal URL)")
+        if internal != url.host.endswith(".internal"):
+            raise errors.BIND_INVALID(reason=_INTERNAL_NAMES)
+        if internal:
+            if url.port is not None:
+                raise errors.BIND_INVALID(reason="an internal endpoint's URL has no port")
+            return dataclasses.replace(opts, hostname=url.host), True
         settings = self.settings
         if proto == "tcp":
             if url.host and url.host != settings.tcp_host.lower():
                 ports = f"{settings.tcp_ports.start}-{settings.tcp_ports.stop - 1}"
                 raise errors.ADDRESS_UNAVAILABLE(addr=opts.url, host=settings.tcp_host, ports=ports)
-            return dataclasses.replace(opts, addr="" if url.port is None else f":{url.port}")
+            return dataclasses.replace(opts, addr="" if url.port is None else f":{url.port}"), False
         served = {"http": settings.http_url_port, "https": settings.https_url_port}
         served["tls"] = settings.tls_url_port
         port = served[proto] or (80 if proto == "http" else 443)
         if url.port is not None and url.port != port:
             raise errors.BIND_INVALID(reason=f"{proto} endpoints are served on port {port}, not {url.port}")
-        return dataclasses.replace(opts, hostname=url.host)
+        return dataclasses.replace(opts, hostname=url.host), False
 
     async def bind(self, authenticated: Authenticated, request: wire.Bind) -> wire.BindResp:
         session = authenticated.session
-        proto, opts = request.proto, self._named_by_url(request)
+        proto = request.proto
+        opts, internal = self._named_by_url(request)
         policy = await self._policy(session)
         forwards_to = request.forwards_to
         endpoint = EndpointPolicy.from_opts(proto, opts.raw, forwards_to=forwards_to)
@@ -293,8 +321,10 @@ class AgentControl:
                 echoed[opts.key("Addr")] = f"{self.settings.tcp_host}:{port}"
         else:
             typed: Proto = "tls" if proto == "tls" else ("https" if proto == "https" else "http")
-            hostname = await self._hostname(opts, typed, policy, session)
-            if typed == "tls":
+            hostname = await self._hostname(opts, typed, policy, session, internal)
+            if internal:
+                url = f"{typed}://{hostname}"  # reached by forward-internal only, on no port
+            elif typed == "tls":
                 url = self._http_url("tls", hostname, self.settings.tls_url_port)
             elif typed == "https":
                 url = self._http_url("https", hostname, self.settings.https_url_port)
@@ -310,12 +340,13 @@ class AgentControl:
                 now,
                 hostname=hostname,
                 policy=endpoint,
+                internal=internal,
             )
             if not opts.url:
                 echoed[opts.key("Hostname")] = hostname
         if opts.url:
             echoed[opts.key("URL")] = url
-        tunnel.endpoint_id = ids.new_id(ids.ENDPOINT)
+        tunnel.endpoint_id, tunnel.account_id = ids.new_id(ids.ENDPOINT), session.account_id
         tunnel.name, tunnel.description = request.extra.name, request.extra.description
         tunnel.traffic_policy = opts.traffic_policy or (json.dumps(dict(opts.policy)) if opts.policy else "")
         try:

@@ -62,6 +62,8 @@ class HttpListeners(RelayOut, Protocol):
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None: ...
 
+    def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None: ...
+
 
 class HttpProxyConnection(ClientProtocol):
     """One public HTTP(S) client connection, proxied request by request."""
@@ -318,7 +320,7 @@ class HttpProxyConnection(ClientProtocol):
                 request.answer = not_found_page(request.host)
             return
         request.tunnel = tunnel
-        apply_policy(request, tunnel.policy, self.peers, self.scheme)
+        apply_policy(request, tunnel.policy, self.peers, self.scheme, self.listeners.internal_tunnel)
 
     # Moving requests along -------------------------------------------------------------
 

@@ -362,6 +362,10 @@ class PublicListeners:
             tunnel = self.registry.labeled_tunnel(self.label_routes[host])
         return tunnel
 
+    def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None:
+        """The account's internal endpoint ``host`` on this node (forward-internal's target)."""
+        return self.registry.internal_tunnel(account_id, host)
+
     def http_protocol(self) -> HttpProxyConnection:
         return HttpProxyConnection(self, "http")
 

@@ -4,13 +4,16 @@ its Host and target can be routed at all, and what the endpoint's policy says of
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from burrow.domain import webhooks
 from burrow.domain.endpoint import CIRCUIT_OPEN, EndpointPolicy
+from burrow.domain.tunnels import Tunnel
 
 from .forward_head import accepts_gzip
 from .http1 import CHUNKED
-from .pages import CONNECT_NOT_SERVED, NOT_THE_SERVER_NAME, bad_request, refusal_page
+from .pages import CONNECT_NOT_SERVED, NOT_THE_SERVER_NAME, bad_request, not_found_page, refusal_page
 from .peers import Peers
 from .proxy_request import ProxyRequest
 from .traffic_phases import CLOSE, connection_env, on_http_request, on_tcp_connect, request_env
@@ -37,10 +40,23 @@ def unroutable(request: ProxyRequest, scheme: str, sni: str | None) -> bytes | N
     return None
 
 
-def apply_policy(request: ProxyRequest, policy: EndpointPolicy, peers: Peers, scheme: str) -> None:
+InternalLookup = Callable[[str, str], Tunnel | None]  # (account id, host) -> internal endpoint
+MAX_INTERNAL_HOPS = 4  # forward-internal from an internal endpoint to another, at most this deep
+
+
+def apply_policy(
+    request: ProxyRequest,
+    policy: EndpointPolicy,
+    peers: Peers,
+    scheme: str,
+    internal: InternalLookup | None = None,
+    hops: int = 0,
+) -> None:
     """The endpoint's checks (``request.answer`` set when one refuses), its Traffic Policy
     (the connection's phase, then the request's) and what they ask of the forwarding (a
-    whole body first, compression, header edits)."""
+    whole body first, compression, header edits). A forward-internal moves the request to
+    an internal endpoint of the same account (``internal`` finds it), whose own options and
+    policy then run in turn."""
     if policy.plain:
         request.chunked = request.head is not None and request.head.framing == CHUNKED
         return
@@ -58,11 +74,23 @@ def apply_policy(request: ProxyRequest, policy: EndpointPolicy, peers: Peers, sc
             return
         env = request.policy_env = request_env(traffic, env, head, scheme, request.host)
         authorization = webhooks.header(request.headers, b"authorization")
-        plan = on_http_request(traffic, env, head, client_ip, authorization)
+        plan = on_http_request(traffic, env, head, client_ip, authorization, request.plan)
         if plan.answer is not None:
             request.answer = plan.answer
             return
         request.plan = plan
+        if plan.forward is not None:
+            forwarded = plan.forward
+            plan.forward = None
+            host = urlsplit(forwarded.url.text).hostname or ""
+            found = internal(tunnel.account_id, host) if internal is not None and host else None
+            if found is not None and hops < MAX_INTERNAL_HOPS:
+                request.tunnel = found
+                apply_policy(request, found.policy, peers, scheme, internal, hops + 1)
+                return
+            if forwarded.on_error != "continue":
+                request.answer = not_found_page(host or forwarded.url.text)
+                return
     # After the client's own checks, so refused clients neither use up the breaker's
     # probe nor learn its state.
     breaker = policy.circuit_breaker

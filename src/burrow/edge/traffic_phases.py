@@ -31,6 +31,7 @@ from burrow.domain.traffic_policy.actions import (
     CloseConnection,
     CustomResponse,
     Deny,
+    ForwardInternal,
     Log,
     Redirect,
     RemoveHeaders,
@@ -124,20 +125,29 @@ def request_env(policy: Policy, base: Env, head: RequestHead, scheme: str, host:
 
 class RequestPlan:
     """What the request phase decided: an answer (or CLOSE) instead of forwarding, else
-    the target to forward and the header edits, in order, for the forwarded head."""
+    the target to forward and the header edits, in order, for the forwarded head; or an
+    internal endpoint to forward to (``forward``: its URL and what to do if it is offline)."""
 
-    __slots__ = ("answer", "edits", "target")
+    __slots__ = ("answer", "edits", "forward", "target")
 
-    def __init__(self, target: bytes) -> None:
+    def __init__(self, target: bytes, edits: Sequence[Action] = ()) -> None:
         self.answer: bytes | None = None
         self.target = target
-        self.edits: list[Action] = []
+        self.edits: list[Action] = list(edits)
+        self.forward: ForwardInternal | None = None
 
 
 def on_http_request(
-    policy: Policy, env: Env, head: RequestHead, client_ip: IPAddress, authorization: bytes | None
+    policy: Policy,
+    env: Env,
+    head: RequestHead,
+    client_ip: IPAddress,
+    authorization: bytes | None,
+    prior: RequestPlan | None = None,
 ) -> RequestPlan:
-    plan = RequestPlan(head.target)
+    """``prior``: the plan of the endpoint that forwarded here (forward-internal), which
+    this one continues (its rewrite and header edits stay)."""
+    plan = RequestPlan(prior.target, prior.edits) if prior is not None else RequestPlan(head.target)
     url = str(env["req.url"])
     for action in policy.run(REQUEST, env):
         if isinstance(action, CloseConnection):
@@ -162,7 +172,9 @@ def on_http_request(
             plan.edits.append(action)
         elif isinstance(action, Log):
             _log(REQUEST, action, env)
-        if plan.answer is not None:
+        elif isinstance(action, ForwardInternal):
+            plan.forward = action
+        if plan.answer is not None or plan.forward is not None:
             break
     return plan
 

@@ -87,6 +87,8 @@ def _tunnel(row: Any) -> Tunnel:
         hostname=url.hostname if proto in ("http", "https", "tls") else None,
         port=url.port if proto == "tcp" else None,
         labels=json.loads(row.labels),
+        internal=(url.hostname or "").endswith(".internal"),  # only internal binds may name one
+        account_id=row.account_id,
         endpoint_id=row.endpoint_id,
         name=row.name,
         description=row.description,
