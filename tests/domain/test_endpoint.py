@@ -92,8 +92,11 @@ def test_a_traffic_policy_is_compiled_at_bind_and_what_the_edge_cannot_do_is_ref
         "on_http_request: [{expressions: ['req.method == 1'], actions: [{type: deny}]}]": "ERR_NGROK_9026",
         "on_http_request: [{actions: [{type: oauth}]}]": "ERR_NGROK_9026",  # not an action Burrow knows
         # Known, compiled, but not carried out by the edge yet: refused, never ignored.
-        "on_http_request: [{actions: [{type: rate-limit, config: {capacity: 1, rate: 1m}}]}]": (
+        "on_http_request: [{actions: [{type: jwt-validation, config: {jwks_url: 'https://idp/keys'}}]}]": (
             "ERR_NGROK_90301"
+        ),
+        "on_http_response: [{actions: [{type: compress-response, config: {algorithms: [br]}}]}]": (
+            "ERR_NGROK_90301"  # Burrow writes gzip only
         ),
         "on_http_response: [{actions: [{type: deny}]}]": "ERR_NGROK_90301",
     }
@@ -101,7 +104,7 @@ def test_a_traffic_policy_is_compiled_at_bind_and_what_the_edge_cannot_do_is_ref
         error = refused("https", {"TrafficPolicy": document})
         assert error.code == expected, (document[:60], error.message)
     message = refused("https", {"TrafficPolicy": cases_key(cases, "ERR_NGROK_90301")}).message
-    assert "rate-limit in on_http_request" in message
+    assert "jwt-validation in on_http_request" in message
     assert refused("tcp", {"TrafficPolicy": deny}).code == "ERR_NGROK_90301"
     assert refused("https", {"TrafficPolicy": {"inbound": []}}).code == "ERR_NGROK_90302"  # not a document
     both = {"TrafficPolicy": "{}", "Policy": {"Inbound": []}}

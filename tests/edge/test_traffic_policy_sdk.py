@@ -259,3 +259,48 @@ def test_the_official_client_lists_endpoints_with_their_policy(
         assert missing.status_code == 404 and missing.json()["error_code"] == "ERR_NGROK_90404"
         filtered = http.get("/endpoints", params={"filter": "obj.host == 'listed.example'"}).json()
         assert [e["id"] for e in filtered["endpoints"]] == [endpoint_id]
+
+
+def test_rate_limit_verify_webhook_and_compress_response(
+    server: BurrowServer, start_agent: Start, token: str
+) -> None:
+    from tests.edge.test_endpoint_options import github_signature
+
+    policy = {
+        "on_http_request": [
+            rule(
+                {"type": "rate-limit", "config": {"name": "few", "capacity": 2, "rate": "1m"}},
+                expressions=("req.url.path.startsWith('/limited')",),
+            ),
+            rule(
+                {"type": "verify-webhook", "config": {"provider": "github", "secret": "gh-secret"}},
+                expressions=("req.method == 'POST'",),
+            ),
+        ],
+        "on_http_response": [
+            rule({"type": "compress-response"}, expressions=("req.url.path.startsWith('/bytes')",))
+        ],
+    }
+    with_policy(server, start_agent, token, "mixed.example", policy)
+    limited = [get(server, "mixed.example", "/limited").status_code for _ in range(3)]
+    assert limited == [200, 200, 429]
+    assert get(server, "mixed.example", "/other").status_code == 200  # another rule's path
+    body = b'{"zen": "Keep it logically awesome."}' * 50
+    url, host = f"http://{server.http_addr}/hook", {"Host": "mixed.example"}
+    signed = httpx.post(
+        url, content=body, headers={**host, "X-Hub-Signature-256": github_signature(b"gh-secret", body)}
+    )
+    assert signed.status_code == 200 and signed.json()["received"] == len(body)
+    forged = httpx.post(
+        url, content=body, headers={**host, "X-Hub-Signature-256": github_signature(b"nope", body)}
+    )
+    assert forged.status_code == 403 and "ERR_NGROK_3204" in forged.text
+    expected = (bytes(range(256)) * 4096)[:100_000]
+    packed = get(server, "mixed.example", "/bytes/100000", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers.get("content-encoding") == "gzip" and packed.content == expected
+    plain = get(server, "mixed.example", "/bytes/100000", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == expected
+    assert (
+        "content-encoding"
+        not in get(server, "mixed.example", "/other", headers={"Accept-Encoding": "gzip"}).headers
+    )

@@ -39,15 +39,18 @@ from .traffic_policy.actions import (
     AddHeaders,
     BasicAuthAction,
     CloseConnection,
+    CompressResponse,
     CustomResponse,
     Deny,
     ForwardInternal,
     Log,
+    RateLimit,
     Redirect,
     RemoveHeaders,
     RestrictIps,
     SetVars,
     UrlRewrite,
+    VerifyWebhook,
 )
 
 __all__ = [
@@ -435,9 +438,11 @@ CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
             Log,
             CloseConnection,
             ForwardInternal,
+            RateLimit,
+            VerifyWebhook,
         }
     ),
-    RESPONSE: frozenset({AddHeaders, RemoveHeaders, SetVars, Log}),
+    RESPONSE: frozenset({AddHeaders, RemoveHeaders, SetVars, Log, CompressResponse}),
 }
 
 
@@ -456,6 +461,10 @@ def _traffic_policy(option: str, value: Any, settings: dict[str, Any], proto: st
                 if phase not in phases or type(action) not in CARRIED_OUT[phase]:
                     raise errors.ENDPOINT_OPTION_UNSUPPORTED(
                         option=f"{option}: {action.kind} in {phase} (on {proto} endpoints)"
+                    )
+                if isinstance(action, CompressResponse) and "gzip" not in action.algorithms:
+                    raise errors.ENDPOINT_OPTION_UNSUPPORTED(
+                        option=f"{option}: compress-response without gzip (the one Burrow writes)"
                     )
     settings["traffic"] = policy
 

@@ -15,19 +15,21 @@ def upgrade_head(request: ProxyRequest, response: ResponseHead) -> bytes:
     request.status = 101
     fields = response_fields(response)
     if not request.plain:
-        fields = _endpoint_rules(request, 101, fields)
+        fields, _ = _endpoint_rules(request, 101, fields)
     return interim_head(response, fields)
 
 
-def _endpoint_rules(request: ProxyRequest, status: int, fields: Headers) -> Headers:
-    """The endpoint's response header options, then its Traffic Policy's response phase."""
+def _endpoint_rules(request: ProxyRequest, status: int, fields: Headers) -> tuple[Headers, bool]:
+    """The endpoint's response header options, then its Traffic Policy's response phase;
+    and whether either asks for the body compressed."""
     policy = request.tunnel.policy if request.tunnel is not None else None
     if policy is None:
-        return fields
+        return fields, False
     fields = policy.response_headers(fields)
     if policy.traffic is not None and request.plan is not None:
-        fields = on_http_response(policy.traffic, request.policy_env, status, fields)
-    return fields
+        fields, compress = on_http_response(policy.traffic, request.policy_env, status, fields)
+        return fields, compress or policy.compression
+    return fields, policy.compression
 
 
 def final_head(request: ProxyRequest, response: ResponseHead, last: bool) -> tuple[bytes, BodyEncoder]:
@@ -37,8 +39,12 @@ def final_head(request: ProxyRequest, response: ResponseHead, last: bool) -> tup
     status = request.status = response.status
     fields = response_fields(response)
     framing = response.framing
+    compress = False
+    if not request.plain:
+        fields, compress = _endpoint_rules(request, status, fields)
     gzip = (
-        request.accepts_gzip
+        compress
+        and request.accepts_gzip
         and request.version == "1.1"
         and framing != NO_BODY
         and not (framing == LENGTH and response.length == 0)
@@ -48,8 +54,6 @@ def final_head(request: ProxyRequest, response: ResponseHead, last: bool) -> tup
     if gzip:
         fields.append((b"Content-Encoding", b"gzip"))
         fields.append((b"Vary", b"Accept-Encoding"))
-    if not request.plain:
-        fields = _endpoint_rules(request, status, fields)
     close = (
         not request.keep_alive
         or framing == UNTIL_CLOSE

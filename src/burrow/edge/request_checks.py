@@ -8,7 +8,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from burrow.domain import webhooks
-from burrow.domain.endpoint import CIRCUIT_OPEN, EndpointPolicy
+from burrow.domain.endpoint import CIRCUIT_OPEN, WEBHOOK_REFUSED, EndpointPolicy
 from burrow.domain.tunnels import Tunnel
 
 from .forward_head import accepts_gzip
@@ -16,7 +16,7 @@ from .http1 import CHUNKED
 from .pages import CONNECT_NOT_SERVED, NOT_THE_SERVER_NAME, bad_request, not_found_page, refusal_page
 from .peers import Peers
 from .proxy_request import ProxyRequest
-from .traffic_phases import CLOSE, connection_env, on_http_request, on_tcp_connect, request_env
+from .traffic_phases import CLOSE, compresses, connection_env, on_http_request, on_tcp_connect, request_env
 
 
 def unroutable(request: ProxyRequest, scheme: str, sni: str | None) -> bytes | None:
@@ -79,6 +79,8 @@ def apply_policy(
             request.answer = plan.answer
             return
         request.plan = plan
+        if compresses(traffic):
+            request.accepts_gzip = accepts_gzip(request.noted.get(b"accept-encoding", []))
         if plan.forward is not None:
             forwarded = plan.forward
             plan.forward = None
@@ -97,7 +99,9 @@ def apply_policy(
     if breaker is not None and not breaker.allows(time.monotonic()):
         request.answer = refusal_page(CIRCUIT_OPEN)
         return
-    request.whole_body = policy.buffer_body_up_to
+    # Webhook verification (an option or a policy's verify-webhook) needs the body whole.
+    verifying = request.plan is not None and bool(request.plan.verify)
+    request.whole_body = policy.buffer_body_up_to or (webhooks.MAX_BODY if verifying else 0)
     # A body the edge must have whole goes on with its length.
     request.chunked = request.head is not None and request.head.framing == CHUNKED and not request.whole_body
     if policy.compression:
@@ -107,6 +111,13 @@ def apply_policy(
 def check_body(request: ProxyRequest) -> None:
     """A whole body, once it has come: the endpoint's checks of it (webhook signatures)."""
     if request.answer is None and request.whole_body and request.tunnel is not None:
-        refusal = request.tunnel.policy.check_request_body(request.headers, bytes(request.body))
+        body = bytes(request.body)
+        refusal = request.tunnel.policy.check_request_body(request.headers, body)
+        if refusal is None and request.plan is not None:
+            now = time.time()
+            for action in request.plan.verify:
+                if action.enforce and not action.verifier.verify(request.headers, body, now):
+                    refusal = WEBHOOK_REFUSED
+                    break
         if refusal is not None:
             request.answer = refusal_page(refusal)

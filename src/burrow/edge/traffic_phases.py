@@ -16,6 +16,7 @@ import functools
 import http
 import logging
 import re
+import time
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
@@ -29,15 +30,18 @@ from burrow.domain.traffic_policy.actions import (
     AddHeaders,
     BasicAuthAction,
     CloseConnection,
+    CompressResponse,
     CustomResponse,
     Deny,
     ForwardInternal,
     Log,
+    RateLimit,
     Redirect,
     RemoveHeaders,
     Response,
     RestrictIps,
     UrlRewrite,
+    VerifyWebhook,
 )
 from burrow.domain.traffic_policy.expressions import Value
 from burrow.domain.tunnels import Tunnel
@@ -128,13 +132,14 @@ class RequestPlan:
     the target to forward and the header edits, in order, for the forwarded head; or an
     internal endpoint to forward to (``forward``: its URL and what to do if it is offline)."""
 
-    __slots__ = ("answer", "edits", "forward", "target")
+    __slots__ = ("answer", "edits", "forward", "target", "verify")
 
     def __init__(self, target: bytes, edits: Sequence[Action] = ()) -> None:
         self.answer: bytes | None = None
         self.target = target
         self.edits: list[Action] = list(edits)
         self.forward: ForwardInternal | None = None
+        self.verify: list[VerifyWebhook] = []  # checked once the whole body is here
 
 
 def on_http_request(
@@ -174,26 +179,43 @@ def on_http_request(
             _log(REQUEST, action, env)
         elif isinstance(action, ForwardInternal):
             plan.forward = action
+        elif isinstance(action, RateLimit):
+            key = "\x00".join(part.text for part in action.bucket_key) or str(client_ip)
+            if not action.window.allow(key, time.monotonic()):
+                retry = str(max(1, round(action.rate_seconds)))
+                plan.answer = answer(Response(429, (("retry-after", retry),), "Too many requests.\n"))
+        elif isinstance(action, VerifyWebhook):
+            plan.verify.append(action)
         if plan.answer is not None or plan.forward is not None:
             break
     return plan
 
 
-def on_http_response(policy: Policy, env: Env, status: int, fields: Headers) -> Headers:
-    """The response head's fields after the policy's response phase."""
+def compresses(policy: Policy) -> bool:
+    """Whether the response phase may compress (so the edge notes what the client accepts)."""
+    rules = policy.phases.get(RESPONSE, ())
+    return any(isinstance(action, CompressResponse) for rule in rules for action in rule.actions)
+
+
+def on_http_response(policy: Policy, env: Env, status: int, fields: Headers) -> tuple[Headers, bool]:
+    """The response head's fields after the policy's response phase, and whether it asks
+    for the body compressed."""
     if not policy.phases.get(RESPONSE):
-        return fields
+        return fields, False
     response_env = dict(env)
     response_env["res.status_code"] = status
     if "res.headers" in policy.reads.get(RESPONSE, ()):
         response_env["res.headers"] = _multimap(fields)
     edits: list[Action] = []
+    compress = False
     for action in policy.run(RESPONSE, response_env):
         if isinstance(action, AddHeaders | RemoveHeaders):
             edits.append(action)
+        elif isinstance(action, CompressResponse):
+            compress = True
         elif isinstance(action, Log):
             _log(RESPONSE, action, response_env)
-    return edited(fields, edits)
+    return edited(fields, edits), compress
 
 
 def edited(fields: Headers, edits: Sequence[Action]) -> Headers:

@@ -344,6 +344,11 @@ class RateLimit(Action):
     capacity: int
     rate_seconds: float
     bucket_key: tuple[Template, ...] = ()
+    # The window's state, one per compiled action; a resolved copy shares it.
+    window: SlidingWindow = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", SlidingWindow(self.capacity, self.rate_seconds))
 
 
 @dataclass(frozen=True)
