@@ -13,6 +13,8 @@ NGROK_BIN_DIR := .venvs/ngrok-bin
 CHROMIUM := /usr/bin/chromium
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
+# The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
+NGROK_NODE_SDK_DIR := .venvs/ngrok-node-sdk
 
 .PHONY: serve test test-fast lint bench clean
 
@@ -33,6 +35,11 @@ $(NGROK_SDK_ENV)/.installed:
 $(NGROK_BIN_DIR)/.installed:
 	mkdir -p $(NGROK_BIN_DIR)
 	npm install --silent --no-audit --no-fund --prefix $(NGROK_BIN_DIR) @expo/ngrok-bin-linux-x64@2.3.41
+	touch $@
+
+$(NGROK_NODE_SDK_DIR)/.installed:
+	mkdir -p $(NGROK_NODE_SDK_DIR)
+	npm install --silent --no-audit --no-fund --prefix $(NGROK_NODE_SDK_DIR) @ngrok/ngrok@1.7.0
 	touch $@
 
 $(NGROK_API_NODE_DIR)/.installed:
@@ -57,7 +64,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict src/burrow
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
-		$(NGROK_SDK_ENV)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
+		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a

@@ -1,0 +1,108 @@
+"""The npm agent SDK, @ngrok/ngrok 1.7, on Burrow: Traffic Policy (``.trafficPolicy()``)
+carried out end to end, and pooling (``.poolingEnabled(true)``) refused, not ignored."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import select
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.edge.test_sdk import credential
+from tests.harness import BurrowServer, local_http_service
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SDK = ROOT / ".venvs" / "ngrok-node-sdk"
+AGENT = Path(__file__).parent / "node_agent.mjs"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurrowServer]:
+    server = BurrowServer(tmp_path_factory.mktemp("node-sdk") / "data").start()
+    yield server
+    server.stop()
+
+
+def echo_headers(request: http.server.BaseHTTPRequestHandler) -> str:
+    return json.dumps({"path": request.path, "headers": {k.lower(): v for k, v in request.headers.items()}})
+
+
+def start(server: BurrowServer, token: str, forward: str, endpoints: list[dict[str, Any]]) -> Any:
+    node = shutil.which("node")
+    if node is None or not (SDK / "node_modules" / "@ngrok" / "ngrok").exists():
+        pytest.fail("the npm agent SDK is missing: run 'make test' (it builds .venvs/ngrok-node-sdk)")
+    config = {
+        "token": token,
+        "server_addr": server.agent_addr,
+        "ca": str(server.ca_path),
+        "forward": forward,
+        "endpoints": endpoints,
+        "sdk": str(SDK),
+    }
+    process = subprocess.Popen(
+        [node, str(AGENT), json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 30)
+    line = process.stdout.readline() if ready else ""
+    if not line:
+        process.kill()
+        pytest.fail(f"the Node agent printed nothing: {process.stderr.read() if process.stderr else ''}")
+    return process, json.loads(line)["ready"]
+
+
+def stop(process: Any) -> None:
+    process.stdin.close()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_traffic_policy_through_the_node_sdk(server: BurrowServer) -> None:
+    policy = """
+on_http_request:
+  - expressions: ["req.url.path == '/blocked'"]
+    actions: [{type: deny, config: {status_code: 451}}]
+  - actions: [{type: add-headers, config: {headers: {x-via: "node-${req.method}"}}}]
+on_http_response:
+  - actions: [{type: add-headers, config: {headers: {x-policy: "on"}}}]
+"""
+    token = credential(server, [])["token"]
+    with local_http_service(echo_headers) as port:
+        endpoints = [{"name": "web", "domain": "node.example", "traffic_policy": policy}]
+        process, ready = start(server, token, f"http://127.0.0.1:{port}", endpoints)
+        try:
+            assert "url" in ready["web"], ready
+            url = f"http://{server.http_addr}"
+            blocked = httpx.get(f"{url}/blocked", headers={"Host": "node.example"}, timeout=10)
+            assert blocked.status_code == 451
+            passed = httpx.get(f"{url}/ok", headers={"Host": "node.example"}, timeout=10)
+            assert passed.status_code == 200 and passed.headers["x-policy"] == "on"
+            assert passed.json()["path"] == "/ok" and passed.json()["headers"]["x-via"] == "node-GET"
+        finally:
+            stop(process)
+
+
+def test_a_pooled_endpoint_is_refused_naming_the_option(server: BurrowServer) -> None:
+    token = credential(server, [])["token"]
+    with local_http_service(echo_headers) as port:
+        endpoints = [{"name": "web", "domain": "pool.example", "pooling": True}]
+        process, ready = start(server, token, f"http://127.0.0.1:{port}", endpoints)
+        try:
+            assert "ERR_NGROK_90301" in ready["web"]["error"] and "PoolingEnabled" in ready["web"]["error"]
+        finally:
+            stop(process)
