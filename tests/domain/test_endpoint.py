@@ -652,3 +652,20 @@ def test_the_echoed_opts_carry_no_secret_and_keep_every_key() -> None:
     assert echoed["WebhookVerification"] == {"provider": "github", "secret": ""}
     assert echoed["RequestHeaders"] == opts["RequestHeaders"] and echoed["Auth"] == ""
     assert opts["BasicAuth"]["credentials"][0]["cleartext_password"] == "correct horse"  # type: ignore[index]
+
+
+def test_a_policy_s_rate_limits_are_bounded_in_number_and_memory() -> None:
+    limit = "{type: rate-limit, config: {capacity: 1000000000, rate: 1h}}"
+    nine = "on_http_request: [{actions: [" + ", ".join([limit] * 9) + "]}]"
+    assert refused("https", {"TrafficPolicy": nine}).code == "ERR_NGROK_90302"
+    one = "on_http_request: [{actions: [" + limit + "]}]"
+    policy = EndpointPolicy.from_opts("https", {"TrafficPolicy": one})
+    assert policy.traffic is not None
+    (action,) = policy.traffic.phases["on_http_request"][0].actions
+    window = action.window  # type: ignore[attr-defined]
+    for n in range(50_000):  # a hit each, from as many keys as a client can make up
+        assert window.allow(f"key-{n}", 1.0)
+    assert len(window._counts) == window.max_keys == 10_000
+    for _ in range(1000):  # one key's hits cost no more than its first
+        window.allow("busy", 2.0)
+    assert window._counts["busy"] == (0, 1000, 0)

@@ -446,6 +446,9 @@ CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
 }
 
 
+MAX_RATE_LIMITS = 8  # per policy: each keeps up to 10,000 keys' counts in the edge's memory
+
+
 def _traffic_policy(option: str, value: Any, settings: dict[str, Any], proto: str, forwards_to: str) -> None:
     if "traffic" in settings:
         raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="give TrafficPolicy or Policy, not both")
@@ -454,6 +457,10 @@ def _traffic_policy(option: str, value: Any, settings: dict[str, Any], proto: st
     if not isinstance(value, str):
         raise errors.ENDPOINT_OPTION_INVALID(option=option, reason="expected a YAML or JSON document")
     policy = compile_policy(value)
+    actions = [action for rules in policy.phases.values() for rule in rules for action in rule.actions]
+    if sum(isinstance(action, RateLimit) for action in actions) > MAX_RATE_LIMITS:
+        reason = f"more than {MAX_RATE_LIMITS} rate-limit actions"
+        raise errors.ENDPOINT_OPTION_INVALID(option=option, reason=reason)
     phases = (TCP,) if proto in ("tcp", "tls") else (TCP, REQUEST, RESPONSE)
     for phase, rules in policy.phases.items():
         for rule in rules:

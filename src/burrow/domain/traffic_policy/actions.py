@@ -487,22 +487,28 @@ def _rate_limit(reader: ConfigReader) -> RateLimit:
 
 
 class SlidingWindow:
-    """At most ``capacity`` hits per key in any ``rate_seconds``; the caller passes the clock."""
+    """At most about ``capacity`` hits per key in any ``rate_seconds``; the caller passes
+    the clock. The sliding-window counter: each key keeps two counts (this fixed window's
+    and the last one's, weighted by how much of it the sliding window still covers), so a
+    key costs the same few bytes whatever the capacity, and at most ``max_keys`` are kept
+    (the oldest is forgotten past that): a policy cannot make the edge hold a timestamp per
+    request."""
 
-    def __init__(self, capacity: int, rate_seconds: float, max_keys: int = 100_000) -> None:
+    def __init__(self, capacity: int, rate_seconds: float, max_keys: int = 10_000) -> None:
         self.capacity, self.rate_seconds, self.max_keys = capacity, rate_seconds, max_keys
-        self._hits: dict[str, list[float]] = {}
+        self._counts: dict[str, tuple[int, int, int]] = {}  # key -> (window, count, previous count)
 
     def allow(self, key: str, now: float) -> bool:
-        hits = [moment for moment in self._hits.get(key, ()) if moment > now - self.rate_seconds]
-        if len(hits) >= self.capacity:
-            self._hits[key] = hits
-            return False
-        if key not in self._hits and len(self._hits) >= self.max_keys:
-            self._hits.pop(next(iter(self._hits)))  # bounded memory: forget the oldest key
-        hits.append(now)
-        self._hits[key] = hits
-        return True
+        window = int(now // self.rate_seconds)
+        start, count, previous = self._counts.get(key, (window, 0, 0))
+        if start != window:
+            previous, count = (count if start == window - 1 else 0), 0
+        covered = 1.0 - (now / self.rate_seconds - window)  # of the last window, still inside
+        allowed = previous * covered + count < self.capacity
+        if key not in self._counts and len(self._counts) >= self.max_keys:
+            self._counts.pop(next(iter(self._counts)))
+        self._counts[key] = (window, count + 1 if allowed else count, previous)
+        return allowed
 
 
 def _verify_webhook(reader: ConfigReader) -> VerifyWebhook:
