@@ -381,3 +381,35 @@ def _response(tls: ssl.SSLSocket) -> tuple[bytes, bytes]:
     while len(body) < length:
         body += tls.recv(65536)
     return head, body
+
+
+def test_a_pool_spans_nodes_and_outlives_a_member(cluster: Callable[..., list[BurrowServer]]) -> None:
+    from tests.edge.malicious_agent import AgentError, MaliciousAgent
+    from tests.edge.test_url_endpoints import answering, go_bind
+
+    a, b = cluster(2, relay=True)
+    token = credential(a)["token"]
+    stranger_key = a.new_account("stranger@example.com")
+    with a.client(stranger_key) as http:
+        stranger = http.post("/credentials", json={"acl": []}).json()["token"]
+    pooled = go_bind("http", "http://pool.burrow.localhost", PoolingEnabled=True)
+
+    def member(node: BurrowServer, body: bytes, secret: str = token) -> MaliciousAgent:
+        agent = MaliciousAgent(node.agent_addr, node.ca_path, secret, "", bind=pooled).start()
+        agent.script = answering(body)
+        return agent
+
+    on_a, on_b = member(a, b"on-a"), member(b, b"on-b")
+    try:
+        assert public_get(a, "pool.burrow.localhost").text == "on-a"  # each node serves its own
+        assert public_get(b, "pool.burrow.localhost").text == "on-b"
+        with pytest.raises(AgentError, match="ERR_NGROK_334"):
+            member(b, b"theirs", stranger)  # another account's pooled bind: refused cluster-wide
+        on_a.close()
+        # A's member is gone: A relays to the pool's member on B.
+        within(10, lambda: public_get(a, "pool.burrow.localhost").text == "on-b", "A to relay to B")
+        with pytest.raises(AgentError, match="ERR_NGROK_334"):
+            member(a, b"theirs", stranger)  # the pool, not the name, outlived the member
+    finally:
+        on_a.close()
+        on_b.close()

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from burrow.domain import ids, tokens
 from burrow.domain.errors import BurrowError
 from burrow.edge import wire
 from burrow.edge.cluster_writes import ClusterWrites
 from burrow.edge.control import AgentControl, Authenticated, EdgeSettings
+from burrow.store import schema
 from burrow.store.cluster import ClusterRegistry
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import BOT_USERS, CREDENTIALS, Store
@@ -421,10 +423,9 @@ def test_url_binds_pass_the_acl_and_refuse_what_they_cannot_mean(edge: AgentCont
     assert credential_id in shown_refusal(edge, session, "https", "https://evil.org")
     # What Burrow does not do yet is refused, never ignored: a pooled endpoint bound alone,
     # or an endpoint of another binding published publicly, is not what its agent asked for.
-    for extra in ({"Bindings": ["kubernetes"]}, {"PoolingEnabled": True}):
-        with pytest.raises(BurrowError) as error:
-            url_bind(edge, session, "https", "https://c.go.example", **extra)
-        assert code(error) == "ERR_NGROK_90301", extra
+    with pytest.raises(BurrowError) as error:
+        url_bind(edge, session, "https", "https://c.go.example", Bindings=["kubernetes"])
+    assert code(error) == "ERR_NGROK_90301"
     with pytest.raises(BurrowError) as error:  # internal, but not a .internal name
         url_bind(edge, session, "https", "https://c.go.example", Bindings=["internal"])
     assert code(error) == "ERR_NGROK_301"
@@ -444,3 +445,42 @@ def shown_refusal(edge: AgentControl, session: Authenticated, proto: str, url: s
     with pytest.raises(BurrowError) as error:
         url_bind(edge, session, proto, url)
     return shown(error)
+
+
+def test_pooled_binds_of_one_account_share_the_name_and_take_turns(edge: AgentControl, store: Store) -> None:
+    _, token, account = credential(store, [])
+    first, second = auth(edge, token), auth(edge, token)
+    other_user = store.create_account("other@example.com")[0]
+    _, other_token = store.create_credential(other_user.account_id, other_user.id, "", "", [])
+    stranger = auth(edge, other_token)
+    url = "https://pool.go.example"
+    a = url_bind(edge, first, "https", url, PoolingEnabled=True)
+    b = url_bind(edge, second, "https", url, PoolingEnabled=True)
+    assert a["URL"] == b["URL"] == "https://pool.go.example:8444" and a["Id"] != b["Id"]
+    served = {edge.registry.https_tunnel("pool.go.example").session_id for _ in range(4)}  # type: ignore[union-attr]
+    assert served == {first.session.id, second.session.id}
+    # Neither another account's pooled bind nor this account's unpooled one joins the pool.
+    for session, extra in ((stranger, {"PoolingEnabled": True}), (auth(edge, token), {})):
+        with pytest.raises(BurrowError) as error:
+            url_bind(edge, session, "https", url, **extra)
+        assert code(error) == "ERR_NGROK_334"
+    # The member holding the cluster's binding leaves: the name passes to the other member.
+    holder = edge.writes.cluster
+    edge.end(first)
+    asyncio.run(edge.writes.run(lambda: None))
+    assert {edge.registry.https_tunnel("pool.go.example").session_id for _ in range(4)} == {second.session.id}  # type: ignore[union-attr]
+    with pytest.raises(BurrowError) as error:
+        url_bind(edge, stranger, "https", url, PoolingEnabled=True)
+    assert code(error) == "ERR_NGROK_334"  # still the pool's
+    with store.engine.connect() as connection:  # and the cluster's binding is the other member's
+        bound = connection.execute(
+            select(schema.cluster_bindings.c.session_id).where(
+                schema.cluster_bindings.c.name == "pool.go.example"
+            )
+        ).scalar()
+    assert bound == second.session.id
+    edge.end(second)
+    asyncio.run(edge.writes.run(lambda: None))
+    assert edge.registry.https_tunnel("pool.go.example") is None
+    assert url_bind(edge, stranger, "https", url)["Error"] == ""  # free once the pool is empty
+    assert holder.tunnels(account) == []

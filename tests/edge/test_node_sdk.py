@@ -1,5 +1,5 @@
 """The npm agent SDK, @ngrok/ngrok 1.7, on Burrow: Traffic Policy (``.trafficPolicy()``)
-carried out end to end, and pooling (``.poolingEnabled(true)``) refused, not ignored."""
+carried out end to end, and endpoint pools (``.poolingEnabled(true)``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import select
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,12 +98,33 @@ on_http_response:
             stop(process)
 
 
-def test_a_pooled_endpoint_is_refused_naming_the_option(server: BurrowServer) -> None:
+def test_two_node_sdk_sessions_pool_one_endpoint(server: BurrowServer) -> None:
     token = credential(server, [])["token"]
-    with local_http_service(echo_headers) as port:
-        endpoints = [{"name": "web", "domain": "pool.example", "pooling": True}]
-        process, ready = start(server, token, f"http://127.0.0.1:{port}", endpoints)
+    b_key = server.new_account("pool-b@example.com")
+    with server.client(b_key) as http_b:
+        other_token = http_b.post("/credentials", json={"acl": []}).json()["token"]
+    pooled = [{"name": "web", "domain": "pool.example", "pooling": True}]
+
+    def get() -> str:
+        answer = httpx.get(f"http://{server.http_addr}/", headers={"Host": "pool.example"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+    with local_http_service(lambda r: "one") as one, local_http_service(lambda r: "two") as two:
+        first, ready_first = start(server, token, f"http://127.0.0.1:{one}", pooled)
+        second, ready_second = start(server, token, f"http://127.0.0.1:{two}", pooled)
         try:
-            assert "ERR_NGROK_90301" in ready["web"]["error"] and "PoolingEnabled" in ready["web"]["error"]
+            assert ready_first["web"]["url"] == ready_second["web"]["url"], (ready_first, ready_second)
+            assert {get() for _ in range(10)} == {"one", "two"}  # requests reach both
+            intruder, refused = start(server, other_token, f"http://127.0.0.1:{one}", pooled)
+            stop(intruder)
+            assert "ERR_NGROK_334" in refused["web"]["error"]  # another account's pool: no
+            stop(first)
+            deadline = time.monotonic() + 10
+            while {get() for _ in range(6)} != {"two"}:  # once the session's end is seen
+                assert time.monotonic() < deadline, "the pool still sends to the member that left"
+                time.sleep(0.1)
         finally:
-            stop(process)
+            stop(second)
+            if first.poll() is None:
+                stop(first)

@@ -127,8 +127,10 @@ def test_a_url_another_tenant_holds_or_the_acl_denies_is_refused(server: BurrowS
         agent(server, other, go_bind("https", "https://app.mine.example")).start()
     with pytest.raises(AgentError, match="ERR_NGROK_316"):
         agent(server, token, go_bind("https", "https://app.theirs.example")).start()
-    with pytest.raises(AgentError, match="ERR_NGROK_90301"):
-        agent(server, token, go_bind("https", "https://pool.mine.example", PoolingEnabled=True)).start()
+    # A pooled bind does not join an endpoint bound without pooling, even of its account.
+    pooled = go_bind("https", "https://app.mine.example", PoolingEnabled=True)
+    with agent(server, token, go_bind("https", "https://app.mine.example")), taken:
+        agent(server, other, pooled).start()
 
 
 def test_a_policy_patched_live_applies_to_the_next_request(server: BurrowServer) -> None:

@@ -520,7 +520,7 @@ ENDPOINTS = Resource(
             lambda tunnel, view: f"{view.base}/endpoints/{tunnel.endpoint_id}",
             uri=True,
         ),
-        constant("pooling_enabled", ValueKind.BOOLEAN, False),
+        attribute("pooling_enabled", ValueKind.BOOLEAN, source="pooled"),
     ),
     operations=frozenset({Operation.LIST, Operation.GET}),
 )

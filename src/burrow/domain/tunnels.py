@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from .endpoint import EndpointPolicy
 
@@ -90,6 +90,9 @@ class Tunnel:
     # reaches them, only forward-internal from a policy of their account's endpoints.
     internal: bool = False
     account_id: str = ""  # the binding session's account (set at bind)
+    # PoolingEnabled: shares its name with the account's other pooled binds of it (each
+    # request or connection goes to one of them, taking turns).
+    pooled: bool = False
 
 
 @dataclass
@@ -121,6 +124,17 @@ def _http_key(hostname: str) -> str:
     return hostname.lower().rstrip(".")
 
 
+def _pools_with(tunnel: Tunnel, other: Tunnel) -> bool:
+    """Whether ``tunnel`` may share its name with ``other``: both pooled, one account's,
+    in different sessions (a session's own binds of a name are one endpoint, not a pool)."""
+    return (
+        tunnel.pooled
+        and other.pooled
+        and tunnel.account_id == other.account_id
+        and tunnel.session_id != other.session_id
+    )
+
+
 class Registry:
     def __init__(self, mirror: RegistryMirror | None = None) -> None:
         self.mirror = mirror
@@ -134,6 +148,9 @@ class Registry:
         self._labeled: dict[str, Tunnel] = {}
         self._internal: dict[tuple[str, str], Tunnel] = {}  # (account id, host) -> its tunnel
         self._claiming: dict[tuple[str, object], Tunnel] = {}  # (proto, name) -> its pending bind
+        # Pools: a table's key held by several pooled tunnels of one account; the table
+        # holds one of them, the pool all (routing takes turns among them).
+        self._pools: dict[tuple[int, object], list[Tunnel]] = {}
         self._round_robin = itertools.count()
         self._tables: dict[str, dict[object, Tunnel]] = {
             "http": self._http,  # type: ignore[dict-item]
@@ -211,22 +228,26 @@ class Registry:
         table, key = place
         allowed = (tunnel.session_id, reconnecting_from)
         holder = table.get(key)
-        if holder is not None and holder.session_id not in allowed:
+        if holder is not None and holder.session_id not in allowed and not _pools_with(tunnel, holder):
             raise BindConflict(tunnel.hostname or str(tunnel.port))
         slot = ("internal" if tunnel.internal else tunnel.proto, key)
-        if slot in self._claiming:
+        claiming = self._claiming.get(slot)
+        if claiming is not None and not _pools_with(tunnel, claiming):
             raise BindConflict(tunnel.hostname or str(tunnel.port))
         if tunnel.proto in ("http", "https") and not tunnel.internal:
-            # A hostname belongs to one session across both schemes.
+            # A hostname belongs to one session (or one account's pool) across both schemes.
             other_proto = "https" if tunnel.proto == "http" else "http"
             foreign = self._tables[other_proto].get(key)
-            if foreign is not None and foreign.session_id not in allowed:
+            if foreign is not None and foreign.session_id not in allowed and not _pools_with(tunnel, foreign):
                 raise BindConflict(tunnel.hostname or str(tunnel.port))
-            claiming = self._claiming.get((other_proto, key))
-            if claiming is not None and claiming.session_id != tunnel.session_id:
+            other = self._claiming.get((other_proto, key))
+            if other is not None and other.session_id != tunnel.session_id and not _pools_with(tunnel, other):
                 raise BindConflict(tunnel.hostname or str(tunnel.port))
+        if claiming is not None:  # another member's bind is being claimed: this one joins
+            return PendingBind(tunnel, reconnecting_from, None, None)
         self._claiming[slot] = tunnel
-        return PendingBind(tunnel, reconnecting_from, holder, slot)
+        replacing = None if holder is not None and _pools_with(tunnel, holder) else holder
+        return PendingBind(tunnel, reconnecting_from, replacing, slot)
 
     def finish_bind(self, pending: PendingBind) -> bool:
         """Install the tunnel of a bind whose claim succeeded; False (nothing installed) if
@@ -240,10 +261,13 @@ class Registry:
         if place is not None:
             table, key = place
             holder = table.get(key)
-            if holder is not None:
-                # The claim moved the name to this session and dropped the holder's row.
-                self.remove_tunnel(holder.session_id, holder.id, mirrored=False)
-            table[key] = tunnel
+            if holder is not None and _pools_with(tunnel, holder):
+                self._pools.setdefault((id(table), key), [holder]).append(tunnel)
+            else:
+                if holder is not None:
+                    # The claim moved the name to this session and dropped the holder's row.
+                    self.remove_tunnel(holder.session_id, holder.id, mirrored=False)
+                table[key] = tunnel
         elif tunnel.proto == "labeled":
             self._labeled[tunnel.id] = tunnel
         session.tunnels[tunnel.id] = tunnel
@@ -277,8 +301,16 @@ class Registry:
         place = self._holder(tunnel)
         if place is not None:
             table, key = place
+            pool = self._pools.get((id(table), key))
+            if pool is not None and tunnel in pool:
+                pool.remove(tunnel)
+                if len(pool) <= 1:
+                    del self._pools[(id(table), key)]
             if table.get(key) is tunnel:
-                del table[key]
+                if pool:
+                    table[key] = pool[0]  # the pool goes on with its other members
+                else:
+                    del table[key]
         self._labeled.pop(tunnel.id, None)
         if self.mirror is not None and mirrored:
             self.mirror.release_tunnel(tunnel, keep_binding=self.shares_binding(tunnel))
@@ -297,19 +329,27 @@ class Registry:
 
     def internal_tunnel(self, account_id: str, hostname: str) -> Tunnel | None:
         """The account's internal endpoint for ``hostname`` on this node, if bound."""
-        return self._internal.get((account_id, _http_key(hostname)))
+        return self._routed(self._internal, (account_id, _http_key(hostname)))
+
+    def _routed(self, table: dict[Any, Tunnel], key: object) -> Tunnel | None:
+        tunnel = table.get(key)
+        if tunnel is not None and tunnel.pooled:
+            pool = self._pools.get((id(table), key))
+            if pool:
+                return pool[next(self._round_robin) % len(pool)]  # members take turns
+        return tunnel
 
     def http_tunnel(self, hostname: str) -> Tunnel | None:
-        return self._http.get(_http_key(hostname))
+        return self._routed(self._http, _http_key(hostname))
 
     def https_tunnel(self, hostname: str) -> Tunnel | None:
-        return self._https.get(_http_key(hostname))
+        return self._routed(self._https, _http_key(hostname))
 
     def tls_tunnel(self, hostname: str) -> Tunnel | None:
-        return self._tls.get(_http_key(hostname))
+        return self._routed(self._tls, _http_key(hostname))
 
     def tcp_tunnel(self, port: int) -> Tunnel | None:
-        return self._tcp.get(port)
+        return self._routed(self._tcp, port)
 
     def labeled_tunnel(self, selector: dict[str, str], account_id: str | None = None) -> Tunnel | None:
         """A labeled tunnel whose labels include ``selector``, taking turns among them."""

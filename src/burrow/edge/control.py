@@ -263,8 +263,6 @@ class AgentControl:
         internal = extra.bindings == ("internal",)
         if extra.bindings not in (None, (), ("public",), ("internal",)):
             raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=f"Bindings {list(extra.bindings or ())}")
-        if extra.pooling_enabled:
-            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PoolingEnabled")
         if internal and proto not in ("http", "https"):
             raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=f"internal endpoints (on {proto} endpoints)")
         if not opts.url:
@@ -347,6 +345,7 @@ class AgentControl:
         if opts.url:
             echoed[opts.key("URL")] = url
         tunnel.endpoint_id, tunnel.account_id = ids.new_id(ids.ENDPOINT), session.account_id
+        tunnel.pooled = request.extra.pooling_enabled
         tunnel.name, tunnel.description = request.extra.name, request.extra.description
         tunnel.traffic_policy = opts.traffic_policy or (json.dumps(dict(opts.policy)) if opts.policy else "")
         try:
@@ -399,8 +398,9 @@ class AgentControl:
         tunnel = authenticated.session.tunnels.get(request.tunnel_id)
         if tunnel is None:
             raise errors.BIND_INVALID(reason=f"this session has no tunnel {request.tunnel_id!r}")
-        if request.pooling_enabled:
-            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PoolingEnabled")
+        if request.pooling_enabled is not None and request.pooling_enabled != tunnel.pooled:
+            # Joining or leaving a pool is a new bind (the name's holder may change): unbind first.
+            raise errors.ENDPOINT_OPTION_UNSUPPORTED(option="PoolingEnabled (changed on a bound endpoint)")
         patched = dataclasses.replace(tunnel, updated_at=datetime.now(UTC))
         if request.traffic_policy is not None:
             patched.policy = tunnel.policy.with_traffic_policy(tunnel.proto, request.traffic_policy)

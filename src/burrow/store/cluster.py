@@ -88,6 +88,7 @@ def _tunnel(row: Any) -> Tunnel:
         port=url.port if proto == "tcp" else None,
         labels=json.loads(row.labels),
         internal=(url.hostname or "").endswith(".internal"),  # only internal binds may name one
+        pooled=row.pooled,
         account_id=row.account_id,
         endpoint_id=row.endpoint_id,
         name=row.name,
@@ -104,6 +105,7 @@ def _endpoint_columns(tunnel: Tunnel) -> dict[str, Any]:
         "name": tunnel.name[:255],
         "description": tunnel.description[:255],
         "traffic_policy": tunnel.traffic_policy,
+        "pooled": tunnel.pooled,
         "updated_at": updated.astimezone(UTC).replace(tzinfo=None) if updated is not None else None,
     }
 
@@ -179,6 +181,10 @@ class ClusterRegistry:
             self._drop_nodes(connection, expired)
 
     def _drop_nodes(self, connection: Connection, node_ids: list[str]) -> None:
+        members = schema.cluster_pool_members
+        connection.execute(delete(members).where(members.c.node_id.in_(node_ids)))
+        # A pool's name held by a session of these nodes passes to a member elsewhere.
+        self._hand_over(connection, schema.cluster_bindings.c.node_id.in_(node_ids))
         for table in (
             schema.cluster_bindings,
             schema.cluster_tunnels,
@@ -244,7 +250,10 @@ class ClusterRegistry:
             self.unremoved_sessions.add(session_id)
 
     def _remove_session(self, session_id: str) -> None:
+        bindings, members = schema.cluster_bindings, schema.cluster_pool_members
         with self.engine.begin() as connection:
+            connection.execute(delete(members).where(members.c.session_id == session_id))
+            self._hand_over(connection, bindings.c.session_id == session_id)
             for table in (schema.cluster_bindings, schema.cluster_tunnels):
                 connection.execute(
                     delete(table).where(
@@ -268,7 +277,7 @@ class ClusterRegistry:
         key = binding_key(tunnel)
         with _reachable(), self.engine.begin() as connection:
             if key is not None:
-                self._claim_name(connection, key, tunnel.session_id, reconnecting_from)
+                self._claim_name(connection, key, tunnel, account_id, reconnecting_from)
                 notify(connection, ROUTES)
             for old in (replacing, tunnel):
                 if old is not None:
@@ -295,22 +304,42 @@ class ClusterRegistry:
             )
 
     def _claim_name(
-        self, connection: Connection, key: tuple[str, str], session_id: str, reconnecting_from: str | None
+        self,
+        connection: Connection,
+        key: tuple[str, str],
+        tunnel: Tunnel,
+        account_id: str,
+        reconnecting_from: str | None,
     ) -> None:
         bindings, sessions = schema.cluster_bindings, schema.cluster_sessions
         kind, name = key
-        row = {"kind": kind, "name": name, "session_id": session_id, "node_id": self.node_id}
+        session_id = tunnel.session_id
+        if tunnel.pooled:
+            self._join_pool(connection, kind, name, session_id)
+        row = {
+            "kind": kind,
+            "name": name,
+            "session_id": session_id,
+            "node_id": self.node_id,
+            "pooled": tunnel.pooled,
+            "account_id": account_id,
+        }
         try:
             with connection.begin_nested():
                 connection.execute(insert(bindings), row)
             return
         except IntegrityError:
-            pass  # the name is bound: by this session (the other scheme), or by another
-        holder = connection.execute(
-            select(bindings.c.session_id).where(and_(bindings.c.kind == kind, bindings.c.name == name))
-        ).scalar()
+            pass  # the name is bound: by this session (the other scheme), by its pool, or by another
+        bound = connection.execute(
+            select(bindings.c.session_id, bindings.c.pooled, bindings.c.account_id).where(
+                and_(bindings.c.kind == kind, bindings.c.name == name)
+            )
+        ).first()
+        holder = bound.session_id if bound is not None else None
         if holder == session_id:
             return
+        if bound is not None and tunnel.pooled and bound.pooled and bound.account_id == account_id:
+            return  # a pool of this account's: this session is one more member
         if reconnecting_from is not None and holder == reconnecting_from:
             # The agent reconnected (maybe to this node, maybe its old node is gone): only the
             # same credential takes over the old session's names.
@@ -333,6 +362,40 @@ class ClusterRegistry:
             if moved:
                 return
         raise BindConflict(name)
+
+    def _join_pool(self, connection: Connection, kind: str, name: str, session_id: str) -> None:
+        members = schema.cluster_pool_members
+        try:
+            with connection.begin_nested():
+                connection.execute(
+                    insert(members),
+                    {"kind": kind, "name": name, "session_id": session_id, "node_id": self.node_id},
+                )
+        except IntegrityError:
+            pass  # a member already (its other scheme)
+
+    def _hand_over(self, connection: Connection, held: Any) -> None:
+        """The pooled bindings ``held`` selects (their holder is leaving) pass to another
+        member of their pool, if one is left; the caller deletes what has no successor."""
+        bindings, members = schema.cluster_bindings, schema.cluster_pool_members
+        for row in connection.execute(select(bindings).where(and_(held, bindings.c.pooled.is_(True)))).all():
+            successor = connection.execute(
+                select(members.c.session_id, members.c.node_id)
+                .where(
+                    and_(
+                        members.c.kind == row.kind,
+                        members.c.name == row.name,
+                        members.c.session_id != row.session_id,
+                    )
+                )
+                .limit(1)
+            ).first()
+            if successor is not None:
+                connection.execute(
+                    update(bindings)
+                    .where(and_(bindings.c.kind == row.kind, bindings.c.name == row.name))
+                    .values(session_id=successor.session_id, node_id=successor.node_id)
+                )
 
     def update_endpoint(self, tunnel: Tunnel) -> None:
         """A live tunnel's endpoint as an agent's PatchTunnelState left it, as the API lists it."""
@@ -365,6 +428,7 @@ class ClusterRegistry:
 
     def _release_tunnel(self, tunnel: Tunnel, keep_binding: bool) -> None:
         tunnels, bindings = schema.cluster_tunnels, schema.cluster_bindings
+        members = schema.cluster_pool_members
         key = binding_key(tunnel)
         with self.engine.begin() as connection:
             connection.execute(
@@ -374,6 +438,22 @@ class ClusterRegistry:
             )
             if key is not None and not keep_binding:
                 notify(connection, ROUTES)
+                if tunnel.pooled:
+                    connection.execute(
+                        delete(members).where(
+                            and_(
+                                members.c.kind == key[0],
+                                members.c.name == key[1],
+                                members.c.session_id == tunnel.session_id,
+                            )
+                        )
+                    )
+                    mine = and_(
+                        bindings.c.kind == key[0],
+                        bindings.c.name == key[1],
+                        bindings.c.session_id == tunnel.session_id,
+                    )
+                    self._hand_over(connection, mine)
                 connection.execute(
                     delete(bindings).where(
                         and_(

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -195,6 +196,7 @@ cluster_tunnels = Table(
     Column("description", Text(), nullable=False, server_default=""),
     Column("traffic_policy", Text(), nullable=False, server_default=""),
     Column("updated_at", DateTime(), nullable=True),
+    Column("pooled", Boolean(), nullable=False, server_default=false()),  # migration 0009
     Index("ix_cluster_tunnels_account_id", "account_id"),
     Index("ix_cluster_tunnels_node_id", "node_id"),
 )
@@ -209,8 +211,23 @@ cluster_bindings = Table(
     Column("name", String(300), primary_key=True),
     Column("session_id", ID, nullable=False),
     Column("node_id", ID, nullable=False),
+    # A pool's name (migration 0009): held by one member, shared by its account's pooled binds.
+    Column("pooled", Boolean(), nullable=False, server_default=false()),
+    Column("account_id", ID, nullable=False, server_default=""),
     Index("ix_cluster_bindings_session_id", "session_id"),
     Index("ix_cluster_bindings_node_id", "node_id"),
+)
+
+# Every session in a pool (its binding row names one of them, the holder).
+cluster_pool_members = Table(
+    "cluster_pool_members",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("name", String(300), primary_key=True),
+    Column("session_id", ID, primary_key=True),
+    Column("node_id", ID, nullable=False),
+    Index("ix_cluster_pool_members_session_id", "session_id"),
+    Index("ix_cluster_pool_members_node_id", "node_id"),
 )
 
 # What one node asks another to do (stop a session it holds); the owner polls for its rows.
