@@ -481,3 +481,25 @@ def test_a_refused_sign_in_from_another_site_leaves_the_session_as_it_was(
         assert refused.status_code == 403 and "set-cookie" not in refused.headers
     page.reload()
     expect(page.get_by_role("heading", name="Credentials", exact=True)).to_be_visible()
+
+
+def test_the_agents_page_shows_each_session_s_endpoints_and_their_policy(
+    server: BurrowServer, page: Page
+) -> None:
+    from tests.edge.malicious_agent import MaliciousAgent
+    from tests.edge.test_url_endpoints import go_bind
+
+    with server.client() as api:
+        token = api.post("/credentials", json={"acl": []}).json()["token"]
+    bind = go_bind("http", "http://shown.burrow.localhost", Name="storefront")
+    bind["Opts"]["TrafficPolicy"] = "on_http_request: [{actions: [{type: deny, config: {status_code: 418}}]}]"
+    with MaliciousAgent(server.agent_addr, server.ca_path, token, "", bind=bind) as agent:
+        sign_in(page, server, server.api_key)
+        page.goto(f"{server.base_url}/dashboard/sessions")
+        row = page.get_by_role("row").filter(has_text=agent.client_id)
+        expect(row).to_contain_text(agent.url)
+        expect(row).to_contain_text("storefront")
+        policy = row.locator("details")
+        expect(policy.locator("pre")).not_to_be_visible()  # folded until asked for
+        policy.locator("summary").click()
+        expect(policy.locator("pre")).to_contain_text("type: deny, config: {status_code: 418}")

@@ -513,11 +513,18 @@ def create_dashboard(
     async def sessions_page(view: View) -> Response:
         live = (await view.client.tunnel_sessions.list()).items
         tunnels = (await view.client.tunnels.list()).items
+        endpoints = (await view.client.endpoints.list()).items
         owners = {c.id: c.owner_id async for c in await view.client.credentials.list(limit=PAGE_SIZE)}
+        # Each session's endpoints, then its labeled tunnels (which serve no endpoint).
+        serving = {endpoint.tunnel.id for endpoint in endpoints}
         by_session: dict[str, list[Any]] = {}
+        for endpoint in endpoints:
+            by_session.setdefault(endpoint.tunnel_session.id, []).append(endpoint)
+        labeled: dict[str, list[Any]] = {}
         for tunnel in tunnels:
-            by_session.setdefault(tunnel.tunnel_session.id, []).append(tunnel)
-        return show(view, "sessions.html", live=live, by_session=by_session, owners=owners)
+            if tunnel.id not in serving:
+                labeled.setdefault(tunnel.tunnel_session.id, []).append(tunnel)
+        return show(view, "sessions.html", live=live, by_session=by_session, labeled=labeled, owners=owners)
 
     async def session_stop(view: View) -> Response:
         session_id = view.request.path_params["id"]
