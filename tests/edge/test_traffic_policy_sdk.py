@@ -304,3 +304,16 @@ def test_rate_limit_verify_webhook_and_compress_response(
         "content-encoding"
         not in get(server, "mixed.example", "/other", headers={"Accept-Encoding": "gzip"}).headers
     )
+
+
+def test_a_policy_circuit_breaker_opens_after_errors(
+    server: BurrowServer, start_agent: Start, token: str
+) -> None:
+    breaker = {"error_threshold": 0.5, "volume_threshold": 3, "tripped_duration": "1m"}
+    policy = {"on_http_request": [rule({"type": "circuit-breaker", "config": breaker})]}
+    with_policy(server, start_agent, token, "breaker.example", policy)
+    assert get(server, "breaker.example", "/ok").status_code == 200  # closed: requests go through
+    # 3 answers (the volume), 2 of them errors (over the threshold): the breaker opens.
+    assert [get(server, "breaker.example", "/status/502").status_code for _ in range(3)] == [502, 502, 503]
+    tripped = get(server, "breaker.example", "/ok")  # not sent to the agent while open
+    assert tripped.status_code == 503 and "ERR_NGROK_3202" in tripped.text

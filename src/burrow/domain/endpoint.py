@@ -38,6 +38,7 @@ from .traffic_policy.actions import (
     Action,
     AddHeaders,
     BasicAuthAction,
+    CircuitBreakerAction,
     CloseConnection,
     CompressResponse,
     CustomResponse,
@@ -440,6 +441,7 @@ CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
             ForwardInternal,
             RateLimit,
             VerifyWebhook,
+            CircuitBreakerAction,
         }
     ),
     RESPONSE: frozenset({AddHeaders, RemoveHeaders, SetVars, Log, CompressResponse}),

@@ -89,10 +89,13 @@ class ProxyRequest:
         return True
 
 
-def record_outcome(tunnel: Tunnel | None, status: int) -> None:
-    """Tell the endpoint's circuit breaker (if it has one) how the request ended."""
+def record_outcome(tunnel: Tunnel | None, status: int, plan: RequestPlan | None = None) -> None:
+    """Tell the endpoint's circuit breakers (its option's, its policy's) how the request ended."""
+    now = time.monotonic()
     if tunnel is not None and tunnel.policy.circuit_breaker is not None:
-        tunnel.policy.circuit_breaker.record(status, time.monotonic())
+        tunnel.policy.circuit_breaker.record(status, now)
+    for breaker in plan.breakers if plan is not None else ():
+        breaker.record(status, now)
 
 
 def log_request(request: ProxyRequest, counts: traffic.TrafficCounts, listener: str, client: str) -> None:

@@ -20,7 +20,8 @@ import time
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
-from burrow.domain.endpoint import IPAddress
+from burrow.domain.circuit import CircuitBreaker
+from burrow.domain.endpoint import CIRCUIT_OPEN, IPAddress
 from burrow.domain.traffic_policy import Policy
 from burrow.domain.traffic_policy.actions import (
     REQUEST,
@@ -29,6 +30,7 @@ from burrow.domain.traffic_policy.actions import (
     Action,
     AddHeaders,
     BasicAuthAction,
+    CircuitBreakerAction,
     CloseConnection,
     CompressResponse,
     CustomResponse,
@@ -48,6 +50,7 @@ from burrow.domain.tunnels import Tunnel
 
 from .http1 import CHUNKED, LENGTH, RequestHead
 from .http1.fields import TOKEN
+from .pages import refusal_page
 from .peers import Peers
 
 log = logging.getLogger("burrow.edge")
@@ -132,7 +135,7 @@ class RequestPlan:
     the target to forward and the header edits, in order, for the forwarded head; or an
     internal endpoint to forward to (``forward``: its URL and what to do if it is offline)."""
 
-    __slots__ = ("answer", "edits", "forward", "target", "verify")
+    __slots__ = ("answer", "breakers", "edits", "forward", "target", "verify")
 
     def __init__(self, target: bytes, edits: Sequence[Action] = ()) -> None:
         self.answer: bytes | None = None
@@ -140,6 +143,7 @@ class RequestPlan:
         self.edits: list[Action] = list(edits)
         self.forward: ForwardInternal | None = None
         self.verify: list[VerifyWebhook] = []  # checked once the whole body is here
+        self.breakers: list[CircuitBreaker] = []  # told how the request ended
 
 
 def on_http_request(
@@ -186,6 +190,11 @@ def on_http_request(
                 plan.answer = answer(Response(429, (("retry-after", retry),), "Too many requests.\n"))
         elif isinstance(action, VerifyWebhook):
             plan.verify.append(action)
+        elif isinstance(action, CircuitBreakerAction):
+            if action.breaker.allows(time.monotonic()):
+                plan.breakers.append(action.breaker)
+            else:
+                plan.answer = refusal_page(CIRCUIT_OPEN)
         if plan.answer is not None or plan.forward is not None:
             break
     return plan

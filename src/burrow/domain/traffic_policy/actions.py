@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 from .. import errors
 from ..basic_auth import BasicAuth
+from ..circuit import CircuitBreaker
 from ..ip_restriction import IPAddress, IPRestriction
 from ..webhooks import PROVIDERS, WebhookVerifier
 from .expressions import CelType, Env, Template, compile_template
@@ -408,6 +409,17 @@ class CircuitBreakerAction(Action):
     volume_threshold: int = 10
     window_seconds: float = 10.0
     tripped_seconds: float = 10.0
+    # The breaker's state, one per compiled action (per endpoint); a resolved copy shares it.
+    breaker: CircuitBreaker = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        breaker = CircuitBreaker(
+            self.error_threshold,
+            volume_threshold=self.volume_threshold,
+            window_seconds=self.window_seconds,
+            tripped_seconds=self.tripped_seconds,
+        )
+        object.__setattr__(self, "breaker", breaker)
 
 
 def _pattern(reader: ConfigReader) -> Regex | None:
