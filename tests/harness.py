@@ -271,16 +271,20 @@ class BurrowServer:
             preexec_fn=limit_files,
             env={**os.environ, **self.env},
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"burrow serve exited: {self.log_path.read_text()}")
             try:
-                httpx.get(f"{self.base_url}/healthz", timeout=1)
+                # /healthz waits up to 1 s on the database itself: give it more than that.
+                httpx.get(f"{self.base_url}/healthz", timeout=5)
                 return self
             except httpx.HTTPError:
                 time.sleep(0.05)
-        raise RuntimeError("burrow serve did not come up")
+        # What it is doing: `burrow serve` writes its threads' stacks on SIGUSR1.
+        self.process.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        raise RuntimeError(f"burrow serve did not come up:\n{self.log_path.read_text()[-20000:]}")
 
     def stop(self) -> int:
         if self.process is None:

@@ -119,3 +119,18 @@ def test_sigterm_lets_a_slow_request_through_a_tunnel_finish(
     assert answers[0].status_code == 200 and answers[0].json()["path"] == "/sleep/3"
     assert server.process.wait(timeout=15) == 0
     assert time.monotonic() - started < 9  # it left once the request was done, not at the grace's end
+
+
+def test_sigusr1_writes_every_thread_s_stack_and_changes_nothing(
+    make_server: Callable[..., BurrowServer],
+) -> None:
+    server = make_server()
+    assert server.process is not None
+    server.process.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while "Current thread" not in server.log():
+        assert time.monotonic() < deadline, "no stack written"
+        time.sleep(0.05)
+    assert "asyncio/runners.py" in server.log()  # the event loop's thread, running
+    with server.client() as http:
+        assert http.get("/healthz").status_code == 200

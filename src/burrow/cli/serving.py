@@ -4,8 +4,10 @@ of them sharing the listeners (``workers.py``)."""
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import logging
 import resource
+import signal
 import urllib.parse
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +33,8 @@ def serve(values: dict[str, Any]) -> None:
     from . import logs
 
     v = values
+    # `kill -USR1 <pid>` writes every thread's stack to stderr: what a stuck server is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if v["log_level"].lower() not in LOG_LEVELS:
         raise CommandError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     logs.configure(v["log_level"], v["access_log"], v["traffic_log"])
