@@ -317,3 +317,14 @@ def test_a_policy_circuit_breaker_opens_after_errors(
     assert [get(server, "breaker.example", "/status/502").status_code for _ in range(3)] == [502, 502, 503]
     tripped = get(server, "breaker.example", "/ok")  # not sent to the agent while open
     assert tripped.status_code == 503 and "ERR_NGROK_3202" in tripped.text
+
+
+def test_a_policy_s_log_lines_are_bounded(server: BurrowServer, start_agent: Start, token: str) -> None:
+    fields = {f"k{n}": "${req.headers['x-big'][0]}" for n in range(20)}
+    policy = {"on_http_request": [rule({"type": "log", "config": {"metadata": fields}})]}
+    with_policy(server, start_agent, token, "loud.example", policy)
+    assert get(server, "loud.example", "/", headers={"X-Big": "x" * 5000}).status_code == 200
+    entry = server.wait_log(
+        lambda entry: entry.get("message") == "traffic policy log" and "loud" in entry.get("endpoint", "")
+    )
+    assert len(entry["metadata"]) == 16 and all(value == "x" * 256 for value in entry["metadata"].values())

@@ -289,8 +289,14 @@ def _multimap(fields: Headers) -> dict[str, tuple[str, ...]]:
     return {name: tuple(values) for name, values in headers.items()}
 
 
+# A policy's log lines go to the operator's log: bounded, so that no tenant floods it.
+MAX_LOG_FIELDS = 16
+MAX_LOG_VALUE = 256
+
+
 def _log(phase: str, action: Log, env: Env) -> None:
-    metadata = {name: template.text for name, template in action.metadata}
+    fields = action.metadata[:MAX_LOG_FIELDS]
+    metadata = {name[:64]: template.text[:MAX_LOG_VALUE] for name, template in fields}
     log.info(
         "traffic policy log",
         extra={"fields": {"phase": phase, "endpoint": env.get("endpoint.url"), "metadata": metadata}},
