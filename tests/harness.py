@@ -54,18 +54,25 @@ def occupied(ports: tuple[int, ...]) -> Iterator[None]:
             sock.close()
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
     """A loopback port free now, from below the kernel's ephemeral range: a port the kernel
     hands out (bind to 0) may be given to another process's outgoing connection before the
-    server started with it binds it ("address already in use")."""
+    server started with it binds it ("address already in use"). Never one this process has
+    handed out already: a server's ports are all picked before it binds any of them."""
     low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     while True:
         port = random.randrange(10000, max(low, 10001))
+        if port in _handed_out:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
 
 

@@ -244,6 +244,20 @@ def test_serve_refuses_a_limit_that_is_not_positive(tmp_path: Path, option: str,
     assert f"{option} must be positive" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "clash",
+    [
+        ["--api-addr", "127.0.0.1:14766", "--tcp-ports", "14766-14766"],
+        ["--http-addr", "0.0.0.0:14767", "--tls-addr", "127.0.0.1:14767"],
+    ],
+)
+def test_serve_refuses_two_listeners_on_one_port(tmp_path: Path, clash: list[str]) -> None:
+    result = burrow("serve", "--data-dir", str(tmp_path / "data"), *clash, check=False)
+    port = clash[1].rsplit(":", 1)[1]
+    assert result.returncode == 2 and f"both listen on port {port}" in result.stderr, result.stderr
+    assert clash[0] in result.stderr and clash[2] in result.stderr
+
+
 def test_limits_are_read_from_the_environment(tmp_path: Path) -> None:
     env = {"BURROW_API_MAX_CONNECTIONS": "0"}
     result = burrow("serve", "--data-dir", str(tmp_path / "data"), env=env, check=False)

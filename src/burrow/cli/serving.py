@@ -85,6 +85,7 @@ def serve(values: dict[str, Any]) -> None:
         config.relay_addr = split_addr(v["relay_addr"])
     if v["node_name"]:
         config.node_name = v["node_name"]
+    check_distinct_listeners((host, port), metrics_addr, config if v["edge"] else None)
     if (v["tls_cert"] is None) != (v["tls_key"] is None):
         raise CommandError("--tls-cert and --tls-key go together")
     if (v["https_cert"] is None) != (v["https_key"] is None):
@@ -105,6 +106,39 @@ def serve(values: dict[str, Any]) -> None:
     finally:
         if serve_lock is not None:
             serve_lock.close()
+
+
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def check_distinct_listeners(
+    api: tuple[str, int], metrics: tuple[str, int] | None, edge: EdgeConfig | None
+) -> None:
+    """Refuse two listeners on one port: the kernel may let both bind (SO_REUSEADDR before
+    listen) and then splits connections between them, so the API would answer some and a
+    tunnel others."""
+    named: list[tuple[str, tuple[str, int]]] = [("--api-addr", api)]
+    if metrics is not None:
+        named.append(("--metrics-addr", metrics))
+    if edge is not None:
+        for option, addr in (
+            ("--agent-addr", edge.agent_addr),
+            ("--http-addr", edge.http_addr),
+            ("--tls-addr", edge.tls_addr),
+            ("--https-addr", edge.https_addr),
+            ("--relay-addr", edge.relay_addr),
+        ):
+            if addr is not None:
+                named.append((option, addr))
+        named += [("--tcp-ports", (edge.settings.tcp_host, port)) for port in edge.settings.tcp_ports]
+    seen: dict[int, list[tuple[str, str]]] = {}
+    for option, (host, port) in named:
+        if port == 0:  # any free port: the kernel gives each its own
+            continue
+        for other, other_host in seen.get(port, []):
+            if other != option and (host == other_host or {host, other_host} & _WILDCARDS):
+                raise CommandError(f"{other} and {option} both listen on port {port}: give each its own")
+        seen.setdefault(port, []).append((option, host))
 
 
 def check_limits(api: ApiLimits, agent: AgentLimits) -> tuple[ApiLimits, AgentLimits]:
