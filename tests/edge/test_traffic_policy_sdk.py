@@ -328,3 +328,25 @@ def test_a_policy_s_log_lines_are_bounded(server: BurrowServer, start_agent: Sta
         lambda entry: entry.get("message") == "traffic policy log" and "loud" in entry.get("endpoint", "")
     )
     assert len(entry["metadata"]) == 16 and all(value == "x" * 256 for value in entry["metadata"].values())
+
+
+def test_a_policy_s_secrets_are_neither_stored_nor_shown(
+    server: BurrowServer, start_agent: Start, token: str
+) -> None:
+    password, secret = "correct-horse-battery-secret", "whsec-never-shown-anywhere"
+    policy = {
+        "on_http_request": [
+            rule({"type": "basic-auth", "config": {"credentials": [f"ann:{password}"]}}),
+            rule({"type": "verify-webhook", "config": {"provider": "github", "secret": secret}}),
+        ]
+    }
+    with_policy(server, start_agent, token, "secret.example", policy)
+    assert get(server, "secret.example", "/").status_code == 401  # enforced all the same
+    with server.client() as http:
+        [shown] = [e for e in http.get("/endpoints").json()["endpoints"] if e["host"] == "secret.example"]
+    document = json.loads(shown["traffic_policy"])
+    actions = [r["actions"][0]["config"] for r in document["on_http_request"]]
+    assert actions[0]["credentials"] == ["ann:<redacted>"] and actions[1]["secret"] == "<redacted>"
+    stored = b"".join(path.read_bytes() for path in server.data_dir.glob("burrow.db*"))
+    for text in (password, secret):
+        assert text.encode() not in stored and text not in server.log()

@@ -22,6 +22,7 @@ from typing import TypeVar
 from burrow.domain import acl, errors, ids, names, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
 from burrow.domain.reserved import ReservationPolicy
+from burrow.domain.traffic_policy.document import redacted
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.ratelimit import Throttle
 from burrow.store.store import CREDENTIALS, AuthRecord, Store
@@ -347,7 +348,8 @@ class AgentControl:
         tunnel.endpoint_id, tunnel.account_id = ids.new_id(ids.ENDPOINT), session.account_id
         tunnel.pooled = request.extra.pooling_enabled
         tunnel.name, tunnel.description = request.extra.name, request.extra.description
-        tunnel.traffic_policy = opts.traffic_policy or (json.dumps(dict(opts.policy)) if opts.policy else "")
+        document = opts.traffic_policy or (json.dumps(dict(opts.policy)) if opts.policy else "")
+        tunnel.traffic_policy = redacted(document) if document else ""
         try:
             await self._add_tunnel(tunnel, previous)
         except BindConflict:
@@ -404,7 +406,7 @@ class AgentControl:
         patched = dataclasses.replace(tunnel, updated_at=datetime.now(UTC))
         if request.traffic_policy is not None:
             patched.policy = tunnel.policy.with_traffic_policy(tunnel.proto, request.traffic_policy)
-            patched.traffic_policy = request.traffic_policy
+            patched.traffic_policy = redacted(request.traffic_policy) if request.traffic_policy else ""
         for name in ("metadata", "name", "description"):
             value = getattr(request, name)
             if value is not None:

@@ -9,6 +9,7 @@ into exponential size: the "billion laughs").
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 import yaml
@@ -57,3 +58,36 @@ def _depth(data: object, level: int) -> int:
     if isinstance(data, list):
         return max((_depth(value, level + 1) for value in data), default=level + 1)
     return level
+
+
+REDACTED: Final = "<redacted>"
+
+
+def redacted(text: str) -> str:
+    """The document as Burrow keeps and shows it (the API's ``traffic_policy``, the
+    dashboard): basic-auth passwords and webhook secrets replaced by :data:`REDACTED`;
+    ``text`` itself when it holds none. Called on documents that compiled."""
+    data = load_document(text)
+    return json.dumps(data) if _redact(data) else text
+
+
+def _redact(data: object) -> bool:
+    """Blank the secrets of every action in ``data`` (in place); whether there were any."""
+    found = False
+    if isinstance(data, list):
+        for item in data:
+            found = _redact(item) or found
+    elif isinstance(data, dict):
+        config = data.get("config")
+        if isinstance(config, dict) and data.get("type") == "basic-auth":
+            credentials = config.get("credentials")
+            if isinstance(credentials, list):
+                config["credentials"] = [f"{str(c).partition(':')[0]}:{REDACTED}" for c in credentials]
+                found = True
+        elif isinstance(config, dict) and data.get("type") == "verify-webhook" and "secret" in config:
+            config["secret"] = REDACTED
+            found = True
+        else:
+            for value in data.values():
+                found = _redact(value) or found
+    return found
