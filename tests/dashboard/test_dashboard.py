@@ -487,7 +487,7 @@ def test_the_agents_page_shows_each_session_s_endpoints_and_their_policy(
     server: BurrowServer, page: Page
 ) -> None:
     from tests.edge.malicious_agent import MaliciousAgent
-    from tests.edge.test_url_endpoints import go_bind
+    from tests.edge.test_control import go_bind
 
     with server.client() as api:
         token = api.post("/credentials", json={"acl": []}).json()["token"]

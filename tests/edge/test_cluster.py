@@ -385,7 +385,8 @@ def _response(tls: ssl.SSLSocket) -> tuple[bytes, bytes]:
 
 def test_a_pool_spans_nodes_and_outlives_a_member(cluster: Callable[..., list[BurrowServer]]) -> None:
     from tests.edge.malicious_agent import AgentError, MaliciousAgent
-    from tests.edge.test_url_endpoints import answering, go_bind
+    from tests.edge.test_control import go_bind
+    from tests.edge.test_url_endpoints import answering
 
     a, b = cluster(2, relay=True)
     token = credential(a)["token"]

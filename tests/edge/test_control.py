@@ -319,9 +319,7 @@ def test_no_tenant_binds_the_server_s_own_names(store: Store) -> None:
         assert bind(edge, session, "http", Hostname=hostname)["Opts"]["Hostname"] == hostname
 
 
-def url_bind(
-    edge: AgentControl, session: Authenticated, proto: str, url: str, **extra: Any
-) -> dict[str, Any]:
+def go_bind(proto: str, url: str, **extra: Any) -> dict[str, Any]:
     """A Bind as today's Go agent library (ngrok-go 2.1.1) sends it: the endpoint named by
     ``Opts.URL``, every legacy option present and empty (agent-protocol.md)."""
     opts = {
@@ -348,7 +346,7 @@ def url_bind(
         "Policy": None,
         "TrafficPolicy": "",
     }
-    message = {
+    return {
         "Id": "",
         "Proto": proto,
         "ForwardsTo": "app://vm/agent?pid=9254",
@@ -365,7 +363,12 @@ def url_bind(
             **extra,
         },
     }
-    return bind_message(edge, session, message)
+
+
+def url_bind(
+    edge: AgentControl, session: Authenticated, proto: str, url: str, **extra: Any
+) -> dict[str, Any]:
+    return bind_message(edge, session, go_bind(proto, url, **extra))
 
 
 def test_endpoints_named_by_url_are_bound_as_hostnames_and_addresses_are(

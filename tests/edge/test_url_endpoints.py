@@ -18,52 +18,9 @@ import httpx
 import pytest
 
 from tests.edge.malicious_agent import HONEST_ANSWER, PATCH_TUNNEL_STATE, AgentError, MaliciousAgent
+from tests.edge.test_control import go_bind
 from tests.edge.test_sdk import credential
 from tests.harness import BurrowServer
-
-
-def go_bind(proto: str, url: str, **extra: Any) -> dict[str, Any]:
-    """ngrok-go 2.1.1's Bind, as captured on the wire (abridged nowhere)."""
-    return {
-        "Id": "",
-        "Proto": proto,
-        "ForwardsTo": "app://vm/agent?pid=9254",
-        "ForwardsProto": "",
-        "Opts": {
-            "URL": url,
-            "Domain": "",
-            "Hostname": "",
-            "Subdomain": "",
-            "Auth": "",
-            "HostHeaderRewrite": False,
-            "LocalURLScheme": "",
-            "ProxyProto": 0,
-            "Compression": None,
-            "CircuitBreaker": None,
-            "IPRestriction": None,
-            "BasicAuth": None,
-            "OAuth": None,
-            "OIDC": None,
-            "WebhookVerification": None,
-            "MutualTLSCA": None,
-            "RequestHeaders": None,
-            "ResponseHeaders": None,
-            "WebsocketTCPConverter": None,
-            "UserAgentFilter": None,
-            "Policy": None,
-            "TrafficPolicy": "",
-        },
-        "Extra": {
-            "Name": "",
-            "Token": "",
-            "IPPolicyRef": "",
-            "Metadata": "",
-            "Description": "",
-            "Bindings": None,
-            "PoolingEnabled": False,
-            **extra,
-        },
-    }
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 5) -> None:

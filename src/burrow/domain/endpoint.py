@@ -32,26 +32,19 @@ from .header_rules import HeaderRules, field_value
 from .ip_restriction import IPRestriction
 from .traffic_policy import Policy, compile_policy
 from .traffic_policy.actions import (
+    KINDS,
     REQUEST,
     RESPONSE,
     TCP,
     Action,
-    AddHeaders,
-    BasicAuthAction,
-    CircuitBreakerAction,
     CloseConnection,
     CompressResponse,
     CustomResponse,
     Deny,
     ForwardInternal,
-    Log,
+    JwtValidation,
     RateLimit,
     Redirect,
-    RemoveHeaders,
-    RestrictIps,
-    SetVars,
-    UrlRewrite,
-    VerifyWebhook,
 )
 
 __all__ = [
@@ -420,31 +413,18 @@ def ca_bundle(option: str, value: Any) -> bytes:
     return pem
 
 
-# The Traffic Policy actions the edge carries out, by phase. A policy with any other (a
-# rate limit, a JWT check, a response replaced after the agent answered...) is refused at
-# bind, naming it, until the edge does it: a policy never half-applies.
+# The Traffic Policy actions the edge carries out, by phase: every action in the phases it
+# belongs to, but these. A policy with one of them (a JWT check, a response replaced after
+# the agent answered...) is refused at bind, naming it: a policy never half-applies.
+NOT_CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
+    TCP: frozenset({ForwardInternal}),  # a connection handed to another endpoint: not done yet
+    REQUEST: frozenset({JwtValidation}),  # it needs the issuer's keys fetched: not done yet
+    # A response replaced after the agent has answered: not done yet.
+    RESPONSE: frozenset({Deny, CustomResponse, Redirect, CloseConnection}),
+}
 CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
-    TCP: frozenset({Deny, SetVars, RestrictIps, Log, CloseConnection}),
-    REQUEST: frozenset(
-        {
-            Deny,
-            CustomResponse,
-            Redirect,
-            UrlRewrite,
-            AddHeaders,
-            RemoveHeaders,
-            SetVars,
-            RestrictIps,
-            BasicAuthAction,
-            Log,
-            CloseConnection,
-            ForwardInternal,
-            RateLimit,
-            VerifyWebhook,
-            CircuitBreakerAction,
-        }
-    ),
-    RESPONSE: frozenset({AddHeaders, RemoveHeaders, SetVars, Log, CompressResponse}),
+    phase: frozenset(kind for kind in KINDS.values() if phase in kind.phases) - NOT_CARRIED_OUT[phase]
+    for phase in (TCP, REQUEST, RESPONSE)
 }
 
 
