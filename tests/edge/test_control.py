@@ -242,7 +242,9 @@ def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: AgentControl, st
     assert "correct horse" not in repr(response) and "s3cret" not in repr(response)
     tunnel = edge.registry.https_tunnel(response["Opts"]["Hostname"])
     assert tunnel is not None and tunnel.policy.basic_auth is not None and tunnel.policy.webhook is not None
-    assert not tunnel.policy.allows_client(ipaddress.ip_address("127.0.0.1"))
+    assert tunnel.policy.ip_restriction is not None
+    assert not tunnel.policy.ip_restriction.allows(ipaddress.ip_address("127.0.0.1"))
+    assert tunnel.policy.enforced is not None  # what the edge runs: the options as policy rules
     tcp = bind(edge, session, "tcp", Addr="", ProxyProto=2, IPRestriction={"deny_cidrs": ["127.0.0.0/8"]})
     tcp_tunnel = edge.registry.tcp_tunnel(int(tcp["URL"].rsplit(":", 1)[1]))
     assert tcp_tunnel is not None and tcp_tunnel.policy.proxy_proto == 2

@@ -236,7 +236,7 @@ class HttpProxyConnection(ClientProtocol):
         if current is not None and self._upgraded:
             self._log(current)
         elif current is not None and current.started:
-            record_outcome(self._stream_tunnel, current.status, current.plan)
+            record_outcome(current.status, current.plan)
             self._log(current)
         self._drop_stream(reset=current is not None)
         self._flow.resume()
@@ -456,7 +456,7 @@ class HttpProxyConnection(ClientProtocol):
         assert request is not None
         self._current = None
         if not request.plain:
-            record_outcome(request.tunnel, request.status, request.plan)
+            record_outcome(request.status, request.plan)
         self._log(request)
         if not request.keep_alive:
             if out:
@@ -508,7 +508,7 @@ class HttpProxyConnection(ClientProtocol):
             request.status = 502
             request.bytes_out = len(BAD_GATEWAY)
             self.transport.write(BAD_GATEWAY)
-            record_outcome(request.tunnel, 502, request.plan)
+            record_outcome(502, request.plan)
             self._log(request)
             self._current = None
             self._hang_up()

@@ -25,7 +25,7 @@ from .flow import ClientProtocol, Upstream
 from .handoff import Handoff
 from .http_proxy import HttpProxyConnection
 from .muxado_streams import MuxConnection, MuxStream, StreamHolder
-from .peers import Peers, peer_ip
+from .peers import Peers
 from .relay import Relaying, RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
 from .traffic_phases import connection_env, on_tcp_connect
@@ -257,9 +257,9 @@ class PublicConnection(ClientProtocol):
             tunnel = registry.tls_tunnel(name) if name else None
         else:
             tunnel = registry.tcp_tunnel(self.port)
-        if tunnel is None or not tunnel.policy.allows_client(peer_ip((self._client_ip, 0))):
+        if tunnel is None:
             return None
-        traffic = tunnel.policy.traffic
+        traffic = tunnel.policy.enforced
         if traffic is not None:
             peers = Peers.of(self.transport)
             if not on_tcp_connect(traffic, connection_env(peers, tunnel), peers.client_ip):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from burrow.domain.circuit import CircuitBreaker
-from burrow.domain.endpoint import CIRCUIT_OPEN, IPAddress
+from burrow.domain.endpoint import BASIC_AUTH_REQUIRED, CIRCUIT_OPEN, IP_RESTRICTED, IPAddress
 from burrow.domain.traffic_policy import Policy
 from burrow.domain.traffic_policy.actions import (
     REQUEST,
@@ -169,11 +169,12 @@ def on_http_request(
                 plan.answer = answer(redirect)
         elif isinstance(action, RestrictIps):
             if not action.allows(client_ip):
-                plan.answer = answer(Response(403, (), "The client's address is not allowed.\n"))
+                refused = Response(403, (), "The client's address is not allowed.\n")
+                plan.answer = refusal_page(IP_RESTRICTED) if action.error_page else answer(refused)
         elif isinstance(action, BasicAuthAction):
             challenge = action.challenge(authorization)
             if challenge is not None:
-                plan.answer = answer(challenge)
+                plan.answer = refusal_page(BASIC_AUTH_REQUIRED) if action.error_page else answer(challenge)
         elif isinstance(action, UrlRewrite):
             url = action.rewrite(url)
             plan.target = _target(url, plan.target)

@@ -315,6 +315,7 @@ class RestrictIps(Action):
     kind: ClassVar[str] = "restrict-ips"
     phases: ClassVar[frozenset[str]] = frozenset({TCP, REQUEST})
     restriction: IPRestriction
+    error_page: bool = False  # refused with ngrok's error page (the IPRestriction option)
 
     def allows(self, client: IPAddress) -> bool:
         return self.restriction.allows(client)
@@ -327,6 +328,7 @@ class BasicAuthAction(Action):
     auth: BasicAuth
     realm: str = "ngrok"
     enforce: bool = True
+    error_page: bool = False  # refused with ngrok's error page (the BasicAuth option)
 
     def challenge(self, authorization: bytes | None) -> Response | None:
         """None when the credentials are good (or not enforced), else the 401 to send."""
