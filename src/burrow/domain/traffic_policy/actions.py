@@ -149,30 +149,17 @@ class ConfigReader:
             raise Invalid(f"{self.path}.{unknown[0]}", "unknown field")
 
 
-def _resolve_value(value: Any, env: Env) -> Any:
-    """``value`` with its templates resolved; ``value`` itself when none of them changes."""
+def _value_resolver(value: Any) -> Callable[[Env], Any] | None:
+    """A function giving ``value`` with its templates resolved, or None when it has none
+    (built once per action, so that a request walks only the fields that change)."""
     if isinstance(value, Template):
-        return value.resolve(env)
+        return value.resolve if value.dynamic else None
     if isinstance(value, tuple):
-        changed = False
-        items = []
-        for item in value:
-            new = _resolve_value(item, env)
-            changed = changed or new is not item
-            items.append(new)
-        return tuple(items) if changed else value
-    return value
-
-
-def is_dynamic(value: object) -> bool:
-    """Whether ``value`` (an action, or one of its fields) holds a template to resolve."""
-    if isinstance(value, Template):
-        return value.dynamic
-    if isinstance(value, tuple):
-        return any(is_dynamic(item) for item in value)
-    if isinstance(value, Action):
-        return any(is_dynamic(getattr(value, name)) for name in _init_fields(type(value)))
-    return False
+        items = [(item, _value_resolver(item)) for item in value]
+        if not any(resolver for _, resolver in items):
+            return None
+        return lambda env: tuple(resolver(env) if resolver else item for item, resolver in items)
+    return None
 
 
 _INIT_FIELDS: dict[type, tuple[str, ...]] = {}
@@ -193,16 +180,29 @@ class Action:
 
     def resolve(self, env: Env) -> Action:
         """A copy with every template resolved against ``env`` (itself if it has none)."""
-        resolved = None
-        for name in _init_fields(type(self)):
-            value = getattr(self, name)
-            new = _resolve_value(value, env)
-            if new is not value:
-                if resolved is None:  # a shallow copy, made without __init__ (this runs per request)
-                    resolved = object.__new__(type(self))
-                    resolved.__dict__.update(self.__dict__)
-                resolved.__dict__[name] = new  # frozen: set on the fresh copy only
-        return resolved or self
+        resolver = self.resolver()
+        return self if resolver is None else resolver(env)
+
+    def resolver(self) -> Callable[[Env], Action] | None:
+        """:meth:`resolve` compiled: a function of the variables, None when nothing changes."""
+        fields = [
+            (name, resolver)
+            for name in _init_fields(type(self))
+            if (resolver := _value_resolver(getattr(self, name))) is not None
+        ]
+        if not fields:
+            return None
+        kind, state = type(self), self.__dict__
+
+        def resolve(env: Env) -> Action:
+            resolved = object.__new__(kind)  # a shallow copy, made without __init__ (per request)
+            copied = resolved.__dict__
+            copied.update(state)
+            for name, resolver in fields:
+                copied[name] = resolver(env)  # frozen: set on the fresh copy only
+            return resolved
+
+        return resolve
 
 
 @dataclass(frozen=True)
