@@ -36,6 +36,7 @@ from burrow.domain.traffic_policy.actions import (
     CustomResponse,
     Deny,
     ForwardInternal,
+    JwtValidation,
     Log,
     RateLimit,
     Redirect,
@@ -50,6 +51,7 @@ from burrow.domain.tunnels import Tunnel
 
 from .http1 import CHUNKED, LENGTH, RequestHead
 from .http1.fields import TOKEN
+from .jwt_check import refusal as jwt_refusal
 from .pages import refusal_page
 from .peers import Peers
 
@@ -190,6 +192,10 @@ def on_http_request(
                 plan.answer = answer(Response(429, (("retry-after", retry),), "Too many requests.\n"))
         elif isinstance(action, VerifyWebhook):
             plan.verify.append(action)
+        elif isinstance(action, JwtValidation):
+            failure = action.check(head.headers, time.time())
+            if failure is not None:
+                plan.answer = jwt_refusal(failure)
         elif isinstance(action, CircuitBreakerAction):
             if action.breaker.allows(time.monotonic()):
                 plan.breakers.append(action.breaker)
