@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from burrow.domain import errors
 from burrow.domain.traffic_policy import compile_policy
 from burrow.domain.traffic_policy.actions import JwtValidation
+from burrow.domain.traffic_policy.document import REDACTED, redacted
 from burrow.domain.traffic_policy.jwt import (
     ConfigError,
     Failure,
@@ -245,3 +246,37 @@ def test_the_policy_compiler_takes_the_action_and_names_its_mistakes() -> None:
         compile_policy(document)
     assert raised.value.code == "ERR_NGROK_9026"
     assert "on_http_request[0].actions[0].config.jws.allowed_algorithms[0]" in raised.value.message
+
+
+def test_private_key_material_in_an_inline_jwks_is_never_kept() -> None:
+    """A tenant pasting a private JWK: Burrow verifies with its public half and keeps (and
+    shows, in /endpoints' traffic_policy) the document without the private members."""
+    private = jwk(RSA_KEY, "rsa-1", private=True)
+    assert "d" in private
+    document = {
+        "on_http_request": [
+            {
+                "actions": [
+                    {
+                        "type": "jwt-validation",
+                        "config": config(
+                            jws={
+                                "allowed_algorithms": ["RS256"],
+                                "keys": {"sources": {"inline_jwks": {"keys": [private]}}},
+                            }
+                        ),
+                    }
+                ]
+            }
+        ]
+    }
+    (rule,) = compile_policy(json.dumps(document)).phases["on_http_request"]
+    (action,) = rule.actions
+    assert isinstance(action, JwtValidation)
+    assert action.check([(b"authorization", f"Bearer {token()}".encode())], time.time()) is None
+    kept = json.loads(redacted(json.dumps(document)))
+    (key,) = kept["on_http_request"][0]["actions"][0]["config"]["jws"]["keys"]["sources"]["inline_jwks"][
+        "keys"
+    ]
+    assert key["d"] == REDACTED and key["p"] == REDACTED and key["n"] == private["n"]
+    assert private["d"] not in json.dumps(kept)
