@@ -157,8 +157,11 @@ def on_http_request(
     prior: RequestPlan | None = None,
 ) -> RequestPlan:
     """``prior``: the plan of the endpoint that forwarded here (forward-internal), which
-    this one continues (its rewrite and header edits stay)."""
+    this one continues: its rewrite and header edits stay, and so do the checks it left for
+    later (webhook signatures, once the body is whole) and the breakers to tell the outcome."""
     plan = RequestPlan(prior.target, prior.edits) if prior is not None else RequestPlan(head.target)
+    if prior is not None:
+        plan.verify, plan.breakers = list(prior.verify), list(prior.breakers)
     url = str(env["req.url"])
     for action in policy.run(REQUEST, env):
         if isinstance(action, CloseConnection):
