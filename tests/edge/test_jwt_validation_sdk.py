@@ -22,6 +22,8 @@ import yaml
 from burrow.edge.certs import ensure_server_certificate, server_context
 from tests.domain.test_jwt_validation import AUDIENCE, EC_KEY, ISSUER, JWKS, OTHER_KEY, token
 from tests.edge.conftest import Agent
+from tests.edge.test_control import go_bind
+from tests.edge.test_url_endpoints import agent, answering
 from tests.harness import ROOT, BurrowServer
 
 Start = Callable[..., Agent]
@@ -41,7 +43,7 @@ class JwksServer:
             def do_GET(self) -> None:
                 owner.fetches += 1
                 body = json.dumps(JWKS).encode()
-                self.send_response(200 if self.path == "/jwks" else 404)
+                self.send_response(200 if self.path.split("?")[0] == "/jwks" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -183,3 +185,29 @@ def test_a_malformed_jwt_validation_config_refuses_the_bind(
     error = " ".join(agent.error("web"))
     assert "ERR_NGROK_9026" in error and "jws.allowed_algorithms[0]: none is not allowed" in error, error
     assert get(server, "jwt-bad.example", token()).status_code == 404  # nothing half-bound
+
+
+def test_a_forward_internal_to_an_endpoint_whose_keys_were_never_fetched_waits_for_them(
+    server: BurrowServer, token_for_agent: str, jwks_server: JwksServer
+) -> None:
+    """The front endpoint's policy does not say which internal endpoint it reaches until it
+    runs: the internal endpoint's key set is fetched then, and the request judged with it."""
+    url = f"https://127.0.0.1:{jwks_server.port}/jwks?for=internal"  # a URL of its own: not cached yet
+    front = go_bind("http", "http://jwt-front.example")
+    front["Opts"]["TrafficPolicy"] = json.dumps(
+        {
+            "on_http_request": [
+                {"actions": [{"type": "forward-internal", "config": {"url": "https://jwt.internal"}}]}
+            ]
+        }
+    )
+    internal = go_bind("https", "https://jwt.internal", Bindings=["internal"])
+    internal["Opts"]["TrafficPolicy"] = json.dumps(policy({"additional_jkus": [url]}))
+    with agent(server, token_for_agent, internal) as api, agent(server, token_for_agent, front) as edge:
+        api.script, edge.script = answering(b"internal-api"), answering(b"front")
+        before = jwks_server.fetches
+        passed = get(server, "jwt-front.example", token())
+        assert passed.status_code == 200 and passed.text == "internal-api", passed.text
+        assert jwks_server.fetches == before + 1
+        refused = get(server, "jwt-front.example", token(OTHER_KEY))
+        assert refused.status_code == 401 and len(api.requests()) == 1 and edge.requests() == []

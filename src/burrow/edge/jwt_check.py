@@ -120,7 +120,8 @@ class JwksFetcher:
             keys: tuple[Key, ...] | None = parse_jwks(await self.fetch(url))
             ttl = TTL
         except (TimeoutError, FetchError, ValueError, OSError) as error:
-            log.warning("jwks fetch failed", extra={"fields": {"url": url[:200], "error": str(error)[:200]}})
+            shown = urlsplit(url)._replace(query="", fragment="").geturl()[:200]  # a query may hold a secret
+            log.warning("jwks fetch failed", extra={"fields": {"url": shown, "error": str(error)[:200]}})
             keys, ttl = None, FAILURE_TTL
         self._cache[url] = _Entry(keys, self._clock() + ttl)
         self._cache.move_to_end(url)
@@ -191,6 +192,7 @@ class JwksFetcher:
         then, ``done`` resumes it). A forward-internal to an endpoint whose keys were not
         cached runs again once they are."""
         stale = self.stale(tunnel.policy.traffic)
+        policies = [tunnel.policy.traffic]
         if not stale:
             apply()
             final = request.tunnel
@@ -199,8 +201,10 @@ class JwksFetcher:
             stale = self.stale(final.policy.traffic)
             if not stale:
                 return
+            policies.append(final.policy.traffic)
         request.routing = True  # reading stays paused while the keys are fetched
-        task = asyncio.get_running_loop().create_task(self._judge_later(request, tunnel, stale, apply, done))
+        later = self._judge_later(request, tunnel, stale, policies, apply, done)
+        task = asyncio.get_running_loop().create_task(later)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -209,15 +213,15 @@ class JwksFetcher:
         request: ProxyRequest,
         tunnel: Tunnel,
         stale: list[str],
+        policies: list[Policy | None],
         apply: Callable[[], None],
         done: Callable[[ProxyRequest], None],
     ) -> None:
         await self.fetch_all(stale)
+        for policy in policies:
+            self.stale(policy)  # fetched or failed now: judged as it stands
         request.routing, request.answer, request.plan, request.tunnel = False, None, None, tunnel
-        self.stale(tunnel.policy.traffic)
         apply()
-        if request.tunnel is not None and request.tunnel is not tunnel:
-            self.stale(request.tunnel.policy.traffic)  # fetched or failed now: judged as it stands
         done(request)
 
 
