@@ -322,10 +322,12 @@ class HttpProxyConnection(ClientProtocol):
                 request.answer = not_found_page(request.host)
             return
         request.tunnel = tunnel
-        policy = functools.partial(apply_policy, request, tunnel.policy, self.peers, self.scheme)
-        self.listeners.jwks.judge(
-            request, tunnel, functools.partial(policy, self.listeners.internal_tunnel), self._judged
-        )
+        internal = self.listeners.internal_tunnel
+        if tunnel.policy.traffic is None:  # no jwt-validation keys to wait for
+            apply_policy(request, tunnel.policy, self.peers, self.scheme, internal)
+        else:
+            apply = functools.partial(apply_policy, request, tunnel.policy, self.peers, self.scheme, internal)
+            self.listeners.jwks.judge(request, tunnel, apply, self._judged)
 
     def _judged(self, request: ProxyRequest) -> None:  # judged once its JWT keys were fetched
         if not self._lost:
