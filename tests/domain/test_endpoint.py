@@ -158,8 +158,11 @@ def test_a_traffic_policy_is_compiled_at_bind_and_what_the_edge_cannot_do_is_ref
         "on_http_request: [{expressions: ['req.method == 1'], actions: [{type: deny}]}]": "ERR_NGROK_9026",
         "on_http_request: [{actions: [{type: oauth}]}]": "ERR_NGROK_9026",  # not an action Burrow knows
         # Known, compiled, but not carried out by the edge yet: refused, never ignored.
-        "on_http_request: [{actions: [{type: jwt-validation, config: {jwks_url: 'https://idp/keys'}}]}]": (
+        "on_tcp_connect: [{actions: [{type: forward-internal, config: {url: 'tls://x.internal:1'}}]}]": (
             "ERR_NGROK_90301"
+        ),
+        "on_http_request: [{actions: [{type: jwt-validation, config: {jwks_url: 'https://idp/keys'}}]}]": (
+            "ERR_NGROK_9026"  # ngrok's fields, not these
         ),
         "on_http_response: [{actions: [{type: compress-response, config: {algorithms: [br]}}]}]": (
             "ERR_NGROK_90301"  # Burrow writes gzip only
@@ -170,7 +173,7 @@ def test_a_traffic_policy_is_compiled_at_bind_and_what_the_edge_cannot_do_is_ref
         error = refused("https", {"TrafficPolicy": document})
         assert error.code == expected, (document[:60], error.message)
     message = refused("https", {"TrafficPolicy": cases_key(cases, "ERR_NGROK_90301")}).message
-    assert "jwt-validation in on_http_request" in message
+    assert "forward-internal in on_tcp_connect" in message
     assert refused("tcp", {"TrafficPolicy": deny}).code == "ERR_NGROK_90301"
     assert refused("https", {"TrafficPolicy": {"inbound": []}}).code == "ERR_NGROK_90302"  # not a document
     both = {"TrafficPolicy": "{}", "Policy": {"Inbound": []}}

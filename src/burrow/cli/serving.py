@@ -16,6 +16,7 @@ from burrow.domain import names
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
 from burrow.edge.control import EdgeSettings
+from burrow.edge.jwt_check import parse_cidrs
 from burrow.edge.server import EdgeConfig
 from burrow.store import database, datadir
 
@@ -68,6 +69,10 @@ def serve(values: dict[str, Any]) -> None:
         if api_host:
             config.settings = dataclasses.replace(config.settings, server_hosts=frozenset({api_host.lower()}))
     config.trusted_proxies = proxies(v["trusted_proxies"])
+    try:
+        config.jwks_allow_cidrs = parse_cidrs(v["jwks_allow_cidrs"])
+    except ValueError as problem:
+        raise CommandError(f"--jwks-allow-cidrs: {problem}") from None
     listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
     api_limits, agent_limits, limits = fit_to_file_limit(api_limits, agent_limits, limits, listening)
     config.agent_limits = agent_limits

@@ -141,6 +141,13 @@ SETTINGS: list[Setting] = [
         10.0,
         "Seconds revocations may go unchecked (database down) before new sessions and binds are refused.",
     ),
+    Setting(
+        "jwks-allow-cidrs",
+        str,
+        None,
+        "CIDRs (comma-separated) of non-public addresses jwt-validation may fetch keys from.",
+        "none",
+    ),
     Setting("node-name", str, None, "This node's name in 'burrow cluster status'.", "the host name"),
     Setting("relay-addr", str, None, "HOST:PORT where other nodes relay public traffic to this one.", "off"),
     Setting("lease-seconds", float, 9.0, "How long a node's bindings outlive its last renewal."),

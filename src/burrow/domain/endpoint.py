@@ -41,7 +41,6 @@ from .traffic_policy.actions import (
     CustomResponse,
     Deny,
     ForwardInternal,
-    JwtValidation,
     RateLimit,
     Redirect,
 )
@@ -404,7 +403,7 @@ def ca_bundle(option: str, value: Any) -> bytes:
 # the agent answered...) is refused at bind, naming it: a policy never half-applies.
 NOT_CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
     TCP: frozenset({ForwardInternal}),  # a connection handed to another endpoint: not done yet
-    REQUEST: frozenset({JwtValidation}),  # it needs the issuer's keys fetched: not done yet
+    REQUEST: frozenset(),
     # A response replaced after the agent has answered: not done yet.
     RESPONSE: frozenset({Deny, CustomResponse, Redirect, CloseConnection}),
 }

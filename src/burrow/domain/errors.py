@@ -489,3 +489,8 @@ BASIC_AUTH_FAILED = ErrorKind(
 CIRCUIT_BREAKER_OPEN = ErrorKind("ERR_NGROK_3202", 503, "Circuit breaker tripped")
 WEBHOOK_VERIFICATION_FAILED = ErrorKind("ERR_NGROK_3204", 403, "Request failed webhook verification")
 IP_RESTRICTED = ErrorKind("ERR_NGROK_3205", 403, "Request blocked by Endpoints IP Restriction")
+# A Traffic Policy's jwt-validation: the token is missing or invalid (401), its issuer or
+# audience is not allowed (403), or the issuer's keys cannot be had now (503, fail closed).
+JWT_UNAUTHORIZED = ErrorKind("ERR_NGROK_3401", 401, "JWT validation failed: {reason}.")
+JWT_FORBIDDEN = ErrorKind("ERR_NGROK_3403", 403, "JWT validation failed: {reason}.")
+JWT_KEYS_UNAVAILABLE = ErrorKind("ERR_NGROK_90508", 503, "JWT validation failed: {reason}.")

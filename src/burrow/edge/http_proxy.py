@@ -31,6 +31,7 @@ from . import traffic
 from .flow import ClientProtocol, Upstream
 from .forward_head import body_piece, forwarded_start, kept_fields
 from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
+from .jwt_check import JwksFetcher
 from .muxado_streams import MuxStream
 from .pages import (
     AGENT_BUSY,
@@ -56,6 +57,7 @@ class HttpListeners(RelayOut, Protocol):
     admission: Admission
     traffic: dict[str, traffic.TrafficCounts]
     relay_routes: RelayRoutes | None
+    jwks: JwksFetcher  # the issuers' keys for jwt-validation
     _connections: set[Any]  # the open public connections, of every kind (public.py)
 
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
@@ -320,7 +322,18 @@ class HttpProxyConnection(ClientProtocol):
                 request.answer = not_found_page(request.host)
             return
         request.tunnel = tunnel
-        apply_policy(request, tunnel.policy, self.peers, self.scheme, self.listeners.internal_tunnel)
+        internal = self.listeners.internal_tunnel
+        if tunnel.policy.traffic is None:  # no jwt-validation keys to wait for
+            apply_policy(request, tunnel.policy, self.peers, self.scheme, internal)
+        else:
+            apply = functools.partial(apply_policy, request, tunnel.policy, self.peers, self.scheme, internal)
+            self.listeners.jwks.judge(request, tunnel, apply, self._judged)
+
+    def _judged(self, request: ProxyRequest) -> None:  # judged once its JWT keys were fetched
+        if not self._lost:
+            if request.complete:
+                check_body(request)
+            self._pump()
 
     # Moving requests along -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from . import relay, traffic
 from .flow import ClientProtocol, Upstream
 from .handoff import Handoff
 from .http_proxy import HttpProxyConnection
+from .jwt_check import JwksFetcher
 from .muxado_streams import MuxConnection, MuxStream, StreamHolder
 from .peers import Peers
 from .relay import Relaying, RelayRoutes
@@ -302,6 +303,7 @@ class PublicListeners:
         self.tcp_ports: range = relaying.tcp_ports if relaying else range(0)
         self.relay_context: ssl.SSLContext | None = relaying.client_context if relaying else None
         self.handoff = handoff  # in a worker: siblings take connections directly
+        self.jwks = JwksFetcher()  # the issuers' keys for jwt-validation (the edge sets its own)
 
     async def relay_out(
         self,

@@ -30,6 +30,7 @@ from .cluster_writes import ClusterWrites
 from .control import AgentControl, EdgeSettings
 from .handoff import Handoff
 from .https import HttpsCertificates, HttpsListener
+from .jwt_check import JwksFetcher, Network
 from .muxado_streams import MuxConnection, MuxStream
 from .public import PublicListeners, _peer
 from .relay import RelayInbound, Relaying, RelayRoutes
@@ -69,6 +70,8 @@ class EdgeConfig:
     reconcile_seconds: float = 2.0
     # Peers whose X-Forwarded-For the API believes (--trusted-proxies).
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    # Non-public addresses the jwt-validation key fetches may reach (--jwks-allow-cidrs).
+    jwks_allow_cidrs: tuple[Network, ...] = ()
     # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
     # them once for every worker); without them the edge binds its addresses itself.
     sockets: BoundSockets | None = None
@@ -219,6 +222,7 @@ class Edge:
         self.public = PublicListeners(
             self.registry, self._open_proxy, config.label_routes, config.limits, relaying, self.handoff
         )
+        self.public.jwks = JwksFetcher(config.jwks_allow_cidrs)
         self.https: HttpsCertificates | None = None
         self._https_listener: HttpsListener | None = None
         if tls.https is not None:

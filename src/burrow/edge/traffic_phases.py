@@ -36,6 +36,7 @@ from burrow.domain.traffic_policy.actions import (
     CustomResponse,
     Deny,
     ForwardInternal,
+    JwtValidation,
     Log,
     RateLimit,
     Redirect,
@@ -50,6 +51,7 @@ from burrow.domain.tunnels import Tunnel
 
 from .http1 import CHUNKED, LENGTH, RequestHead
 from .http1.fields import TOKEN
+from .jwt_check import refusal as jwt_refusal
 from .pages import refusal_page
 from .peers import Peers
 
@@ -155,8 +157,11 @@ def on_http_request(
     prior: RequestPlan | None = None,
 ) -> RequestPlan:
     """``prior``: the plan of the endpoint that forwarded here (forward-internal), which
-    this one continues (its rewrite and header edits stay)."""
+    this one continues: its rewrite and header edits stay, and so do the checks it left for
+    later (webhook signatures, once the body is whole) and the breakers to tell the outcome."""
     plan = RequestPlan(prior.target, prior.edits) if prior is not None else RequestPlan(head.target)
+    if prior is not None:
+        plan.verify, plan.breakers = list(prior.verify), list(prior.breakers)
     url = str(env["req.url"])
     for action in policy.run(REQUEST, env):
         if isinstance(action, CloseConnection):
@@ -191,6 +196,10 @@ def on_http_request(
                 plan.answer = answer(Response(429, (("retry-after", retry),), "Too many requests.\n"))
         elif isinstance(action, VerifyWebhook):
             plan.verify.append(action)
+        elif isinstance(action, JwtValidation):
+            failure = action.check(head.headers, time.time())
+            if failure is not None:
+                plan.answer = jwt_refusal(failure)
         elif isinstance(action, CircuitBreakerAction):
             if action.breaker.allows(time.monotonic()):
                 plan.breakers.append(action.breaker)

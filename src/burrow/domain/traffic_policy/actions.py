@@ -19,6 +19,9 @@ from ..circuit import CircuitBreaker
 from ..ip_restriction import IPAddress, IPRestriction
 from ..webhooks import PROVIDERS, WebhookVerifier
 from .expressions import CelType, Env, Template, compile_template
+from .jwt import ConfigError as JwtConfigError
+from .jwt import Failure as JwtFailure
+from .jwt import JwtSettings, compile_jwt
 from .regex import Match, Regex, compile_regex
 
 TCP: Final = "on_tcp_connect"
@@ -371,13 +374,16 @@ class VerifyWebhook(Action):
 
 @dataclass(frozen=True)
 class JwtValidation(Action):
-    """Checked for shape only: the edge fetches the JWKS and validates tokens."""
+    """Tokens checked against the issuer's keys (jwt.py); the edge fetches the key sets of
+    ``settings.keyring.urls`` into the keyring (edge/jwt_check.py)."""
 
     kind: ClassVar[str] = "jwt-validation"
     phases: ClassVar[frozenset[str]] = frozenset({REQUEST})
-    issuer: tuple[str, ...]
-    audience: tuple[str, ...]
-    jwks_url: str
+    settings: JwtSettings
+
+    def check(self, headers: Sequence[tuple[bytes, bytes]], now: float) -> JwtFailure | None:
+        """None when the request's tokens are good, else why they are not."""
+        return self.settings.check(headers, now)
 
 
 @dataclass(frozen=True)
@@ -525,6 +531,15 @@ class SlidingWindow:
         return allowed
 
 
+def _jwt_validation(reader: ConfigReader) -> JwtValidation:
+    config = reader._config
+    reader._read.update(config)  # compile_jwt refuses unknown fields itself
+    try:
+        return JwtValidation(compile_jwt(config, reader.path))
+    except JwtConfigError as error:
+        raise Invalid(error.path, error.reason) from None
+
+
 def _verify_webhook(reader: ConfigReader) -> VerifyWebhook:
     provider = reader.string("provider", choices=tuple(sorted(PROVIDERS)))
     secret = reader.string("secret")
@@ -548,9 +563,7 @@ BUILDERS: Final[dict[str, Callable[[ConfigReader], Action]]] = {
         r.strings("algorithms") or ("gzip", "deflate", "br", "compress")
     ),
     "verify-webhook": _verify_webhook,
-    "jwt-validation": lambda r: JwtValidation(
-        r.strings("issuer"), r.strings("audience"), r.string("jwks_url")
-    ),
+    "jwt-validation": lambda r: _jwt_validation(r),
     "forward-internal": lambda r: ForwardInternal(
         r.template("url"), r.string("on_error", "halt", ("halt", "continue"))
     ),
