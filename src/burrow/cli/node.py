@@ -59,12 +59,12 @@ def rate_texts(v: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def open_store(v: dict[str, Any]) -> Store:
-    from burrow.store.database import DamagedSecret
+    from burrow.store.database import DamagedSecret, SchemaTooNew
     from burrow.store.identity import IdentityError
 
     try:
         return Store.open(v["data_dir"], v["database_url"])
-    except (DamagedSecret, IdentityError) as problem:
+    except (DamagedSecret, IdentityError, SchemaTooNew) as problem:
         raise CommandError(str(problem)) from None
 
 
