@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
+import ipaddress
 import logging
 import resource
 import signal
@@ -12,7 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import IO, Any
 
-from burrow.domain import names
+from burrow.domain import names, reserved
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
 from burrow.edge.control import EdgeSettings
@@ -68,6 +69,7 @@ def serve(values: dict[str, Any]) -> None:
         if api_host:
             config.settings = dataclasses.replace(config.settings, server_hosts=frozenset({api_host.lower()}))
     config.trusted_proxies = proxies(v["trusted_proxies"])
+    name_agents(config, v["agent_name"])
     listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
     api_limits, agent_limits, limits = fit_to_file_limit(api_limits, agent_limits, limits, listening)
     config.agent_limits = agent_limits
@@ -230,6 +232,41 @@ def advertise(settings: EdgeSettings, text: str | None) -> EdgeSettings:
             raise CommandError(f"--advertised-ports {text!r} is not http=PORT,https=PORT,tls=PORT")
         ports[f"{name}_url_port"] = None if int(port) == ADVERTISED[name] else int(port)
     return dataclasses.replace(settings, **ports)  # type: ignore[arg-type]
+
+
+def name_agents(config: EdgeConfig, given: str | None) -> None:
+    """The agent listener's name (``--agent-name``, else ``connect.DOMAIN``) and the
+    ``server_addr`` agents are told: NAME:PORT, except for a derived name under ``localhost``
+    (which not every resolver answers), where the listener's own address is what works.
+
+    No tenant binds the name: it is the server's, like the API's host."""
+    domain = config.settings.domain
+    if given is not None:
+        name = names.hostname(given.strip().rstrip(".")) or _ip_text(given.strip())
+        if name is None:
+            raise CommandError(f"--agent-name {given!r} is not a DNS name (e.g. connect.tunnels.example.com)")
+        if reserved.is_under(domain, name):
+            raise CommandError(f"--agent-name {name} would take every name under --domain {domain}")
+    else:
+        name = f"connect.{domain}"
+        if len(name) > names.MAX_HOSTNAME:
+            name = None
+    host, port = config.agent_addr
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if name is not None and (given is not None or not reserved.is_under(name, "localhost")):
+        shown = f"{name}:{port}"
+    config.agent_name = name
+    config.server_addr = shown
+    if name is not None and names.hostname(name) is not None and name != "localhost":
+        hosts = config.settings.server_hosts | {name}
+        config.settings = dataclasses.replace(config.settings, server_hosts=hosts)
+
+
+def _ip_text(text: str) -> str | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]")).compressed
+    except ValueError:
+        return None
 
 
 def proxies(trusted: str | None) -> TrustedProxies:

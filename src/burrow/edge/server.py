@@ -51,6 +51,10 @@ LEAVE_TIMEOUT = 2.0  # seconds leaving the cluster may take at shutdown (else th
 @dataclass
 class EdgeConfig:
     agent_addr: tuple[str, int] = ("127.0.0.1", 4443)
+    # The name agents dial (--agent-name, else connect.DOMAIN): on the agent listener's
+    # certificate; server_addr is the HOST:PORT agents are told to use.
+    agent_name: str | None = None
+    server_addr: str | None = None
     http_addr: tuple[str, int] | None = ("127.0.0.1", 8080)
     tls_addr: tuple[str, int] | None = ("127.0.0.1", 8443)
     https_addr: tuple[str, int] | None = ("127.0.0.1", 8444)
