@@ -69,6 +69,7 @@ def serve(values: dict[str, Any]) -> None:
         if api_host:
             config.settings = dataclasses.replace(config.settings, server_hosts=frozenset({api_host.lower()}))
     config.trusted_proxies = proxies(v["trusted_proxies"])
+    config.proxy_protocol = proxy_listeners(v["proxy_protocol"], config, v["workers"])
     name_agents(config, v["agent_name"])
     listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
     api_limits, agent_limits, limits = fit_to_file_limit(api_limits, agent_limits, limits, listening)
@@ -260,6 +261,24 @@ def name_agents(config: EdgeConfig, given: str | None) -> None:
     if name is not None and names.hostname(name) is not None and name != "localhost":
         hosts = config.settings.server_hosts | {name}
         config.settings = dataclasses.replace(config.settings, server_hosts=hosts)
+
+
+PROXY_LISTENERS = ("agent", "http", "https", "tls", "tcp")
+
+
+def proxy_listeners(text: str | None, config: EdgeConfig, workers: int) -> frozenset[str]:
+    """``--proxy-protocol``: the listeners where trusted proxies send a PROXY header first."""
+    if not text or text.strip() == "off":
+        return frozenset()
+    chosen = [item.strip() for item in text.split(",")]
+    if not chosen or any(item not in PROXY_LISTENERS for item in chosen):
+        raise CommandError(f"--proxy-protocol {text!r} is not a list of {', '.join(PROXY_LISTENERS)}")
+    if not config.trusted_proxies:
+        raise CommandError("--proxy-protocol needs --trusted-proxies: the proxies whose headers count")
+    if workers > 1:
+        # A connection handed to a sibling worker carries its socket's own peer, not the header's.
+        raise CommandError("--proxy-protocol does not work with --workers yet: run one process per node")
+    return frozenset(chosen)
 
 
 def _ip_text(text: str) -> str | None:

@@ -89,6 +89,13 @@ SETTINGS: list[Setting] = [
         "none",
     ),
     Setting(
+        "proxy-protocol",
+        str,
+        None,
+        "agent,http,https,tls,tcp: listeners where --trusted-proxies send a PROXY v1/v2 header first.",
+        "off",
+    ),
+    Setting(
         "advertised-ports",
         str,
         None,
