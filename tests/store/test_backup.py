@@ -193,3 +193,30 @@ def test_the_cli_backs_up_and_restores(tmp_path: Path) -> None:
         app, ["admin", "restore", "--data-dir", str(tmp_path / "new"), "-i", str(tmp_path / "b")]
     )
     assert again.exit_code == 2 and "restore into a new data directory" in again.output
+
+
+def corrupted(archive: Path, target: Path) -> Path:
+    """``archive`` with a row of the credentials table cut short."""
+    with tarfile.open(archive) as source, tarfile.open(target, "w:gz") as copy:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "tables/credentials.jsonl":
+                data = data.rstrip(b"\n")[:-5] + b"\n"
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data))
+    return target
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_failed_restore_leaves_the_target_empty_to_try_again(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    api_key, credential_id, token = filled(tmp_path / "old")
+    archive = tmp_path / "b"
+    backup.backup(tmp_path / "old", None, archive, "test")
+    with pytest.raises(backup.BackupError, match="not JSON"):
+        backup.restore(tmp_path / "new", url, corrupted(archive, tmp_path / "bad"))
+    assert not (tmp_path / "new" / "secret.key").exists() and not (tmp_path / "new" / "burrow.db").exists()
+    backup.restore(tmp_path / "new", url, archive)
+    assert authenticates(tmp_path / "new", api_key, credential_id, token, url)

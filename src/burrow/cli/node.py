@@ -342,7 +342,8 @@ def make_edge(
     local = ensure_server_certificate(data_dir, names)  # the CA's certificate for this node
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
-        _check_covers(tls_cert, config.agent_name)
+        told = config.server_addr.rpartition(":")[0] if config.server_addr else None
+        _check_covers(tls_cert, told if told == config.agent_name else None)
     else:
         certificate = local
     relay = relay_contexts(data_dir) if config.relay_addr is not None else None  # the cluster's CA

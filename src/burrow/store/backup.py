@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import DateTime, Engine, MetaData, Table, inspect, select
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, inspect, select
 
 from . import database, datadir
 
@@ -237,8 +237,17 @@ def restore(data_dir: Path, database_url: str | None, source: Path) -> dict[str,
             try:
                 if inspect(engine).get_table_names():
                     raise BackupError("the database is not empty: restore into a new, empty database")
-                counts = _load(archive, engine, revision, manifest)
-                database.migrate(engine)
+                try:
+                    # One transaction: on PostgreSQL (transactional DDL) a failure leaves nothing.
+                    with engine.begin() as connection:
+                        counts = _load(archive, connection, revision, manifest)
+                        database.migrate_on(connection)
+                except BaseException:
+                    if sqlite_file is not None:  # SQLite's DDL commits as it goes: the file goes
+                        engine.dispose()
+                        for suffix in ("", "-wal", "-shm", "-journal"):
+                            sqlite_file.with_name(sqlite_file.name + suffix).unlink(missing_ok=True)
+                    raise
             finally:
                 engine.dispose()
             for name in CA_FILES:
@@ -259,24 +268,22 @@ def restore(data_dir: Path, database_url: str | None, source: Path) -> dict[str,
 
 
 def _load(
-    archive: tarfile.TarFile, engine: Engine, revision: str, manifest: dict[str, Any]
+    archive: tarfile.TarFile, connection: Connection, revision: str, manifest: dict[str, Any]
 ) -> dict[str, int]:
-    database.migrate(engine, revision)
+    """The schema at the backup's ``revision``, then its rows, on the caller's transaction."""
+    database.migrate_on(connection, revision)
     tables = manifest.get("tables")
     if not isinstance(tables, dict):
         raise BackupError("the backup's manifest lists no tables")
     counts: dict[str, int] = {}
-    with engine.begin() as connection:
-        reflected = MetaData()
-        reflected.reflect(connection)
-        by_name = {table.name: table for table in reflected.sorted_tables}
-        for name in [table.name for table in reflected.sorted_tables if table.name in tables]:
-            counts[name] = _load_table(archive, connection, by_name[name])
-        unknown = set(tables) - set(counts)
-        if unknown:
-            raise BackupError(
-                f"the backup holds tables its schema revision lacks: {', '.join(sorted(unknown))}"
-            )
+    reflected = MetaData()
+    reflected.reflect(connection)
+    by_name = {table.name: table for table in reflected.sorted_tables}
+    for name in [table.name for table in reflected.sorted_tables if table.name in tables]:
+        counts[name] = _load_table(archive, connection, by_name[name])
+    unknown = set(tables) - set(counts)
+    if unknown:
+        raise BackupError(f"the backup holds tables its schema revision lacks: {', '.join(sorted(unknown))}")
     return counts
 
 

@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, exc, inspect, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, make_url, text
 from sqlalchemy.engine import ExceptionContext
 
 from burrow.domain import errors
@@ -136,19 +136,24 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     together take turns on an advisory lock held until the migration's transaction ends;
     SQLite callers hold the data directory's setup lock.
     """
-    config = _alembic_config()
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        current = MigrationContext.configure(connection).get_current_revision()
-        if current is not None and current not in known_revisions():
-            raise SchemaTooNew(
-                f"the database's schema is at revision {current!r}, which this Burrow does not know "
-                f"(its newest is {head_revision()!r}): a newer Burrow migrated it. Run that version or a "
-                "newer one, or restore a backup made before the upgrade (docs/deploy.md, 'Upgrades')"
-            )
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        migrate_on(connection, revision)
+
+
+def migrate_on(connection: Connection, revision: str = "head") -> None:
+    """:func:`migrate` within the caller's transaction on ``connection``."""
+    config = _alembic_config()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is not None and current not in known_revisions():
+        raise SchemaTooNew(
+            f"the database's schema is at revision {current!r}, which this Burrow does not know "
+            f"(its newest is {head_revision()!r}): a newer Burrow migrated it. Run that version or a "
+            "newer one, or restore a backup made before the upgrade (docs/deploy.md, 'Upgrades')"
+        )
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 def sqlite_file(url: str) -> Path | None:
