@@ -11,6 +11,9 @@ NGROK_BIN_DIR := .venvs/ngrok-bin
 # The browser of the dashboard's end-to-end tests: Debian's, since Playwright's own
 # download is unreachable from the build machines (the tests launch this executable).
 CHROMIUM := /usr/bin/chromium
+# docs/deploy.md's unit file is checked with `systemd-analyze verify` (Debian's systemd package;
+# installing it starts nothing: the tests only run the analyzer).
+SYSTEMD_ANALYZE := /usr/bin/systemd-analyze
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 # The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
@@ -55,6 +58,9 @@ $(NGROK_API_ENV)/.installed:
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
 
+$(SYSTEMD_ANALYZE):
+	apt-get update -qq && apt-get install -y -qq systemd
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -64,7 +70,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict src/burrow
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
-		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
+		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) $(SYSTEMD_ANALYZE) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a

@@ -241,16 +241,25 @@ class BurrowServer:
     """
 
     def __init__(
-        self, data_dir: Path, admin_email: str = "admin@example.com", env: Mapping[str, str] | None = None
+        self,
+        data_dir: Path,
+        admin_email: str = "admin@example.com",
+        env: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
+        """``burrow init`` on ``data_dir``, unless ``api_key`` is given: then the data directory
+        exists (e.g. restored from a backup) and that is its admin's key."""
         self.data_dir = data_dir
         self.env = dict(env or {})
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
-        self.api_key = burrow(
-            "init", "--data-dir", str(data_dir), "--admin-email", admin_email, env=self.env
-        ).stdout.strip()
+        self.api_key = (
+            api_key
+            or burrow(
+                "init", "--data-dir", str(data_dir), "--admin-email", admin_email, env=self.env
+            ).stdout.strip()
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str, file_limit: int | None = None) -> BurrowServer:

@@ -404,7 +404,10 @@ def test_first_run_on_a_terminal_prints_the_next_steps(tmp_path: Path) -> None:
     port = free_port()
     edge = edge_args()
     process = subprocess.Popen(
-        [BURROW, "serve", "--data-dir", str(tmp_path / "d"), "--api-addr", f"127.0.0.1:{port}", *edge],
+        [
+            *[BURROW, "serve", "--data-dir", str(tmp_path / "d"), "--api-addr", f"127.0.0.1:{port}", *edge],
+            *["--agent-name", "connect.tunnels.example.com"],
+        ],
         stdout=terminal,
         stderr=subprocess.PIPE,
         text=True,
@@ -424,6 +427,8 @@ def test_first_run_on_a_terminal_prints_the_next_steps(tmp_path: Path) -> None:
     assert f"export BURROW_API_KEY={token} BURROW_API_URL=http://127.0.0.1:{port}" in text
     # How to run the CLI: by the path it is installed at, as it is not necessarily on PATH.
     assert f"{BURROW} credentials create" in text or "burrow credentials create" in text
-    agent_addr = edge[edge.index("--agent-addr") + 1]
-    assert agent_addr in text and str(tmp_path / "d" / "ca.pem") in text
+    agent_port = edge[edge.index("--agent-addr") + 1].rsplit(":", 1)[1]
+    # The server_addr agents use: the agent listener's name (on its certificate), its port.
+    assert f"server_addr connect.tunnels.example.com:{agent_port}" in text
+    assert str(tmp_path / "d" / "ca.pem") in text
     assert token not in err and all(json.loads(line) for line in err.splitlines())

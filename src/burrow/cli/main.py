@@ -130,13 +130,13 @@ def _operator() -> Actor:
 
 def _open(data_dir: Path, database_url: str | None) -> Store:
     # Imported here: client commands need no database.
-    from burrow.store.database import DamagedSecret
+    from burrow.store.database import DamagedSecret, SchemaTooNew
     from burrow.store.identity import IdentityError
     from burrow.store.store import Store
 
     try:
         return Store.open(data_dir, database_url)
-    except (DamagedSecret, IdentityError) as problem:
+    except (DamagedSecret, IdentityError, SchemaTooNew) as problem:
         raise _fail(str(problem)) from None
 
 
@@ -376,6 +376,51 @@ def audit(
         Column("resource_id", True, 5),
     ]
     _print_rows(rows, columns, "audit event", as_json, None)
+
+
+@admin_app.command("backup")
+def backup(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The archive to write (a new file, made 0600).")
+    ],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Back up the database, the server secret and the agent CA into one archive (docs/deploy.md).
+
+    The archive holds the secret: keep it like secret.key itself. Servers may keep running.
+    """
+    import burrow
+    from burrow.store import backup as backups
+    from burrow.store.identity import IdentityError
+
+    try:
+        counts = backups.backup(data_dir, database_url, output, burrow.__version__)
+    except (backups.BackupError, IdentityError) as problem:
+        raise _fail(str(problem)) from None
+    err.print(f"backed up {sum(counts.values())} rows of {len(counts)} tables to {output}")
+
+
+@admin_app.command("restore")
+def restore(
+    source: Annotated[Path, typer.Option("--input", "-i", help="An archive of 'burrow admin backup'.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Restore a backup into a new data directory (and a new, empty database), then upgrade its schema.
+
+    Every API key, credential and authtoken of the backup works again. Refused if the data
+    directory already has a secret, a CA or a database, or the backup is from a newer Burrow.
+    """
+    from burrow.store import backup as backups
+    from burrow.store.database import SchemaTooNew
+    from burrow.store.identity import IdentityError
+
+    try:
+        counts = backups.restore(data_dir, database_url, source)
+    except (backups.BackupError, IdentityError, SchemaTooNew) as problem:
+        raise _fail(str(problem)) from None
+    err.print(f"restored {sum(counts.values())} rows of {len(counts)} tables into {data_dir}")
 
 
 @cluster_app.command("status")

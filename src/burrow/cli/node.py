@@ -22,6 +22,7 @@ from burrow.domain.limits import ApiLimits
 from burrow.domain.reserved import NameSpace
 from burrow.edge.certs import (
     ServerCertificate,
+    certificate_names,
     ensure_server_certificate,
     relay_contexts,
     server_context,
@@ -59,12 +60,12 @@ def rate_texts(v: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def open_store(v: dict[str, Any]) -> Store:
-    from burrow.store.database import DamagedSecret
+    from burrow.store.database import DamagedSecret, SchemaTooNew
     from burrow.store.identity import IdentityError
 
     try:
         return Store.open(v["data_dir"], v["database_url"])
-    except (DamagedSecret, IdentityError) as problem:
+    except (DamagedSecret, IdentityError, SchemaTooNew) as problem:
         raise CommandError(str(problem)) from None
 
 
@@ -154,7 +155,7 @@ def run_node(
             )
             servers.append((ApiServer(metrics_config), metrics_socket))
         if first_token is not None:
-            show_first_key(first_token, v)
+            show_first_key(first_token, v, config.server_addr)
         # uvicorn's loop factory picks uvloop when it is installed.
         with asyncio.Runner(loop_factory=api.config.get_loop_factory()) as runner:
             runner.run(run_until_signalled(servers, edge, v["shutdown_grace"], on_ready, signals))
@@ -176,7 +177,7 @@ def listen(host: str, port: int, option: str) -> socket.socket:
     return sock
 
 
-def show_first_key(token: str, v: dict[str, Any]) -> None:
+def show_first_key(token: str, v: dict[str, Any], server_addr: str | None = None) -> None:
     """The first API key goes to stdout, once; on a terminal with the next steps."""
     log.info(
         "first run: created an account",
@@ -196,7 +197,7 @@ def show_first_key(token: str, v: dict[str, Any]) -> None:
         except ValueError:
             command = str(executable)
     api_url = f"http://{v['api_addr']}"
-    agent = v["agent_addr"] if v["edge"] else None
+    agent = (server_addr or v["agent_addr"]) if v["edge"] else None
     ca = Path(v["data_dir"]) / "ca.pem"
     sys.stdout.write(
         f"First run: created an account with admin {FIRST_RUN_EMAIL}.\n"
@@ -211,8 +212,9 @@ def show_first_key(token: str, v: dict[str, Any]) -> None:
             else ")\n"
         )
         + (
-            f"  3. point an agent (PyPI ngrok, npm @ngrok/ngrok, or the ngrok v2 binary) at {agent},\n"
-            f"     trusting {ca}, with that credential's token: see README.md, 'Connecting ngrok agents'\n"
+            "  3. point an agent (PyPI ngrok, npm @ngrok/ngrok, or the ngrok v2 binary) at\n"
+            f"     server_addr {agent}, trusting {ca}, with that credential's token:\n"
+            "     see README.md, 'Connecting ngrok agents'\n"
             if agent
             else ""
         )
@@ -246,6 +248,7 @@ async def run_until_signalled(
             extra={
                 "fields": {
                     "agents": _show(config.agent_addr),
+                    "server_addr": config.server_addr or _show(config.agent_addr),
                     "ca": str(edge.ca_path) if edge.ca_path else None,
                     "http": _show(config.http_addr),
                     "https": _show(config.https_addr),
@@ -331,12 +334,16 @@ def make_edge(
     throttle: Throttle | None = None,
 ) -> Edge:
     names = [config.agent_addr[0]] if config.agent_addr[0] not in ("0.0.0.0", "::") else []
+    if config.agent_name is not None:
+        names.append(config.agent_name)
     if share_ca(store, data_dir):
         ca = str(data_dir / "ca.pem")
         log.info("the cluster's CA, from the database, is now in use", extra={"fields": {"ca": ca}})
     local = ensure_server_certificate(data_dir, names)  # the CA's certificate for this node
     if tls_cert is not None and tls_key is not None:
         certificate = ServerCertificate(tls_cert, tls_key, None)
+        told = config.server_addr.rpartition(":")[0] if config.server_addr else None
+        _check_covers(tls_cert, told if told == config.agent_name else None)
     else:
         certificate = local
     relay = relay_contexts(data_dir) if config.relay_addr is not None else None  # the cluster's CA
@@ -359,6 +366,23 @@ def make_edge(
     except (OSError, ValueError) as error:
         raise CommandError(f"HTTPS certificate: {error}") from None
     return edge
+
+
+def _check_covers(cert_path: Path, name: str | None) -> None:
+    """Warn when the operator's agent certificate does not carry the name agents are told."""
+    if name is None:
+        return
+    try:
+        covered = certificate_names(cert_path)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"--tls-cert {cert_path}: {error}") from None
+    wildcard = "*." + name.partition(".")[2]
+    if name not in covered and wildcard not in covered:
+        log.warning(
+            f"--tls-cert {cert_path} does not cover the agent name {name} (it covers "
+            f"{', '.join(covered) or 'no DNS names'}): agents dialling that name will refuse it; "
+            "give --agent-name the name the certificate carries"
+        )
 
 
 def api_with_dashboard(store: Store, settings: DashboardSettings, **options: Any) -> ASGIApp:
@@ -397,7 +421,7 @@ def dashboard_settings(edge: Edge | None, public_url: str | None) -> DashboardSe
         return DashboardSettings(public_url=public_url)
     host, port = edge.config.agent_addr
     return DashboardSettings(
-        agent_addr=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        agent_addr=edge.config.server_addr or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"),
         ca_path=str(edge.ca_path.resolve()) if edge.ca_path else None,
         domain=edge.config.settings.domain,
         public_url=public_url,

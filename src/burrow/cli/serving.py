@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
+import ipaddress
 import logging
 import resource
 import signal
@@ -12,7 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import IO, Any
 
-from burrow.domain import names
+from burrow.domain import names, reserved
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
 from burrow.edge.control import EdgeSettings
@@ -73,6 +74,8 @@ def serve(values: dict[str, Any]) -> None:
         config.jwks_allow_cidrs = parse_cidrs(v["jwks_allow_cidrs"])
     except ValueError as problem:
         raise CommandError(f"--jwks-allow-cidrs: {problem}") from None
+    config.proxy_protocol = proxy_listeners(v["proxy_protocol"], config, v["workers"])
+    name_agents(config, v["agent_name"])
     listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
     api_limits, agent_limits, limits = fit_to_file_limit(api_limits, agent_limits, limits, listening)
     config.agent_limits = agent_limits
@@ -235,6 +238,59 @@ def advertise(settings: EdgeSettings, text: str | None) -> EdgeSettings:
             raise CommandError(f"--advertised-ports {text!r} is not http=PORT,https=PORT,tls=PORT")
         ports[f"{name}_url_port"] = None if int(port) == ADVERTISED[name] else int(port)
     return dataclasses.replace(settings, **ports)  # type: ignore[arg-type]
+
+
+def name_agents(config: EdgeConfig, given: str | None) -> None:
+    """The agent listener's name (``--agent-name``, else ``connect.DOMAIN``) and the
+    ``server_addr`` agents are told: NAME:PORT, except for a derived name under ``localhost``
+    (which not every resolver answers), where the listener's own address is what works.
+
+    No tenant binds the name: it is the server's, like the API's host."""
+    domain = config.settings.domain
+    if given is not None:
+        name = names.hostname(given.strip().rstrip(".")) or _ip_text(given.strip())
+        if name is None:
+            raise CommandError(f"--agent-name {given!r} is not a DNS name (e.g. connect.tunnels.example.com)")
+        if reserved.is_under(domain, name):
+            raise CommandError(f"--agent-name {name} would take every name under --domain {domain}")
+    else:
+        name = f"connect.{domain}"
+        if len(name) > names.MAX_HOSTNAME:
+            name = None
+    host, port = config.agent_addr
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if name is not None and (given is not None or not reserved.is_under(name, "localhost")):
+        shown = f"{name}:{port}"
+    config.agent_name = name
+    config.server_addr = shown
+    if name is not None and names.hostname(name) is not None and name != "localhost":
+        hosts = config.settings.server_hosts | {name}
+        config.settings = dataclasses.replace(config.settings, server_hosts=hosts)
+
+
+PROXY_LISTENERS = ("agent", "http", "https", "tls", "tcp")
+
+
+def proxy_listeners(text: str | None, config: EdgeConfig, workers: int) -> frozenset[str]:
+    """``--proxy-protocol``: the listeners where trusted proxies send a PROXY header first."""
+    if not text or text.strip() == "off":
+        return frozenset()
+    chosen = [item.strip() for item in text.split(",")]
+    if not chosen or any(item not in PROXY_LISTENERS for item in chosen):
+        raise CommandError(f"--proxy-protocol {text!r} is not a list of {', '.join(PROXY_LISTENERS)}")
+    if not config.trusted_proxies:
+        raise CommandError("--proxy-protocol needs --trusted-proxies: the proxies whose headers count")
+    if workers > 1:
+        # A connection handed to a sibling worker carries its socket's own peer, not the header's.
+        raise CommandError("--proxy-protocol does not work with --workers yet: run one process per node")
+    return frozenset(chosen)
+
+
+def _ip_text(text: str) -> str | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]")).compressed
+    except ValueError:
+        return None
 
 
 def proxies(trusted: str | None) -> TrustedProxies:

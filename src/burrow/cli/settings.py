@@ -89,6 +89,13 @@ SETTINGS: list[Setting] = [
         "none",
     ),
     Setting(
+        "proxy-protocol",
+        str,
+        None,
+        "agent,http,https,tls,tcp: listeners where --trusted-proxies send a PROXY v1/v2 header first.",
+        "off",
+    ),
+    Setting(
         "advertised-ports",
         str,
         None,
@@ -106,6 +113,13 @@ SETTINGS: list[Setting] = [
     Setting("shutdown-grace", float, 10.0, "Seconds requests in flight get to finish on SIGTERM."),
     Setting("edge", bool, True, "Run the agent edge and the public listeners."),
     Setting("agent-addr", str, "127.0.0.1:4443", "HOST:PORT where agents connect (TLS)."),
+    Setting(
+        "agent-name",
+        str,
+        None,
+        "The name agents dial (their server_addr NAME:PORT): on the agent listener's certificate.",
+        "connect.DOMAIN",
+    ),
     Setting("http-addr", str, "127.0.0.1:8080", "HOST:PORT of the public HTTP listener (by Host)."),
     Setting("https-addr", str, "127.0.0.1:8444", "HOST:PORT of the public HTTPS listener (https endpoints)."),
     Setting(

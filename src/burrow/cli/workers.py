@@ -141,7 +141,7 @@ def prepare(v: dict[str, Any], config: EdgeConfig, listeners: Listeners) -> None
     finally:
         store.close()  # no connection crosses the fork
     if token is not None:
-        node.show_first_key(token, v)
+        node.show_first_key(token, v, config.server_addr)
 
 
 def _worker_config(config: EdgeConfig, listeners: Listeners, number: int) -> EdgeConfig:

@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from burrow.domain import names
+from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import Admission
+from burrow.domain.proxy_protocol import ProxyHeaderError
 from burrow.domain.tunnels import Registry
 
 from .certs import ServerCertificate, certificate_names, ensure_name_certificate
+from .proxy_inbound import read_header
 from .relay import RelayOut
 from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_server_name
 
@@ -147,6 +150,9 @@ class HttpsListener:
         self.elsewhere = elsewhere
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
+        # --proxy-protocol https: these peers send a PROXY header first (edge/proxy_inbound.py).
+        self.proxies: TrustedProxies | None = None
+        self.header_timeout = handshake_timeout
 
     async def start(self, host: str, port: int, bound: socket.socket | None = None) -> None:
         """Listen on ``host:port``, or accept on ``bound``, a socket listening already."""
@@ -172,8 +178,29 @@ class HttpsListener:
             except OSError:  # e.g. out of descriptors: try again shortly
                 await asyncio.sleep(0.1)
                 continue
+            address = (str(peer[0]), int(peer[1]))
+            if self.proxies is not None and self.proxies.trusts(address[0]):
+                reading = loop.create_task(self._accept_proxied(client, address))
+                self._handshakes.add(reading)
+                reading.add_done_callback(self._handshakes.discard)
+                continue
             # Counted from the start, handshakes too (the connection releases it when it ends).
-            self.accept(client, (str(peer[0]), int(peer[1])))
+            self.accept(client, address)
+
+    async def _accept_proxied(self, client: socket.socket, proxy: tuple[str, int]) -> None:
+        """A trusted proxy's connection: its PROXY header, then served as the client's it names."""
+        try:
+            parsed = await read_header(client, self.header_timeout)
+        except (ProxyHeaderError, TimeoutError, OSError, asyncio.CancelledError):
+            client.close()
+            return
+        if parsed.source is None:  # LOCAL / UNKNOWN: the proxy's own connection
+            self.accept(client, proxy)
+            return
+        if self.admission.admit(parsed.source[0], "https") is not None:
+            client.close()
+            return
+        self._handle(client, parsed.source, parsed.source, False)
 
     def accept(self, client: socket.socket, address: tuple[str, int], handed: bool = False) -> None:
         """Serve an accepted connection, or one a sibling worker ``handed`` over (never passed on)."""

@@ -15,6 +15,7 @@ from typing import Any, cast
 from burrow.domain import ids
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import Admission, AgentLimits, PublicLimits
+from burrow.domain.proxy_protocol import ProxyHeaderError
 from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Tunnel
 from burrow.store.cluster import STOP_SESSION, ClusterRegistry
@@ -32,8 +33,9 @@ from .handoff import Handoff
 from .https import HttpsCertificates, HttpsListener
 from .jwt_check import JwksFetcher, Network
 from .muxado_streams import MuxConnection, MuxStream
+from .proxy_inbound import HeaderReader, ProxyProtocolGate, trusted_peer
 from .public import PublicListeners, _peer
-from .relay import RelayInbound, Relaying, RelayRoutes
+from .relay import RelayInbound, Relaying, RelayRoutes, _RelayedTransport
 from .revocation import RevocationPolicy, RevocationWatcher
 
 BACKLOG = 1024
@@ -52,6 +54,10 @@ LEAVE_TIMEOUT = 2.0  # seconds leaving the cluster may take at shutdown (else th
 @dataclass
 class EdgeConfig:
     agent_addr: tuple[str, int] = ("127.0.0.1", 4443)
+    # The name agents dial (--agent-name, else connect.DOMAIN): on the agent listener's
+    # certificate; server_addr is the HOST:PORT agents are told to use.
+    agent_name: str | None = None
+    server_addr: str | None = None
     http_addr: tuple[str, int] | None = ("127.0.0.1", 8080)
     tls_addr: tuple[str, int] | None = ("127.0.0.1", 8443)
     https_addr: tuple[str, int] | None = ("127.0.0.1", 8444)
@@ -72,6 +78,8 @@ class EdgeConfig:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # Non-public addresses the jwt-validation key fetches may reach (--jwks-allow-cidrs).
     jwks_allow_cidrs: tuple[Network, ...] = ()
+    # The listeners (agent, http, https, tls, tcp) where those peers send a PROXY header first.
+    proxy_protocol: frozenset[str] = frozenset()
     # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
     # them once for every worker); without them the edge binds its addresses itself.
     sockets: BoundSockets | None = None
@@ -110,20 +118,50 @@ class _AgentGate(asyncio.Protocol):
 
     MAX_EARLY_BYTES = 64 * 1024  # a ClientHello is at most a few KiB
 
-    def __init__(self, accepted: Callable[[asyncio.Transport, _AgentGate], None]) -> None:
+    def __init__(
+        self,
+        accepted: Callable[[asyncio.Transport, _AgentGate], None],
+        proxies: TrustedProxies | None = None,
+        header_timeout: float = 10.0,
+    ) -> None:
         self._accepted = accepted
         self.early = bytearray()
         self.lost = False
         self._transport: asyncio.Transport | None = None
+        # --proxy-protocol: a trusted proxy's PROXY header comes first, naming the client.
+        self._proxies = proxies
+        self._header: HeaderReader | None = None
+        self._header_timeout = header_timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self.client: tuple[str, int] | None = None  # the header's client, if it named one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+        if self._proxies is not None and trusted_peer(transport, self._proxies) is not None:
+            self._header = HeaderReader()
+            self._timer = asyncio.get_running_loop().call_later(self._header_timeout, self._transport.abort)
+            return
         self._accepted(self._transport, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True  # before TLS took over: nothing else will hear of it
+        if self._timer is not None:
+            self._timer.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self._header is not None:
+            assert self._transport is not None
+            try:
+                parsed = self._header.feed(data)
+            except ProxyHeaderError:
+                self._transport.abort()
+                return
+            if parsed is None:
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            self.client, data, self._header = parsed.source, bytes(self._header.buffer), None
+            self._accepted(self._transport, self)
         self.early += data
         if len(self.early) > self.MAX_EARLY_BYTES and self._transport is not None:
             self._transport.abort()
@@ -244,6 +282,8 @@ class Edge:
                     relay=self.public if relaying is not None else None,
                     elsewhere=self._https_elsewhere if self.handoff is not None else None,
                 )
+                if "https" in config.proxy_protocol:
+                    self._https_listener.proxies = config.trusted_proxies
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._revocations_due = asyncio.Event()  # a notification says: recheck now
@@ -301,19 +341,36 @@ class Edge:
                 ssl=self._relay_server,
                 ssl_handshake_timeout=self.config.limits.tls_handshake_timeout,
             )
+        proxied = self.config.proxy_protocol
+        trusted = self.config.trusted_proxies
+        header_timeout = self.config.limits.head_timeout
+
+        def gated(listener: str, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+            if listener not in proxied:
+                return factory
+            return lambda: ProxyProtocolGate(factory, trusted, header_timeout)
+
+        agent_proxies = trusted if "agent" in proxied else None
+        agent_timeout = self.config.agent_limits.tls_handshake_timeout
         await listen(
-            lambda: _AgentGate(self._agent_accepted), self.config.agent_addr, bound.agent if bound else None
+            lambda: _AgentGate(self._agent_accepted, agent_proxies, agent_timeout),
+            self.config.agent_addr,
+            bound.agent if bound else None,
         )
         if self.config.http_addr:
-            await listen(self.public.http_protocol, self.config.http_addr, bound.http if bound else None)
+            await listen(
+                gated("http", self.public.http_protocol), self.config.http_addr, bound.http if bound else None
+            )
         if self.config.tls_addr:
-            await listen(self.public.tls_protocol, self.config.tls_addr, bound.tls if bound else None)
+            await listen(
+                gated("tls", self.public.tls_protocol), self.config.tls_addr, bound.tls if bound else None
+            )
         if self.config.https_addr and https is not None:
             await https.start(*self.config.https_addr, bound.https if bound else None)
         settings = self.config.settings
         for tcp_port in settings.tcp_ports:
             await listen(
-                self.public.tcp_protocol(tcp_port),
+                gated("tcp", self.public.tcp_protocol(tcp_port)),
                 (settings.tcp_host, tcp_port),
                 bound.tcp[tcp_port] if bound else None,
             )
@@ -370,7 +427,7 @@ class Edge:
     # Agents ---------------------------------------------------------------------------
 
     def _agent_accepted(self, transport: asyncio.Transport, gate: _AgentGate) -> None:
-        peer = transport.get_extra_info("peername")
+        peer = gate.client or transport.get_extra_info("peername")
         client = str(peer[0]) if isinstance(peer, tuple) else ""
         reason = self.agent_admission.admit(client)
         if reason is not None:
@@ -385,7 +442,8 @@ class Edge:
         loop = asyncio.get_running_loop()
         limits = self.config.agent_limits
         connection = MuxConnection(client_side=False)
-        agent = AgentConnection(connection, self.control, _peer(transport), limits, loop.time())
+        shown = _RelayedTransport(transport, gate.client) if gate.client else transport
+        agent = AgentConnection(connection, self.control, _peer(shown), limits, loop.time())
         waiter: asyncio.Task[None] | None = None
         try:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, exc, inspect, make_url, text
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, make_url, text
 from sqlalchemy.engine import ExceptionContext
 
 from burrow.domain import errors
@@ -96,19 +99,61 @@ def is_reachable(engine: Engine) -> bool:
     return True
 
 
-def migrate(engine: Engine) -> None:
-    """Create the schema, or upgrade it to the newest revision.
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer Burrow: this one would misread it, so it refuses."""
 
-    On PostgreSQL, nodes starting together take turns on an advisory lock held until the
-    migration's transaction ends; SQLite callers hold the data directory's setup lock.
-    """
+
+def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return config
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this Burrow's migrations know."""
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    return frozenset(script.revision for script in scripts.walk_revisions())
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (None before the first migration)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Create the schema, or upgrade it to the newest revision (or to ``revision``).
+
+    A database at a revision this Burrow does not know, made by a newer Burrow, is refused
+    (:class:`SchemaTooNew`) before anything is changed. On PostgreSQL, nodes starting
+    together take turns on an advisory lock held until the migration's transaction ends;
+    SQLite callers hold the data directory's setup lock.
+    """
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        migrate_on(connection, revision)
+
+
+def migrate_on(connection: Connection, revision: str = "head") -> None:
+    """:func:`migrate` within the caller's transaction on ``connection``."""
+    config = _alembic_config()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is not None and current not in known_revisions():
+        raise SchemaTooNew(
+            f"the database's schema is at revision {current!r}, which this Burrow does not know "
+            f"(its newest is {head_revision()!r}): a newer Burrow migrated it. Run that version or a "
+            "newer one, or restore a backup made before the upgrade (docs/deploy.md, 'Upgrades')"
+        )
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -150,6 +195,22 @@ def _parse_secret(text: str, source: str) -> bytes:
             "from 'python3 -c \"import secrets; print(secrets.token_hex(32))\"'), not something else"
         )
     return key
+
+
+def parse_secret(text: str, source: str) -> bytes:
+    """The key in ``text`` (64 hex digits), or :class:`IdentityError` naming ``source``."""
+    return _parse_secret(text, source)
+
+
+def load_secret_if_any(data_dir: Path) -> bytes | None:
+    """The secret (environment first, then ``secret.key``), or None if there is none yet."""
+    from_env = os.environ.get(SECRET_ENV)
+    if from_env is not None:
+        return _parse_secret(from_env, SECRET_ENV)
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        return None
+    return load_secret(data_dir)
 
 
 def load_secret(data_dir: Path) -> bytes:
