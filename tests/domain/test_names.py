@@ -161,3 +161,11 @@ def test_the_server_s_own_names_are_no_tenant_s() -> None:
     assert not is_servers("api2.example.com", "example.com", frozenset({"api.example.com"}))
     with pytest.raises(BurrowError):
         normalize_domain("192.168.0.1", "burrow.localhost")
+    # What a browser's URL parser reads as an IPv4 address, IPv6, and --domain itself.
+    for name in ("0x7f000001", "127.1", "a.0x1", "0x", "::1", "burrow.localhost"):
+        assert is_servers(name, "burrow.localhost"), name
+    for name in ("a.0x1g", "0xa.example", "burrow.localhost.example"):
+        assert not is_servers(name, "burrow.localhost"), name
+    with pytest.raises(BurrowError) as error:
+        normalize_domain("burrow.localhost", "burrow.localhost")
+    assert "never an endpoint's" in str(error.value)
