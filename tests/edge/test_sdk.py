@@ -328,3 +328,18 @@ def test_widening_or_rewording_the_acl_stops_nothing(
         stopped = agent.wait_event(lambda e: e.get("event") == "tunnel stopped", timeout=1.0)
         assert stopped == {"event": "tunnel stopped", "id": agent.ready["ready"]["l"]["id"]}
     assert public_get(server, "a.stays.example").status_code == 200
+
+
+def test_a_refused_local_connection_says_the_agent_could_not_reach_its_service(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the agent's dial is refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    token = credential(server, ["bind:*.unreachable.example"])["token"]
+    endpoint = {"name": "web", "kind": "http", "domain": "down.unreachable.example"}
+    start_agent(server, token, [{**endpoint, "upstream": f"http://127.0.0.1:{closed}"}])
+    response = public_get(server, "down.unreachable.example")
+    assert response.status_code == 502, response.text
+    assert response.headers["ngrok-error-code"] == "ERR_NGROK_8012"
+    assert "could not reach its local service" in response.text, response.text

@@ -37,6 +37,7 @@ from .pages import (
     BAD_GATEWAY,
     CONNECTION_REFUSED,
     NOT_THIS_NODE,
+    SERVICE_UNREACHABLE,
     malformed_page,
     not_found_page,
 )
@@ -492,22 +493,25 @@ class HttpProxyConnection(ClientProtocol):
         if request is None:
             return  # between requests: the next one opens a new stream
         out: list[bytes] = []
+        silent = self._relay.awaiting_head  # not one byte of an answer: read before the EOF fails it
         if not reset and self._relay.receive_eof(out) is not None:
             self._finish_response(out)
             if out:
                 self.transport.write(b"".join(out))
             return
-        if self._relay.awaiting_head and request.status == 0:
-            self._bad_gateway()
+        if request.status == 0:  # the answer's head is not on the wire: it can still be a 502
+            # Nothing at all: the agent could not dial its service (the SDKs close the
+            # stream); part of a head: its service answered wrong.
+            self._bad_gateway(SERVICE_UNREACHABLE if silent else BAD_GATEWAY)
         else:
             self.transport.abort()  # mid-response: the client must see it cut
 
-    def _bad_gateway(self) -> None:
+    def _bad_gateway(self, page: bytes = BAD_GATEWAY) -> None:
         request = self._current
         if request is not None and request.status == 0:
             request.status = 502
-            request.bytes_out = len(BAD_GATEWAY)
-            self.transport.write(BAD_GATEWAY)
+            request.bytes_out = len(page)
+            self.transport.write(page)
             record_outcome(request.tunnel, 502, request.plan)
             self._log(request)
             self._current = None

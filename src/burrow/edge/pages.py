@@ -57,6 +57,14 @@ HEAD_TOO_LARGE = page(
 BAD_GATEWAY = page(
     502, "Bad Gateway", "ERR_NGROK_3004", "The agent's service gave an invalid or incomplete answer."
 )
+SERVICE_UNREACHABLE = page(
+    502,
+    "Bad Gateway",
+    "ERR_NGROK_8012",
+    "The request reached the tunnel's agent, but the agent could not reach its local service "
+    "(nothing listening there, or the connection was refused): start the service the agent "
+    "forwards to.",
+)
 CONNECTION_REFUSED = page(
     503, "Service Unavailable", "ERR_NGROK_90503", "Too many connections: try again later."
 )
