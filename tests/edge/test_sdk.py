@@ -343,3 +343,18 @@ def test_a_refused_local_connection_says_the_agent_could_not_reach_its_service(
     assert response.status_code == 502, response.text
     assert response.headers["ngrok-error-code"] == "ERR_NGROK_8012"
     assert "could not reach its local service" in response.text, response.text
+
+
+def test_plain_http_to_an_https_only_name_says_it_is_served_over_https(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    token = credential(server, ["bind:*.secure.example"])["token"]
+    endpoint = {"name": "web", "kind": "http", "domain": "only.secure.example", "scheme": "https"}
+    agent = start_agent(server, token, [endpoint])
+    port = server.https_addr.rsplit(":", 1)[1]
+    assert agent.url("web") == f"https://only.secure.example:{port}"
+    response = public_get(server, "only.secure.example")
+    assert response.status_code == 404 and "ERR_NGROK_3200" in response.text
+    assert f'served over HTTPS only: <a href="https://only.secure.example:{port}/">' in response.text
+    unknown = public_get(server, "nobody.secure.example")  # a name nobody serves: as before
+    assert unknown.status_code == 404 and "No agent is serving this name" in unknown.text

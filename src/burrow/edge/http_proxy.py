@@ -39,7 +39,6 @@ from .pages import (
     NOT_THIS_NODE,
     SERVICE_UNREACHABLE,
     malformed_page,
-    not_found_page,
 )
 from .peers import Peers
 from .phase_clock import ABORT, BODY_PHASE, BUSY_PHASE, HANG_UP, HEAD_PHASE, IDLE_PHASE, PhaseClock
@@ -62,6 +61,8 @@ class HttpListeners(RelayOut, Protocol):
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None: ...
+
+    def not_found(self, scheme: str, host: str) -> bytes: ...
 
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None: ...
 
@@ -249,7 +250,7 @@ class HttpProxyConnection(ClientProtocol):
         if self._lost:
             return
         if found is None:
-            request.routing, request.answer = False, not_found_page(request.host)
+            request.routing, request.answer = False, self.listeners.not_found(self.scheme, request.host)
             self._pump()
             return
         if self._timer is not None:
@@ -318,7 +319,7 @@ class HttpProxyConnection(ClientProtocol):
                 request.routing = True  # reading stays paused while the route is looked up
                 self._stream_task = self._loop.create_task(self._route_elsewhere(request, routes, first))
             else:
-                request.answer = not_found_page(request.host)
+                request.answer = self.listeners.not_found(self.scheme, request.host)
             return
         request.tunnel = tunnel
         apply_policy(request, tunnel.policy, self.peers, self.scheme, self.listeners.internal_tunnel)
