@@ -111,6 +111,9 @@ class Listeners:
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None:
         return None
 
+    def not_found(self, scheme: str, host: str) -> bytes:
+        raise AssertionError("every request names the one tunnel")
+
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None:
         return self.edge.open_stream()
 

@@ -81,6 +81,14 @@ def test_every_block_is_covered() -> None:
             block(language, mark)
 
 
+def test_a_new_user_is_told_what_the_agents_need_and_where_the_binary_is() -> None:
+    text = README.read_text()
+    sdk = text.index("ngrok.SessionBuilder()")
+    assert text.index("python3 -m http.server 3000") < sdk  # a service on :3000, before the snippet
+    said = re.search(r"puts the binary at\s+`DIR/([^`]+)`", text)
+    assert said is not None and NGROK.as_posix().endswith(said.group(1)), (said, NGROK)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reader's current directory: the server's data lives in ./.burrow as in the README."""
@@ -243,6 +251,11 @@ def test_official_client_snippet_then_agents_then_curl(
     command = filled(
         block("sh", "ngrok http").strip(), {"ngrok http": f"{NGROK} http", " 3000": f" {local_service}"}
     )
+    assert "laptop" not in command  # its own name: both agents can run at once
+    desk_curl = filled(
+        re.search(r"\(`(curl [^`]+)` reaches this one", README.read_text()).group(1),  # type: ignore[union-attr]
+        {":8444": f":{https_port}"},
+    )
     binary = subprocess.Popen(
         ["bash", "-c", command],
         cwd=workdir,
@@ -255,8 +268,9 @@ def test_official_client_snippet_then_agents_then_curl(
         deadline = time.monotonic() + 30
         while True:
             assert binary.poll() is None, "the agent binary exited"
-            reached = bash(curl, workdir, shell_env(server))
+            reached = bash(desk_curl, workdir, shell_env(server))
             if reached.returncode == 0 and reached.stdout.startswith("local service saw"):
+                assert reached.stdout == "local service saw desk.burrow.localhost:" + https_port + "/"
                 break
             assert time.monotonic() < deadline, reached.stdout + reached.stderr
             time.sleep(0.3)

@@ -16,6 +16,7 @@ from typing import IO, Any
 from burrow.domain import names, reserved
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
+from burrow.domain.reserved import is_servers, is_under
 from burrow.edge.control import EdgeSettings
 from burrow.edge.jwt_check import parse_cidrs
 from burrow.edge.server import EdgeConfig
@@ -65,10 +66,9 @@ def serve(values: dict[str, Any]) -> None:
         require_reservation=v["require_reservation"],
     )
     config.settings = advertise(config.settings, v["advertised_ports"])
-    if v["public_url"]:
-        api_host = urllib.parse.urlsplit(v["public_url"]).hostname
-        if api_host:
-            config.settings = dataclasses.replace(config.settings, server_hosts=frozenset({api_host.lower()}))
+    config.settings = dataclasses.replace(
+        config.settings, server_hosts=own_hosts(host, v["public_url"], v["domain"])
+    )
     config.trusted_proxies = proxies(v["trusted_proxies"])
     try:
         config.jwks_allow_cidrs = parse_cidrs(v["jwks_allow_cidrs"])
@@ -117,6 +117,20 @@ def serve(values: dict[str, Any]) -> None:
 
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def own_hosts(api_host: str, public_url: str | None, domain: str) -> frozenset[str]:
+    """The names the API and its dashboard answer on, which no tenant may bind (cookies
+    ignore ports): ``--public-url``'s host, and ``--api-addr``'s when it is a name (IP
+    addresses and ``localhost`` names are refused anyway; a parent of ``--domain`` would
+    refuse every tenant name, and a listening address is no choice of tenants' names)."""
+    name = names.hostname(api_host)
+    ours = name is not None and not is_servers(name, domain) and not is_under(domain, name)
+    hosts = {name} if ours and name is not None else set()
+    public_host = urllib.parse.urlsplit(public_url).hostname if public_url else None
+    if public_host:
+        hosts.add(public_host.lower())
+    return frozenset(hosts)
 
 
 def check_distinct_listeners(

@@ -392,6 +392,12 @@ UNSUPPORTED_VALUE = ErrorKind(
     "The request parameter {name!r} cannot be set on this Burrow server: {reason}. Leave it empty.",
 )
 INVALID_DOMAIN = ErrorKind("ERR_NGROK_326", 400, "The name {name!r} is not a valid domain name.")
+SERVERS_NAME = ErrorKind(
+    "ERR_NGROK_326",
+    400,
+    "The name {name!r} is not a valid domain name for a tunnel: IP addresses, localhost names, the "
+    "base domain itself and this server's own host are the server's, never an endpoint's.",
+)
 ENDPOINT_OPTION_UNSUPPORTED = ErrorKind(
     "ERR_NGROK_90301",
     400,

@@ -205,7 +205,8 @@ class AgentControl:
             # Checked before lower-casing: str.lower() would turn "\u212a" (Kelvin) into "k".
             hostname = names.hostname(requested)
             if hostname is None:
-                raise errors.INVALID_DOMAIN(name=requested)
+                refusal = errors.SERVERS_NAME if names.is_ip_literal(requested) else errors.INVALID_DOMAIN
+                raise refusal(name=requested)
             if not policy.allows_hostname(hostname):
                 raise errors.HOSTNAME_DENIED(name=hostname, id=session.credential_id)
             if internal:

@@ -38,8 +38,8 @@ from .pages import (
     BAD_GATEWAY,
     CONNECTION_REFUSED,
     NOT_THIS_NODE,
+    SERVICE_UNREACHABLE,
     malformed_page,
-    not_found_page,
 )
 from .peers import Peers
 from .phase_clock import ABORT, BODY_PHASE, BUSY_PHASE, HANG_UP, HEAD_PHASE, IDLE_PHASE, PhaseClock
@@ -63,6 +63,8 @@ class HttpListeners(RelayOut, Protocol):
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None: ...
+
+    def not_found(self, scheme: str, host: str) -> bytes: ...
 
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None: ...
 
@@ -250,7 +252,7 @@ class HttpProxyConnection(ClientProtocol):
         if self._lost:
             return
         if found is None:
-            request.routing, request.answer = False, not_found_page(request.host)
+            request.routing, request.answer = False, self.listeners.not_found(self.scheme, request.host)
             self._pump()
             return
         if self._timer is not None:
@@ -319,7 +321,7 @@ class HttpProxyConnection(ClientProtocol):
                 request.routing = True  # reading stays paused while the route is looked up
                 self._stream_task = self._loop.create_task(self._route_elsewhere(request, routes, first))
             else:
-                request.answer = not_found_page(request.host)
+                request.answer = self.listeners.not_found(self.scheme, request.host)
             return
         request.tunnel = tunnel
         internal = self.listeners.internal_tunnel
@@ -505,22 +507,25 @@ class HttpProxyConnection(ClientProtocol):
         if request is None:
             return  # between requests: the next one opens a new stream
         out: list[bytes] = []
+        silent = self._relay.awaiting_head  # not one byte of an answer: read before the EOF fails it
         if not reset and self._relay.receive_eof(out) is not None:
             self._finish_response(out)
             if out:
                 self.transport.write(b"".join(out))
             return
-        if self._relay.awaiting_head and request.status == 0:
-            self._bad_gateway()
+        if request.status == 0:  # the answer's head is not on the wire: it can still be a 502
+            # Nothing at all: the agent could not dial its service (the SDKs close the
+            # stream); part of a head: its service answered wrong.
+            self._bad_gateway(SERVICE_UNREACHABLE if silent else BAD_GATEWAY)
         else:
             self.transport.abort()  # mid-response: the client must see it cut
 
-    def _bad_gateway(self) -> None:
+    def _bad_gateway(self, page: bytes = BAD_GATEWAY) -> None:
         request = self._current
         if request is not None and request.status == 0:
             request.status = 502
-            request.bytes_out = len(BAD_GATEWAY)
-            self.transport.write(BAD_GATEWAY)
+            request.bytes_out = len(page)
+            self.transport.write(page)
             record_outcome(502, request.plan)
             self._log(request)
             self._current = None

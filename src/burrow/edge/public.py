@@ -26,6 +26,7 @@ from .handoff import Handoff
 from .http_proxy import HttpProxyConnection
 from .jwt_check import JwksFetcher
 from .muxado_streams import MuxConnection, MuxStream, StreamHolder
+from .pages import not_found_page
 from .peers import Peers
 from .relay import Relaying, RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
@@ -363,6 +364,12 @@ class PublicListeners:
         if tunnel is None and host in self.label_routes:
             tunnel = self.registry.labeled_tunnel(self.label_routes[host])
         return tunnel
+
+    def not_found(self, scheme: str, host: str) -> bytes:
+        """The 404 page for ``host`` on the ``scheme`` listener, saying where it is served
+        when a plain HTTP request names an https-only endpoint."""
+        elsewhere = self.registry.https_tunnel(host) if scheme == "http" else None
+        return not_found_page(host, elsewhere.url if elsewhere is not None else None)
 
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None:
         """The account's internal endpoint ``host`` on this node (forward-internal's target)."""

@@ -42,6 +42,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from burrow.domain import certificates, errors, ids, tokens
+from burrow.domain.deadline import Deadline
 from burrow.domain.fields import ValueKind
 from burrow.domain.models import (
     Actor,
@@ -185,28 +186,29 @@ def _rows(query: Select[Any], connection: Connection) -> list[Any]:
     return [row._mapping for row in connection.execute(query)]
 
 
-def _before(connection: Connection, deadline: float, run: Callable[[Connection], R]) -> R:
+def _before(connection: Connection, deadline: Deadline, run: Callable[[Connection], R]) -> R:
     """``run(connection)``, its statements interrupted at ``deadline``: by SQLite's progress
-    handler (checked every few thousand virtual-machine steps) or PostgreSQL's statement
-    timeout. A query abandoned that way is over the filter budget (ERR_NGROK_90250)."""
-    left = deadline - time.monotonic()
+    handler (checked every few thousand virtual-machine steps; at once, too, when the
+    deadline is abandoned) or PostgreSQL's statement timeout. A query abandoned that way is
+    over the filter budget (ERR_NGROK_90250)."""
+    left = deadline.left()
     if left <= 0:
         raise errors.FILTER_OVER_BUDGET(rows=FILTER_ROWS, seconds=FILTER_SECONDS)
     raw = connection.connection.dbapi_connection
     sqlite = connection.dialect.name == "sqlite"
     try:
         if sqlite:
-            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # type: ignore[union-attr]
+            raw.set_progress_handler(lambda: int(deadline.passed()), 10_000)  # type: ignore[union-attr]
         else:
             connection.execute(
                 text("SELECT set_config('statement_timeout', :ms, true)"),
-                {"ms": str(max(1, int(left * 1000)))},
+                {"ms": str(max(1, int(min(left, 3600.0) * 1000)))},
             )
         return run(connection)
     except (OperationalError, errors.BurrowError) as problem:
         # Interrupted, the driver says so (and database.py calls it unavailable): past the
         # deadline, it was us.
-        if time.monotonic() < deadline:
+        if not deadline.passed():
             raise
         raise errors.FILTER_OVER_BUDGET(rows=FILTER_ROWS, seconds=FILTER_SECONDS) from problem
     finally:
@@ -562,11 +564,11 @@ class Store:
         before_id: str | None,
         batch: int = 100,
         where: ColumnElement[bool] | None = None,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> Iterator[T]:
         """The account's resources, newest first, older than ``before_id``, lazily; only
-        those satisfying ``where`` when it is given. Past ``deadline`` (``time.monotonic()``)
-        a query still running is interrupted and ERR_NGROK_90250 raised."""
+        those satisfying ``where`` when it is given. Past ``deadline`` (or once it is
+        abandoned) a query still running is interrupted and ERR_NGROK_90250 raised."""
         table = kind.table
         columns = _PUBLIC_COLUMNS[kind.name]
         cursor = before_id
