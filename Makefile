@@ -11,6 +11,10 @@ NGROK_BIN_DIR := .venvs/ngrok-bin
 # The browser of the dashboard's end-to-end tests: Debian's, since Playwright's own
 # download is unreachable from the build machines (the tests launch this executable).
 CHROMIUM := /usr/bin/chromium
+# The ACME tests' CA (Debian's pebble, with pebble-challtestsrv for its DNS) and the DNS
+# server the DNS-01 tests update by RFC 2136 (Debian's knot).
+PEBBLE := /usr/bin/pebble
+KNOT := /usr/sbin/knotd
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 # The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
@@ -55,6 +59,12 @@ $(NGROK_API_ENV)/.installed:
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
 
+$(PEBBLE):
+	apt-get update -qq && apt-get install -y -qq pebble
+
+$(KNOT):
+	apt-get update -qq && apt-get install -y -qq knot knot-dnsutils
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -64,7 +74,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict src/burrow
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
-		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
+		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) \
+		$(PEBBLE) $(KNOT) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a

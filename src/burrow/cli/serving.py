@@ -15,9 +15,11 @@ from typing import IO, Any
 from burrow.domain import names
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
+from burrow.edge.acme import LETS_ENCRYPT, AcmeSettings
 from burrow.edge.control import EdgeSettings
 from burrow.edge.server import EdgeConfig
 from burrow.store import database, datadir
+from burrow.store.acme import HTTP_01, TLS_ALPN_01
 
 from .node import CommandError, listen, rate_texts, run_node, throttle
 from .workers import supervise
@@ -85,6 +87,7 @@ def serve(values: dict[str, Any]) -> None:
         config.relay_addr = split_addr(v["relay_addr"])
     if v["node_name"]:
         config.node_name = v["node_name"]
+    config.acme = acme_settings(v)
     check_distinct_listeners((host, port), metrics_addr, config if v["edge"] else None)
     if (v["tls_cert"] is None) != (v["tls_key"] is None):
         raise CommandError("--tls-cert and --tls-key go together")
@@ -106,6 +109,35 @@ def serve(values: dict[str, Any]) -> None:
     finally:
         if serve_lock is not None:
             serve_lock.close()
+
+
+def acme_settings(v: dict[str, Any]) -> AcmeSettings | None:
+    """ACME's settings, checked: on with ``--acme-email`` (docs/certificates.md)."""
+    email = v["acme_email"]
+    if not email:
+        if v["acme_directory"]:
+            raise CommandError("--acme-directory needs --acme-email (the ACME account's contact)")
+        return None
+    if "@" not in email or any(c.isspace() for c in email):
+        raise CommandError(f"--acme-email {email!r} is not an email address")
+    directory = v["acme_directory"] or LETS_ENCRYPT
+    if urllib.parse.urlsplit(directory).scheme != "https":
+        raise CommandError(f"--acme-directory {directory!r} is not an https:// URL")
+    if v["acme_challenge"] not in (HTTP_01, TLS_ALPN_01):
+        raise CommandError("--acme-challenge must be http-01 or tls-alpn-01")
+    if not v["acme_check_seconds"] > 0 or not v["acme_retry_seconds"] > 0:
+        raise CommandError("--acme-check-seconds and --acme-retry-seconds must be positive")
+    bundle = v["acme_ca_bundle"]
+    if bundle is not None and not Path(bundle).is_file():
+        raise CommandError(f"--acme-ca-bundle {bundle}: no such file")
+    return AcmeSettings(
+        directory=directory,
+        email=email,
+        challenge=v["acme_challenge"],
+        ca_bundle=bundle,
+        check_seconds=v["acme_check_seconds"],
+        retry_seconds=v["acme_retry_seconds"],
+    )
 
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})

@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.limits import Admission, PublicLimits
@@ -302,6 +302,7 @@ class PublicListeners:
         self.tcp_ports: range = relaying.tcp_ports if relaying else range(0)
         self.relay_context: ssl.SSLContext | None = relaying.client_context if relaying else None
         self.handoff = handoff  # in a worker: siblings take connections directly
+        self.acme_http: Callable[[str, str], Awaitable[str | None]] | None = None  # set with ACME on
 
     async def relay_out(
         self,

@@ -1,0 +1,186 @@
+"""ACME end to end: Burrow orders certificates from a real ACME CA (Debian's pebble), the CA
+validates by HTTP-01 or TLS-ALPN-01 against Burrow's own listeners, and curl verifies what
+Burrow then serves against pebble's root. The reserved domains are made, and their status
+read, by the official Python client (ngrok-api)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.acme_ca import Pebble, PebbleRun, curl, start_pebble
+from tests.api.test_official_client import run_official
+from tests.harness import BurrowServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "shop.example.com"
+
+
+@pytest.fixture
+def ports() -> tuple[int, int]:
+    """Burrow's HTTP and HTTPS listener ports: pebble validates challenges on them."""
+    return free_port(), free_port()
+
+
+@pytest.fixture
+def pebble(tmp_path: Path, ports: tuple[int, int]) -> Iterator[Pebble]:
+    with start_pebble(PebbleRun(tmp_path / "pebble", *ports)) as ca:
+        yield ca
+
+
+def acme_server(
+    make_server: Callable[..., BurrowServer], pebble: Pebble, ports: tuple[int, int], *extra: str
+) -> BurrowServer:
+    http_port, https_port = ports
+    return make_server(
+        *pebble.burrow_args(),
+        "--http-addr",
+        f"127.0.0.1:{http_port}",
+        "--https-addr",
+        f"127.0.0.1:{https_port}",
+        *extra,
+    )
+
+
+def create_managed(server: BurrowServer, domain: str, key_type: str = "ecdsa") -> dict[str, Any]:
+    """The official client reserves ``domain`` with a certificate_management_policy."""
+    return run_official(
+        server,
+        f"""
+        from ngrok.datatypes import ReservedDomainCertPolicy
+        props = {{"authority": "letsencrypt", "private_key_type": "{key_type}"}}
+        policy = ReservedDomainCertPolicy(client, props)
+        domain = client.reserved_domains.create(domain="{domain}", certificate_management_policy=policy)
+        out["created"] = {{
+            "id": domain.id,
+            "policy": domain.certificate_management_policy._props,
+        }}
+        """,
+    )["created"]
+
+
+def read_status(server: BurrowServer, domain_id: str) -> dict[str, Any]:
+    """What the official client reads back: certificate and certificate_management_status."""
+    return run_official(
+        server,
+        f"""
+        domain = client.reserved_domains.get("{domain_id}")
+        status = domain.certificate_management_status
+        job = status.provisioning_job if status is not None else None
+        out["status"] = {{
+            "renews_at": status.renews_at if status is not None else None,
+            "job": None if job is None else {{
+                "error_code": job.error_code, "msg": job.msg,
+                "started_at": job.started_at, "retries_at": job.retries_at,
+            }},
+            "certificate": None if domain.certificate is None else {{
+                "id": domain.certificate.id, "uri": domain.certificate.uri,
+            }},
+        }}
+        """,
+    )["status"]
+
+
+def wait_for(server: BurrowServer, domain_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    while True:
+        with server.client() as api:
+            body = api.get(f"/reserved_domains/{domain_id}").json()
+        if done(body):
+            return body  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached: {json.dumps(body)}\n{server.log()[-5000:]}")
+        time.sleep(0.5)
+
+
+def challenge_requests(server: BurrowServer) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in server.log_entries()
+        if e.get("message") == "traffic" and str(e.get("path", "")).startswith("/.well-known/acme-challenge/")
+    ]
+
+
+def issued(body: dict[str, Any]) -> bool:
+    return body.get("certificate") is not None
+
+
+def test_http01_for_a_reserved_domain(
+    make_server: Callable[..., BurrowServer], pebble: Pebble, ports: tuple[int, int]
+) -> None:
+    server = acme_server(make_server, pebble, ports)
+    https_port = ports[1]
+    # Before: no certificate chaining to pebble's root is served for the name.
+    before = curl(f"https://{DOMAIN}:{https_port}/", pebble.root(), f"{DOMAIN}:{https_port}:127.0.0.1")
+    assert before.returncode != 0
+
+    created = create_managed(server, DOMAIN)
+    assert created["policy"] == {"authority": "letsencrypt", "private_key_type": "ecdsa"}
+    body = wait_for(server, created["id"], issued)
+
+    status = read_status(server, created["id"])
+    assert status["certificate"]["id"].startswith("cert_")
+    assert status["certificate"]["uri"].endswith(f"/tls_certificates/{status['certificate']['id']}")
+    assert status["renews_at"] is not None and status["job"] is None
+    # The issued certificate is a /tls_certificates row of the account, for that name, by pebble.
+    with server.client() as api:
+        certificate = api.get(f"/tls_certificates/{body['certificate']['id']}").json()
+    assert certificate["subject_alternative_names"]["dns_names"] == [DOMAIN]
+    assert certificate["private_key_type"] == "ecdsa"
+    assert "Pebble" in certificate["issuer_common_name"]
+    assert "private_key_pem" not in certificate
+
+    # Served by SNI, verifying against pebble's root only.
+    served = curl(f"https://{DOMAIN}:{https_port}/", pebble.root(), f"{DOMAIN}:{https_port}:127.0.0.1")
+    assert served.returncode == 0, served.stderr
+    assert "ERR_NGROK" in served.stdout  # Burrow's page: no tunnel is bound to the name yet
+    assert any(e.get("message") == "certificate issued" for e in server.log_entries())
+    # Pebble fetched the key authorization from the HTTP listener (the traffic log says so).
+    statuses = [e["status"] for e in challenge_requests(server)]
+    assert statuses and set(statuses) == {200}, statuses  # pebble asks from several vantage points
+
+
+def test_policy_is_checked(
+    make_server: Callable[..., BurrowServer], pebble: Pebble, ports: tuple[int, int]
+) -> None:
+    server = acme_server(make_server, pebble, ports)
+    with server.client() as api:
+        bad = api.post(
+            "/reserved_domains",
+            json={"domain": "bad.example.com", "certificate_management_policy": {"private_key_type": "dsa"}},
+        )
+        assert bad.status_code == 400 and bad.json()["error_code"] == "ERR_NGROK_215"
+        assert api.get("/reserved_domains").json()["reserved_domains"] == []
+        plain = api.post("/reserved_domains", json={"domain": "plain.example.com"}).json()
+    assert plain["certificate_management_policy"] is None
+    assert plain["certificate_management_status"] is None and plain["certificate"] is None
+
+
+def test_tls_alpn01_for_a_reserved_domain_with_an_rsa_key(
+    make_server: Callable[..., BurrowServer], pebble: Pebble, ports: tuple[int, int]
+) -> None:
+    server = acme_server(make_server, pebble, ports, "--acme-challenge", "tls-alpn-01")
+    https_port = ports[1]
+    created = create_managed(server, "tls.example.com", key_type="rsa")
+    body = wait_for(server, created["id"], issued)
+    with server.client() as api:
+        certificate = api.get(f"/tls_certificates/{body['certificate']['id']}").json()
+    assert certificate["private_key_type"] == "rsa"
+    assert certificate["subject_alternative_names"]["dns_names"] == ["tls.example.com"]
+    # Pebble validated on the HTTPS listener: no HTTP-01 request reached the HTTP listener.
+    assert challenge_requests(server) == []
+    served = curl(
+        f"https://tls.example.com:{https_port}/", pebble.root(), f"tls.example.com:{https_port}:127.0.0.1"
+    )
+    assert served.returncode == 0, served.stderr
+    # Ordinary handshakes (no acme-tls/1) are not answered with a challenge certificate.
+    other = curl(
+        f"https://other.example.com:{https_port}/", pebble.root(), f"other.example.com:{https_port}:127.0.0.1"
+    )
+    assert other.returncode != 0
