@@ -5,13 +5,17 @@ read, by the official Python client (ngrok-api)."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from tests.acme_ca import Pebble, PebbleRun, curl, start_pebble
 from tests.api.test_official_client import run_official
@@ -184,3 +188,89 @@ def test_tls_alpn01_for_a_reserved_domain_with_an_rsa_key(
         f"https://other.example.com:{https_port}/", pebble.root(), f"other.example.com:{https_port}:127.0.0.1"
     )
     assert other.returncode != 0
+
+
+def served_serial(port: int, name: str, root: Path) -> int:
+    """The serial of the certificate the HTTPS listener serves for ``name``, verified by ``root``."""
+    context = ssl.create_default_context(cafile=str(root))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_a_failing_challenge_is_reported_with_backoff(
+    make_server: Callable[..., BurrowServer], tmp_path: Path, ports: tuple[int, int]
+) -> None:
+    """Pebble validates HTTP-01 on a port where nothing listens: every order fails."""
+    closed = free_port()
+    with start_pebble(PebbleRun(tmp_path / "failing", closed, ports[1])) as ca:
+        server = acme_server(make_server, ca, ports, "--acme-retry-seconds", "2")
+        created = create_managed(server, "fail.example.com")
+
+        def failed_once(body: dict[str, Any]) -> bool:
+            job = (body["certificate_management_status"] or {}).get("provisioning_job")
+            return bool(job and job["error_code"])
+
+        wait_for(server, created["id"], failed_once)
+        first = read_status(server, created["id"])
+        job = first["job"]
+        assert job["error_code"] == "ERR_NGROK_90480"
+        assert "fail.example.com" in job["msg"] and "connection" in job["msg"]
+        assert first["certificate"] is None and first["renews_at"] is None
+
+        def stamp(text: str) -> datetime.datetime:
+            return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+        first_gap = stamp(job["retries_at"]) - stamp(job["started_at"])
+        assert datetime.timedelta(seconds=2) <= first_gap < datetime.timedelta(seconds=30)
+        # Nothing is ordered again before retries_at; then the next failure waits twice as long.
+        wait_for(
+            server,
+            created["id"],
+            lambda body: (
+                body["certificate_management_status"]["provisioning_job"]["started_at"] != job["started_at"]
+                and body["certificate_management_status"]["provisioning_job"]["retries_at"]
+                != job["retries_at"]
+            ),
+        )
+        second = read_status(server, created["id"])["job"]
+        assert stamp(second["started_at"]) >= stamp(job["retries_at"])
+        second_gap = stamp(second["retries_at"]) - stamp(second["started_at"])
+        assert second_gap >= datetime.timedelta(seconds=4) and second_gap > first_gap - datetime.timedelta(
+            seconds=1
+        )
+        orders = [e for e in server.log_entries() if e.get("message") == "ordering a certificate"]
+        assert len(orders) == 2, orders
+
+
+def test_renewal_when_the_certificate_nears_expiry(
+    make_server: Callable[..., BurrowServer], tmp_path: Path, ports: tuple[int, int]
+) -> None:
+    """Pebble issues certificates valid for 30 seconds: Burrow renews at two thirds (20 s)."""
+    with start_pebble(PebbleRun(tmp_path / "short", *ports, validity_seconds=30)) as ca:
+        server = acme_server(make_server, ca, ports)
+        created = create_managed(server, "renew.example.com")
+        body = wait_for(server, created["id"], issued)
+        first_id = body["certificate"]["id"]
+        with server.client() as api:
+            first = api.get(f"/tls_certificates/{first_id}").json()
+        not_before = datetime.datetime.fromisoformat(first["not_before"].replace("Z", "+00:00"))
+        not_after = datetime.datetime.fromisoformat(first["not_after"].replace("Z", "+00:00"))
+        renews_at = body["certificate_management_status"]["renews_at"]
+        expected = not_before + (not_after - not_before) * 2 / 3
+        got = datetime.datetime.fromisoformat(renews_at.replace("Z", "+00:00"))
+        assert abs(got - expected) <= datetime.timedelta(seconds=1)
+        serial = served_serial(ports[1], "renew.example.com", ca.root())
+        assert serial == int(first["serial_number"], 16)
+
+        renewed = wait_for(server, created["id"], lambda b: b["certificate"]["id"] != first_id)
+        with server.client() as api:
+            second = api.get(f"/tls_certificates/{renewed['certificate']['id']}").json()
+            assert api.get(f"/tls_certificates/{first_id}").status_code == 404  # replaced
+        assert second["not_after"] > first["not_after"]
+        deadline = time.monotonic() + 10
+        while served_serial(ports[1], "renew.example.com", ca.root()) != int(second["serial_number"], 16):
+            assert time.monotonic() < deadline, "the renewed certificate is not served"
+            time.sleep(0.25)
