@@ -221,3 +221,80 @@ def curl(url: str, cafile: Path, resolve: str) -> subprocess.CompletedProcess[st
         text=True,
         timeout=30,
     )
+
+
+KNOTD = "/usr/sbin/knotd"
+TSIG_NAME = "burrow-update"
+
+
+@dataclass
+class Knot:
+    """Debian's knot, authoritative for one zone, taking TSIG-signed RFC 2136 updates."""
+
+    address: str  # 127.0.0.1:PORT
+    zone: str
+    tsig: str  # NAME:ALGORITHM:SECRET, as --dns-tsig-key takes it
+
+
+@contextlib.contextmanager
+def start_knot(work: Path, zone: str) -> Iterator[Knot]:
+    """Knot serving ``zone`` (its apex and every name under it: 127.0.0.1), on a free port."""
+    if not Path(KNOTD).exists():
+        pytest.fail(f"{KNOTD} is missing: run 'make test' (it installs Debian's knot)")
+    import base64
+    import secrets
+
+    work.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    (work / "zones").mkdir(exist_ok=True)
+    (work / "zones" / f"{zone}.zone").write_text(
+        f"$ORIGIN {zone}.\n$TTL 60\n"
+        f"@ SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 60\n"
+        f"@ NS ns.{zone}.\nns A 127.0.0.1\n@ A 127.0.0.1\n* A 127.0.0.1\n"
+    )
+    (work / "knot.conf").write_text(
+        f"""server:
+    listen: 127.0.0.1@{port}
+    rundir: {work}
+database:
+    storage: {work / "db"}
+key:
+  - id: {TSIG_NAME}
+    algorithm: hmac-sha256
+    secret: {secret}
+acl:
+  - id: updates
+    key: {TSIG_NAME}
+    action: update
+zone:
+  - domain: {zone}
+    storage: {work / "zones"}
+    file: {zone}.zone
+    acl: updates
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+"""
+    )
+    log = open(work / "knot.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([KNOTD, "-c", str(work / "knot.conf")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        import dns.message
+        import dns.query
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                query = dns.message.make_query(f"{zone}.", "SOA")
+                if dns.query.udp(query, "127.0.0.1", port=port, timeout=1).answer:
+                    break
+            except (OSError, dns.exception.Timeout):
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("knot did not start:\n" + (work / "knot.log").read_text())
+            time.sleep(0.1)
+        yield Knot(f"127.0.0.1:{port}", zone, f"{TSIG_NAME}:hmac-sha256:{secret}")
+    finally:
+        _stopped(process)
+        log.close()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.acme_ca import Pebble, PebbleRun, curl, start_pebble
+from tests.acme_ca import Pebble, PebbleRun, curl, start_knot, start_pebble
 from tests.api.test_official_client import run_official
 from tests.harness import BurrowServer, free_port
 
@@ -274,3 +274,49 @@ def test_renewal_when_the_certificate_nears_expiry(
         while served_serial(ports[1], "renew.example.com", ca.root()) != int(second["serial_number"], 16):
             assert time.monotonic() < deadline, "the renewed certificate is not served"
             time.sleep(0.25)
+
+
+def test_dns01_for_the_wildcard_through_rfc2136(
+    make_server: Callable[..., BurrowServer], tmp_path: Path, ports: tuple[int, int]
+) -> None:
+    """Knot is authoritative for the server's --domain and pebble's resolver: Burrow adds the
+    _acme-challenge TXT record by a TSIG-signed update, pebble looks it up there."""
+    zone = "burrow.test"
+    with start_knot(tmp_path / "knot", zone) as knot:
+        run = PebbleRun(tmp_path / "pebble", free_port(), free_port(), dns_server=knot.address)
+        with start_pebble(run) as ca:
+            server = acme_server(
+                make_server,
+                ca,
+                ports,
+                "--domain",
+                zone,
+                "--dns-update-server",
+                knot.address,
+                "--dns-tsig-key",
+                knot.tsig,
+            )
+            entry = server.wait_log(
+                lambda e: e.get("message") in ("certificate issued", "certificate order failed"), timeout=90
+            )
+            assert entry["message"] == "certificate issued" and entry["name"] == f"*.{zone}", entry
+            # Any name under --domain, verified against pebble's root alone.
+            for name in (f"app.{zone}", f"other.{zone}"):
+                deadline = time.monotonic() + 10
+                while True:
+                    served = curl(f"https://{name}:{ports[1]}/", ca.root(), f"{name}:{ports[1]}:127.0.0.1")
+                    if served.returncode == 0 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.25)
+                assert served.returncode == 0, served.stderr
+            # The challenge's TXT record was removed again (by another signed update).
+            import dns.message
+            import dns.query
+
+            host, port = knot.address.split(":")
+            answer = dns.query.udp(
+                dns.message.make_query(f"_acme-challenge.{zone}.", "TXT"), host, port=int(port), timeout=2
+            )
+            assert answer.answer == []
+            # The secret never reaches the log.
+            assert knot.tsig.rsplit(":", 1)[1] not in server.log()

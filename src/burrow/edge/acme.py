@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from josepy.b64 import b64encode
 from josepy.jwk import JWK, JWKRSA
 
-from burrow.store.acme import HTTP_01, TLS_ALPN_01, AcmeRows, Managed
+from burrow.store.acme import DNS_01, HTTP_01, TLS_ALPN_01, AcmeRows, Managed
 
 from .certs import ServerCertificate
 
@@ -42,6 +42,47 @@ ACME_DIR = "acme"  # <data-dir>/acme/: the issued certificates as files, for ssl
 
 
 @dataclass(frozen=True)
+class DnsUpdate:
+    """Where DNS-01's TXT records go: RFC 2136 updates to ``server``, signed with TSIG."""
+
+    host: str
+    port: int
+    zone: str
+    key_name: str
+    algorithm: str  # e.g. hmac-sha256
+    secret: str  # base64
+    ttl: int = 60
+
+    def _send(self, record: str, value: str, add: bool) -> None:
+        import dns.name
+        import dns.query
+        import dns.rcode
+        import dns.tsigkeyring
+        import dns.update
+
+        keyring = dns.tsigkeyring.from_text({self.key_name: (self.algorithm, self.secret)})
+        zone = dns.name.from_text(self.zone)
+        relative = dns.name.from_text(record).relativize(zone)
+        update = dns.update.Update(zone, keyring=keyring, keyname=dns.name.from_text(self.key_name))
+        if add:
+            update.add(relative, self.ttl, "TXT", f'"{value}"')
+        else:
+            update.delete(relative, "TXT", f'"{value}"')
+        answer = dns.query.tcp(update, self.host, port=self.port, timeout=10)
+        if answer.rcode() != dns.rcode.NOERROR:
+            code = dns.rcode.to_text(answer.rcode())
+            raise OrderFailed(
+                f"the DNS server {self.host}:{self.port} refused the update of {record}: {code}"
+            )
+
+    def add(self, record: str, value: str) -> None:
+        self._send(record, value, True)
+
+    def remove(self, record: str, value: str) -> None:
+        self._send(record, value, False)
+
+
+@dataclass(frozen=True)
 class AcmeSettings:
     directory: str
     email: str
@@ -50,6 +91,7 @@ class AcmeSettings:
     check_seconds: float = 30.0  # how often names are looked at
     retry_seconds: float = 60.0  # the first backoff; doubled at each failure, up to a day
     extra: tuple[Managed, ...] = field(default=())  # names besides the reserved domains'
+    dns: DnsUpdate | None = None  # for DNS-01 (the wildcard of --domain)
 
 
 def _now() -> datetime.datetime:
@@ -129,6 +171,7 @@ class AcmeWorker:
         self._thread: threading.Thread | None = None
         self._client: client.ClientV2 | None = None
         self._published: dict[str, datetime.datetime] = {}
+        self._records: list[tuple[str, str]] = []  # DNS-01 TXT records to remove after the order
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="burrow-acme", daemon=True)
@@ -246,6 +289,7 @@ class AcmeWorker:
             return
         finally:
             self.rows.drop_challenges(managed.name)
+            self._remove_records()
         leaf = x509.load_pem_x509_certificate(chain.encode())
         not_after = leaf.not_valid_after_utc.replace(tzinfo=None)
         self.rows.issued(managed, chain, key_pem, not_after, renews_at(leaf))
@@ -253,17 +297,27 @@ class AcmeWorker:
             "certificate issued", extra={"fields": {"name": managed.name, "not_after": not_after.isoformat()}}
         )
 
+    def _remove_records(self) -> None:
+        dns = self.settings.dns
+        records, self._records = self._records, []
+        for record, value in records:
+            try:
+                if dns is not None:
+                    dns.remove(record, value)
+            except Exception:  # left behind: harmless, the next order adds its own
+                log.warning("could not remove a DNS-01 record", extra={"fields": {"record": record}})
+
     def _order(self, managed: Managed) -> tuple[str, bytes]:
         acme = self._acme()
         key_pem = _key_pem(new_key(managed.key_type))
-        csr = crypto_util.make_csr(key_pem, [managed.name])
+        csr = crypto_util.make_csr(key_pem, [managed.name])  # a wildcard's too: "*.DOMAIN"
         order = acme.new_order(csr)
         account_key = acme.net.key
         assert account_key is not None
         for authorization in order.authorizations:
             if authorization.body.status == messages.STATUS_VALID:
                 continue
-            self._answer(acme, account_key, authorization)
+            self._answer(acme, account_key, authorization, managed.challenge or self.settings.challenge)
         deadline = datetime.datetime.now() + datetime.timedelta(seconds=90)
         try:
             order = acme.poll_and_finalize(order, deadline)
@@ -274,12 +328,22 @@ class AcmeWorker:
         return order.fullchain_pem, key_pem
 
     def _answer(
-        self, acme: client.ClientV2, account_key: JWK, authorization: messages.AuthorizationResource
+        self,
+        acme: client.ClientV2,
+        account_key: JWK,
+        authorization: messages.AuthorizationResource,
+        wanted: str,
     ) -> None:
         name = authorization.body.identifier.value
-        wanted = self.settings.challenge
         for body in authorization.body.challenges:
             chall = body.chall
+            if wanted == DNS_01 and isinstance(chall, challenges.DNS01) and self.settings.dns is not None:
+                response, validation = chall.response_and_validation(account_key)
+                record = chall.validation_domain_name(name)
+                self.settings.dns.add(record, validation)
+                self._records.append((record, validation))
+                acme.answer_challenge(body, response)
+                return
             if wanted == HTTP_01 and isinstance(chall, challenges.HTTP01):
                 response, validation = chall.response_and_validation(account_key)
                 self.rows.put_challenge(HTTP_01, name, chall.encode("token"), validation)

@@ -22,6 +22,7 @@ from burrow.store.store import utcnow
 
 ACCOUNT_KEY = "acme_account_key_sealed"  # in cluster_identity
 HTTP_01 = "http-01"
+DNS_01 = "dns-01"
 TLS_ALPN_01 = "tls-alpn-01"
 CHALLENGE_TTL = timedelta(minutes=10)  # older challenges are never answered
 
@@ -35,6 +36,7 @@ class Managed:
     key_type: str  # "ecdsa" or "rsa"
     domain_id: str | None = None
     account_id: str | None = None
+    challenge: str | None = None  # None: the server's --acme-challenge; "dns-01" for the wildcard
 
 
 @dataclass(frozen=True)
