@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import secrets
 import socket
 import ssl
 import time
@@ -19,6 +20,7 @@ from cryptography import x509
 
 from tests.acme_ca import Pebble, PebbleRun, curl, start_knot, start_pebble
 from tests.api.test_official_client import run_official
+from tests.edge.test_cluster import ClusterNode
 from tests.harness import BurrowServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -320,3 +322,63 @@ def test_dns01_for_the_wildcard_through_rfc2136(
             assert answer.answer == []
             # The secret never reaches the log.
             assert knot.tsig.rsplit(":", 1)[1] not in server.log()
+
+
+def test_two_nodes_on_postgresql_serve_one_certificate_from_one_order(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node A orders; pebble validates HTTP-01 on node B's listener, which answers from the
+    database; both serve the one certificate. B looks for names to order only at its start
+    (--acme-check-seconds 3600), before the domain exists, so the order is A's."""
+    monkeypatch.setenv("BURROW_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("BURROW_SECRET_KEY", secrets.token_hex(32))
+    a_ports, b_ports = (free_port(), free_port()), (free_port(), free_port())
+    nodes: list[BurrowServer] = []
+    try:
+        with start_pebble(PebbleRun(tmp_path / "pebble", *b_ports)) as ca:
+
+            def options(ports: tuple[int, int], check: str) -> list[str]:
+                given = [*ca.burrow_args(), "--lease-seconds", "3"]
+                given[given.index("--acme-check-seconds") + 1] = check
+                return [
+                    *given,
+                    "--http-addr",
+                    f"127.0.0.1:{ports[0]}",
+                    "--https-addr",
+                    f"127.0.0.1:{ports[1]}",
+                ]
+
+            a = BurrowServer(tmp_path / "node0")
+            nodes.append(a.start(*options(a_ports, "0.5"), "--node-name", "a"))
+            b = ClusterNode(tmp_path / "node1", a.api_key)
+            nodes.append(b.start(*options(b_ports, "3600"), "--node-name", "b"))
+            created = create_managed(b, "both.example.com")  # through either node's API
+            body = wait_for(a, created["id"], issued)
+            serial = None
+            for node, (_, https_port) in ((a, a_ports), (b, b_ports)):
+                deadline = time.monotonic() + 15
+                while True:
+                    try:
+                        got = served_serial(https_port, "both.example.com", ca.root())
+                        break
+                    except (ssl.SSLError, OSError):
+                        assert time.monotonic() < deadline, f"{node.data_dir.name} serves no certificate"
+                        time.sleep(0.25)
+                serial = serial or got
+                assert got == serial  # the same certificate on both nodes
+            with b.client() as api:
+                certificate = api.get(f"/tls_certificates/{body['certificate']['id']}").json()
+            assert int(certificate["serial_number"], 16) == serial
+            orders = {
+                node.data_dir.name: [
+                    e for e in node.log_entries() if e.get("message") == "ordering a certificate"
+                ]
+                for node in nodes
+            }
+            assert len(orders["node0"]) == 1 and orders["node1"] == [], orders
+            # The CA's validation reached node B only, which answered it.
+            assert challenge_requests(a) == []
+            assert challenge_requests(b) and {e["status"] for e in challenge_requests(b)} == {200}
+    finally:
+        for node in nodes:
+            node.stop()

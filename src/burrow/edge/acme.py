@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ ACME_IDENTIFIER_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # id-pe-acmeI
 ORDER_ERROR = "ERR_NGROK_90480"  # the CA refused or failed the order: msg says why
 LOCK_SECONDS = 300.0  # an order holds its name's lock this long at most
 MAX_BACKOFF = datetime.timedelta(days=1)
+REFRESH_SECONDS = 2.0  # how often a node loads the certificates the database holds
 ACME_DIR = "acme"  # <data-dir>/acme/: the issued certificates as files, for ssl to load
 
 
@@ -102,6 +104,15 @@ def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """``path`` holding ``data`` (mode 0600), replaced at once."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
 
 
 def new_key(key_type: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
@@ -188,18 +199,25 @@ class AcmeWorker:
         self._wake.set()
 
     def _run(self) -> None:
+        last_round = -float("inf")
         while not self._stop.is_set():
             try:
-                self.round()
+                if time.monotonic() - last_round >= self.settings.check_seconds or self._wake.is_set():
+                    self._wake.clear()
+                    last_round = time.monotonic()
+                    self.round()
+                else:  # what other nodes issued is served within REFRESH_SECONDS
+                    self.refresh()
             except Exception:  # the database away, say: try again next round
                 log.warning("ACME round failed", exc_info=True)
-            self._wake.wait(self.settings.check_seconds)
-            self._wake.clear()
+            self._wake.wait(min(self.settings.check_seconds, REFRESH_SECONDS))
 
     def round(self) -> None:
         """Publish what the database holds, then order for the names that are due."""
+        wanted = [*self.settings.extra, *self.rows.managed_domains()]
+        self.rows.forget_except({managed.name for managed in wanted})
         self.refresh()
-        for managed in [*self.settings.extra, *self.rows.managed_domains()]:
+        for managed in wanted:
             if self._stop.is_set():
                 return
             if self._due(managed) and self.rows.lock(
@@ -214,18 +232,18 @@ class AcmeWorker:
 
     def refresh(self) -> None:
         """Write the issued certificates as files and hand them to the HTTPS listener."""
-        held = self.rows.certificates()
-        if {name: issued for name, (_, _, issued) in held.items()} == self._published:
+        if self.rows.issued_at() == self._published:
             return
+        held = self.rows.certificates()
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         served = {}
-        for name, (chain, key, _issued) in held.items():
-            cert_path = self.directory / f"{name}.pem"
-            key_path = self.directory / f"{name}-key.pem"
-            descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(key)
-            cert_path.write_text(chain)
+        for name, (chain, key, issued) in held.items():
+            # One pair of files per issue, each written whole then renamed: workers sharing the
+            # data directory never load a half-written file or a certificate with another's key.
+            stem = f"{name}-{issued:%Y%m%dT%H%M%S}"
+            cert_path, key_path = self.directory / f"{stem}.pem", self.directory / f"{stem}-key.pem"
+            _write_whole(key_path, key)
+            _write_whole(cert_path, chain.encode())
             served[name] = ServerCertificate(cert_path, key_path, None)
         self._published = {name: issued for name, (_, _, issued) in held.items()}
         self.publish(served)

@@ -128,7 +128,7 @@ class AcmeRows:
                         table.c.locked_until.is_(None), table.c.locked_until < now, table.c.locked_by == node
                     ),
                 )
-                .values(locked_by=node, locked_until=until, key_type=key_type)
+                .values(locked_by=node, locked_until=until)
             )
             return bool(taken.rowcount)
 
@@ -178,6 +178,7 @@ class AcmeRows:
                 update(table)
                 .where(table.c.name == managed.name)
                 .values(
+                    key_type=managed.key_type,
                     certificate_pem=chain_pem,
                     private_key_sealed=sealed,
                     not_after=not_after,
@@ -245,7 +246,25 @@ class AcmeRows:
                 .values(certificate_management_status=status)
             )
 
+    def forget_except(self, names: set[str]) -> None:
+        """Drop the rows (and so stop serving the certificates) of names no longer managed:
+        a reserved domain deleted or its policy turned off."""
+        table = schema.acme_certificates
+        with self.engine.begin() as connection:
+            held = [row.name for row in connection.execute(select(table.c.name))]
+            gone = [name for name in held if name not in names]
+            if gone:  # not while a node orders: the name may be newer than the caller's list
+                free = or_(table.c.locked_until.is_(None), table.c.locked_until < utcnow())
+                connection.execute(delete(table).where(table.c.name.in_(gone), free))
+
     # Serving -------------------------------------------------------------------------
+
+    def issued_at(self) -> dict[str, datetime]:
+        """When each issued certificate was stored: whether anything changed, cheaply."""
+        table = schema.acme_certificates
+        query = select(table.c.name, table.c.issued_at).where(table.c.certificate_pem.is_not(None))
+        with self.engine.connect() as connection:
+            return {row.name: row.issued_at for row in connection.execute(query)}
 
     def certificates(self) -> dict[str, tuple[str, bytes, datetime]]:
         """Every issued certificate: name -> (chain PEM, private key PEM, issued at)."""
