@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -89,9 +90,12 @@ class Pebble:
         """Pebble's issuing root (PEM), which curl verifies Burrow's certificates against."""
         path = self.work / "pebble-root.pem"
         if not path.exists():
-            pem = httpx.get(f"{self.management_url}/roots/0", verify=str(self.listener_ca)).text
+            pem = httpx.get(f"{self.management_url}/roots/0", verify=self.trust()).text
             path.write_text(pem)
         return path
+
+    def trust(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.listener_ca))
 
     def burrow_args(self) -> list[str]:
         return [
@@ -195,7 +199,7 @@ def start_pebble(run: PebbleRun) -> Iterator[Pebble]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(pebble.directory_url, verify=str(listener_ca), timeout=2).raise_for_status()
+                httpx.get(pebble.directory_url, verify=pebble.trust(), timeout=2).raise_for_status()
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or processes[-1].poll() is not None:
