@@ -118,8 +118,8 @@ reserved_domains = Table(
     Column("created_at", DateTime(), nullable=False),
     # ACME (migration 0010): ngrok's policy as given, the status the ACME worker writes, and
     # the /tls_certificates row of the certificate it issued.
-    Column("certificate_management_policy", JSON(), nullable=True),
-    Column("certificate_management_status", JSON(), nullable=True),
+    Column("certificate_management_policy", JSON(none_as_null=True), nullable=True),
+    Column("certificate_management_status", JSON(none_as_null=True), nullable=True),
     Column("managed_certificate_id", ID, nullable=True),
     Index("ix_reserved_domains_domain", "domain", unique=True),
     Index("ix_reserved_domains_account_id", "account_id", "id"),
