@@ -63,7 +63,7 @@ $(PEBBLE):
 	apt-get update -qq && apt-get install -y -qq pebble
 
 $(KNOT):
-	apt-get update -qq && apt-get install -y -qq knot knot-dnsutils
+	apt-get update -qq && apt-get install -y -qq knot
 
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from burrow.store.store import Store
 from tests.acme_ca import Pebble, PebbleRun, curl, start_knot, start_pebble
 from tests.api.test_official_client import run_official
 from tests.edge.test_cluster import ClusterNode
@@ -141,6 +143,17 @@ def test_http01_for_a_reserved_domain(
     assert certificate["private_key_type"] == "ecdsa"
     assert "Pebble" in certificate["issuer_common_name"]
     assert "private_key_pem" not in certificate
+    # Its key is sealed as an upload's is: the store opens it, and it is the leaf's.
+    store = Store.open(server.data_dir)
+    try:
+        (account_id, _), *_ = store.accounts()
+        held = store.tls_certificate_key(account_id, certificate["id"])
+    finally:
+        store.close()
+    assert held is not None
+    key = serialization.load_pem_private_key(held[1], None)
+    leaf = x509.load_pem_x509_certificate(held[0].encode())
+    assert key.public_key() == leaf.public_key()
 
     # Served by SNI, verifying against pebble's root only.
     served = curl(f"https://{DOMAIN}:{https_port}/", pebble.root(), f"{DOMAIN}:{https_port}:127.0.0.1")

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from burrow.domain import certificates, ids
 from burrow.store import identity, schema
-from burrow.store.store import utcnow
+from burrow.store.store import _key_binding, utcnow
 
 ACCOUNT_KEY = "acme_account_key_sealed"  # in cluster_identity
 HTTP_01 = "http-01"
@@ -202,9 +202,8 @@ class AcmeRows:
                         description=f"ACME certificate for {managed.name}",
                         metadata="",
                         certificate_pem=chain_pem,
-                        private_key_sealed=identity.seal(
-                            self.secret, f"tls_certificate_key {fields.fingerprint}", key_pem
-                        ),
+                        # Sealed as an upload's key is, so Store.tls_certificate_key opens it.
+                        private_key_sealed=identity.seal(self.secret, _key_binding(fields), key_pem),
                         created_at=now,
                     )
                 )
