@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from burrow.domain.certificates import CertificateFields
 
@@ -103,6 +104,11 @@ class ReservedDomain:
     domain: str  # lowercase
     cname_target: str | None  # for a domain outside --domain: where its CNAME should point
     created_at: datetime
+    # ACME (docs/certificates.md): the policy as accepted, the status the ACME worker
+    # writes ({"renews_at", "provisioning_job"}), the /tls_certificates row it issued.
+    certificate_management_policy: dict[str, str] | None = None
+    certificate_management_status: dict[str, Any] | None = None
+    managed_certificate_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

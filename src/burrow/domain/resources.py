@@ -350,6 +350,23 @@ AUDIT_EVENTS = Resource(
     operations=frozenset({Operation.LIST, Operation.GET}),  # recorded by writes, never written
     admin_only=True,
 )
+
+
+def _managed_certificate(item: Any, view: View) -> dict[str, str] | None:
+    certificate_id = item.managed_certificate_id
+    if not certificate_id or not item.certificate_management_policy:
+        return None
+    return {"id": certificate_id, "uri": f"{view.base}/tls_certificates/{certificate_id}"}
+
+
+def _management_status(item: Any, view: View) -> dict[str, Any] | None:
+    if not item.certificate_management_policy:
+        return None
+    status = item.certificate_management_status or {}
+    job = status.get("provisioning_job")
+    return {"renews_at": status.get("renews_at"), "provisioning_job": dict(job) if job else None}
+
+
 RESERVED_DOMAINS = Resource(
     name="reserved_domain",
     title="reserved domain",
@@ -365,10 +382,18 @@ RESERVED_DOMAINS = Resource(
         attribute("domain"),
         constant("region", ValueKind.STRING, REGION),
         Shown("cname_target", ValueKind.STRING, lambda item, view: item.cname_target, nullable=True),
-        # Burrow neither holds certificates per domain nor serves DNS: always null or empty.
-        constant("certificate", ValueKind.REF, None, nullable=True),
-        constant("certificate_management_policy", ValueKind.STRING_MAP, None, nullable=True),
-        constant("certificate_management_status", ValueKind.STRING_MAP, None, nullable=True),
+        # The certificate ACME issued (a /tls_certificates row), the policy, its status.
+        Shown("certificate", ValueKind.REF, _managed_certificate, nullable=True),
+        Shown(
+            "certificate_management_policy",
+            ValueKind.STRING_MAP,
+            lambda item, view: (
+                dict(item.certificate_management_policy) if item.certificate_management_policy else None
+            ),
+            nullable=True,
+        ),
+        Shown("certificate_management_status", ValueKind.STRING_MAP, _management_status, nullable=True),
+        # Burrow serves no DNS: no CNAME target for DNS-01 delegation.
         constant("acme_challenge_cname_target", ValueKind.STRING, None, nullable=True),
         Shown("resolves_to", ValueKind.REF_LIST, lambda item, view: []),
         attribute("owner_id"),  # Burrow's addition, as on credentials: members change only their own

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.limits import Admission, PublicLimits
@@ -49,6 +50,31 @@ from .request_checks import apply_policy, check_body, unroutable
 from .response_relay import UPGRADED, ResponseRelay
 from .traffic_phases import CLOSE
 
+ACME_PATH = b"/.well-known/acme-challenge/"
+AcmeLookup = Callable[[str, str], Awaitable[str | None]]  # (host, token): the key authorization
+
+
+async def acme_answer(lookup: AcmeLookup, host: str, target: bytes) -> bytes | None:
+    """The response to an ACME HTTP-01 request, if that challenge is pending (any node answers
+    the CA: challenges are in the database); None to route the request as any other."""
+    token = target[len(ACME_PATH) :].decode("ascii", "replace")
+    if not token or "/" in token or "?" in token:
+        return None
+    try:
+        answer = await lookup(host, token)
+    except Exception:  # the database away: as if none were pending
+        return None
+    if answer is None:
+        return None
+    body = answer.encode()
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b"
+        % (
+            len(body),
+            body,
+        )
+    )
+
 
 class HttpListeners(RelayOut, Protocol):
     """What an HTTP(S) connection uses of the public listeners (public.py's ``PublicListeners``)."""
@@ -59,6 +85,7 @@ class HttpListeners(RelayOut, Protocol):
     relay_routes: RelayRoutes | None
     jwks: JwksFetcher  # the issuers' keys for jwt-validation
     _connections: set[Any]  # the open public connections, of every kind (public.py)
+    acme_http: AcmeLookup | None  # ACME HTTP-01 challenges (acme.py)
 
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
 
@@ -312,6 +339,17 @@ class HttpProxyConnection(ClientProtocol):
         request.answer = unroutable(request, self.scheme, self.sni)
         if request.answer is not None:
             return
+        if (
+            self.listeners.acme_http is not None
+            and self.scheme == "http"
+            and request.target.startswith(ACME_PATH)
+        ):
+            request.routing = True  # reading stays paused while the database is asked
+            self._stream_task = self._loop.create_task(acme_or_route(self, request, first))
+            return
+        self._route(request, first)
+
+    def _route(self, request: ProxyRequest, first: bytearray | None) -> None:
         tunnel = self.listeners.web_tunnel(self.scheme, request.host)
         if tunnel is None:
             routes = self.listeners.relay_routes
@@ -570,3 +608,17 @@ class HttpProxyConnection(ClientProtocol):
 
     def _log(self, request: ProxyRequest) -> None:
         log_request(request, self.listeners.traffic[self.scheme], self.scheme, self.peers.client_text)
+
+
+async def acme_or_route(
+    connection: HttpProxyConnection, request: ProxyRequest, first: bytearray | None
+) -> None:
+    """An ACME HTTP-01 request answered from the database, else routed as any other."""
+    lookup = connection.listeners.acme_http
+    answer = await acme_answer(lookup, request.host, request.target) if lookup is not None else None
+    if not connection._lost:
+        request.routing = False
+        if answer is None:
+            connection._route(request, first)
+        request.answer = answer or request.answer
+        connection._pump()

@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.limits import Admission, PublicLimits
@@ -305,6 +305,7 @@ class PublicListeners:
         self.relay_context: ssl.SSLContext | None = relaying.client_context if relaying else None
         self.handoff = handoff  # in a worker: siblings take connections directly
         self.jwks = JwksFetcher()  # the issuers' keys for jwt-validation (the edge sets its own)
+        self.acme_http: Callable[[str, str], Awaitable[str | None]] | None = None  # set with ACME on
 
     async def relay_out(
         self,

@@ -18,6 +18,7 @@ from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.proxy_protocol import ProxyHeaderError
 from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Tunnel
+from burrow.store.acme import AcmeRows
 from burrow.store.cluster import STOP_SESSION, ClusterRegistry
 from burrow.store.notify import CHANGED, RESYNC, ROUTES, command_payload
 from burrow.store.ratelimit import Throttle
@@ -25,6 +26,7 @@ from burrow.store.store import Store
 
 from . import muxado_protocol as mux
 from . import traffic, wire
+from .acme import AcmeSettings, AcmeWorker
 from .agent import AgentConnection
 from .certs import ServerCertificate
 from .cluster_writes import ClusterWrites
@@ -83,6 +85,8 @@ class EdgeConfig:
     # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
     # them once for every worker); without them the edge binds its addresses itself.
     sockets: BoundSockets | None = None
+    # ACME for reserved domains with a certificate_management_policy (--acme-email, acme.py).
+    acme: AcmeSettings | None = None
 
 
 @dataclass
@@ -284,6 +288,10 @@ class Edge:
                 )
                 if "https" in config.proxy_protocol:
                     self._https_listener.proxies = config.trusted_proxies
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.acme: AcmeWorker | None = None
+        if config.acme is not None and self.https is not None:
+            self.acme = self._acme(config.acme, self.https, tls.https.data_dir if tls.https else Path("."))
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._revocations_due = asyncio.Event()  # a notification says: recheck now
@@ -301,6 +309,25 @@ class Edge:
         self._cluster_task: asyncio.Task[None] | None = None
         self._feed_callback: Callable[[str], None] | None = None
 
+    def _acme(self, settings: AcmeSettings, https: HttpsCertificates, data_dir: Path) -> AcmeWorker:
+        """ACME's worker thread; challenges answered from the database, on any node."""
+        rows = AcmeRows(self.store.engine, self.store.secret)
+
+        async def http_challenge(host: str, token: str) -> str | None:
+            return await asyncio.to_thread(rows.http_challenge, host, token)
+
+        async def alpn_challenge(name: str) -> tuple[str, bytes] | None:
+            return await asyncio.to_thread(rows.alpn_challenge, name)
+
+        self.public.acme_http = http_challenge
+        https.acme_alpn = alpn_challenge
+
+        def publish(served: dict[str, ServerCertificate]) -> None:  # in the worker's thread
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(https.set_managed, served)
+
+        return AcmeWorker(rows, settings, self.node_id, data_dir, publish)
+
     @property
     def revocations(self) -> int:
         """Sessions ended because their credential or owner was revoked."""
@@ -313,6 +340,9 @@ class Edge:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.cluster.register)
+        self._loop = asyncio.get_running_loop()
+        if self.acme is not None:
+            self.acme.start()
         self._follow_notifications()
         bound = self.config.sockets
         loop = asyncio.get_running_loop()
@@ -391,6 +421,8 @@ class Edge:
         finish; then tell the agents to go away and close what is left."""
         for server in self._servers:
             server.close()
+        if self.acme is not None:
+            await asyncio.to_thread(self.acme.stop)
         if self.handoff is not None:
             self.handoff.stop()
         if self._https_listener is not None:

@@ -113,7 +113,8 @@ def _audit_event(row: Mapping[str, Any]) -> AuditEvent:
 
 
 def _reserved_domain(row: Mapping[str, Any]) -> ReservedDomain:
-    return ReservedDomain(**{name: row[name] for name in ReservedDomain.__slots__})
+    # A row just inserted holds only the columns given (the ACME ones are null until set).
+    return ReservedDomain(**{name: row[name] for name in ReservedDomain.__slots__ if name in row})
 
 
 def _reserved_addr(row: Mapping[str, Any]) -> ReservedAddr:
