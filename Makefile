@@ -11,6 +11,8 @@ NGROK_BIN_DIR := .venvs/ngrok-bin
 # The browser of the dashboard's end-to-end tests: Debian's, since Playwright's own
 # download is unreachable from the build machines (the tests launch this executable).
 CHROMIUM := /usr/bin/chromium
+# Debian's OpenSSH client, the SSH tunnel gateway's tests' client (tests/ssh).
+SSH_CLIENT := /usr/bin/ssh
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 # The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
@@ -55,6 +57,9 @@ $(NGROK_API_ENV)/.installed:
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
 
+$(SSH_CLIENT):
+	apt-get update -qq && apt-get install -y -qq openssh-client
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -64,7 +69,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict src/burrow
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
-		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) lint
+		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) $(SSH_CLIENT) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a

@@ -106,6 +106,13 @@ SETTINGS: list[Setting] = [
     Setting("shutdown-grace", float, 10.0, "Seconds requests in flight get to finish on SIGTERM."),
     Setting("edge", bool, True, "Run the agent edge and the public listeners."),
     Setting("agent-addr", str, "127.0.0.1:4443", "HOST:PORT where agents connect (TLS)."),
+    Setting(
+        "ssh-addr",
+        str,
+        None,
+        "HOST:PORT of the SSH tunnel gateway (ssh -R ... v2@HOST http; docs/ssh.md).",
+        "off",
+    ),
     Setting("http-addr", str, "127.0.0.1:8080", "HOST:PORT of the public HTTP listener (by Host)."),
     Setting("https-addr", str, "127.0.0.1:8444", "HOST:PORT of the public HTTPS listener (https endpoints)."),
     Setting(

@@ -400,6 +400,12 @@ OWNER_IS_PERMANENT_SSH_CREDENTIAL = ErrorKind(
     "ERR_NGROK_90464", 400, "The SSH credential is already owned and cannot be re-assigned ownership."
 )
 SSH_COMMAND_INVALID = ErrorKind("ERR_NGROK_90465", 400, "The SSH tunnel command is not valid: {reason}.")
+SSH_KEY_UNKNOWN = ErrorKind(
+    "ERR_NGROK_90467", 400, "The SSH public key is not registered as an SSH credential (/ssh_credentials)."
+)
+SSH_USER_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_90468", 400, "The SSH user {user!r} is not supported: connect as v2 (ssh ... v2@HOST)."
+)
 SSH_FORWARD_MISSING = ErrorKind(
     "ERR_NGROK_90466",
     400,
