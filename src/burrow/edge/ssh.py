@@ -528,7 +528,7 @@ class CommandSession(asyncssh.SSHServerSession[str]):
         channel.write(
             "Burrow (via SSH) (Ctrl+C to quit)\n\n"
             f"Session     {session.id}\n"
-            f"Forwarding  {answer.url} -> {forward.host}:{forward.port}\n"
+            f"Forwarding  {answer.url}\n"  # to what ssh -R names: only the client knows it
         )
 
     def _refuse(self, error: errors.BurrowError) -> None:
