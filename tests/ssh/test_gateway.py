@@ -192,7 +192,7 @@ def test_fixed_hostname_inside_the_acl_and_outside_it(
 ) -> None:
     server, ssh_port = gateway
     key = make_key(tmp_path)
-    register(server, key, ["bind:*.allowed.burrow.localhost"])
+    credential_id = register(server, key, ["bind:*.allowed.burrow.localhost"])
     with local_http_service(lambda request: "fixed") as port:
         inside = SshTunnel(server, ssh_port, key, f"app.allowed.burrow.localhost:80:localhost:{port}", "http")
         tunnels.append(inside)
@@ -208,6 +208,13 @@ def test_fixed_hostname_inside_the_acl_and_outside_it(
         assert get_through(server, url).text == "fixed"
         with server.client() as http:
             assert len(http.get("/tunnel_sessions").json()["tunnel_sessions"]) == 1
+            # An ACL that no longer allows the name stops the tunnel, and so the session.
+            narrowed = http.patch(
+                f"/ssh_credentials/{credential_id}", json={"acl": ["bind:x.burrow.localhost"]}
+            )
+            assert narrowed.status_code == 200
+        assert inside.wait(5) != 0 and "ERR_NGROK_316" in inside.output
+        assert get_through(server, url).status_code == 404
 
 
 def test_tcp_tunnel(gateway: tuple[BurrowServer, int], tunnels: list[SshTunnel], tmp_path: Path) -> None:
@@ -356,3 +363,42 @@ def echo_service() -> Iterator[int]:
         stop.set()
         listener.close()
         thread.join(2)
+
+
+def test_connections_per_address_and_the_authentication_timeout(make_server: object) -> None:
+    ssh_port = free_port()
+    make_server(  # type: ignore[operator]
+        "--ssh-addr",
+        f"127.0.0.1:{ssh_port}",
+        "--agent-max-connections-per-client",
+        "2",
+        "--agent-auth-timeout",
+        "1",
+    )
+    held = [socket.create_connection(("127.0.0.1", ssh_port), timeout=5) for _ in range(2)]
+    try:
+        for connection in held:
+            assert connection.recv(64).startswith(b"SSH-2.0-Burrow")
+        third = socket.create_connection(("127.0.0.1", ssh_port), timeout=5)
+        with third:
+            assert b"SSH-2.0" not in _read_to_end(third, 2)  # closed at once, before any greeting
+        # Connections that do not authenticate within the timeout are closed.
+        started = time.monotonic()
+        for connection in held:
+            _read_to_end(connection, 5)
+        assert time.monotonic() - started < 3
+        # Their slots are free again.
+        with socket.create_connection(("127.0.0.1", ssh_port), timeout=5) as again:
+            assert again.recv(64).startswith(b"SSH-2.0-Burrow")
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def _read_to_end(connection: socket.socket, timeout: float) -> bytes:
+    """What the server sends until it closes the connection (fails if it does not in time)."""
+    connection.settimeout(timeout)
+    received = b""
+    while data := connection.recv(65536):
+        received += data
+    return received

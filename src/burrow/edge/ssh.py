@@ -47,7 +47,6 @@ log = logging.getLogger("burrow.edge")
 
 USER = "v2"  # ngrok's: the user names the version of the command syntax
 FORWARD_WAIT = 5.0  # seconds the command waits for the client's remote forward request
-COMMAND_WAIT_FACTOR = 1.0  # after authentication, a command is due within the auth timeout
 _NO_NAME = frozenset({"", "localhost", "*", "0.0.0.0", "::"})  # ssh -R PORT:... names no endpoint
 _HELP = (
     "Burrow's SSH tunnel gateway.\n"
@@ -363,6 +362,7 @@ class SshSession(asyncssh.SSHServer):
         )
         self.started.set()
         self._spawn(self._bridge(bridge))
+        self._spawn(self._command_due())
         try:
             await agent.run()
         finally:
@@ -374,16 +374,34 @@ class SshSession(asyncssh.SSHServer):
             )
             self.end(server_side.close_reason or "session ended")
 
+    async def _command_due(self) -> None:
+        """A session with no command within the authentication timeout (``ssh -N``) ends."""
+        await asyncio.sleep(self.gateway.limits.auth_timeout)
+        if self.command_channel is None:
+            self.end("no command: give http, tcp or tls after the host (docs/ssh.md)")
+
     def end(self, reason: str) -> None:
         """Say why on the command's channel (if any), then disconnect."""
         if self._ended:
             return
         self._ended = True
         channel = self.command_channel
-        if channel is not None:
+        if channel is not None and not channel.is_closing():
             with contextlib.suppress(Exception):
                 channel.write_stderr(f"Session ended: {reason}\n")
                 channel.exit(1)
+            self._spawn(self._disconnect(reason, channel))
+        else:
+            self._disconnect_now(reason)
+
+    async def _disconnect(self, reason: str, channel: asyncssh.SSHServerChannel[str]) -> None:
+        """Once the client has the channel's last words (it closes the channel, and ssh
+        exits), or after a second at most: a disconnect at once could overtake them."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(channel.wait_closed(), 1.0)
+        self._disconnect_now(reason)
+
+    def _disconnect_now(self, reason: str) -> None:
         conn = self.conn
         if conn is not None:
             conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason[:200])
@@ -405,19 +423,16 @@ class SshSession(asyncssh.SSHServer):
             if kind == StreamType.STOP_TUNNEL:
                 stop = wire.StopTunnel.parse(message)
                 code = f"{stop.error_code}: " if stop.error_code else ""
-                self._say(f"Tunnel stopped: {code}{stop.message}")
+                # A session holds one tunnel and cannot bind another: it ends with it.
+                stream.close()
+                self.end(f"tunnel stopped: {code}{stop.message}")
+                return
             else:
                 await stream.write(json.dumps(wire.ErrorResp().to_json()).encode())
                 await stream.write_eof()
             stream.close()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, errors.BurrowError):
             stream.reset()
-
-    def _say(self, text: str) -> None:
-        channel = self.command_channel
-        if channel is not None:
-            with contextlib.suppress(Exception):
-                channel.write_stderr(text + "\n")
 
     async def _proxy(self, stream: MuxStream, client_addr: str) -> None:
         """One public connection: a forwarded-tcpip channel to the client, spliced to the stream."""
@@ -535,5 +550,4 @@ class CommandSession(asyncssh.SSHServerSession[str]):
         channel = self.channel
         assert channel is not None
         channel.write_stderr(f"ERROR:  {error.message}\nERROR:  {error.code}\n")
-        channel.exit(1)
-        self.owner.end(error.code)
+        self.owner.end(error.code)  # exits the channel, then disconnects
