@@ -51,7 +51,9 @@ def make_key(directory: Path, name: str = "id_ed25519") -> Key:
 class SshTunnel:
     """One ``ssh -R ... v2@host command`` process and what it printed."""
 
-    def __init__(self, server: BurrowServer, ssh_port: int, key: Key, forward: str, *command: str) -> None:
+    def __init__(
+        self, server: BurrowServer, ssh_port: int, key: Key, forward: str, *command: str, user: str = "v2"
+    ) -> None:
         if not Path(SSH).exists():
             pytest.fail("OpenSSH's client is missing: run 'make test' (it installs openssh-client)")
         known_hosts = key.path.parent / "known_hosts"
@@ -78,7 +80,7 @@ class SshTunnel:
                 str(ssh_port),
                 "-R",
                 forward,
-                "v2@127.0.0.1",
+                f"{user}@127.0.0.1",
                 *command,
             ],
             stdin=subprocess.DEVNULL,
@@ -331,6 +333,37 @@ def test_an_unknown_key_is_refused_and_guessing_is_throttled(
     assert "ERR_NGROK_90429" in throttled.output
     with server.client() as http:
         assert http.get("/tunnel_sessions").json()["tunnel_sessions"] == []
+
+
+def test_https_endpoint_stop_through_the_api_and_the_user_v2(
+    gateway: tuple[BurrowServer, int], tunnels: list[SshTunnel], tmp_path: Path
+) -> None:
+    server, ssh_port = gateway
+    key = make_key(tmp_path)
+    register(server, key)
+    with local_http_service(lambda request: f"over https {request.headers['Host']}") as port:
+        tunnel = SshTunnel(server, ssh_port, key, f"web.burrow.localhost:443:localhost:{port}", "http")
+        tunnels.append(tunnel)
+        url = tunnel.url()
+        https_port = int(server.https_addr.split(":")[1])
+        assert url == f"https://web.burrow.localhost:{https_port}"
+        context = ssl.create_default_context(cafile=str(server.ca_path))
+        raw = socket.create_connection(("127.0.0.1", https_port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="web.burrow.localhost") as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: web.burrow.localhost\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while data := tls.recv(65536):
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"over https web.burrow.localhost")
+        with server.client() as http:
+            (session,) = http.get("/tunnel_sessions").json()["tunnel_sessions"]
+            assert http.post(f"/tunnel_sessions/{session['id']}/stop").status_code == 204
+        assert tunnel.wait(5) != 0
+        with server.client() as http:
+            assert http.get("/tunnel_sessions").json()["tunnel_sessions"] == []
+    other_user = SshTunnel(server, ssh_port, key, "0:localhost:9", "http", user="root")
+    tunnels.append(other_user)
+    assert other_user.wait(15) == 255 and "ERR_NGROK_90468" in other_user.output
 
 
 @contextlib.contextmanager
