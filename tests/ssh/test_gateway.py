@@ -187,6 +187,14 @@ def test_random_http_tunnel_reaches_the_local_service_and_is_listed(
         assert [t["public_url"] for t in listed] == [url]
         assert [e["url"] for e in endpoints] == [url]
         assert listed[0]["tunnel_session"]["id"] == sessions[0]["id"]
+        # The client leaving ends the session.
+        tunnel.close()
+        deadline = time.monotonic() + 5
+        with server.client() as http:
+            while http.get("/tunnel_sessions").json()["tunnel_sessions"]:
+                assert time.monotonic() < deadline, "the session outlived its ssh client"
+                time.sleep(0.1)
+        assert get_through(server, url).status_code == 404
 
 
 def test_fixed_hostname_inside_the_acl_and_outside_it(
@@ -358,7 +366,9 @@ def test_https_endpoint_stop_through_the_api_and_the_user_v2(
         with server.client() as http:
             (session,) = http.get("/tunnel_sessions").json()["tunnel_sessions"]
             assert http.post(f"/tunnel_sessions/{session['id']}/stop").status_code == 204
+        stopped_at = time.monotonic()
         assert tunnel.wait(5) != 0
+        assert time.monotonic() - stopped_at < 1.5  # the bridge answers the Stop command at once
         with server.client() as http:
             assert http.get("/tunnel_sessions").json()["tunnel_sessions"] == []
     other_user = SshTunnel(server, ssh_port, key, "0:localhost:9", "http", user="root")

@@ -38,7 +38,7 @@ from burrow.domain.limits import Admission, AgentLimits
 from burrow.store.store import AuthRecord
 
 from . import wire
-from .agent import AgentConnection
+from .agent import AgentConnection, read_message
 from .control import AgentControl, Authenticated
 from .muxado_streams import MuxConnection, MuxStream
 from .wire import StreamType
@@ -46,6 +46,7 @@ from .wire import StreamType
 log = logging.getLogger("burrow.edge")
 
 USER = "v2"  # ngrok's: the user names the version of the command syntax
+COMMAND_READ_TIMEOUT = 5.0  # seconds a command from the edge (StopTunnel, Stop) may take to arrive
 FORWARD_WAIT = 5.0  # seconds the command waits for the client's remote forward request
 _NO_NAME = frozenset({"", "localhost", "*", "0.0.0.0", "::"})  # ssh -R PORT:... names no endpoint
 _HELP = (
@@ -254,9 +255,8 @@ class SshSession(asyncssh.SSHServer):
             self.gateway.admission.release(self.client_ip)
         self.gateway._sessions.discard(self)
         self._ended = True
-        agent = self.agent
-        if agent is not None:
-            self._spawn(agent.connection.close())
+        # Cancelling the session's task ends its AgentConnection.run, whose cleanup takes the
+        # session out of the registry and the edge, and closes the bridge.
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -419,7 +419,7 @@ class SshSession(asyncssh.SSHServer):
                 header = json.loads(await stream.readexactly(size))
                 await self._proxy(stream, str(header.get("ClientAddr", "")))
                 return
-            message = json.loads((await stream.read_all(64 * 1024)) or b"{}")
+            message = await asyncio.wait_for(read_message(stream, self.gateway.limits), COMMAND_READ_TIMEOUT)
             if kind == StreamType.STOP_TUNNEL:
                 stop = wire.StopTunnel.parse(message)
                 code = f"{stop.error_code}: " if stop.error_code else ""
@@ -431,7 +431,7 @@ class SshSession(asyncssh.SSHServer):
                 await stream.write(json.dumps(wire.ErrorResp().to_json()).encode())
                 await stream.write_eof()
             stream.close()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError, errors.BurrowError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, TimeoutError, errors.BurrowError):
             stream.reset()
 
     async def _proxy(self, stream: MuxStream, client_addr: str) -> None:
