@@ -445,3 +445,23 @@ def _read_to_end(connection: socket.socket, timeout: float) -> bytes:
     while data := connection.recv(65536):
         received += data
     return received
+
+
+def test_the_gateway_runs_with_one_worker_only(tmp_path: Path) -> None:
+    from tests.harness import burrow, edge_args
+
+    refused = burrow(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--api-addr",
+        f"127.0.0.1:{free_port()}",
+        *edge_args(),
+        "--ssh-addr",
+        f"127.0.0.1:{free_port()}",
+        "--workers",
+        "2",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "--ssh-addr runs with one worker" in refused.stderr + refused.stdout

@@ -47,6 +47,7 @@ log = logging.getLogger("burrow.edge")
 
 USER = "v2"  # ngrok's: the user names the version of the command syntax
 COMMAND_READ_TIMEOUT = 5.0  # seconds a command from the edge (StopTunnel, Stop) may take to arrive
+MAX_KEYS_PER_CONNECTION = 6  # refused keys before the connection ends (OpenSSH's MaxAuthTries)
 FORWARD_WAIT = 5.0  # seconds the command waits for the client's remote forward request
 _NO_NAME = frozenset({"", "localhost", "*", "0.0.0.0", "::"})  # ssh -R PORT:... names no endpoint
 _HELP = (
@@ -202,6 +203,15 @@ class SshGateway:
         if sockets:
             bound = sockets[0].getsockname()
             self.address = (str(bound[0]), int(bound[1]))
+        log.info(
+            "ssh gateway listening",
+            extra={
+                "fields": {
+                    "addr": f"{host}:{self.address[1] if self.address else port}",
+                    "host_key": self.host_key.get_fingerprint("sha256"),
+                }
+            },
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -223,6 +233,7 @@ class SshSession(asyncssh.SSHServer):
         self.client_addr = ""
         self._admitted = False
         self._accepted: dict[str, tuple[str, AuthRecord]] = {}  # fingerprint -> credential
+        self._refused = 0
         self._last_accepted: str | None = None
         self.authenticated: Authenticated | None = None
         self.agent: AgentConnection | None = None
@@ -290,7 +301,13 @@ class SshSession(asyncssh.SSHServer):
             log.info("ssh key refused", extra={"fields": {"client": self.client_addr, "error": error.code}})
             if error.code != errors.SSH_KEY_UNKNOWN.code and self.conn is not None:
                 self.conn.send_auth_banner(f"{error.code}: {error.message}\n")
+            self._refused += 1
+            if self._refused >= MAX_KEYS_PER_CONNECTION and self.conn is not None:
+                self.conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "too many keys refused")
             return False
+        # The session is the credential of the key accepted last: asyncssh takes one request
+        # at a time (a new one cancels a check still waiting), and a signed request's key is
+        # checked here just before its signature, with no wait between them and success.
         self._accepted[fingerprint] = found
         self._last_accepted = fingerprint
         return True
