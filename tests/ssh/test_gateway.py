@@ -52,7 +52,14 @@ class SshTunnel:
     """One ``ssh -R ... v2@host command`` process and what it printed."""
 
     def __init__(
-        self, server: BurrowServer, ssh_port: int, key: Key, forward: str, *command: str, user: str = "v2"
+        self,
+        server: BurrowServer,
+        ssh_port: int,
+        key: Key,
+        forward: str,
+        *command: str,
+        user: str = "v2",
+        options: tuple[str, ...] = (),
     ) -> None:
         if not Path(SSH).exists():
             pytest.fail("OpenSSH's client is missing: run 'make test' (it installs openssh-client)")
@@ -78,6 +85,7 @@ class SshTunnel:
                 str(key.path),
                 "-p",
                 str(ssh_port),
+                *options,
                 "-R",
                 forward,
                 f"{user}@127.0.0.1",
@@ -465,3 +473,20 @@ def test_the_gateway_runs_with_one_worker_only(tmp_path: Path) -> None:
     )
     assert refused.returncode != 0
     assert "--ssh-addr runs with one worker" in refused.stderr + refused.stdout
+
+
+def test_a_session_without_a_command_ends(
+    make_server: object, tunnels: list[SshTunnel], tmp_path: Path
+) -> None:
+    ssh_port = free_port()
+    server: BurrowServer = make_server(  # type: ignore[operator]
+        "--ssh-addr", f"127.0.0.1:{ssh_port}", "--agent-auth-timeout", "1"
+    )
+    key = make_key(tmp_path)
+    register(server, key)
+    silent = SshTunnel(server, ssh_port, key, "0:localhost:9", options=("-N",))
+    tunnels.append(silent)
+    assert silent.wait(10) == 255
+    assert "no command: give http, tcp or tls" in silent.output
+    with server.client() as http:
+        assert http.get("/tunnel_sessions").json()["tunnel_sessions"] == []
