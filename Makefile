@@ -18,6 +18,8 @@ SYSTEMD_ANALYZE := /usr/bin/systemd-analyze
 # server the DNS-01 tests update by RFC 2136 (Debian's knot).
 PEBBLE := /usr/bin/pebble
 KNOT := /usr/sbin/knotd
+# Debian's OpenSSH client, the SSH tunnel gateway's tests' client (tests/ssh).
+SSH_CLIENT := /usr/bin/ssh
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 # The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
@@ -71,6 +73,9 @@ $(PEBBLE):
 $(KNOT):
 	apt-get update -qq && apt-get install -y -qq knot
 
+$(SSH_CLIENT):
+	apt-get update -qq && apt-get install -y -qq openssh-client
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -81,7 +86,7 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
 		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) \
-		$(SYSTEMD_ANALYZE) $(PEBBLE) $(KNOT) lint
+		$(SYSTEMD_ANALYZE) $(PEBBLE) $(KNOT) $(SSH_CLIENT) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a

@@ -66,7 +66,7 @@ def port(addr: str) -> str:
 
 
 COVERED = {
-    "sh": ["make serve", "curl -H", "burrow init", "ngrok http"],
+    "sh": ["make serve", "curl -H", "burrow init", "ngrok http", "ssh -R"],
     "python": ["ngrok.Client(", "ngrok.SessionBuilder()"],
     "yaml": ["server_addr:"],
 }
@@ -300,3 +300,53 @@ def test_account_setup_commands(server: BurrowServer, workdir: Path) -> None:
     for key in keys:
         with server.client(key) as http:
             assert http.get("/api_keys").status_code == 200
+
+
+def test_ssh_starts_a_tunnel_with_a_registered_key(tmp_path: Path, local_service: int) -> None:
+    from tests.ssh.test_gateway import SSH, make_key
+
+    ssh_port = free_port()
+    with occupied(DEFAULT_PORTS):
+        server = BurrowServer(tmp_path / ".burrow").start("--ssh-addr", f"127.0.0.1:{ssh_port}")
+    key = make_key(tmp_path)
+    (tmp_path / "id_ed25519.pub").write_text(key.public + "\n")
+    options = (
+        f"-F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i {key.path} "
+        f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={tmp_path / 'known_hosts'}"
+    )
+    command = filled(
+        block("sh", "ssh -R"),
+        {
+            "~/.ssh/id_ed25519.pub": str(tmp_path / "id_ed25519.pub"),
+            "ssh -R": f"{SSH} {options} -R",
+            ":3000": f":{local_service}",
+            "-p 2222": f"-p {ssh_port}",
+        },
+    )
+    env = {**shell_env(server), "BURROW_API_URL": server.base_url}
+    process = subprocess.Popen(
+        ["bash", "-e", "-c", command],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        shown = b""
+        deadline = time.monotonic() + 30
+        while b"Forwarding" not in shown:
+            assert time.monotonic() < deadline and process.poll() is None, shown.decode(errors="replace")
+            if select.select([process.stdout], [], [], 0.2)[0]:
+                shown += os.read(process.stdout.fileno(), 65536)
+        url = next(line for line in shown.decode().splitlines() if line.startswith("Forwarding")).split()[1]
+        host = httpx.URL(url).host
+        assert host.endswith(".burrow.localhost")
+        answer = httpx.get(f"http://{server.http_addr}/readme", headers={"Host": host}, timeout=10)
+        assert answer.text == f"local service saw {host}/readme"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+        server.stop()

@@ -94,6 +94,10 @@ def serve(values: dict[str, Any]) -> None:
     config.reconcile_seconds = v["reconcile_seconds"]
     if v["relay_addr"]:
         config.relay_addr = split_addr(v["relay_addr"])
+    if v["ssh_addr"]:
+        if v["workers"] > 1:
+            raise CommandError("--ssh-addr runs with one worker: leave --workers at 1 (docs/ssh.md)")
+        config.ssh_addr = split_addr(v["ssh_addr"])
     if v["node_name"]:
         config.node_name = v["node_name"]
     config.acme = acme_settings(v, config.settings.domain)
@@ -218,6 +222,7 @@ def check_distinct_listeners(
             ("--tls-addr", edge.tls_addr),
             ("--https-addr", edge.https_addr),
             ("--relay-addr", edge.relay_addr),
+            ("--ssh-addr", edge.ssh_addr),
         ):
             if addr is not None:
                 named.append((option, addr))

@@ -120,6 +120,13 @@ SETTINGS: list[Setting] = [
         "The name agents dial (their server_addr NAME:PORT): on the agent listener's certificate.",
         "connect.DOMAIN",
     ),
+    Setting(
+        "ssh-addr",
+        str,
+        None,
+        "HOST:PORT of the SSH tunnel gateway (ssh -R ... v2@HOST http; docs/ssh.md).",
+        "off",
+    ),
     Setting("http-addr", str, "127.0.0.1:8080", "HOST:PORT of the public HTTP listener (by Host)."),
     Setting("https-addr", str, "127.0.0.1:8444", "HOST:PORT of the public HTTPS listener (https endpoints)."),
     Setting(

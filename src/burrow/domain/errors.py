@@ -386,6 +386,32 @@ CERTIFICATE_IS_PERMANENT = ErrorKind(
 CERTIFICATE_REQUIRED = ErrorKind(
     "ERR_NGROK_90446", 400, "A TLS certificate needs both certificate_pem and private_key_pem."
 )
+SSH_PUBLIC_KEY_INVALID = ErrorKind("ERR_NGROK_90460", 400, "The public_key could not be parsed: {reason}.")
+SSH_PUBLIC_KEY_REQUIRED = ErrorKind("ERR_NGROK_90461", 400, "An SSH credential needs a public_key.")
+SSH_PUBLIC_KEY_TAKEN = ErrorKind(
+    "ERR_NGROK_90462", 409, "This public key is already registered as an SSH credential."
+)
+SSH_PUBLIC_KEY_IS_PERMANENT = ErrorKind(
+    "ERR_NGROK_90463",
+    400,
+    "An SSH credential's public_key cannot be changed: create a new SSH credential for the new key.",
+)
+OWNER_IS_PERMANENT_SSH_CREDENTIAL = ErrorKind(
+    "ERR_NGROK_90464", 400, "The SSH credential is already owned and cannot be re-assigned ownership."
+)
+SSH_COMMAND_INVALID = ErrorKind("ERR_NGROK_90465", 400, "The SSH tunnel command is not valid: {reason}.")
+SSH_KEY_UNKNOWN = ErrorKind(
+    "ERR_NGROK_90467", 400, "The SSH public key is not registered as an SSH credential (/ssh_credentials)."
+)
+SSH_USER_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_90468", 400, "The SSH user {user!r} is not supported: connect as v2 (ssh ... v2@HOST)."
+)
+SSH_FORWARD_MISSING = ErrorKind(
+    "ERR_NGROK_90466",
+    400,
+    "No remote forward was requested: start the session with ssh -R, e.g. "
+    "ssh -R 0:localhost:8080 v2@{host} -p {port} http",
+)
 UNSUPPORTED_VALUE = ErrorKind(
     "ERR_NGROK_90216",
     400,

@@ -81,6 +81,13 @@ ACL = Field(
     "bind rules: '*', 'bind:*', 'bind:<domain>', 'bind:*.<domain>', 'bind:<host>:<port>', "
     "'bind:<key>=<value>' ('*' allowed for key or value); empty means no restriction",
 )
+PUBLIC_KEY = Field(
+    "public_key",
+    ValueKind.STRING,
+    "the SSH public key, as an authorized_keys line: ssh-ed25519, ecdsa-sha2-nistp256/384/521 or "
+    "ssh-rsa (2048 bits or more)",
+    16 * 1024,
+)
 NAME = Field("name", ValueKind.STRING, "human-readable name of the bot user; max 255 bytes", MAX_NAME_BYTES)
 ACTIVE = Field("active", ValueKind.BOOLEAN, "whether the bot user may authenticate; default true")
 DOMAIN = Field(

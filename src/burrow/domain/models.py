@@ -64,6 +64,21 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
+class SshCredential:
+    """An SSH public key that may start tunnels through the SSH gateway (docs/ssh.md)."""
+
+    id: str
+    account_id: str
+    owner_id: str
+    description: str
+    metadata: str
+    public_key: str  # "<type> <base64>" (domain/ssh_keys.py)
+    fingerprint: str  # "SHA256:...", what the gateway finds the key by
+    acl: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Actor:
     """Who makes a write, for the audit trail: an API key, or an operator on the command line."""
 

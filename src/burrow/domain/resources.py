@@ -31,6 +31,7 @@ from burrow.domain.fields import (
     NAME,
     OWNER_ID,
     PRIVATE_KEY_PEM,
+    PUBLIC_KEY,
     RESOLVES_TO,
     Field,
     ValueKind,
@@ -247,6 +248,34 @@ CREDENTIALS = Resource(
     update_fields=(DESCRIPTION, METADATA, ACL),
     create_defaults={"description": "", "metadata": "", "acl": []},
     permanent={"owner_id": errors.OWNER_IS_PERMANENT_CREDENTIAL},
+    owner_of=_owner_id,
+    owned=True,
+)
+
+SSH_CREDENTIALS = Resource(
+    name="ssh_credential",
+    title="SSH credential",
+    path="/ssh_credentials",
+    list_key="ssh_credentials",
+    id_prefix=ids.SSH_CREDENTIAL,
+    fields=(
+        _ID,
+        self_uri("/ssh_credentials"),
+        _CREATED_AT,
+        attribute("description"),
+        attribute("metadata"),
+        attribute("public_key"),
+        attribute("acl", ValueKind.STRING_LIST),
+        attribute("owner_id"),
+    ),
+    create_fields=(DESCRIPTION, METADATA, ACL, PUBLIC_KEY, OWNER_ID),
+    update_fields=(DESCRIPTION, METADATA, ACL),
+    create_defaults={"description": "", "metadata": "", "acl": []},
+    required_text={"public_key": errors.SSH_PUBLIC_KEY_REQUIRED},
+    permanent={
+        "owner_id": errors.OWNER_IS_PERMANENT_SSH_CREDENTIAL,
+        "public_key": errors.SSH_PUBLIC_KEY_IS_PERMANENT,
+    },
     owner_of=_owner_id,
     owned=True,
 )
@@ -550,7 +579,16 @@ ENDPOINTS = Resource(
     operations=frozenset({Operation.LIST, Operation.GET}),
 )
 
-STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS, RESERVED_DOMAINS, RESERVED_ADDRS, TLS_CERTIFICATES)
+STORED = (
+    CREDENTIALS,
+    SSH_CREDENTIALS,
+    API_KEYS,
+    BOT_USERS,
+    SERVICE_USERS,
+    RESERVED_DOMAINS,
+    RESERVED_ADDRS,
+    TLS_CERTIFICATES,
+)
 LIVE = (TUNNEL_SESSIONS, TUNNELS, ENDPOINTS)
 RECORDS = (AUDIT_EVENTS,)
 ALL = STORED + LIVE + RECORDS

@@ -39,6 +39,7 @@ from .proxy_inbound import HeaderReader, ProxyProtocolGate, trusted_peer
 from .public import PublicListeners, _peer
 from .relay import RelayInbound, Relaying, RelayRoutes, _RelayedTransport
 from .revocation import RevocationPolicy, RevocationWatcher
+from .ssh import SshGateway
 
 BACKLOG = 1024
 
@@ -87,6 +88,10 @@ class EdgeConfig:
     sockets: BoundSockets | None = None
     # ACME for reserved domains with a certificate_management_policy (--acme-email, acme.py).
     acme: AcmeSettings | None = None
+    # The SSH tunnel gateway (--ssh-addr, edge/ssh.py), off without an address; its host key
+    # (OpenSSH private key format) comes from the data directory.
+    ssh_addr: tuple[str, int] | None = None
+    ssh_host_key: bytes | None = None
 
 
 @dataclass
@@ -292,6 +297,16 @@ class Edge:
         self.acme: AcmeWorker | None = None
         if config.acme is not None and self.https is not None:
             self.acme = self._acme(config.acme, self.https, tls.https.data_dir if tls.https else Path("."))
+        self.ssh: SshGateway | None = None
+        if config.ssh_addr is not None and config.ssh_host_key is not None:
+            self.ssh = SshGateway(
+                self.control,
+                config.agent_limits,
+                config.ssh_host_key,
+                self._ssh_registered,
+                self._ssh_unregistered,
+                has_https=self._https_listener is not None,
+            )
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._revocations_due = asyncio.Event()  # a notification says: recheck now
@@ -404,6 +419,8 @@ class Edge:
                 (settings.tcp_host, tcp_port),
                 bound.tcp[tcp_port] if bound else None,
             )
+        if self.ssh is not None and self.config.ssh_addr is not None:
+            await self.ssh.start(*self.config.ssh_addr)
         if self.handoff is not None:
             accept = None
             if https is not None:
@@ -428,6 +445,8 @@ class Edge:
         if self._https_listener is not None:
             await self._https_listener.stop()
         await self.public.drain(grace)
+        if self.ssh is not None:
+            await self.ssh.stop()
         if self._watcher is not None:
             self._watcher.cancel()
         if self._cluster_task is not None:
@@ -512,6 +531,15 @@ class Edge:
         if previous and previous in self.agents and previous != authenticated.session.id:
             old = self.agents.pop(previous)
             await old.connection.close(mux.ErrorCode.NONE, "replaced by a reconnected session")
+
+    def _ssh_registered(self, agent: AgentConnection) -> None:
+        """An SSH session (edge/ssh.py) is one of the edge's sessions from now on."""
+        if agent.session_id is not None:
+            self.agents[agent.session_id] = agent
+
+    def _ssh_unregistered(self, agent: AgentConnection) -> None:
+        if agent.session_id is not None and self.agents.get(agent.session_id) is agent:
+            del self.agents[agent.session_id]
 
     async def _open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None:
         agent = self.agents.get(tunnel.session_id)

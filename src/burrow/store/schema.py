@@ -86,6 +86,25 @@ credentials = Table(
     Index("ix_credentials_owner_id", "owner_id"),
 )
 
+# SSH public keys (migration 0011): one credential per key across accounts, found by its
+# SHA-256 fingerprint when an SSH client authenticates.
+ssh_credentials = Table(
+    "ssh_credentials",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("owner_id", ID, nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("public_key", Text(), nullable=False),  # "<type> <base64>"
+    Column("fingerprint", String(64), nullable=False),  # "SHA256:..." of the key blob
+    Column("acl", Text(), nullable=False),  # a JSON list of rule strings
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_ssh_credentials_fingerprint", "fingerprint", unique=True),
+    Index("ix_ssh_credentials_account_id", "account_id", "id"),
+    Index("ix_ssh_credentials_owner_id", "owner_id"),
+)
+
 # Append-only: the store has no update or delete of it (and on PostgreSQL a trigger refuses them).
 audit_events = Table(
     "audit_events",

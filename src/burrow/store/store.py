@@ -53,6 +53,7 @@ from burrow.domain.models import (
     Principal,
     ReservedAddr,
     ReservedDomain,
+    SshCredential,
     TlsCertificate,
     User,
 )
@@ -61,7 +62,9 @@ from burrow.store.fastpath import PointRead, PointReader
 from burrow.store.filter_sql import Column
 from burrow.store.notify import CHANGED, RESYNC, ChangeFeed, notify
 
-T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent, ReservedDomain, ReservedAddr, TlsCertificate)
+T = TypeVar(
+    "T", ApiKey, Credential, SshCredential, BotUser, AuditEvent, ReservedDomain, ReservedAddr, TlsCertificate
+)
 V = TypeVar("V")
 
 
@@ -104,6 +107,21 @@ def _credential(row: Mapping[str, Any]) -> Credential:
     )
 
 
+def _ssh_credential(row: Mapping[str, Any]) -> SshCredential:
+    acl = row["acl"]
+    return SshCredential(
+        row["id"],
+        row["account_id"],
+        row["owner_id"],
+        row["description"],
+        row["metadata"],
+        row["public_key"],
+        row["fingerprint"],
+        tuple(json.loads(acl)) if isinstance(acl, str) else tuple(acl),
+        row["created_at"],
+    )
+
+
 def _bot_user(row: Mapping[str, Any]) -> BotUser:
     return BotUser(row["id"], row["account_id"], row["name"], row["active"], row["created_at"])
 
@@ -136,6 +154,7 @@ def _tls_certificate(row: Mapping[str, Any]) -> TlsCertificate:
 
 API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
 CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
+SSH_CREDENTIALS = Kind("ssh_credential", schema.ssh_credentials, ids.SSH_CREDENTIAL, _ssh_credential)
 BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
 # Read like the others; written only by Store.record, never updated or deleted.
 AUDIT_EVENTS = Kind("audit_event", schema.audit_events, ids.AUDIT_EVENT, _audit_event)
@@ -145,6 +164,7 @@ TLS_CERTIFICATES = Kind("tls_certificate", schema.tls_certificates, ids.TLS_CERT
 _ALL_KINDS = (
     API_KEYS,
     CREDENTIALS,
+    SSH_CREDENTIALS,
     BOT_USERS,
     AUDIT_EVENTS,
     RESERVED_DOMAINS,
@@ -166,7 +186,7 @@ def _key_binding(fields: certificates.CertificateFields) -> str:
 
 
 class Taken(Exception):
-    """A unique name (a reserved domain or address) is already held."""
+    """A unique value (a reserved domain or address, an SSH key) is already held."""
 
 
 @dataclass(frozen=True)
@@ -246,12 +266,19 @@ class Store:
         if self.feed is not None:
             self.feed.subscribe(self._notified)
         owner_joins = {}
-        for name, table in (("api_key", schema.api_keys), ("credential", schema.credentials)):
+        owned_tables = (
+            ("api_key", schema.api_keys),
+            ("credential", schema.credentials),
+            ("ssh_credential", schema.ssh_credentials),
+        )
+        for name, table in owned_tables:
             users, bots = schema.users, schema.bot_users
+            # An SSH credential has no token: its record's digest is the key's fingerprint.
+            digest_column = table.c.fingerprint if name == "ssh_credential" else table.c.token_digest
             owner_joins[name] = PointRead(
                 engine,
                 select(
-                    table.c.token_digest,
+                    digest_column,
                     table.c.account_id,
                     table.c.owner_id,
                     users.c.role,
@@ -432,8 +459,16 @@ class Store:
 
     # Authentication -----------------------------------------------------------------
 
+    def ssh_credential_id(self, fingerprint: str) -> str | None:
+        """The SSH credential registered for the key of ``fingerprint`` ("SHA256:..."), by id."""
+        table = schema.ssh_credentials
+        with self.engine.connect() as connection:
+            found = connection.execute(select(table.c.id).where(table.c.fingerprint == fingerprint)).first()
+        return None if found is None else str(found.id)
+
     def auth_record(self, kind_name: str, resource_id: str) -> AuthRecord | None:
-        """The digest and owner standing of an API key or credential, by id."""
+        """The digest (an SSH credential's: its fingerprint) and owner standing of an API
+        key, credential or SSH credential, by id."""
         row = self._reader.fetch_one(self._auth_reads[kind_name], {"id": resource_id})
         if row is None:
             return None
@@ -605,7 +640,7 @@ class Store:
                 self._record(connection, actor, account_id, "create", kind.name, item.id)
                 return item, token
         except IntegrityError as problem:
-            if kind in (RESERVED_DOMAINS, RESERVED_ADDRS):
+            if kind in (RESERVED_DOMAINS, RESERVED_ADDRS, SSH_CREDENTIALS):
                 raise Taken() from problem
             raise
 
@@ -762,7 +797,7 @@ class Store:
             if result.rowcount and kind is BOT_USERS:
                 # What a bot owned goes with it, so none of its tokens outlive it; each is
                 # recorded as deleted by the same actor, as if deleted one by one.
-                for owned in (API_KEYS, CREDENTIALS, RESERVED_DOMAINS, RESERVED_ADDRS):
+                for owned in (API_KEYS, CREDENTIALS, SSH_CREDENTIALS, RESERVED_DOMAINS, RESERVED_ADDRS):
                     table = owned.table
                     gone = connection.execute(
                         delete(table)
