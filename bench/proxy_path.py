@@ -104,6 +104,7 @@ class Listeners:
         self.edge, self.tunnel = edge, tunnel
         if JwksFetcher is not None:
             self.jwks = JwksFetcher()
+        self.acme_http = None  # no ACME challenges on this listener
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         return self.tunnel if host == HOST else None
