@@ -14,6 +14,12 @@ CHROMIUM := /usr/bin/chromium
 # docs/deploy.md's unit file is checked with `systemd-analyze verify` (Debian's systemd package;
 # installing it starts nothing: the tests only run the analyzer).
 SYSTEMD_ANALYZE := /usr/bin/systemd-analyze
+# The ACME tests' CA (Debian's pebble, with pebble-challtestsrv for its DNS) and the DNS
+# server the DNS-01 tests update by RFC 2136 (Debian's knot).
+PEBBLE := /usr/bin/pebble
+KNOT := /usr/sbin/knotd
+# Debian's OpenSSH client, the SSH tunnel gateway's tests' client (tests/ssh).
+SSH_CLIENT := /usr/bin/ssh
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 # The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
@@ -61,6 +67,15 @@ $(CHROMIUM):
 $(SYSTEMD_ANALYZE):
 	apt-get update -qq && apt-get install -y -qq systemd
 
+$(PEBBLE):
+	apt-get update -qq && apt-get install -y -qq pebble
+
+$(KNOT):
+	apt-get update -qq && apt-get install -y -qq knot
+
+$(SSH_CLIENT):
+	apt-get update -qq && apt-get install -y -qq openssh-client
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -70,7 +85,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict src/burrow
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
-		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) $(SYSTEMD_ANALYZE) lint
+		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) \
+		$(SYSTEMD_ANALYZE) $(PEBBLE) $(KNOT) $(SSH_CLIENT) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a

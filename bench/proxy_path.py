@@ -32,6 +32,11 @@ from burrow.edge import traffic
 from burrow.edge.http_proxy import HttpProxyConnection
 from burrow.edge.muxado_streams import MuxConnection, MuxStream
 
+try:
+    from burrow.edge.jwt_check import JwksFetcher
+except ImportError:  # an older burrow (the other arm of an A/B): no jwt-validation
+    JwksFetcher = None  # type: ignore[assignment,misc]
+
 SMALL = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nhello, burrow"
 HOST = "bench.burrow.localhost"
 REQUEST = b"GET /path?q=1 HTTP/1.1\r\nHost: %b\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n" % HOST.encode()
@@ -97,12 +102,17 @@ class Listeners:
         self.relay_routes = None
         self._connections: set[Any] = set()
         self.edge, self.tunnel = edge, tunnel
+        if JwksFetcher is not None:
+            self.jwks = JwksFetcher()
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         return self.tunnel if host == HOST else None
 
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None:
         return None
+
+    def not_found(self, scheme: str, host: str) -> bytes:
+        raise AssertionError("every request names the one tunnel")
 
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None:
         return self.edge.open_stream()

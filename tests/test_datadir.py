@@ -143,3 +143,17 @@ def test_a_damaged_secret_is_refused_rather_than_replaced(tmp_path: Path) -> Non
     result = init(data_dir, "b@example.com")
     assert result.returncode != 0 and result.stdout == ""
     assert "secret.key is not a server secret" in " ".join(result.stderr.split())
+
+
+def test_the_ssh_host_key_is_made_once_and_private(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from burrow.store import datadir
+
+    data_dir = tmp_path / "data"
+    first = datadir.ssh_host_key(data_dir)
+    path = data_dir / datadir.SSH_HOST_KEY
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert datadir.ssh_host_key(data_dir) == first  # kept: known_hosts entries stay valid
+    key = serialization.load_ssh_private_key(first, password=None)
+    assert key.public_key() is not None

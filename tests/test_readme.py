@@ -66,7 +66,7 @@ def port(addr: str) -> str:
 
 
 COVERED = {
-    "sh": ["make serve", "curl -H", "burrow init", "ngrok http"],
+    "sh": ["make serve", "curl -H", "burrow init", "ngrok http", "ssh -R"],
     "python": ["ngrok.Client(", "ngrok.SessionBuilder()"],
     "yaml": ["server_addr:"],
 }
@@ -79,6 +79,14 @@ def test_every_block_is_covered() -> None:
     for language, marks in COVERED.items():
         for mark in marks:
             block(language, mark)
+
+
+def test_a_new_user_is_told_what_the_agents_need_and_where_the_binary_is() -> None:
+    text = README.read_text()
+    sdk = text.index("ngrok.SessionBuilder()")
+    assert text.index("python3 -m http.server 3000") < sdk  # a service on :3000, before the snippet
+    said = re.search(r"puts the binary at\s+`DIR/([^`]+)`", text)
+    assert said is not None and NGROK.as_posix().endswith(said.group(1)), (said, NGROK)
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +251,11 @@ def test_official_client_snippet_then_agents_then_curl(
     command = filled(
         block("sh", "ngrok http").strip(), {"ngrok http": f"{NGROK} http", " 3000": f" {local_service}"}
     )
+    assert "laptop" not in command  # its own name: both agents can run at once
+    desk_curl = filled(
+        re.search(r"\(`(curl [^`]+)` reaches this one", README.read_text()).group(1),  # type: ignore[union-attr]
+        {":8444": f":{https_port}"},
+    )
     binary = subprocess.Popen(
         ["bash", "-c", command],
         cwd=workdir,
@@ -255,8 +268,9 @@ def test_official_client_snippet_then_agents_then_curl(
         deadline = time.monotonic() + 30
         while True:
             assert binary.poll() is None, "the agent binary exited"
-            reached = bash(curl, workdir, shell_env(server))
+            reached = bash(desk_curl, workdir, shell_env(server))
             if reached.returncode == 0 and reached.stdout.startswith("local service saw"):
+                assert reached.stdout == "local service saw desk.burrow.localhost:" + https_port + "/"
                 break
             assert time.monotonic() < deadline, reached.stdout + reached.stderr
             time.sleep(0.3)
@@ -286,3 +300,53 @@ def test_account_setup_commands(server: BurrowServer, workdir: Path) -> None:
     for key in keys:
         with server.client(key) as http:
             assert http.get("/api_keys").status_code == 200
+
+
+def test_ssh_starts_a_tunnel_with_a_registered_key(tmp_path: Path, local_service: int) -> None:
+    from tests.ssh.test_gateway import SSH, make_key
+
+    ssh_port = free_port()
+    with occupied(DEFAULT_PORTS):
+        server = BurrowServer(tmp_path / ".burrow").start("--ssh-addr", f"127.0.0.1:{ssh_port}")
+    key = make_key(tmp_path)
+    (tmp_path / "id_ed25519.pub").write_text(key.public + "\n")
+    options = (
+        f"-F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i {key.path} "
+        f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={tmp_path / 'known_hosts'}"
+    )
+    command = filled(
+        block("sh", "ssh -R"),
+        {
+            "~/.ssh/id_ed25519.pub": str(tmp_path / "id_ed25519.pub"),
+            "ssh -R": f"{SSH} {options} -R",
+            ":3000": f":{local_service}",
+            "-p 2222": f"-p {ssh_port}",
+        },
+    )
+    env = {**shell_env(server), "BURROW_API_URL": server.base_url}
+    process = subprocess.Popen(
+        ["bash", "-e", "-c", command],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        shown = b""
+        deadline = time.monotonic() + 30
+        while b"Forwarding" not in shown:
+            assert time.monotonic() < deadline and process.poll() is None, shown.decode(errors="replace")
+            if select.select([process.stdout], [], [], 0.2)[0]:
+                shown += os.read(process.stdout.fileno(), 65536)
+        url = next(line for line in shown.decode().splitlines() if line.startswith("Forwarding")).split()[1]
+        host = httpx.URL(url).host
+        assert host.endswith(".burrow.localhost")
+        answer = httpx.get(f"http://{server.http_addr}/readme", headers={"Host": host}, timeout=10)
+        assert answer.text == f"local service saw {host}/readme"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+        server.stop()

@@ -23,6 +23,7 @@ from burrow.domain import resources
 from burrow.domain.fields import ValueKind
 from burrow.domain.models import Credential
 from burrow.domain.resources import Resource
+from tests.api.test_ssh_credentials import new_key
 from tests.certs import make_certificate
 from tests.edge.conftest import Agent, start_agent  # noqa: F401 - the fixture, for the live resources
 from tests.harness import AppServer, BurrowServer
@@ -36,6 +37,7 @@ CLIENT_MODELS: dict[str, type[Any]] = {
     "reserved_domain": client.ReservedDomain,
     "reserved_addr": client.ReservedAddr,
     "tls_certificate": client.TlsCertificate,
+    "ssh_credential": client.SshCredential,
 }
 _MADE = make_certificate()
 CREATE_BODIES = {
@@ -45,6 +47,7 @@ CREATE_BODIES = {
     "reserved_domain": {"domain": "shape.example.com"},
     "reserved_addr": {"description": "d"},
     "tls_certificate": {"certificate_pem": _MADE.certificate_pem, "private_key_pem": _MADE.private_key_pem},
+    "ssh_credential": {"public_key": new_key(), "acl": ["bind:*.example.com"]},
 }
 
 

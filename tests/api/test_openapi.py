@@ -13,6 +13,7 @@ from burrow.api.app import create_app
 from burrow.api.openapi import openapi_document
 from burrow.domain import ids, resources
 from burrow.store.store import Store
+from tests.api.test_ssh_credentials import new_key
 from tests.harness import AppServer
 
 METHODS = ("get", "post", "patch", "delete", "put")
@@ -49,6 +50,9 @@ def test_every_documented_operation_is_served_and_nothing_else(app_server: AppSe
             "/service_users/{id}": http.post("/service_users", json={"name": "o"}).json()["id"],
             "/reserved_domains/{id}": http.post("/reserved_domains", json={"domain": "o"}).json()["id"],
             "/tls_certificates/{id}": http.post("/tls_certificates", json=vars(_MADE)).json()["id"],
+            "/ssh_credentials/{id}": http.post("/ssh_credentials", json={"public_key": new_key()}).json()[
+                "id"
+            ],
             "/reserved_addrs/{id}": http.post("/reserved_addrs", json={}).json()["id"],
             "/tunnel_sessions/{id}": ids.new_id(ids.TUNNEL_SESSION),
             "/tunnel_sessions/{id}/stop": ids.new_id(ids.TUNNEL_SESSION),

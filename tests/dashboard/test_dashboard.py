@@ -292,7 +292,10 @@ def test_behind_an_https_public_url_the_cookie_is_secure_and_that_origin_is_ours
         assert signin.headers["x-content-type-options"] == "nosniff"
         set_cookie = signin.headers["set-cookie"]
         assert "secure" in set_cookie.lower() and "httponly" in set_cookie.lower()
-        assert "samesite=strict" in set_cookie.lower() and "path=/dashboard" in set_cookie.lower()
+        # A __Host- cookie: only this host sets it, so a page on another host of a shared
+        # parent domain (a tenant's tunnel) cannot plant a session the dashboard reads.
+        assert set_cookie.startswith("__Host-burrow_dashboard=") and "domain=" not in set_cookie.lower()
+        assert "samesite=strict" in set_cookie.lower() and "path=/;" in set_cookie.lower()
         cookie = set_cookie.split(";")[0]
         csrf = re.search(r'name="csrf" value="([^"]+)"', signin.text).group(1)  # type: ignore[union-attr]
         form = {"csrf": csrf, "api_key": server.api_key}
@@ -300,6 +303,11 @@ def test_behind_an_https_public_url_the_cookie_is_secure_and_that_origin_is_ours
         signed_in = http.post("/dashboard/signin", data=form, headers={"Cookie": cookie, "Origin": public})
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboard/"
         assert "secure" in signed_in.headers["set-cookie"].lower()
+        session = signed_in.headers["set-cookie"].split(";")[0]
+        assert http.get("/dashboard/", headers={"Cookie": session}).status_code == 200
+        # The same sealed session under a name any host can set (Domain=.example.com) is not read.
+        planted = session.replace("__Host-burrow_dashboard=", "burrow_dashboard=")
+        assert http.get("/dashboard/", headers={"Cookie": planted}).status_code == 303
         elsewhere = http.post(
             "/dashboard/signin", data=form, headers={"Cookie": cookie, "Origin": "https://other.example.com"}
         )

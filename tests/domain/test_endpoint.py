@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import hmac
 import ipaddress
+import re
 import time
 from typing import Any
 
@@ -19,9 +20,11 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from burrow.domain import errors
+from burrow.domain import errors, webhooks
 from burrow.domain.circuit import CircuitBreaker
-from burrow.domain.endpoint import EndpointPolicy, Refusal, ca_bundle, redacted_opts
+from burrow.domain.endpoint import WEBHOOK_REFUSED, EndpointPolicy, Refusal, ca_bundle, redacted_opts
+from burrow.edge.http1 import RequestHead, RequestParser
+from burrow.edge.traffic_phases import RequestPlan, edited, on_http_request, on_http_response, on_tcp_connect
 
 IP = ipaddress.ip_address
 LOCAL = IP("127.0.0.1")
@@ -35,6 +38,69 @@ def refused(proto: str, opts: dict[str, Any], forwards_to: str = "") -> errors.B
 
 def basic(user: str, password: str) -> bytes:
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+# What the edge decides, by the one engine it runs (the options compiled into Traffic Policy
+# rules around the endpoint's document): these ask it as the proxy does.
+_REQUEST = RequestParser()
+_REQUEST.receive(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+_HEAD = _REQUEST.next_event()
+assert isinstance(_HEAD, RequestHead)
+
+
+def _plan(policy: EndpointPolicy, headers: list[tuple[bytes, bytes]], client: Any) -> RequestPlan | None:
+    if policy.enforced is None:
+        return None
+    env = {"conn.client_ip": str(client), "req.url": "https://a.example/"}
+    return on_http_request(policy.enforced, env, _HEAD, client, webhooks.header(headers, b"authorization"))
+
+
+def check_request_head(
+    policy: EndpointPolicy, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], client: Any
+) -> Refusal | None:
+    """The edge's answer to a request head instead of forwarding it, read back as a Refusal."""
+    plan = _plan(policy, headers, client)
+    if plan is None or plan.answer is None:
+        return None
+    head, _, body = plan.answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    code = re.search(rb"ERR_NGROK_[0-9]+", body)
+    challenge = tuple(
+        (b"WWW-Authenticate", line.split(b": ", 1)[1])
+        for line in lines[1:]
+        if line.lower().startswith(b"www-authenticate:")
+    )
+    return Refusal(int(lines[0][9:12]), code.group().decode() if code else "", "", challenge)
+
+
+def allows_client(policy: EndpointPolicy, client: Any) -> bool:
+    """Whether a client at ``client`` gets through: a connection (TCP, TLS) or a request."""
+    if policy.enforced is None:
+        return True
+    if policy.tcp:
+        return on_tcp_connect(policy.enforced, {"conn.client_ip": str(client)}, client)
+    return check_request_head(policy, b"GET", b"/", [], client) is None
+
+
+def request_headers(policy: EndpointPolicy, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    plan = _plan(policy, headers, LOCAL)
+    return headers if plan is None else edited(headers, plan.edits)
+
+
+def response_headers(policy: EndpointPolicy, fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return fields if policy.enforced is None else on_http_response(policy.enforced, {}, 200, fields)[0]
+
+
+def check_request_body(
+    policy: EndpointPolicy, headers: list[tuple[bytes, bytes]], body: bytes, now: float | None = None
+) -> Refusal | None:
+    """Webhook verification of a whole body, as the edge does once it has come."""
+    plan = _plan(policy, headers, LOCAL)
+    at = time.time() if now is None else now
+    for action in plan.verify if plan is not None else ():
+        if not action.verifier.verify(headers, body, at):
+            return WEBHOOK_REFUSED
+    return None
 
 
 # Unset options, identity keys, refused options ---------------------------------------
@@ -56,7 +122,7 @@ def test_unset_options_enforce_nothing() -> None:
     }
     policy = EndpointPolicy.from_opts("https", opts)
     assert policy == EndpointPolicy()
-    assert policy.check_request_head(b"GET", b"/", [], LOCAL) is None
+    assert check_request_head(policy, b"GET", b"/", [], LOCAL) is None
     assert policy.proxy_protocol_header(("1.2.3.4", 1), ("5.6.7.8", 2)) == b""
 
 
@@ -92,8 +158,11 @@ def test_a_traffic_policy_is_compiled_at_bind_and_what_the_edge_cannot_do_is_ref
         "on_http_request: [{expressions: ['req.method == 1'], actions: [{type: deny}]}]": "ERR_NGROK_9026",
         "on_http_request: [{actions: [{type: oauth}]}]": "ERR_NGROK_9026",  # not an action Burrow knows
         # Known, compiled, but not carried out by the edge yet: refused, never ignored.
-        "on_http_request: [{actions: [{type: jwt-validation, config: {jwks_url: 'https://idp/keys'}}]}]": (
+        "on_tcp_connect: [{actions: [{type: forward-internal, config: {url: 'tls://x.internal:1'}}]}]": (
             "ERR_NGROK_90301"
+        ),
+        "on_http_request: [{actions: [{type: jwt-validation, config: {jwks_url: 'https://idp/keys'}}]}]": (
+            "ERR_NGROK_9026"  # ngrok's fields, not these
         ),
         "on_http_response: [{actions: [{type: compress-response, config: {algorithms: [br]}}]}]": (
             "ERR_NGROK_90301"  # Burrow writes gzip only
@@ -104,7 +173,7 @@ def test_a_traffic_policy_is_compiled_at_bind_and_what_the_edge_cannot_do_is_ref
         error = refused("https", {"TrafficPolicy": document})
         assert error.code == expected, (document[:60], error.message)
     message = refused("https", {"TrafficPolicy": cases_key(cases, "ERR_NGROK_90301")}).message
-    assert "jwt-validation in on_http_request" in message
+    assert "forward-internal in on_tcp_connect" in message
     assert refused("tcp", {"TrafficPolicy": deny}).code == "ERR_NGROK_90301"
     assert refused("https", {"TrafficPolicy": {"inbound": []}}).code == "ERR_NGROK_90302"  # not a document
     both = {"TrafficPolicy": "{}", "Policy": {"Inbound": []}}
@@ -163,7 +232,7 @@ def test_keys_match_whatever_their_case() -> None:
     policy = EndpointPolicy.from_opts(
         "tcp", {"iprestriction": {"Allow_CIDRs": ["10.0.0.0/8"]}, "PROXYPROTO": 2}
     )
-    assert policy.proxy_proto == 2 and not policy.allows_client(LOCAL)
+    assert policy.proxy_proto == 2 and not allows_client(policy, LOCAL)
 
 
 # Basic auth ---------------------------------------------------------------------------
@@ -187,18 +256,18 @@ def test_basic_auth_answers_401_without_or_with_wrong_credentials() -> None:
         b"Basic " + base64.b64encode(b"alicecorrect horse"),
     ]:
         headers = [] if authorization is None else [(b"Authorization", authorization)]
-        refusal = policy.check_request_head(b"GET", b"/", headers, LOCAL)
+        refusal = check_request_head(policy, b"GET", b"/", headers, LOCAL)
         assert isinstance(refusal, Refusal) and refusal.status == 401, authorization
         assert refusal.code == "ERR_NGROK_90401"
         assert refusal.headers == ((b"WWW-Authenticate", b'Basic realm="ngrok", charset="UTF-8"'),)
     for user, password in [("alice", "correct horse"), ("bob", "battery staple")]:
         headers = [(b"authorization", basic(user, password))]
-        assert policy.check_request_head(b"GET", b"/", headers, LOCAL) is None
+        assert check_request_head(policy, b"GET", b"/", headers, LOCAL) is None
     # Scheme case-insensitive, passwords may hold ':'.
     policy = EndpointPolicy.from_opts("http", sdk_basic_auth(("u", "pass:word:x")))
     assert (
-        policy.check_request_head(
-            b"GET", b"/", [(b"AUTHORIZATION", b"basic " + basic("u", "pass:word:x")[6:])], LOCAL
+        check_request_head(
+            policy, b"GET", b"/", [(b"AUTHORIZATION", b"basic " + basic("u", "pass:word:x")[6:])], LOCAL
         )
         is None
     )
@@ -214,10 +283,10 @@ def test_the_policy_keeps_no_cleartext_password() -> None:
 def test_v2_agent_auth_string() -> None:
     policy = EndpointPolicy.from_opts("http", {"Auth": "user:password1"})
     assert (
-        policy.check_request_head(b"GET", b"/", [(b"Authorization", basic("user", "password1"))], LOCAL)
+        check_request_head(policy, b"GET", b"/", [(b"Authorization", basic("user", "password1"))], LOCAL)
         is None
     )
-    assert policy.check_request_head(b"GET", b"/", [], LOCAL) is not None
+    assert check_request_head(policy, b"GET", b"/", [], LOCAL) is not None
     assert refused("http", {"Auth": "nocolon"}).code == "ERR_NGROK_90302"
 
 
@@ -252,26 +321,26 @@ def restricted(allow: list[str], deny: list[str] | None = None, proto: str = "tc
 
 def test_ip_restriction_deny_wins_and_allow_lists_are_exclusive() -> None:
     policy = restricted(["10.0.0.0/8", "2001:db8::/32"], ["10.1.0.0/16"])
-    assert policy.allows_client(IP("10.2.3.4")) and policy.allows_client(IP("2001:db8::1"))
-    assert not policy.allows_client(IP("10.1.2.3"))
-    assert not policy.allows_client(LOCAL) and not policy.allows_client(IP("::1"))
+    assert allows_client(policy, IP("10.2.3.4")) and allows_client(policy, IP("2001:db8::1"))
+    assert not allows_client(policy, IP("10.1.2.3"))
+    assert not allows_client(policy, LOCAL) and not allows_client(policy, IP("::1"))
     # An IPv4-mapped IPv6 client matches IPv4 rules.
-    assert policy.allows_client(IP("::ffff:10.2.3.4")) and not policy.allows_client(IP("::ffff:10.1.0.1"))
+    assert allows_client(policy, IP("::ffff:10.2.3.4")) and not allows_client(policy, IP("::ffff:10.1.0.1"))
     deny_only = restricted([], ["127.0.0.0/8"])
-    assert not deny_only.allows_client(LOCAL) and deny_only.allows_client(IP("192.0.2.1"))
+    assert not allows_client(deny_only, LOCAL) and allows_client(deny_only, IP("192.0.2.1"))
 
 
 def test_ip_restriction_refuses_http_requests_with_403() -> None:
     policy = restricted(["10.0.0.0/8"], proto="http")
-    refusal = policy.check_request_head(b"GET", b"/", [], LOCAL)
+    refusal = check_request_head(policy, b"GET", b"/", [], LOCAL)
     assert refusal is not None and (refusal.status, refusal.code) == (403, "ERR_NGROK_3205")
-    assert policy.check_request_head(b"GET", b"/", [], IP("10.0.0.1")) is None
+    assert check_request_head(policy, b"GET", b"/", [], IP("10.0.0.1")) is None
 
 
 def test_ip_restriction_comes_before_basic_auth() -> None:
     opts = {"IPRestriction": {"deny_cidrs": ["127.0.0.1/32"]}, **sdk_basic_auth(("a", "password1"))}
     policy = EndpointPolicy.from_opts("https", opts)
-    refusal = policy.check_request_head(b"GET", b"/", [(b"Authorization", basic("a", "password1"))], LOCAL)
+    refusal = check_request_head(policy, b"GET", b"/", [(b"Authorization", basic("a", "password1"))], LOCAL)
     assert refusal is not None and refusal.status == 403
 
 
@@ -307,9 +376,9 @@ def test_ip_restriction_matches_the_definition(
     # An IPv4-mapped IPv6 client (::ffff:a.b.c.d) is the IPv4 client it carries.
     seen = client.ipv4_mapped if client.version == 6 and client.ipv4_mapped is not None else client
     expected = not inside(seen, deny_nets) and (not allow_nets or inside(seen, allow_nets))
-    assert policy.allows_client(client) is expected
+    assert allows_client(policy, client) is expected
     if client.version == 4:  # the same client seen through a dual-stack socket
-        assert policy.allows_client(ipaddress.IPv6Address(f"::ffff:{client}")) is expected
+        assert allows_client(policy, ipaddress.IPv6Address(f"::ffff:{client}")) is expected
 
 
 # Headers --------------------------------------------------------------------------------
@@ -324,14 +393,14 @@ def test_request_and_response_headers_remove_then_add() -> None:
         },
     )
     request = [(b"Host", b"h"), (b"X-b", b"gone"), (b"X-A", b"old"), (b"keep", b"k")]
-    assert policy.request_headers(request) == [
+    assert request_headers(policy, request) == [
         (b"Host", b"h"),
         (b"keep", b"k"),
         (b"x-a", b"1"),
         (b"x-multi", b"two words"),
     ]
     response = [(b"Server", b"nginx"), (b"X-C", b"old"), (b"Content-Length", b"3")]
-    assert policy.response_headers(response) == [(b"Content-Length", b"3"), (b"x-c", b"2")]
+    assert response_headers(policy, response) == [(b"Content-Length", b"3"), (b"x-c", b"2")]
 
 
 @pytest.mark.parametrize(
@@ -372,7 +441,7 @@ def test_header_rules_properties(
         "http", {"RequestHeaders": {"add": [f"{n}:{v}" for n, v in add], "remove": remove}}
     )
     raw = [(n.encode(), v.encode()) for n, v in headers]
-    result = policy.request_headers(raw)
+    result = request_headers(policy, raw)
     removed = {n.lower() for n in remove} | {n.lower() for n, _ in add}
     # Every removed name is gone except as added; every added field is there, last, in order.
     assert result[len(result) - len(add) :] == [(n.encode(), v.encode()) for n, v in add]
@@ -390,7 +459,7 @@ def test_host_header_rewrite_uses_forwards_to() -> None:
         ("http://[::1]:81", b"[::1]:81"),
     ]:
         policy = EndpointPolicy.from_opts("http", {"HostHeaderRewrite": True}, forwards_to=forwards_to)
-        assert policy.request_headers(list(request)) == [(b"Accept", b"*/*"), (b"Host", host)]
+        assert request_headers(policy, list(request)) == [(b"Accept", b"*/*"), (b"Host", host)]
 
 
 def test_host_header_rewrite_without_forwards_to_is_refused() -> None:
@@ -528,16 +597,27 @@ def slack_headers(secret: bytes, body: bytes, timestamp: int) -> list[tuple[byte
     return [(b"X-Slack-Signature", signature), (b"X-Slack-Request-Timestamp", str(timestamp).encode())]
 
 
-def webhook_policy(provider: str, secret: str, now: float = 1_700_000_000.0) -> EndpointPolicy:
+@dataclasses.dataclass
+class AtTime:
+    """A webhook-verifying endpoint whose requests come at ``now``."""
+
+    policy: EndpointPolicy
+    now: float
+
+    def check_request_body(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Refusal | None:
+        return check_request_body(self.policy, headers, body, self.now)
+
+
+def webhook_policy(provider: str, secret: str, now: float = 1_700_000_000.0) -> AtTime:
     policy = EndpointPolicy.from_opts(
         "https", {"WebhookVerification": {"provider": provider, "secret": secret}}
     )
-    return dataclasses.replace(policy, clock=lambda: now)
+    return AtTime(policy, now)
 
 
 def test_github_webhooks() -> None:
     policy = webhook_policy("github", "s3cret")
-    assert policy.buffer_body_up_to == 10 * 1024 * 1024
+    assert policy.policy.buffer_body_up_to == 10 * 1024 * 1024
     body = b'{"action":"opened"}'
     assert policy.check_request_body(github_headers(b"s3cret", body), body) is None
     for headers in [
@@ -587,7 +667,7 @@ def test_webhook_option_errors_and_the_secret_is_never_shown() -> None:
 def test_the_default_clock_is_wall_time() -> None:
     policy = EndpointPolicy.from_opts("https", {"WebhookVerification": {"provider": "slack", "secret": "k"}})
     body = b"x"
-    assert policy.check_request_body(slack_headers(b"k", body, int(time.time())), body) is None
+    assert check_request_body(policy, slack_headers(b"k", body, int(time.time())), body) is None
 
 
 # Mutual TLS -----------------------------------------------------------------------------

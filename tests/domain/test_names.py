@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from burrow.cli.node import CommandError
-from burrow.cli.serving import edge_config, split_addr
+from burrow.cli.serving import edge_config, own_hosts, split_addr
 from burrow.domain import acl, errors, names
 from burrow.domain.errors import BurrowError
 from burrow.domain.reserved import is_servers, normalize_domain
@@ -161,3 +161,21 @@ def test_the_server_s_own_names_are_no_tenant_s() -> None:
     assert not is_servers("api2.example.com", "example.com", frozenset({"api.example.com"}))
     with pytest.raises(BurrowError):
         normalize_domain("192.168.0.1", "burrow.localhost")
+    # What a browser's URL parser reads as an IPv4 address, IPv6, and --domain itself.
+    for name in ("0x7f000001", "127.1", "a.0x1", "0x", "::1", "burrow.localhost"):
+        assert is_servers(name, "burrow.localhost"), name
+    for name in ("a.0x1g", "0xa.example", "burrow.localhost.example"):
+        assert not is_servers(name, "burrow.localhost"), name
+    with pytest.raises(BurrowError) as error:
+        normalize_domain("burrow.localhost", "burrow.localhost")
+    assert "never an endpoint's" in str(error.value)
+
+
+def test_the_api_s_own_names_are_the_public_url_s_host_and_a_named_api_addr() -> None:
+    assert own_hosts("127.0.0.1", None, "burrow.localhost") == frozenset()
+    assert own_hosts("0.0.0.0", "https://API.example.com/x", "burrow.localhost") == {"api.example.com"}
+    # --api-addr burrow.corp.example:4080: the browser's host, so no tenant's.
+    assert own_hosts("Burrow.corp.example", None, "tunnels.example") == {"burrow.corp.example"}
+    # localhost is refused anyway; a parent of --domain would refuse every tenant name.
+    assert own_hosts("localhost", None, "burrow.localhost") == frozenset()
+    assert own_hosts("example.com", None, "tunnels.example.com") == frozenset()

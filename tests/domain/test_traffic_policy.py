@@ -371,13 +371,19 @@ def test_network_actions_stay_typed_configs() -> None:
 on_http_request:
   - actions:
       - type: jwt-validation
-        config: {issuer: [https://issuer.example], audience: [api], jwks_url: https://issuer.example/jwks}
+        config:
+          issuer: {allow_list: [{value: "https://issuer.example"}]}
+          audience: {allow_list: [{value: api}]}
+          http: {tokens: [{type: jwt, method: header, name: Authorization, prefix: "Bearer "}]}
+          jws: {allowed_algorithms: [RS256], keys: {sources: {additional_jkus: ["https://issuer.example/jwks"]}}}
       - type: forward-internal
         config: {url: "https://${req.headers['x-tenant'][0]}.internal", on_error: continue}
       - type: close-connection
 """
     jwt, forward, close = one(policy)
-    assert jwt == JwtValidation(("https://issuer.example",), ("api",), "https://issuer.example/jwks")
+    assert isinstance(jwt, JwtValidation) and jwt.settings.issuers == ("https://issuer.example",)
+    assert jwt.settings.audiences == ("api",) and jwt.settings.algorithms == ("RS256",)
+    assert jwt.settings.keyring.urls == ("https://issuer.example/jwks",)
     assert isinstance(forward, ForwardInternal) and forward.url.text == "https://blue.internal"
     assert forward.on_error == "continue" and close == CloseConnection()
 

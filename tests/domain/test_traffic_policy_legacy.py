@@ -30,10 +30,15 @@ BAD = b"Basic " + base64.b64encode(b"ann:wrong")
 
 
 def legacy_decision(endpoint: EndpointPolicy, ip: str, headers: list[tuple[bytes, bytes]]) -> object:
-    refusal = endpoint.check_request_head(b"GET", b"/", headers, ipaddress.ip_address(ip))
-    if refusal is not None:
-        return refusal.status
-    return [(n.decode().lower(), v.decode()) for n, v in endpoint.request_headers(headers)]
+    """What the options themselves say (their parsed objects, asked directly)."""
+    assert endpoint.ip_restriction is not None and endpoint.basic_auth is not None
+    if not endpoint.ip_restriction.allows(ipaddress.ip_address(ip)):
+        return 403
+    authorization = next((v for n, v in headers if n.lower() == b"authorization"), None)
+    if not endpoint.basic_auth.allows(authorization):
+        return 401
+    assert endpoint.request_rules is not None
+    return [(n.decode().lower(), v.decode()) for n, v in endpoint.request_rules.apply(headers)]
 
 
 def policy_decision(endpoint: EndpointPolicy, ip: str, headers: list[tuple[bytes, bytes]]) -> object:
@@ -74,10 +79,38 @@ def test_response_phase_and_other_options() -> None:
     assert isinstance(remove, RemoveHeaders) and isinstance(add, AddHeaders)
     assert isinstance(compress, CompressResponse)
     served = add.apply(remove.apply([("Server", "x"), ("content-type", "text/plain")]))
-    expected = endpoint.response_headers([(b"Server", b"x"), (b"content-type", b"text/plain")])
+    assert endpoint.response_rules is not None
+    expected = endpoint.response_rules.apply([(b"Server", b"x"), (b"content-type", b"text/plain")])
     assert served == [(n.decode(), v.decode()) for n, v in expected]
     breaker = next(a for a in policy.run("on_http_request", {}) if isinstance(a, CircuitBreakerAction))
     assert breaker.error_threshold == 0.3
-    (restrict,) = policy.run("on_tcp_connect", {})
-    assert isinstance(restrict, RestrictIps) and not restrict.allows(ipaddress.ip_address("192.0.2.1"))
+    # An HTTP endpoint's IP restriction answers each request (a 403 page); a TCP endpoint's
+    # refuses the connection.
+    assert policy.run("on_tcp_connect", {}) == []
+    (restrict, *_) = policy.run("on_http_request", {})
+    assert isinstance(restrict, RestrictIps) and restrict.error_page
+    assert not restrict.allows(ipaddress.ip_address("192.0.2.1"))
+    tcp = policy_from_endpoint(
+        EndpointPolicy.from_opts("tcp", {"IPRestriction": OPTS["IPRestriction"]}), True
+    )
+    (restrict,) = tcp.run("on_tcp_connect", {})
+    assert isinstance(restrict, RestrictIps) and tcp.run("on_http_request", {}) == []
+
+
+def test_the_options_run_around_the_endpoint_s_own_policy() -> None:
+    document = (
+        '{"on_http_request": [{"actions": [{"type": "add-headers", "config": {"headers": {"x-doc": "1"}}}]}]}'
+    )
+    endpoint = EndpointPolicy.from_opts(
+        "https", {**OPTS, "CircuitBreaker": {"error_threshold": 0.3}, "TrafficPolicy": document}
+    )
+    assert endpoint.enforced is not None
+    names = [rule.name for rule in endpoint.enforced.phases["on_http_request"]]
+    assert names == ["endpoint options", "", "endpoint circuit breaker"]  # the document's rule has no name
+    patched = endpoint.with_traffic_policy("https", "")
+    assert patched.enforced is not None and [r.name for r in patched.enforced.phases["on_http_request"]] == [
+        "endpoint options",
+        "endpoint circuit breaker",
+    ]
+    assert EndpointPolicy.from_opts("https", {"ProxyProto": 1}).enforced is None
     assert policy_from_endpoint(EndpointPolicy()).run("on_http_request", {}) == []

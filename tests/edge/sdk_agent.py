@@ -209,7 +209,7 @@ async def main() -> None:
                 if endpoint.get("domain"):
                     builder_http = builder_http.domain(endpoint["domain"])
                 listener = await with_options(builder_http, options).listen_and_forward(
-                    f"http://127.0.0.1:{http_port}"
+                    endpoint.get("upstream", f"http://127.0.0.1:{http_port}")
                 )
             elif kind == "tcp":
                 builder_tcp = with_options(session.tcp_endpoint(), options)

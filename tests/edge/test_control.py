@@ -242,7 +242,9 @@ def test_endpoint_options_are_enforced_or_refuse_the_bind(edge: AgentControl, st
     assert "correct horse" not in repr(response) and "s3cret" not in repr(response)
     tunnel = edge.registry.https_tunnel(response["Opts"]["Hostname"])
     assert tunnel is not None and tunnel.policy.basic_auth is not None and tunnel.policy.webhook is not None
-    assert not tunnel.policy.allows_client(ipaddress.ip_address("127.0.0.1"))
+    assert tunnel.policy.ip_restriction is not None
+    assert not tunnel.policy.ip_restriction.allows(ipaddress.ip_address("127.0.0.1"))
+    assert tunnel.policy.enforced is not None  # what the edge runs: the options as policy rules
     tcp = bind(edge, session, "tcp", Addr="", ProxyProto=2, IPRestriction={"deny_cidrs": ["127.0.0.0/8"]})
     tcp_tunnel = edge.registry.tcp_tunnel(int(tcp["URL"].rsplit(":", 1)[1]))
     assert tcp_tunnel is not None and tcp_tunnel.policy.proxy_proto == 2
@@ -303,20 +305,45 @@ def test_no_tenant_binds_the_server_s_own_names(store: Store) -> None:
     edge = make_control(store, settings)
     _, token, _ = credential(store, [])
     session = auth(edge, token)
-    for hostname in (
+    servers = [
         "127.0.0.1",
         "0.0.0.0",
         "10.1.2.3",
+        "127.1",  # a browser's URL parser reads these as IPv4 addresses too
+        "2130706433",
+        "0x7f000001",
+        "a.0x7f.0x1",
+        "::1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+        "[fe80::1]",
         "localhost",
         "x.localhost",
+        "burrow.localhost",  # --domain itself: the server's, its tenants' names are under it
         "api.example.com",
         "a.api.example.com",
-    ):
+    ]
+    for hostname in servers:
+        for proto, option in (("http", "Hostname"), ("https", "Hostname"), ("tls", "Hostname")):
+            with pytest.raises(BurrowError) as error:
+                bind(edge, session, proto, **{option: hostname})
+            assert code(error) == "ERR_NGROK_326", (proto, hostname)
+            assert "the server's, never an endpoint's" in str(error.value), (proto, hostname)
         with pytest.raises(BurrowError) as error:
-            bind(edge, session, "http", Hostname=hostname)
+            bind(edge, session, "http", Domain=hostname)
         assert code(error) == "ERR_NGROK_326", hostname
+    # Today's agents name the endpoint by URL: the same names are refused there, IPv6 too.
+    for url in ("http://127.0.0.1", "https://localhost", "https://burrow.localhost:8444", "http://[::1]"):
+        with pytest.raises(BurrowError) as error:
+            url_bind(edge, session, url.split(":")[0], url)
+        assert code(error) == "ERR_NGROK_326" and "never an endpoint's" in str(error.value), url
+    for url in ("http://[::1", "http://[::1]:", "http://[::1]x", "http://[nope]"):
+        with pytest.raises(BurrowError) as error:
+            url_bind(edge, session, "http", url)
+        assert code(error) == "ERR_NGROK_301", url
     for hostname in ("ok.burrow.localhost", "api.example.org", "myapi.example.com", "1a.example.com"):
         assert bind(edge, session, "http", Hostname=hostname)["Opts"]["Hostname"] == hostname
+    assert bind(edge, session, "http", Hostname="a.0x7g")["Opts"]["Hostname"] == "a.0x7g"  # not hex
 
 
 def go_bind(proto: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -274,6 +274,33 @@ def test_a_faulty_answer_is_a_502_and_the_connection_closes(
         client.close()
 
 
+@pytest.mark.parametrize(
+    ("reply", "code", "says"),
+    [
+        (Reply((), end="fin"), b"ERR_NGROK_8012", b"could not reach its local service"),
+        (Reply((), end="reset"), b"ERR_NGROK_8012", b"could not reach its local service"),
+        (Reply((OK[:10],), end="fin"), b"ERR_NGROK_3004", b"invalid or incomplete answer"),
+        (Reply((OK + b"Content-Length: 0\r\n",), end="reset"), b"ERR_NGROK_3004", b"incomplete"),
+    ],
+    ids=["closed unanswered", "reset unanswered", "half a status line", "half a head, reset"],
+)
+def test_an_agent_ending_the_stream_before_its_answer_is_a_502_saying_which(
+    scripted: Callable[[Case], Tenants], reply: Reply, code: bytes, says: bytes
+) -> None:
+    """An agent closing the stream without a byte of an answer is what the SDKs do when
+    their local service refuses the connection: the client is told so (ngrok's 8012), not
+    cut off; an answer that stops within its head is the service's fault (3004)."""
+    tenants = scripted(Case("ended", reply))
+    client = RawClient(tenants.server.http_addr)
+    try:
+        client.send(_request("GET", A_HOST, "/a"))
+        answer = client.read_response(b"GET", strict=True)
+        assert isinstance(answer, Response) and answer.status == 502, (answer, bytes(client.received))
+        assert answer.values(b"ngrok-error-code") == [code] and says in answer.body and answer.closes
+    finally:
+        client.close()
+
+
 # Requests the edge and a tenant could frame differently (request smuggling) -----------------
 
 SMUGGLED = [

@@ -128,3 +128,36 @@ def test_two_node_sdk_sessions_pool_one_endpoint(server: BurrowServer) -> None:
             stop(second)
             if first.poll() is None:
                 stop(first)
+
+
+def test_jwt_validation_through_the_node_sdk(server: BurrowServer) -> None:
+    """jwt-validation with inline keys, bound by ``.trafficPolicy()``: a good token reaches the
+    service, a forged one does not (the rules themselves: tests/edge/test_jwt_validation_sdk.py)."""
+    from tests.domain.test_jwt_validation import JWKS, OTHER_KEY, token
+
+    config = {
+        "issuer": {"allow_list": [{"value": "https://issuer.example/"}]},
+        "audience": {"allow_list": [{"value": "urn:burrow:api"}]},
+        "http": {
+            "tokens": [{"type": "jwt", "method": "header", "name": "Authorization", "prefix": "Bearer "}]
+        },
+        "jws": {"allowed_algorithms": ["RS256"], "keys": {"sources": {"inline_jwks": JWKS}}},
+    }
+    policy = json.dumps({"on_http_request": [{"actions": [{"type": "jwt-validation", "config": config}]}]})
+    agent_token = credential(server, [])["token"]
+    with local_http_service(echo_headers) as port:
+        endpoints = [{"name": "web", "domain": "node-jwt.example", "traffic_policy": policy}]
+        process, ready = start(server, agent_token, f"http://127.0.0.1:{port}", endpoints)
+        try:
+            assert "url" in ready["web"], ready
+
+            def get(bearer: str) -> httpx.Response:
+                headers = {"Host": "node-jwt.example", "Authorization": f"Bearer {bearer}"}
+                return httpx.get(f"http://{server.http_addr}/api", headers=headers, timeout=10)
+
+            passed = get(token())
+            assert passed.status_code == 200 and passed.json()["path"] == "/api"
+            forged = get(token(OTHER_KEY))
+            assert forged.status_code == 401 and forged.headers["ngrok-error-code"] == "ERR_NGROK_3401"
+        finally:
+            stop(process)

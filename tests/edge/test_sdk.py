@@ -328,3 +328,51 @@ def test_widening_or_rewording_the_acl_stops_nothing(
         stopped = agent.wait_event(lambda e: e.get("event") == "tunnel stopped", timeout=1.0)
         assert stopped == {"event": "tunnel stopped", "id": agent.ready["ready"]["l"]["id"]}
     assert public_get(server, "a.stays.example").status_code == 200
+
+
+def test_a_refused_local_connection_says_the_agent_could_not_reach_its_service(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the agent's dial is refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    token = credential(server, ["bind:*.unreachable.example"])["token"]
+    endpoint = {"name": "web", "kind": "http", "domain": "down.unreachable.example"}
+    start_agent(server, token, [{**endpoint, "upstream": f"http://127.0.0.1:{closed}"}])
+    response = public_get(server, "down.unreachable.example")
+    assert response.status_code == 502, response.text
+    assert response.headers["ngrok-error-code"] == "ERR_NGROK_8012"
+    assert "could not reach its local service" in response.text, response.text
+
+
+def test_plain_http_to_an_https_only_name_says_it_is_served_over_https(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    token = credential(server, ["bind:*.secure.example"])["token"]
+    endpoint = {"name": "web", "kind": "http", "domain": "only.secure.example", "scheme": "https"}
+    agent = start_agent(server, token, [endpoint])
+    port = server.https_addr.rsplit(":", 1)[1]
+    assert agent.url("web") == f"https://only.secure.example:{port}"
+    response = public_get(server, "only.secure.example")
+    assert response.status_code == 404 and "ERR_NGROK_3200" in response.text
+    assert f'served over HTTPS only: <a href="https://only.secure.example:{port}/">' in response.text
+    unknown = public_get(server, "nobody.secure.example")  # a name nobody serves: as before
+    assert unknown.status_code == 404 and "No agent is serving this name" in unknown.text
+
+
+def test_an_open_acl_still_cannot_bind_the_server_s_own_names(
+    server: BurrowServer, start_agent: Callable[..., Agent]
+) -> None:
+    """A tenant answering on the dashboard's host (cookies ignore ports) could plant a
+    session there: IP addresses, localhost names and --domain itself are never a tunnel's."""
+    token = credential(server, [])["token"]  # no rules: any name
+    names = ["127.0.0.1", "0.0.0.0", "localhost", "burrow.localhost", "0x7f000001", "127.1"]
+    endpoints = [{"name": name, "kind": "http", "domain": name, "scheme": "http"} for name in names]
+    endpoints.append({"name": "fine", "kind": "http", "domain": "fine.burrow.localhost", "scheme": "http"})
+    agent = start_agent(server, token, endpoints)
+    for name in names:
+        assert "ERR_NGROK_326" in " ".join(agent.error(name)), (name, agent.error(name))
+    assert agent.url("fine").startswith("http://fine.burrow.localhost")
+    for host in ("127.0.0.1", f"127.0.0.1:{server.base_url.rsplit(':', 1)[1]}", "localhost"):
+        answer = public_get(server, host)
+        assert answer.status_code == 404 and "ERR_NGROK_3200" in answer.text, host

@@ -8,6 +8,9 @@ present and empty. Then traffic for the URL reaches that agent, over each listen
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import json
 import socket
 import ssl
 import time
@@ -175,3 +178,58 @@ def test_internal_endpoints_are_reached_only_by_their_account_s_forward_internal
     # Once the internal endpoint is gone, forward-internal answers 404 (on_error: halt).
     with agent(server, a_token, front) as edge:
         assert get("front.example").status_code == 404 and edge.requests() == []
+
+
+def test_after_a_forward_internal_the_internal_endpoint_s_response_phase_runs_and_the_checks_made_stay(
+    server: BurrowServer,
+) -> None:
+    """ngrok: the endpoint forwarded to "behaves as if the traffic was sent directly to it" and
+    the client gets its upstream's response: so its on_http_response runs, the forwarding
+    endpoint's does not. What the forwarding endpoint decided before the forward stays: its
+    header edits reach the internal endpoint, and its verify-webhook is still checked (the
+    body, once whole) rather than dropped with its plan."""
+    token = credential(server, [])["token"]
+    front = go_bind("http", "http://checked.example")
+    front["Opts"]["TrafficPolicy"] = json.dumps(
+        {
+            "on_http_request": [
+                {
+                    "actions": [
+                        {"type": "verify-webhook", "config": {"provider": "github", "secret": "gh-secret"}},
+                        {"type": "add-headers", "config": {"headers": {"x-from-front": "yes"}}},
+                        {"type": "forward-internal", "config": {"url": "https://checked.internal"}},
+                    ]
+                }
+            ],
+            "on_http_response": [
+                {"actions": [{"type": "add-headers", "config": {"headers": {"x-front-response": "yes"}}}]}
+            ],
+        }
+    )
+    internal = go_bind("https", "https://checked.internal", Bindings=["internal"])
+    internal["Opts"]["TrafficPolicy"] = json.dumps(
+        {
+            "on_http_response": [
+                {"actions": [{"type": "add-headers", "config": {"headers": {"x-internal-response": "yes"}}}]}
+            ]
+        }
+    )
+    body = b'{"action": "opened"}'
+    signature = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
+
+    def post(headers: dict[str, str]) -> httpx.Response:
+        headers = {"Host": "checked.example", **headers}
+        return httpx.post(f"http://{server.http_addr}/hook", headers=headers, content=body, timeout=10)
+
+    with agent(server, token, internal) as api, agent(server, token, front) as edge:
+        api.script, edge.script = answering(b"internal-api"), answering(b"front")
+        signed = post({"X-Hub-Signature-256": signature})
+        assert signed.status_code == 200 and signed.text == "internal-api", signed.text
+        assert signed.headers.get("x-internal-response") == "yes"
+        assert "x-front-response" not in signed.headers
+        (forwarded,) = api.requests()
+        assert b"\r\nx-from-front: yes\r\n" in forwarded and edge.requests() == []
+        for headers in ({}, {"X-Hub-Signature-256": "sha256=" + "0" * 64}):
+            refused = post(headers)
+            assert refused.status_code == 403 and refused.headers["ngrok-error-code"] == "ERR_NGROK_3204"
+        assert len(api.requests()) == 1 and edge.requests() == []

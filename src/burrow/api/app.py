@@ -36,6 +36,7 @@ from .openapi import openapi_document
 from .reserved import Reservations
 from .resources import StoredHandlers
 from .router import ResourceRoute, ResourceRouter
+from .ssh_credentials import SshCredentials
 from .tunnels import LiveEdge, LiveHandlers, NoEdge
 
 access_log = logging.getLogger("burrow.access")
@@ -182,6 +183,7 @@ def create_app(
     live: LiveEdge = edge or NoEdge()
     creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, live.registry).creators()
     creators[resources.TLS_CERTIFICATES.name] = Certificates(store).create
+    creators[resources.SSH_CREDENTIALS.name] = SshCredentials(store).create
     handlers: dict[Resource, dict[Operation, Handler]] = {
         resource: StoredHandlers(resource, store, creators.get(resource.name)).handlers()
         for resource in resources.STORED + resources.RECORDS

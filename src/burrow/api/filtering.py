@@ -12,12 +12,12 @@ another account's behind them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from burrow.domain import errors
+from burrow.domain.deadline import Deadline
 from burrow.domain.fields import ValueKind
 from burrow.domain.filter import Filter, FilterError, compile_filter
 from burrow.store.store import FILTER_ROWS, FILTER_SECONDS
@@ -53,10 +53,10 @@ def compile_list_filter(
     return ListFilter(fields, expression).predicate()
 
 
-def within_budget(items: Iterable[T], deadline: float) -> Iterator[T]:
+def within_budget(items: Iterable[T], deadline: Deadline) -> Iterator[T]:
     """``items``, refusing (ERR_NGROK_90250) past ROW_BUDGET items or ``deadline``."""
     rows, seconds = ROW_BUDGET, TIME_BUDGET
     for count, item in enumerate(items, 1):
-        if count > rows or time.monotonic() > deadline:
+        if count > rows or deadline.passed():
             raise errors.FILTER_OVER_BUDGET(rows=rows, seconds=seconds)
         yield item

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,8 +14,10 @@ import anyio
 import anyio.to_thread
 import orjson
 from starlette.responses import Response
+from starlette.types import Receive
 
 from burrow.domain import errors
+from burrow.domain.deadline import Deadline
 from burrow.domain.models import Actor, Principal
 from burrow.domain.resources import Operation, Resource
 from burrow.store.filter_sql import split_filter
@@ -52,6 +53,15 @@ class PerAccount:
 
 
 FILTER_TURNS = PerAccount()
+
+
+async def _abandon_when_gone(receive: Receive, deadline: Deadline, waiting: anyio.CancelScope) -> None:
+    """Wait for the client to go away; then abandon its list: out of its account's queue,
+    and a list under way stops at its next check (its thread cannot be cancelled)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    deadline.abandon()
+    waiting.cancel()
 
 
 class StoredHandlers:
@@ -102,16 +112,29 @@ class StoredHandlers:
             return call.json(paging.page(self.resource, query, call.base, items))
         # Off the event loop: parsing a long expression takes milliseconds, and even a
         # filter SQL answers may scan the whole account.
-        async with FILTER_TURNS.turn(call.principal.account_id):
-            # The budget starts once it is this account's turn; a client gone by then is not
-            # served (Starlette cancels the request).
-            deadline = time.monotonic() + TIME_BUDGET
-            page = await anyio.to_thread.run_sync(
-                self._filtered_page, call, query.filter, deadline, limiter=FILTER_THREADS
-            )
+        deadline = Deadline()
+        page: dict[str, Any] | None = None
+        failed: Exception | None = None
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(_abandon_when_gone, call.request.receive, deadline, watching.cancel_scope)
+            try:
+                async with FILTER_TURNS.turn(call.principal.account_id):
+                    # The budget starts once it is this account's turn. A client gone before
+                    # then leaves the queue; one gone during the list stops it at its next check.
+                    deadline.start(TIME_BUDGET)
+                    page = await anyio.to_thread.run_sync(
+                        self._filtered_page, call, query.filter, deadline, limiter=FILTER_THREADS
+                    )
+            except Exception as error:  # raised as itself, not in the task group's ExceptionGroup
+                failed = error
+            watching.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+        if page is None:
+            return Response(status_code=499)  # nobody reads it: the client is gone
         return call.json(page)
 
-    def _filtered_page(self, call: Call, expression: str, deadline: float) -> dict[str, Any]:
+    def _filtered_page(self, call: Call, expression: str, deadline: Deadline) -> dict[str, Any]:
         query = call.query
         assert query is not None
         checked = ListFilter(self.resource.filter_fields, expression)

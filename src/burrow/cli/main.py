@@ -32,6 +32,7 @@ from .resources import (
     reserved_addrs_app,
     reserved_domains_app,
     show_rows,
+    ssh_credentials_app,
     tls_certificates_app,
     tunnel_sessions_app,
     tunnels_app,
@@ -74,6 +75,7 @@ cluster_app = typer.Typer(
 )
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(credentials_app, name="credentials")
+app.add_typer(ssh_credentials_app, name="ssh-credentials")
 app.add_typer(bot_users_app, name="bot-users")
 app.add_typer(reserved_domains_app, name="reserved-domains")
 app.add_typer(reserved_addrs_app, name="reserved-addrs")

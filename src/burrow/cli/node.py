@@ -29,6 +29,7 @@ from burrow.edge.certs import (
     share_ca,
 )
 from burrow.edge.server import Edge, EdgeConfig, EdgeTls, HttpsFiles
+from burrow.store import datadir
 from burrow.store.ratelimit import Rate, Rates, Throttle
 from burrow.store.store import Store
 
@@ -253,6 +254,7 @@ async def run_until_signalled(
                     "http": _show(config.http_addr),
                     "https": _show(config.https_addr),
                     "tls": _show(config.tls_addr),
+                    "ssh": _show(edge.ssh.address) if edge.ssh is not None else None,
                     "tcp_ports": f"{config.settings.tcp_ports.start}-{config.settings.tcp_ports.stop - 1}",
                 }
             },
@@ -355,6 +357,8 @@ def make_edge(
         extra.append(ServerCertificate(Path(cert), Path(key), None))
     operator = ServerCertificate(https_cert, https_key, None) if https_cert and https_key else None
     https = HttpsFiles(data_dir, local, operator, tuple(extra))
+    if config.ssh_addr is not None and config.ssh_host_key is None:
+        config.ssh_host_key = datadir.ssh_host_key(data_dir)
     try:
         edge = Edge(
             store, config, EdgeTls(server_context(certificate), certificate.ca_path, https, relay), throttle

@@ -425,6 +425,72 @@ def credentials_update(
         show_one(run(lambda: c.credentials.update(id, description, metadata, acl)), as_json, output)
 
 
+# ssh-credentials ----------------------------------------------------------------------
+
+ssh_credentials_app = typer.Typer(
+    help="SSH credentials: public keys that start tunnels through the SSH gateway (docs/ssh.md).",
+    no_args_is_help=True,
+)
+add_read_and_delete(
+    ssh_credentials_app,
+    "ssh_credentials",
+    "SSH credential",
+    [
+        ID,
+        Column("description"),
+        Column("public_key", drop=5),
+        Column("acl", drop=2),
+        Column("owner_id", True, 4),
+        Column("created_at", True, 3),
+    ],
+    "its SSH sessions end within a second",
+)
+
+
+@ssh_credentials_app.command("create")
+def ssh_credentials_create(
+    public_key: Annotated[
+        str,
+        typer.Option("--public-key", help='An authorized_keys line, e.g. "$(cat ~/.ssh/id_ed25519.pub)".'),
+    ],
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    acl: AclOption = None,
+    owner_id: OwnerOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+    output: OutputOption = None,
+) -> None:
+    """Register an SSH public key: ssh -R ... v2@HOST http then authenticates with it."""
+    with client(api_key, api_url) as c:
+        show_one(
+            run(
+                lambda: c.ssh_credentials.create(
+                    public_key, description or "", metadata or "", acl or [], owner_id
+                )
+            ),
+            as_json,
+            output,
+        )
+
+
+@ssh_credentials_app.command("update")
+def ssh_credentials_update(
+    id: str,
+    description: DescriptionOption = None,
+    metadata: MetadataOption = None,
+    acl: AclOption = None,
+    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption = None,
+    as_json: JsonOption = False,
+    output: OutputOption = None,
+) -> None:
+    """Change an SSH credential's description, metadata or ACL (the key is permanent)."""
+    with client(api_key, api_url) as c:
+        show_one(run(lambda: c.ssh_credentials.update(id, description, metadata, acl)), as_json, output)
+
+
 # bot-users --------------------------------------------------------------------------
 
 bot_users_app = typer.Typer(

@@ -3,6 +3,7 @@ of them sharing the listeners (``workers.py``)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import faulthandler
 import ipaddress
@@ -16,9 +17,13 @@ from typing import IO, Any
 from burrow.domain import names, reserved
 from burrow.domain.forwarded import TrustedProxies
 from burrow.domain.limits import AgentLimits, ApiLimits, PublicLimits, fit_to_descriptors
+from burrow.domain.reserved import is_servers, is_under
+from burrow.edge.acme import LETS_ENCRYPT, AcmeSettings, DnsUpdate
 from burrow.edge.control import EdgeSettings
+from burrow.edge.jwt_check import parse_cidrs
 from burrow.edge.server import EdgeConfig
 from burrow.store import database, datadir
+from burrow.store.acme import DNS_01, HTTP_01, TLS_ALPN_01, Managed
 
 from .node import CommandError, listen, rate_texts, run_node, throttle
 from .workers import supervise
@@ -65,11 +70,14 @@ def serve(values: dict[str, Any]) -> None:
     )
     config.settings = advertise(config.settings, v["advertised_ports"])
     agent_port = advertised_agent_port(v["advertised_ports"])
-    if v["public_url"]:
-        api_host = urllib.parse.urlsplit(v["public_url"]).hostname
-        if api_host:
-            config.settings = dataclasses.replace(config.settings, server_hosts=frozenset({api_host.lower()}))
+    config.settings = dataclasses.replace(
+        config.settings, server_hosts=own_hosts(host, v["public_url"], v["domain"])
+    )
     config.trusted_proxies = proxies(v["trusted_proxies"])
+    try:
+        config.jwks_allow_cidrs = parse_cidrs(v["jwks_allow_cidrs"])
+    except ValueError as problem:
+        raise CommandError(f"--jwks-allow-cidrs: {problem}") from None
     config.proxy_protocol = proxy_listeners(v["proxy_protocol"], config, v["workers"])
     name_agents(config, v["agent_name"], agent_port)
     listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
@@ -87,8 +95,13 @@ def serve(values: dict[str, Any]) -> None:
     config.reconcile_seconds = v["reconcile_seconds"]
     if v["relay_addr"]:
         config.relay_addr = split_addr(v["relay_addr"])
+    if v["ssh_addr"]:
+        if v["workers"] > 1:
+            raise CommandError("--ssh-addr runs with one worker: leave --workers at 1 (docs/ssh.md)")
+        config.ssh_addr = split_addr(v["ssh_addr"])
     if v["node_name"]:
         config.node_name = v["node_name"]
+    config.acme = acme_settings(v, config.settings.domain)
     check_distinct_listeners((host, port), metrics_addr, config if v["edge"] else None)
     if (v["tls_cert"] is None) != (v["tls_key"] is None):
         raise CommandError("--tls-cert and --tls-key go together")
@@ -112,7 +125,86 @@ def serve(values: dict[str, Any]) -> None:
             serve_lock.close()
 
 
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+
+
+def dns_update(v: dict[str, Any], domain: str) -> DnsUpdate | None:
+    """``--dns-update-server`` and its TSIG key, checked."""
+    server = v["dns_update_server"]
+    if not server:
+        if v["dns_tsig_key"] or v["dns_update_zone"]:
+            raise CommandError("--dns-tsig-key and --dns-update-zone need --dns-update-server")
+        return None
+    host, port = split_addr(server)
+    text = v["dns_tsig_key"]
+    if not text:
+        raise CommandError("--dns-update-server needs --dns-tsig-key (unsigned updates are refused)")
+    if Path(text).is_file():
+        text = Path(text).read_text().strip()
+    name, _, rest = text.partition(":")
+    algorithm, _, secret = rest.partition(":")
+    if not name or algorithm.lower() not in TSIG_ALGORITHMS or not secret:
+        # The secret is never quoted back.
+        raise CommandError(
+            f"--dns-tsig-key is not NAME:ALGORITHM:SECRET with ALGORITHM one of {TSIG_ALGORITHMS}"
+        )
+    try:
+        base64.b64decode(secret, validate=True)
+    except ValueError:
+        raise CommandError("--dns-tsig-key: the secret is not base64") from None
+    zone = (v["dns_update_zone"] or domain).strip(".").lower()
+    if not (domain == zone or domain.endswith("." + zone)):
+        raise CommandError(f"--dns-update-zone {zone!r} does not hold --domain {domain!r}")
+    return DnsUpdate(host, port, zone, name, algorithm.lower(), secret)
+
+
+def acme_settings(v: dict[str, Any], domain: str) -> AcmeSettings | None:
+    """ACME's settings, checked: on with ``--acme-email`` (docs/certificates.md)."""
+    email = v["acme_email"]
+    dns = dns_update(v, domain)
+    if not email:
+        if v["acme_directory"] or dns is not None:
+            raise CommandError("--acme-directory and --dns-update-server need --acme-email")
+        return None
+    if "@" not in email or any(c.isspace() for c in email):
+        raise CommandError(f"--acme-email {email!r} is not an email address")
+    directory = v["acme_directory"] or LETS_ENCRYPT
+    if urllib.parse.urlsplit(directory).scheme != "https":
+        raise CommandError(f"--acme-directory {directory!r} is not an https:// URL")
+    if v["acme_challenge"] not in (HTTP_01, TLS_ALPN_01):
+        raise CommandError("--acme-challenge must be http-01 or tls-alpn-01")
+    if not v["acme_check_seconds"] > 0 or not v["acme_retry_seconds"] > 0:
+        raise CommandError("--acme-check-seconds and --acme-retry-seconds must be positive")
+    bundle = v["acme_ca_bundle"]
+    if bundle is not None and not Path(bundle).is_file():
+        raise CommandError(f"--acme-ca-bundle {bundle}: no such file")
+    return AcmeSettings(
+        directory=directory,
+        email=email,
+        challenge=v["acme_challenge"],
+        ca_bundle=bundle,
+        check_seconds=v["acme_check_seconds"],
+        retry_seconds=v["acme_retry_seconds"],
+        extra=(Managed(f"*.{domain}", "ecdsa", challenge=DNS_01),) if dns is not None else (),
+        dns=dns,
+    )
+
+
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def own_hosts(api_host: str, public_url: str | None, domain: str) -> frozenset[str]:
+    """The names the API and its dashboard answer on, which no tenant may bind (cookies
+    ignore ports): ``--public-url``'s host, and ``--api-addr``'s when it is a name (IP
+    addresses and ``localhost`` names are refused anyway; a parent of ``--domain`` would
+    refuse every tenant name, and a listening address is no choice of tenants' names)."""
+    name = names.hostname(api_host)
+    ours = name is not None and not is_servers(name, domain) and not is_under(domain, name)
+    hosts = {name} if ours and name is not None else set()
+    public_host = urllib.parse.urlsplit(public_url).hostname if public_url else None
+    if public_host:
+        hosts.add(public_host.lower())
+    return frozenset(hosts)
 
 
 def check_distinct_listeners(
@@ -131,6 +223,7 @@ def check_distinct_listeners(
             ("--tls-addr", edge.tls_addr),
             ("--https-addr", edge.https_addr),
             ("--relay-addr", edge.relay_addr),
+            ("--ssh-addr", edge.ssh_addr),
         ):
             if addr is not None:
                 named.append((option, addr))

@@ -22,6 +22,7 @@ from ._models import (
     Endpoint,
     ReservedAddr,
     ReservedDomain,
+    SshCredential,
     TlsCertificate,
     Tunnel,
     TunnelSession,
@@ -118,6 +119,7 @@ class Resource(Generic[T]):
 
 API_KEYS = Resource("/api_keys", "keys", ApiKey.from_json)
 CREDENTIALS = Resource("/credentials", "credentials", Credential.from_json)
+SSH_CREDENTIALS = Resource("/ssh_credentials", "ssh_credentials", SshCredential.from_json)
 BOT_USERS = Resource("/bot_users", "bot_users", BotUser.from_json)
 SERVICE_USERS = Resource("/service_users", "service_users", BotUser.from_json)
 TUNNEL_SESSIONS = Resource("/tunnel_sessions", "tunnel_sessions", TunnelSession.from_json)

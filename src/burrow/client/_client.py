@@ -21,6 +21,7 @@ from ._models import (
     Endpoint,
     ReservedAddr,
     ReservedDomain,
+    SshCredential,
     TlsCertificate,
     Tunnel,
     TunnelSession,
@@ -111,6 +112,7 @@ class Client:
         )
         self.api_keys = APIKeysClient(self)
         self.credentials = CredentialsClient(self)
+        self.ssh_credentials = SshCredentialsClient(self)
         self.bot_users = BotUsersClient(self, calls.BOT_USERS)
         self.service_users = BotUsersClient(self, calls.SERVICE_USERS)
         self.tunnel_sessions = TunnelSessionsClient(self)
@@ -213,6 +215,50 @@ class CredentialsClient:
         metadata: str | None = None,
         acl: Sequence[str] | None = None,
     ) -> Credential:
+        body = {"description": description, "metadata": metadata, "acl": calls.acl_list(acl)}
+        return self._c._send(self._r.update(id, body))
+
+    def delete(self, id: str) -> None:
+        self._c._send(self._r.delete(id))
+
+
+class SshCredentialsClient:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._r = calls.SSH_CREDENTIALS.bound(self)
+
+    def create(
+        self,
+        public_key: str,
+        description: str = "",
+        metadata: str = "",
+        acl: Sequence[str] | None = None,
+        owner_id: str | None = None,
+    ) -> SshCredential:
+        body = {
+            "public_key": public_key,
+            "description": description,
+            "metadata": metadata,
+            "acl": calls.acl_list(acl),
+            "owner_id": owner_id,
+        }
+        return self._c._send(self._r.create(body))
+
+    def get(self, id: str) -> SshCredential:
+        return self._c._send(self._r.get(id))
+
+    def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> Listing[SshCredential]:
+        return self._c._list(self._r, before_id, limit, filter)
+
+    def update(
+        self,
+        id: str,
+        description: str | None = None,
+        metadata: str | None = None,
+        acl: Sequence[str] | None = None,
+    ) -> SshCredential:
         body = {"description": description, "metadata": metadata, "acl": calls.acl_list(acl)}
         return self._c._send(self._r.update(id, body))
 
@@ -424,6 +470,7 @@ class AsyncClient:
         )
         self.api_keys = AsyncAPIKeysClient(self)
         self.credentials = AsyncCredentialsClient(self)
+        self.ssh_credentials = AsyncSshCredentialsClient(self)
         self.bot_users = AsyncBotUsersClient(self, calls.BOT_USERS)
         self.service_users = AsyncBotUsersClient(self, calls.SERVICE_USERS)
         self.tunnel_sessions = AsyncTunnelSessionsClient(self)
@@ -526,6 +573,50 @@ class AsyncCredentialsClient:
         metadata: str | None = None,
         acl: Sequence[str] | None = None,
     ) -> Credential:
+        body = {"description": description, "metadata": metadata, "acl": calls.acl_list(acl)}
+        return await self._c._send(self._r.update(id, body))
+
+    async def delete(self, id: str) -> None:
+        await self._c._send(self._r.delete(id))
+
+
+class AsyncSshCredentialsClient:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+        self._r = calls.SSH_CREDENTIALS.bound(self)
+
+    async def create(
+        self,
+        public_key: str,
+        description: str = "",
+        metadata: str = "",
+        acl: Sequence[str] | None = None,
+        owner_id: str | None = None,
+    ) -> SshCredential:
+        body = {
+            "public_key": public_key,
+            "description": description,
+            "metadata": metadata,
+            "acl": calls.acl_list(acl),
+            "owner_id": owner_id,
+        }
+        return await self._c._send(self._r.create(body))
+
+    async def get(self, id: str) -> SshCredential:
+        return await self._c._send(self._r.get(id))
+
+    async def list(
+        self, before_id: str | None = None, limit: str | int | None = None, filter: str | None = None
+    ) -> AsyncListing[SshCredential]:
+        return await self._c._list(self._r, before_id, limit, filter)
+
+    async def update(
+        self,
+        id: str,
+        description: str | None = None,
+        metadata: str | None = None,
+        acl: Sequence[str] | None = None,
+    ) -> SshCredential:
         body = {"description": description, "metadata": metadata, "acl": calls.acl_list(acl)}
         return await self._c._send(self._r.update(id, body))
 

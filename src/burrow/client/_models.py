@@ -111,6 +111,37 @@ class Credential(_Bound):
 
 
 @dataclass(frozen=True, slots=True)
+class SshCredential(_Bound):
+    id: str
+    uri: str
+    description: str
+    metadata: str
+    created_at: datetime
+    owner_id: str
+    public_key: str
+    acl: tuple[str, ...]
+    service: _Service | None = field(default=None, repr=False, compare=False)
+
+    def update(
+        self, description: str | None = None, metadata: str | None = None, acl: list[str] | None = None
+    ) -> Any:
+        return self._service().update(self.id, description=description, metadata=metadata, acl=acl)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SshCredential:
+        return cls(
+            id=data["id"],
+            uri=data["uri"],
+            description=data.get("description", ""),
+            metadata=data.get("metadata", ""),
+            created_at=parse_time(data["created_at"]),
+            owner_id=data.get("owner_id", ""),
+            public_key=data.get("public_key", ""),
+            acl=tuple(data.get("acl") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BotUser(_Bound):
     id: str
     uri: str

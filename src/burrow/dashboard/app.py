@@ -174,17 +174,21 @@ def create_dashboard(
             origins.add(f"{public.scheme}://{public.netloc}".lower())
         return origins
 
+    def cookie(request: Request) -> tuple[str, str]:
+        """The session cookie's name and path: over HTTPS a ``__Host-`` cookie (whose path
+        must be /), which pages on other hosts of a shared parent domain cannot set."""
+        return (sessions.SECURE_COOKIE_NAME, "/") if secure(request) else (sessions.COOKIE_NAME, PREFIX)
+
     def with_cookie(request: Request, response: Response, session: Session | None) -> Response:
         response.headers["Cache-Control"] = "no-store"
+        name, path = cookie(request)
         if session is None:
-            response.delete_cookie(
-                sessions.COOKIE_NAME, path=PREFIX, secure=secure(request), httponly=True, samesite="strict"
-            )
+            response.delete_cookie(name, path=path, secure=secure(request), httponly=True, samesite="strict")
         else:
             response.set_cookie(
-                sessions.COOKIE_NAME,
+                name,
                 codec.seal(session),
-                path=PREFIX,
+                path=path,
                 secure=secure(request),
                 httponly=True,
                 # Strict: no cross-site request ever carries the session, not even a top-level
@@ -211,7 +215,7 @@ def create_dashboard(
         return await request.form(max_files=0, max_fields=200)
 
     def current(request: Request) -> Session | None:
-        return codec.open(request.cookies.get(sessions.COOKIE_NAME), sessions.now())
+        return codec.open(request.cookies.get(cookie(request)[0]), sessions.now())
 
     def page(handler: Handler, post: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:

@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 COOKIE_NAME = "burrow_dashboard"
+# Over HTTPS: a __Host- cookie is only ever set by this very host (Secure, Path=/, no
+# Domain), so no page on a sibling or parent domain can plant one the dashboard reads.
+SECURE_COOKIE_NAME = "__Host-burrow_dashboard"
 IDLE_SECONDS = 30 * 60
 ABSOLUTE_SECONDS = 12 * 60 * 60
 MAX_COOKIE_BYTES = 3800  # browsers drop cookies over 4096 bytes

@@ -17,7 +17,6 @@ import binascii
 import dataclasses
 import ipaddress
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -42,10 +41,10 @@ from .traffic_policy.actions import (
     CustomResponse,
     Deny,
     ForwardInternal,
-    JwtValidation,
     RateLimit,
     Redirect,
 )
+from .traffic_policy.legacy import policy_from_endpoint
 
 __all__ = [
     "CircuitBreaker",
@@ -108,16 +107,23 @@ class EndpointPolicy:
     response_rules: HeaderRules | None = None
     # HostHeaderRewrite: the Host the local service is addressed by ("host:port").
     host_header: bytes | None = None
-    # The endpoint's Traffic Policy, compiled (the edge runs it after the options above).
+    # The endpoint's Traffic Policy document, compiled.
     traffic: Policy | None = None
-    # Wall-clock time for webhook timestamps (Slack, Stripe); injected by tests.
-    clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
-    # No option set: every hook is a no-op, and the proxy takes its fast path.
+    # A TCP or TLS endpoint: its options apply to connections, not requests.
+    tcp: bool = field(default=False, compare=False)
+    # What the edge runs, one engine for everything: the options above as Traffic Policy
+    # rules around the endpoint's own document (traffic_policy.legacy); None when neither.
+    enforced: Policy | None = field(init=False, compare=False, repr=False)
+    # No option set: the proxy takes its fast path.
     plain: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        options = (getattr(self, f.name) for f in fields(self) if f.name not in ("clock", "plain"))
+        options = [getattr(self, f.name) for f in fields(self) if f.name not in _DERIVED]
         object.__setattr__(self, "plain", not any(options))
+        enforced = None
+        if any(getattr(self, name) is not None and getattr(self, name) is not False for name in _RULED):
+            enforced = policy_from_endpoint(self, self.tcp)
+        object.__setattr__(self, "enforced", enforced)
 
     @classmethod
     def from_opts(cls, proto: str, opts: Mapping[str, Any], *, forwards_to: str = "") -> EndpointPolicy:
@@ -133,7 +139,7 @@ class EndpointPolicy:
             if key not in allowed:
                 raise errors.ENDPOINT_OPTION_UNSUPPORTED(option=_shown(name, proto))
             _PARSERS[key](name, opts[name], settings, proto, forwards_to)
-        return cls(**settings)
+        return cls(**settings, tcp=proto in ("tcp", "tls"))
 
     def with_traffic_policy(self, proto: str, document: str) -> EndpointPolicy:
         """This policy with its Traffic Policy replaced by ``document`` ("" for none), checked
@@ -143,11 +149,7 @@ class EndpointPolicy:
             _traffic_policy("TrafficPolicy", document, settings, proto, "")
         return dataclasses.replace(self, traffic=settings.get("traffic"))
 
-    # Per connection (TCP, TLS; and every HTTP request) ---------------------------------
-
-    def allows_client(self, ip: IPAddress) -> bool:
-        """IP restrictions: may a client at ``ip`` reach this endpoint?"""
-        return self.ip_restriction is None or self.ip_restriction.allows(ip)
+    # Per connection (TCP, TLS) -----------------------------------------------------------
 
     def proxy_protocol_header(
         self, client: tuple[str, int], server: tuple[str, int], proto_tcp: bool = True
@@ -157,37 +159,20 @@ class EndpointPolicy:
             return b""
         return proxy_protocol.header(self.proxy_proto, client, server, proto_tcp)
 
-    # Per HTTP request ------------------------------------------------------------------
 
-    def check_request_head(
-        self, method: bytes, target: bytes, headers: Headers, client_ip: IPAddress
-    ) -> Refusal | None:
-        """IP restrictions (403) and basic auth (401) on a request head."""
-        if not self.allows_client(client_ip):
-            return IP_RESTRICTED
-        if self.basic_auth is not None and not self.basic_auth.allows(
-            webhooks.header(headers, b"authorization")
-        ):
-            return BASIC_AUTH_REQUIRED
-        return None
-
-    def check_request_body(self, headers: Headers, body: bytes) -> Refusal | None:
-        """Webhook verification, once the whole body is there (only if buffer_body_up_to)."""
-        if self.webhook is not None and not self.webhook.verify(headers, body, self.clock()):
-            return WEBHOOK_REFUSED
-        return None
-
-    def request_headers(self, headers: Headers) -> Headers:
-        """Request header add/remove and host header rewrite, before forwarding."""
-        if self.host_header is not None:
-            headers = [(n, v) for n, v in headers if n.lower() != b"host"] + [(b"Host", self.host_header)]
-        if self.request_rules is not None:
-            headers = self.request_rules.apply(headers)
-        return headers
-
-    def response_headers(self, headers: Headers) -> Headers:
-        """Response header add/remove, before answering the client."""
-        return headers if self.response_rules is None else self.response_rules.apply(headers)
+# Fields derived from the others; and the options the Traffic Policy engine carries out.
+_DERIVED = frozenset({"tcp", "enforced", "plain"})
+_RULED = (
+    "ip_restriction",
+    "basic_auth",
+    "webhook",
+    "host_header",
+    "request_rules",
+    "response_rules",
+    "compression",
+    "circuit_breaker",
+    "traffic",
+)
 
 
 def options_set(opts: Mapping[str, Any]) -> list[str]:
@@ -418,7 +403,7 @@ def ca_bundle(option: str, value: Any) -> bytes:
 # the agent answered...) is refused at bind, naming it: a policy never half-applies.
 NOT_CARRIED_OUT: dict[str, frozenset[type[Action]]] = {
     TCP: frozenset({ForwardInternal}),  # a connection handed to another endpoint: not done yet
-    REQUEST: frozenset({JwtValidation}),  # it needs the issuer's keys fetched: not done yet
+    REQUEST: frozenset(),
     # A response replaced after the agent has answered: not done yet.
     RESPONSE: frozenset({Deny, CustomResponse, Redirect, CloseConnection}),
 }

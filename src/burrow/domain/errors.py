@@ -386,12 +386,44 @@ CERTIFICATE_IS_PERMANENT = ErrorKind(
 CERTIFICATE_REQUIRED = ErrorKind(
     "ERR_NGROK_90446", 400, "A TLS certificate needs both certificate_pem and private_key_pem."
 )
+SSH_PUBLIC_KEY_INVALID = ErrorKind("ERR_NGROK_90460", 400, "The public_key could not be parsed: {reason}.")
+SSH_PUBLIC_KEY_REQUIRED = ErrorKind("ERR_NGROK_90461", 400, "An SSH credential needs a public_key.")
+SSH_PUBLIC_KEY_TAKEN = ErrorKind(
+    "ERR_NGROK_90462", 409, "This public key is already registered as an SSH credential."
+)
+SSH_PUBLIC_KEY_IS_PERMANENT = ErrorKind(
+    "ERR_NGROK_90463",
+    400,
+    "An SSH credential's public_key cannot be changed: create a new SSH credential for the new key.",
+)
+OWNER_IS_PERMANENT_SSH_CREDENTIAL = ErrorKind(
+    "ERR_NGROK_90464", 400, "The SSH credential is already owned and cannot be re-assigned ownership."
+)
+SSH_COMMAND_INVALID = ErrorKind("ERR_NGROK_90465", 400, "The SSH tunnel command is not valid: {reason}.")
+SSH_KEY_UNKNOWN = ErrorKind(
+    "ERR_NGROK_90467", 400, "The SSH public key is not registered as an SSH credential (/ssh_credentials)."
+)
+SSH_USER_UNSUPPORTED = ErrorKind(
+    "ERR_NGROK_90468", 400, "The SSH user {user!r} is not supported: connect as v2 (ssh ... v2@HOST)."
+)
+SSH_FORWARD_MISSING = ErrorKind(
+    "ERR_NGROK_90466",
+    400,
+    "No remote forward was requested: start the session with ssh -R, e.g. "
+    "ssh -R 0:localhost:8080 v2@{host} -p {port} http",
+)
 UNSUPPORTED_VALUE = ErrorKind(
     "ERR_NGROK_90216",
     400,
     "The request parameter {name!r} cannot be set on this Burrow server: {reason}. Leave it empty.",
 )
 INVALID_DOMAIN = ErrorKind("ERR_NGROK_326", 400, "The name {name!r} is not a valid domain name.")
+SERVERS_NAME = ErrorKind(
+    "ERR_NGROK_326",
+    400,
+    "The name {name!r} is not a valid domain name for a tunnel: IP addresses, localhost names, the "
+    "base domain itself and this server's own host are the server's, never an endpoint's.",
+)
 ENDPOINT_OPTION_UNSUPPORTED = ErrorKind(
     "ERR_NGROK_90301",
     400,
@@ -489,3 +521,8 @@ BASIC_AUTH_FAILED = ErrorKind(
 CIRCUIT_BREAKER_OPEN = ErrorKind("ERR_NGROK_3202", 503, "Circuit breaker tripped")
 WEBHOOK_VERIFICATION_FAILED = ErrorKind("ERR_NGROK_3204", 403, "Request failed webhook verification")
 IP_RESTRICTED = ErrorKind("ERR_NGROK_3205", 403, "Request blocked by Endpoints IP Restriction")
+# A Traffic Policy's jwt-validation: the token is missing or invalid (401), its issuer or
+# audience is not allowed (403), or the issuer's keys cannot be had now (503, fail closed).
+JWT_UNAUTHORIZED = ErrorKind("ERR_NGROK_3401", 401, "JWT validation failed: {reason}.")
+JWT_FORBIDDEN = ErrorKind("ERR_NGROK_3403", 403, "JWT validation failed: {reason}.")
+JWT_KEYS_UNAVAILABLE = ErrorKind("ERR_NGROK_90508", 503, "JWT validation failed: {reason}.")

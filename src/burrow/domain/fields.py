@@ -52,6 +52,8 @@ class Field:
     # clients send some of them on every request, empty.
     accepts_only: tuple[Any, ...] | None = None
     unsupported_reason: str = ""
+    # For a structured value: checks it (raising a BurrowError) and gives what is stored.
+    check: Callable[[Any], Any] | None = None
 
 
 DESCRIPTION = Field(
@@ -78,6 +80,13 @@ ACL = Field(
     ValueKind.STRING_LIST,
     "bind rules: '*', 'bind:*', 'bind:<domain>', 'bind:*.<domain>', 'bind:<host>:<port>', "
     "'bind:<key>=<value>' ('*' allowed for key or value); empty means no restriction",
+)
+PUBLIC_KEY = Field(
+    "public_key",
+    ValueKind.STRING,
+    "the SSH public key, as an authorized_keys line: ssh-ed25519, ecdsa-sha2-nistp256/384/521 or "
+    "ssh-rsa (2048 bits or more)",
+    16 * 1024,
 )
 NAME = Field("name", ValueKind.STRING, "human-readable name of the bot user; max 255 bytes", MAX_NAME_BYTES)
 ACTIVE = Field("active", ValueKind.BOOLEAN, "whether the bot user may authenticate; default true")
@@ -107,12 +116,36 @@ CERTIFICATE_ID = Field(
     accepts_only=("",),
     unsupported_reason="Burrow does not serve uploaded certificates for reserved domains",
 )
+ACME_AUTHORITIES = ("letsencrypt",)
+ACME_KEY_TYPES = ("ecdsa", "rsa")
+
+
+def certificate_management_policy(value: Any) -> dict[str, str] | None:
+    """ngrok's ``{"authority": "letsencrypt", "private_key_type": "ecdsa"|"rsa"}``, defaults
+    filled in (letsencrypt, ecdsa); ``{}`` turns management off (None)."""
+    name = "certificate_management_policy"
+    if not isinstance(value, Mapping):
+        raise errors.INVALID_FIELD(name=name, reason="expected an object")
+    if not value:
+        return None
+    unknown = set(value) - {"authority", "private_key_type"}
+    if unknown:
+        raise errors.INVALID_FIELD(name=name, reason=f"unknown key {sorted(unknown)[0]!r}")
+    authority = value.get("authority") or "letsencrypt"
+    key_type = value.get("private_key_type") or "ecdsa"
+    if authority not in ACME_AUTHORITIES:
+        raise errors.INVALID_FIELD(name=name, reason="authority must be 'letsencrypt'")
+    if key_type not in ACME_KEY_TYPES:
+        raise errors.INVALID_FIELD(name=name, reason="private_key_type must be 'ecdsa' or 'rsa'")
+    return {"authority": authority, "private_key_type": key_type}
+
+
 CERTIFICATE_MANAGEMENT_POLICY = Field(
     "certificate_management_policy",
     ValueKind.STRING_MAP,
-    "not supported: must be empty",
-    accepts_only=({},),
-    unsupported_reason="Burrow does not manage certificates for reserved domains",
+    "{'authority': 'letsencrypt', 'private_key_type': 'ecdsa'|'rsa'}: certificates by ACME from the "
+    "server's --acme-directory (docs/certificates.md); {} turns it off",
+    check=certificate_management_policy,
 )
 CERTIFICATE_PEM = Field(
     "certificate_pem",
@@ -165,7 +198,9 @@ def validate(body: object, accepted: tuple[Field, ...]) -> dict[str, Any]:
             if value in spec.accepts_only and type(value) in {type(v) for v in spec.accepts_only}:
                 continue
             raise errors.UNSUPPORTED_VALUE(name=name, reason=spec.unsupported_reason)
-        if spec.kind is ValueKind.STRING:
+        if spec.check is not None:
+            value = spec.check(value)
+        elif spec.kind is ValueKind.STRING:
             if not isinstance(value, str):
                 raise errors.INVALID_FIELD(name=name, reason="expected a string")
             _check_length(spec, value)

@@ -21,6 +21,7 @@ _BASE62 = re.compile("[0-9A-Za-z]*")
 
 API_KEY = "ak"
 CREDENTIAL = "cr"
+SSH_CREDENTIAL = "sshcr"
 BOT_USER = "bot"
 USER = "usr"
 ACCOUNT = "acct"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from burrow.domain.certificates import CertificateFields
 
@@ -63,6 +64,21 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
+class SshCredential:
+    """An SSH public key that may start tunnels through the SSH gateway (docs/ssh.md)."""
+
+    id: str
+    account_id: str
+    owner_id: str
+    description: str
+    metadata: str
+    public_key: str  # "<type> <base64>" (domain/ssh_keys.py)
+    fingerprint: str  # "SHA256:...", what the gateway finds the key by
+    acl: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Actor:
     """Who makes a write, for the audit trail: an API key, or an operator on the command line."""
 
@@ -103,6 +119,11 @@ class ReservedDomain:
     domain: str  # lowercase
     cname_target: str | None  # for a domain outside --domain: where its CNAME should point
     created_at: datetime
+    # ACME (docs/certificates.md): the policy as accepted, the status the ACME worker
+    # writes ({"renews_at", "provisioning_job"}), the /tls_certificates row it issued.
+    certificate_management_policy: dict[str, str] | None = None
+    certificate_management_status: dict[str, Any] | None = None
+    managed_certificate_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,15 @@ def is_hostname(text: str) -> bool:
     return hostname(text) is not None
 
 
+def is_ip_literal(text: str) -> bool:
+    """Whether ``text`` is an IP address (IPv6 bracketed or not), which no grammar here names."""
+    try:
+        ipaddress.ip_address(text[1:-1] if text.startswith("[") and text.endswith("]") else text)
+    except ValueError:
+        return False
+    return True
+
+
 def port(text: str, *, allow_zero: bool = False) -> int | None:
     """The port ``text`` names, or None: decimal, no leading zeros, 1-65535 (or 0 if allowed)."""
     if _PORT.fullmatch(text) is None:
@@ -102,6 +111,15 @@ def endpoint_url(text: str) -> EndpointURL | None:
         return None
     if not rest:
         return EndpointURL(scheme.lower(), "", None)
+    if rest.startswith("["):  # an IPv6 literal: read whole, for the caller to refuse by name
+        end = rest.find("]") + 1
+        host_text, after = rest[:end], rest[end:]
+        colon, port_text = (":", after[1:]) if after.startswith(":") else ("", after)
+        parsed_host = host(host_text) if end else None
+        parsed_port = port(port_text) if colon else None
+        if parsed_host is None or (colon and parsed_port is None) or (after and not colon):
+            return None
+        return EndpointURL(scheme.lower(), parsed_host, parsed_port)
     host_text, colon, port_text = rest.rpartition(":") if ":" in rest else (rest, "", "")
     parsed_port = port(port_text) if colon else None
     if colon and parsed_port is None:

@@ -9,6 +9,7 @@ Burrow assigns (random subdomains, random TCP ports) need no reservation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from burrow.domain import errors, names
@@ -20,8 +21,10 @@ def normalize_domain(text: str, base_domain: str | None) -> str:
     if "." not in name and base_domain:
         name = f"{name}.{base_domain}"
     normal = names.hostname(name)
-    if normal is None or "." not in normal or is_servers(normal, base_domain or ""):
+    if normal is None or "." not in normal:
         raise errors.INVALID_DOMAIN(name=text)
+    if is_servers(normal, base_domain or ""):
+        raise errors.SERVERS_NAME(name=text)
     return normal
 
 
@@ -29,13 +32,19 @@ def is_under(hostname: str, base_domain: str) -> bool:
     return hostname == base_domain or hostname.endswith(f".{base_domain}")
 
 
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*", re.ASCII)  # what a browser reads as IPv4
+
+
 def is_servers(hostname: str, base_domain: str, server_hosts: frozenset[str] = frozenset()) -> bool:
-    """Whether ``hostname`` (valid, lower-case) names the server, not a tenant: an IPv4
-    address (the grammar lets digits through: a top label of digits is no DNS name),
-    ``localhost`` and names under it outside ``base_domain``, or one of ``server_hosts`` (the
-    API's own host: a tenant answering there could plant cookies the dashboard reads,
-    cookies ignoring ports) or a name under one."""
-    if hostname.rsplit(".", 1)[-1].isdigit():
+    """Whether ``hostname`` (lower-case) names the server, not a tenant: an IP address
+    (IPv6, with its colons; or IPv4 as a browser's URL parser reads one: a top label of
+    decimal digits or ``0x`` and hex digits, so ``0x7f000001`` and ``127.1`` too),
+    ``localhost`` and names under it outside ``base_domain``, ``base_domain`` itself, or
+    one of ``server_hosts`` (the API's own host) or a name under one. A tenant answering on
+    any of them could plant cookies the dashboard reads, cookies ignoring ports."""
+    if ":" in hostname or _NUMERIC_LABEL.fullmatch(hostname.rsplit(".", 1)[-1]):
+        return True
+    if base_domain and hostname == base_domain:
         return True
     if is_under(hostname, "localhost") and not is_under(hostname, base_domain):
         return True
@@ -64,7 +73,7 @@ class ReservationPolicy:
         self, hostname: str, account_id: str, owner: str | None, assigned: bool = False
     ) -> None:
         if is_servers(hostname, self.base_domain, self.server_hosts):
-            raise errors.INVALID_DOMAIN(name=hostname)
+            raise errors.SERVERS_NAME(name=hostname)
         if owner is not None and owner != account_id:
             raise errors.DOMAIN_RESERVED_ELSEWHERE(name=hostname, account=account_id)
         required = self.require_reservation and not assigned and is_under(hostname, self.base_domain)

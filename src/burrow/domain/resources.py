@@ -31,6 +31,7 @@ from burrow.domain.fields import (
     NAME,
     OWNER_ID,
     PRIVATE_KEY_PEM,
+    PUBLIC_KEY,
     RESOLVES_TO,
     Field,
     ValueKind,
@@ -251,6 +252,34 @@ CREDENTIALS = Resource(
     owned=True,
 )
 
+SSH_CREDENTIALS = Resource(
+    name="ssh_credential",
+    title="SSH credential",
+    path="/ssh_credentials",
+    list_key="ssh_credentials",
+    id_prefix=ids.SSH_CREDENTIAL,
+    fields=(
+        _ID,
+        self_uri("/ssh_credentials"),
+        _CREATED_AT,
+        attribute("description"),
+        attribute("metadata"),
+        attribute("public_key"),
+        attribute("acl", ValueKind.STRING_LIST),
+        attribute("owner_id"),
+    ),
+    create_fields=(DESCRIPTION, METADATA, ACL, PUBLIC_KEY, OWNER_ID),
+    update_fields=(DESCRIPTION, METADATA, ACL),
+    create_defaults={"description": "", "metadata": "", "acl": []},
+    required_text={"public_key": errors.SSH_PUBLIC_KEY_REQUIRED},
+    permanent={
+        "owner_id": errors.OWNER_IS_PERMANENT_SSH_CREDENTIAL,
+        "public_key": errors.SSH_PUBLIC_KEY_IS_PERMANENT,
+    },
+    owner_of=_owner_id,
+    owned=True,
+)
+
 
 def _bot_users(path: str, list_key: str, title: str) -> Resource:
     return Resource(
@@ -350,6 +379,23 @@ AUDIT_EVENTS = Resource(
     operations=frozenset({Operation.LIST, Operation.GET}),  # recorded by writes, never written
     admin_only=True,
 )
+
+
+def _managed_certificate(item: Any, view: View) -> dict[str, str] | None:
+    certificate_id = item.managed_certificate_id
+    if not certificate_id or not item.certificate_management_policy:
+        return None
+    return {"id": certificate_id, "uri": f"{view.base}/tls_certificates/{certificate_id}"}
+
+
+def _management_status(item: Any, view: View) -> dict[str, Any] | None:
+    if not item.certificate_management_policy:
+        return None
+    status = item.certificate_management_status or {}
+    job = status.get("provisioning_job")
+    return {"renews_at": status.get("renews_at"), "provisioning_job": dict(job) if job else None}
+
+
 RESERVED_DOMAINS = Resource(
     name="reserved_domain",
     title="reserved domain",
@@ -365,10 +411,18 @@ RESERVED_DOMAINS = Resource(
         attribute("domain"),
         constant("region", ValueKind.STRING, REGION),
         Shown("cname_target", ValueKind.STRING, lambda item, view: item.cname_target, nullable=True),
-        # Burrow neither holds certificates per domain nor serves DNS: always null or empty.
-        constant("certificate", ValueKind.REF, None, nullable=True),
-        constant("certificate_management_policy", ValueKind.STRING_MAP, None, nullable=True),
-        constant("certificate_management_status", ValueKind.STRING_MAP, None, nullable=True),
+        # The certificate ACME issued (a /tls_certificates row), the policy, its status.
+        Shown("certificate", ValueKind.REF, _managed_certificate, nullable=True),
+        Shown(
+            "certificate_management_policy",
+            ValueKind.STRING_MAP,
+            lambda item, view: (
+                dict(item.certificate_management_policy) if item.certificate_management_policy else None
+            ),
+            nullable=True,
+        ),
+        Shown("certificate_management_status", ValueKind.STRING_MAP, _management_status, nullable=True),
+        # Burrow serves no DNS: no CNAME target for DNS-01 delegation.
         constant("acme_challenge_cname_target", ValueKind.STRING, None, nullable=True),
         Shown("resolves_to", ValueKind.REF_LIST, lambda item, view: []),
         attribute("owner_id"),  # Burrow's addition, as on credentials: members change only their own
@@ -525,7 +579,16 @@ ENDPOINTS = Resource(
     operations=frozenset({Operation.LIST, Operation.GET}),
 )
 
-STORED = (CREDENTIALS, API_KEYS, BOT_USERS, SERVICE_USERS, RESERVED_DOMAINS, RESERVED_ADDRS, TLS_CERTIFICATES)
+STORED = (
+    CREDENTIALS,
+    SSH_CREDENTIALS,
+    API_KEYS,
+    BOT_USERS,
+    SERVICE_USERS,
+    RESERVED_DOMAINS,
+    RESERVED_ADDRS,
+    TLS_CERTIFICATES,
+)
 LIVE = (TUNNEL_SESSIONS, TUNNELS, ENDPOINTS)
 RECORDS = (AUDIT_EVENTS,)
 ALL = STORED + LIVE + RECORDS

@@ -78,6 +78,18 @@ class AgentConnection:
         protocol.max_payload = min(self._full_payload, limits.max_message_bytes + 4)
         protocol.expect_stream_first = True
 
+    def start_authenticated(self, authenticated: Authenticated) -> None:
+        """A session authenticated elsewhere (the SSH gateway, edge/ssh.py, whose bridge
+        speaks muxado to this connection): no Auth on the wire, and no heartbeats, since the
+        SSH transport's end ends the bridge and so this session."""
+        self.authenticated = authenticated
+        self._auth_started = True
+        protocol = self.connection.protocol
+        protocol.max_payload = self._full_payload
+        protocol.expect_stream_first = False
+        self.liveness.allowance = float("inf")
+        self.auth_done.set()
+
     @property
     def session_id(self) -> str | None:
         return self.authenticated.session.id if self.authenticated else None

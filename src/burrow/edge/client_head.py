@@ -20,16 +20,12 @@ def upgrade_head(request: ProxyRequest, response: ResponseHead) -> bytes:
 
 
 def _endpoint_rules(request: ProxyRequest, status: int, fields: Headers) -> tuple[Headers, bool]:
-    """The endpoint's response header options, then its Traffic Policy's response phase;
-    and whether either asks for the body compressed."""
-    policy = request.tunnel.policy if request.tunnel is not None else None
-    if policy is None:
+    """The endpoint's response phase (its options' rules and its Traffic Policy's); and
+    whether it asks for the body compressed."""
+    enforced = request.tunnel.policy.enforced if request.tunnel is not None else None
+    if enforced is None or request.plan is None:
         return fields, False
-    fields = policy.response_headers(fields)
-    if policy.traffic is not None and request.plan is not None:
-        fields, compress = on_http_response(policy.traffic, request.policy_env, status, fields)
-        return fields, compress or policy.compression
-    return fields, policy.compression
+    return on_http_response(enforced, request.policy_env, status, fields)
 
 
 def final_head(request: ProxyRequest, response: ResponseHead, last: bool) -> tuple[bytes, BodyEncoder]:

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from burrow.domain import acl, errors, ids, names, tokens
 from burrow.domain.endpoint import EndpointPolicy, redacted_opts
@@ -25,7 +25,7 @@ from burrow.domain.reserved import ReservationPolicy
 from burrow.domain.traffic_policy.document import redacted
 from burrow.domain.tunnels import AgentSession, BindConflict, Proto, Registry, Tunnel
 from burrow.store.ratelimit import Throttle
-from burrow.store.store import CREDENTIALS, AuthRecord, Store
+from burrow.store.store import CREDENTIALS, SSH_CREDENTIALS, AuthRecord, Kind, Store
 
 from . import wire
 from .cluster_writes import ClusterWrites, read
@@ -137,6 +137,53 @@ class AgentControl:
         self.sessions_started += 1
         return Authenticated(session, version, reconnecting_from)
 
+    async def check_ssh_key(self, fingerprint: str, address: str) -> tuple[str, AuthRecord]:
+        """The SSH credential of the key with ``fingerprint``; an unknown key (or one whose
+        owner is inactive) counts against ``address``, as a wrong authtoken does."""
+        self.throttle.before_check(address)
+        try:
+            return await self._ssh_credential(fingerprint)
+        except errors.BurrowError as error:
+            if error.code not in _EDGE_TROUBLE:
+                self.throttle.failed(address)
+            raise
+
+    async def _ssh_credential(self, fingerprint: str) -> tuple[str, AuthRecord]:
+        credential_id = await self._stored(lambda: self.store.ssh_credential_id(fingerprint))
+        record = None
+        if credential_id is not None:
+            record = await self._stored(lambda: self.store.auth_record("ssh_credential", credential_id))
+        if credential_id is None or record is None or record.digest != fingerprint:
+            raise errors.SSH_KEY_UNKNOWN()
+        if not record.owner_active:
+            raise errors.AGENT_OWNER_INACTIVE()
+        return credential_id, record
+
+    async def authenticate_ssh(
+        self, credential_id: str, record: AuthRecord, client_addr: str, client_version: str
+    ) -> Authenticated:
+        """A session for an SSH client whose key authenticated (edge/ssh.py): recorded and
+        listed as an agent's is, under its SSH credential."""
+        self.throttle.session_start(credential_id)
+        if self.refusal is not None:
+            raise errors.BurrowError(self.refusal.code, self.refusal.status, self.refusal.message)
+        session = AgentSession(
+            id=ids.new_id(ids.TUNNEL_SESSION),
+            account_id=record.account_id,
+            credential_id=credential_id,
+            owner_id=record.owner_id,
+            agent_version=client_version[:255],
+            os="",
+            user_agent="ssh",
+            client_addr=client_addr,
+            metadata="",
+            started_at=datetime.now(UTC),
+        )
+        await self.writes.claim_session(session)
+        self.registry.attach_session(session)
+        self.sessions_started += 1
+        return Authenticated(session, "3", None)
+
     async def _check_token(self, token: str, address: str) -> tuple[str, AuthRecord]:
         """The credential ``token`` belongs to; a failure counts against ``address``."""
         try:
@@ -173,8 +220,9 @@ class AgentControl:
     # Binding ----------------------------------------------------------------------
 
     async def _policy(self, session: AgentSession) -> acl.BindPolicy:
+        kind = credential_kind(session.credential_id)
         credential = await self._stored(
-            lambda: self.store.get(CREDENTIALS, session.account_id, session.credential_id)
+            lambda: self.store.get(kind, session.account_id, session.credential_id)
         )
         if credential is None:
             raise errors.CREDENTIAL_REVOKED(id=session.credential_id)
@@ -205,7 +253,8 @@ class AgentControl:
             # Checked before lower-casing: str.lower() would turn "\u212a" (Kelvin) into "k".
             hostname = names.hostname(requested)
             if hostname is None:
-                raise errors.INVALID_DOMAIN(name=requested)
+                refusal = errors.SERVERS_NAME if names.is_ip_literal(requested) else errors.INVALID_DOMAIN
+                raise refusal(name=requested)
             if not policy.allows_hostname(hostname):
                 raise errors.HOSTNAME_DENIED(name=hostname, id=session.credential_id)
             if internal:
@@ -433,6 +482,11 @@ class AgentControl:
 _EDGE_TROUBLE = frozenset(
     {errors.DATABASE_UNAVAILABLE.code, errors.REVOCATION_UNCHECKED.code, errors.REGISTRY_UNAVAILABLE.code}
 )
+
+
+def credential_kind(credential_id: str) -> Kind[Any]:
+    """Which credentials a session's credential id names: an authtoken's or an SSH key's."""
+    return SSH_CREDENTIALS if credential_id.startswith(f"{ids.SSH_CREDENTIAL}_") else CREDENTIALS
 
 
 def _holder(reservation: tuple[str, str] | None) -> str | None:

@@ -36,7 +36,6 @@ def forwarded_head(request: ProxyRequest, client_address: bytes, scheme: bytes) 
     if not request.plain or not head.named <= _CONNECTION_OPTIONS:
         assert request.tunnel is not None
         fields = request_fields(head, client_address, scheme, drop_expect=request.whole_body > 0)
-        fields = request.tunnel.policy.request_headers(fields)
         target = head.target
         if request.plan is not None:
             fields, target = edited(fields, request.plan.edits), request.plan.target

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.limits import Admission, PublicLimits
@@ -31,14 +32,15 @@ from . import traffic
 from .flow import ClientProtocol, Upstream
 from .forward_head import body_piece, forwarded_start, kept_fields
 from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
+from .jwt_check import JwksFetcher
 from .muxado_streams import MuxStream
 from .pages import (
     AGENT_BUSY,
     BAD_GATEWAY,
     CONNECTION_REFUSED,
     NOT_THIS_NODE,
+    SERVICE_UNREACHABLE,
     malformed_page,
-    not_found_page,
 )
 from .peers import Peers
 from .phase_clock import ABORT, BODY_PHASE, BUSY_PHASE, HANG_UP, HEAD_PHASE, IDLE_PHASE, PhaseClock
@@ -48,6 +50,31 @@ from .request_checks import apply_policy, check_body, unroutable
 from .response_relay import UPGRADED, ResponseRelay
 from .traffic_phases import CLOSE
 
+ACME_PATH = b"/.well-known/acme-challenge/"
+AcmeLookup = Callable[[str, str], Awaitable[str | None]]  # (host, token): the key authorization
+
+
+async def acme_answer(lookup: AcmeLookup, host: str, target: bytes) -> bytes | None:
+    """The response to an ACME HTTP-01 request, if that challenge is pending (any node answers
+    the CA: challenges are in the database); None to route the request as any other."""
+    token = target[len(ACME_PATH) :].decode("ascii", "replace")
+    if not token or "/" in token or "?" in token:
+        return None
+    try:
+        answer = await lookup(host, token)
+    except Exception:  # the database away: as if none were pending
+        return None
+    if answer is None:
+        return None
+    body = answer.encode()
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b"
+        % (
+            len(body),
+            body,
+        )
+    )
+
 
 class HttpListeners(RelayOut, Protocol):
     """What an HTTP(S) connection uses of the public listeners (public.py's ``PublicListeners``)."""
@@ -56,11 +83,15 @@ class HttpListeners(RelayOut, Protocol):
     admission: Admission
     traffic: dict[str, traffic.TrafficCounts]
     relay_routes: RelayRoutes | None
+    jwks: JwksFetcher  # the issuers' keys for jwt-validation
     _connections: set[Any]  # the open public connections, of every kind (public.py)
+    acme_http: AcmeLookup | None  # ACME HTTP-01 challenges (acme.py)
 
     async def open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None: ...
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None: ...
+
+    def not_found(self, scheme: str, host: str) -> bytes: ...
 
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None: ...
 
@@ -236,7 +267,7 @@ class HttpProxyConnection(ClientProtocol):
         if current is not None and self._upgraded:
             self._log(current)
         elif current is not None and current.started:
-            record_outcome(self._stream_tunnel, current.status, current.plan)
+            record_outcome(current.status, current.plan)
             self._log(current)
         self._drop_stream(reset=current is not None)
         self._flow.resume()
@@ -248,7 +279,7 @@ class HttpProxyConnection(ClientProtocol):
         if self._lost:
             return
         if found is None:
-            request.routing, request.answer = False, not_found_page(request.host)
+            request.routing, request.answer = False, self.listeners.not_found(self.scheme, request.host)
             self._pump()
             return
         if self._timer is not None:
@@ -308,6 +339,17 @@ class HttpProxyConnection(ClientProtocol):
         request.answer = unroutable(request, self.scheme, self.sni)
         if request.answer is not None:
             return
+        if (
+            self.listeners.acme_http is not None
+            and self.scheme == "http"
+            and request.target.startswith(ACME_PATH)
+        ):
+            request.routing = True  # reading stays paused while the database is asked
+            self._stream_task = self._loop.create_task(acme_or_route(self, request, first))
+            return
+        self._route(request, first)
+
+    def _route(self, request: ProxyRequest, first: bytearray | None) -> None:
         tunnel = self.listeners.web_tunnel(self.scheme, request.host)
         if tunnel is None:
             routes = self.listeners.relay_routes
@@ -317,10 +359,21 @@ class HttpProxyConnection(ClientProtocol):
                 request.routing = True  # reading stays paused while the route is looked up
                 self._stream_task = self._loop.create_task(self._route_elsewhere(request, routes, first))
             else:
-                request.answer = not_found_page(request.host)
+                request.answer = self.listeners.not_found(self.scheme, request.host)
             return
         request.tunnel = tunnel
-        apply_policy(request, tunnel.policy, self.peers, self.scheme, self.listeners.internal_tunnel)
+        internal = self.listeners.internal_tunnel
+        if tunnel.policy.traffic is None:  # no jwt-validation keys to wait for
+            apply_policy(request, tunnel.policy, self.peers, self.scheme, internal)
+        else:
+            apply = functools.partial(apply_policy, request, tunnel.policy, self.peers, self.scheme, internal)
+            self.listeners.jwks.judge(request, tunnel, apply, self._judged)
+
+    def _judged(self, request: ProxyRequest) -> None:  # judged once its JWT keys were fetched
+        if not self._lost:
+            if request.complete:
+                check_body(request)
+            self._pump()
 
     # Moving requests along -------------------------------------------------------------
 
@@ -456,7 +509,7 @@ class HttpProxyConnection(ClientProtocol):
         assert request is not None
         self._current = None
         if not request.plain:
-            record_outcome(request.tunnel, request.status, request.plan)
+            record_outcome(request.status, request.plan)
         self._log(request)
         if not request.keep_alive:
             if out:
@@ -492,23 +545,26 @@ class HttpProxyConnection(ClientProtocol):
         if request is None:
             return  # between requests: the next one opens a new stream
         out: list[bytes] = []
+        silent = self._relay.awaiting_head  # not one byte of an answer: read before the EOF fails it
         if not reset and self._relay.receive_eof(out) is not None:
             self._finish_response(out)
             if out:
                 self.transport.write(b"".join(out))
             return
-        if self._relay.awaiting_head and request.status == 0:
-            self._bad_gateway()
+        if request.status == 0:  # the answer's head is not on the wire: it can still be a 502
+            # Nothing at all: the agent could not dial its service (the SDKs close the
+            # stream); part of a head: its service answered wrong.
+            self._bad_gateway(SERVICE_UNREACHABLE if silent else BAD_GATEWAY)
         else:
             self.transport.abort()  # mid-response: the client must see it cut
 
-    def _bad_gateway(self) -> None:
+    def _bad_gateway(self, page: bytes = BAD_GATEWAY) -> None:
         request = self._current
         if request is not None and request.status == 0:
             request.status = 502
-            request.bytes_out = len(BAD_GATEWAY)
-            self.transport.write(BAD_GATEWAY)
-            record_outcome(request.tunnel, 502, request.plan)
+            request.bytes_out = len(page)
+            self.transport.write(page)
+            record_outcome(502, request.plan)
             self._log(request)
             self._current = None
             self._hang_up()
@@ -552,3 +608,17 @@ class HttpProxyConnection(ClientProtocol):
 
     def _log(self, request: ProxyRequest) -> None:
         log_request(request, self.listeners.traffic[self.scheme], self.scheme, self.peers.client_text)
+
+
+async def acme_or_route(
+    connection: HttpProxyConnection, request: ProxyRequest, first: bytearray | None
+) -> None:
+    """An ACME HTTP-01 request answered from the database, else routed as any other."""
+    lookup = connection.listeners.acme_http
+    answer = await acme_answer(lookup, request.host, request.target) if lookup is not None else None
+    if not connection._lost:
+        request.routing = False
+        if answer is None:
+            connection._route(request, first)
+        request.answer = answer or request.answer
+        connection._pump()

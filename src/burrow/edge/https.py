@@ -31,9 +31,10 @@ from burrow.domain.tunnels import Registry
 from .certs import ServerCertificate, certificate_names, ensure_name_certificate
 from .proxy_inbound import read_header
 from .relay import RelayOut
-from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_server_name
+from .sniff import MAX_CLIENT_HELLO, NEED_MORE, tls_alpn_protocols, tls_server_name
 
 MAX_CONTEXTS = 10_000
+ACME_TLS_1 = "acme-tls/1"  # RFC 8737's ALPN protocol
 
 
 def _covers(pattern: str, name: str) -> bool:
@@ -73,6 +74,25 @@ class HttpsCertificates:
         self._served = served or (lambda name: False)  # label routes and the like
         self._contexts: dict[tuple[str, bytes | None], ssl.SSLContext] = {}
         self._fallback: ssl.SSLContext | None = None
+        # ACME (acme.py): issued certificates by name (or *.name), and the TLS-ALPN-01
+        # challenge certificate for a name, read from the database.
+        self._managed: list[tuple[str, ServerCertificate]] = []
+        self.acme_alpn: Callable[[str], Awaitable[tuple[str, bytes] | None]] | None = None
+
+    def set_managed(self, served: dict[str, ServerCertificate]) -> None:
+        """The certificates ACME issued (on the event loop's thread): served from now on."""
+        self._managed = list(served.items())
+        self._contexts.clear()
+
+    async def alpn_context(self, name: str) -> ssl.SSLContext | None:
+        """A context presenting the pending TLS-ALPN-01 certificate for ``name``, if any."""
+        if self.acme_alpn is None:
+            return None
+        held = await self.acme_alpn(name)
+        if held is None:
+            return None
+        cert_pem, key_pem = held
+        return await asyncio.to_thread(_alpn_context, cert_pem, key_pem)
 
     def context_for(self, server_name: str | None) -> ssl.SSLContext | None:
         """The context to start TLS with for this server name; None to refuse the connection."""
@@ -93,7 +113,10 @@ class HttpsCertificates:
         context = self._contexts.get(key)
         if context is not None:
             return context
-        certificate = next((c for pattern, c in self._given if _covers(pattern, name)), None)
+        certificate = next((c for pattern, c in self._managed if pattern == name), None)
+        if certificate is None:
+            given = [*self._given, *self._managed]
+            certificate = next((c for pattern, c in given if _covers(pattern, name)), None)
         if certificate is None:
             # Only a name in its normal form: it names the certificate's file.
             if (tunnel is None and not self._served(name)) or names.hostname(name) != name:
@@ -104,6 +127,27 @@ class HttpsCertificates:
             self._contexts.clear()
         self._contexts[key] = context
         return context
+
+
+def _alpn_context(cert_pem: str, key_pem: bytes) -> ssl.SSLContext:
+    import tempfile
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols([ACME_TLS_1])
+    with tempfile.TemporaryDirectory() as directory:  # ssl loads keys from files only
+        cert_path, key_path = Path(directory) / "c.pem", Path(directory) / "k.pem"
+        cert_path.write_text(cert_pem)
+        key_path.write_bytes(key_pem)
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+class _Answered(asyncio.Protocol):
+    """A TLS-ALPN-01 validation: the handshake was the answer; nothing more is said."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 class HttpsRelay(RelayOut, Protocol):
@@ -241,7 +285,16 @@ class HttpsListener:
         connected = False
         try:
             async with asyncio.timeout(self.handshake_timeout):
-                name = await _peek_server_name(client)
+                name, hello = await _peek_hello(client)
+            if name and ACME_TLS_1.encode() in tls_alpn_protocols(hello):
+                alpn = await self.certificates.alpn_context(name)
+                if alpn is None:
+                    client.close()
+                    return
+                await loop.connect_accepted_socket(
+                    _Answered, client, ssl=alpn, ssl_handshake_timeout=self.handshake_timeout
+                )
+                return  # the count is released below
             if name and not passed_on and self.elsewhere is not None and await self.elsewhere(client, name):
                 client.close()  # the sibling holds the connection now
                 return
@@ -293,8 +346,9 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _peek_server_name(client: socket.socket) -> str | None:
-    """The SNI of the ClientHello waiting on ``client`` (None without one; "" if unreadable)."""
+async def _peek_hello(client: socket.socket) -> tuple[str | None, bytes]:
+    """The SNI of the ClientHello waiting on ``client`` (None without one; "" if unreadable),
+    and the bytes it was read from."""
     loop = asyncio.get_running_loop()
     seen = -1
     while True:
@@ -306,10 +360,10 @@ async def _peek_server_name(client: socket.socket) -> str | None:
             loop.remove_reader(client.fileno())
         data = client.recv(MAX_CLIENT_HELLO, socket.MSG_PEEK)
         if not data:
-            return ""
+            return "", b""
         name = tls_server_name(data)
         if name != NEED_MORE:
-            return name
+            return name, data
         if len(data) == seen:  # still waiting for the rest of it (the bytes stay readable)
             await asyncio.sleep(0.01)
         seen = len(data)

@@ -30,11 +30,17 @@ def page(
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-def not_found_page(host: str) -> bytes:
+def not_found_page(host: str, https_url: str | None = None) -> bytes:
+    """The 404 for a host no tunnel serves on this listener; ``https_url``: the endpoint
+    that serves it over HTTPS, for a plain HTTP request to an https-only name."""
+    if https_url is None:
+        said = "<p>No agent is serving this name on this Burrow server.</p>"
+    else:
+        link = _escape(https_url)
+        said = f'<p>This name is served over HTTPS only: <a href="{link}/">{link}/</a></p>'
     body = (
-        "<!doctype html><title>Tunnel not found</title>"
-        f"<h1>Tunnel {_escape(host)} not found</h1>"
-        "<p>No agent is serving this name on this Burrow server.</p><p>ERR_NGROK_3200</p>\n"
+        f"<!doctype html><title>Tunnel not found</title><h1>Tunnel {_escape(host)} not found</h1>"
+        f"{said}<p>ERR_NGROK_3200</p>\n"
     ).encode()
     head = (
         "HTTP/1.1 404 Not Found\r\nContent-Type: text/html; charset=utf-8\r\n"
@@ -56,6 +62,14 @@ HEAD_TOO_LARGE = page(
 )
 BAD_GATEWAY = page(
     502, "Bad Gateway", "ERR_NGROK_3004", "The agent's service gave an invalid or incomplete answer."
+)
+SERVICE_UNREACHABLE = page(
+    502,
+    "Bad Gateway",
+    "ERR_NGROK_8012",
+    "The request reached the tunnel's agent, but the agent could not reach its local service "
+    "(nothing listening there, or the connection was refused): start the service the agent "
+    "forwards to.",
 )
 CONNECTION_REFUSED = page(
     503, "Service Unavailable", "ERR_NGROK_90503", "Too many connections: try again later."

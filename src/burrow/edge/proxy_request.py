@@ -89,11 +89,9 @@ class ProxyRequest:
         return True
 
 
-def record_outcome(tunnel: Tunnel | None, status: int, plan: RequestPlan | None = None) -> None:
+def record_outcome(status: int, plan: RequestPlan | None) -> None:
     """Tell the endpoint's circuit breakers (its option's, its policy's) how the request ended."""
     now = time.monotonic()
-    if tunnel is not None and tunnel.policy.circuit_breaker is not None:
-        tunnel.policy.circuit_breaker.record(status, now)
     for breaker in plan.breakers if plan is not None else ():
         breaker.record(status, now)
 

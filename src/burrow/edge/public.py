@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.limits import Admission, PublicLimits
@@ -24,8 +24,10 @@ from . import relay, traffic
 from .flow import ClientProtocol, Upstream
 from .handoff import Handoff
 from .http_proxy import HttpProxyConnection
+from .jwt_check import JwksFetcher
 from .muxado_streams import MuxConnection, MuxStream, StreamHolder
-from .peers import Peers, peer_ip
+from .pages import not_found_page
+from .peers import Peers
 from .relay import Relaying, RelayRoutes
 from .sniff import NEED_MORE, tls_server_name
 from .traffic_phases import connection_env, on_tcp_connect
@@ -257,9 +259,9 @@ class PublicConnection(ClientProtocol):
             tunnel = registry.tls_tunnel(name) if name else None
         else:
             tunnel = registry.tcp_tunnel(self.port)
-        if tunnel is None or not tunnel.policy.allows_client(peer_ip((self._client_ip, 0))):
+        if tunnel is None:
             return None
-        traffic = tunnel.policy.traffic
+        traffic = tunnel.policy.enforced
         if traffic is not None:
             peers = Peers.of(self.transport)
             if not on_tcp_connect(traffic, connection_env(peers, tunnel), peers.client_ip):
@@ -302,6 +304,8 @@ class PublicListeners:
         self.tcp_ports: range = relaying.tcp_ports if relaying else range(0)
         self.relay_context: ssl.SSLContext | None = relaying.client_context if relaying else None
         self.handoff = handoff  # in a worker: siblings take connections directly
+        self.jwks = JwksFetcher()  # the issuers' keys for jwt-validation (the edge sets its own)
+        self.acme_http: Callable[[str, str], Awaitable[str | None]] | None = None  # set with ACME on
 
     async def relay_out(
         self,
@@ -361,6 +365,12 @@ class PublicListeners:
         if tunnel is None and host in self.label_routes:
             tunnel = self.registry.labeled_tunnel(self.label_routes[host])
         return tunnel
+
+    def not_found(self, scheme: str, host: str) -> bytes:
+        """The 404 page for ``host`` on the ``scheme`` listener, saying where it is served
+        when a plain HTTP request names an https-only endpoint."""
+        elsewhere = self.registry.https_tunnel(host) if scheme == "http" else None
+        return not_found_page(host, elsewhere.url if elsewhere is not None else None)
 
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None:
         """The account's internal endpoint ``host`` on this node (forward-internal's target)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from burrow.domain import webhooks
-from burrow.domain.endpoint import CIRCUIT_OPEN, WEBHOOK_REFUSED, EndpointPolicy
+from burrow.domain.endpoint import WEBHOOK_REFUSED, EndpointPolicy
 from burrow.domain.tunnels import Tunnel
 
 from .forward_head import accepts_gzip
@@ -62,11 +62,7 @@ def apply_policy(
         return
     request.plain = False
     client_ip = peers.client_ip
-    refusal = policy.check_request_head(request.method, request.target, request.headers, client_ip)
-    if refusal is not None:
-        request.answer = refusal_page(refusal)
-        return
-    traffic, head, tunnel = policy.traffic, request.head, request.tunnel
+    traffic, head, tunnel = policy.enforced, request.head, request.tunnel
     if traffic is not None and head is not None and tunnel is not None:
         env = connection_env(peers, tunnel)
         if not on_tcp_connect(traffic, env, client_ip):
@@ -93,31 +89,19 @@ def apply_policy(
             if forwarded.on_error != "continue":
                 request.answer = not_found_page(host or forwarded.url.text)
                 return
-    # After the client's own checks, so refused clients neither use up the breaker's
-    # probe nor learn its state.
-    breaker = policy.circuit_breaker
-    if breaker is not None and not breaker.allows(time.monotonic()):
-        request.answer = refusal_page(CIRCUIT_OPEN)
-        return
     # Webhook verification (an option or a policy's verify-webhook) needs the body whole.
     verifying = request.plan is not None and bool(request.plan.verify)
     request.whole_body = policy.buffer_body_up_to or (webhooks.MAX_BODY if verifying else 0)
     # A body the edge must have whole goes on with its length.
     request.chunked = request.head is not None and request.head.framing == CHUNKED and not request.whole_body
-    if policy.compression:
-        request.accepts_gzip = accepts_gzip(request.noted.get(b"accept-encoding", []))
 
 
 def check_body(request: ProxyRequest) -> None:
     """A whole body, once it has come: the endpoint's checks of it (webhook signatures)."""
     if request.answer is None and request.whole_body and request.tunnel is not None:
         body = bytes(request.body)
-        refusal = request.tunnel.policy.check_request_body(request.headers, body)
-        if refusal is None and request.plan is not None:
-            now = time.time()
-            for action in request.plan.verify:
-                if action.enforce and not action.verifier.verify(request.headers, body, now):
-                    refusal = WEBHOOK_REFUSED
-                    break
-        if refusal is not None:
-            request.answer = refusal_page(refusal)
+        now = time.time()
+        for action in request.plan.verify if request.plan is not None else ():
+            if action.enforce and not action.verifier.verify(request.headers, body, now):
+                request.answer = refusal_page(WEBHOOK_REFUSED)
+                return

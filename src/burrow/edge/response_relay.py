@@ -64,6 +64,11 @@ class ResponseRelay:
             elif type(event) is ResponseHead:
                 if self._head(request, event, out, last):
                     return UPGRADED
+                if self._encoder is IDENTITY and (body := parser.take_whole_body()) is not None:
+                    request.bytes_out += len(body)
+                    out.append(body)
+                    self.request = None
+                    return request
             else:
                 return self._end(request, out)
         return None

@@ -17,20 +17,20 @@ from typing import Any
 from burrow.domain import errors
 from burrow.domain.acl import BindPolicy
 from burrow.domain.errors import BurrowError
-from burrow.domain.models import Credential
+from burrow.domain.models import Credential, SshCredential
 from burrow.domain.tunnels import AgentSession, Registry, Tunnel
-from burrow.store.store import CREDENTIALS, AuthRecord, Store
+from burrow.store.store import AuthRecord, Store
 
 from . import wire
 from .agent import AgentConnection
-from .control import AgentControl
+from .control import AgentControl, credential_kind
 
 log = logging.getLogger("burrow.edge")
 CHECK_TIMEOUT = 5.0  # seconds a round's database reads may take before the round counts as failed
 
 # What the database says of one session's credential: its auth record and its stored record,
 # or why it could not be read.
-_Found = tuple[AuthRecord | None, Credential | None] | Exception
+_Found = tuple[AuthRecord | None, Credential | SshCredential | None] | Exception
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,9 @@ class RevocationWatcher:
         found: list[_Found] = []
         for session in sessions:
             try:
-                record = self.store.auth_record("credential", session.credential_id)
-                credential = self.store.get(CREDENTIALS, session.account_id, session.credential_id)
+                kind = credential_kind(session.credential_id)  # an authtoken's or an SSH key's
+                record = self.store.auth_record(kind.name, session.credential_id)
+                credential = self.store.get(kind, session.account_id, session.credential_id)
                 found.append((record, credential))
             except Exception as error:
                 found.append(error)
@@ -157,7 +158,7 @@ class RevocationWatcher:
         agent: AgentConnection,
         session: AgentSession,
         record: AuthRecord | None,
-        credential: Credential | None,
+        credential: Credential | SshCredential | None,
     ) -> None:
         """On the loop: end the session, or stop the tunnels its credential no longer allows."""
         if record is None or not record.owner_active or credential is None:

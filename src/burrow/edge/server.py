@@ -18,6 +18,7 @@ from burrow.domain.limits import Admission, AgentLimits, PublicLimits
 from burrow.domain.proxy_protocol import ProxyHeaderError
 from burrow.domain.tunnels import AgentSession as LiveSession
 from burrow.domain.tunnels import Tunnel
+from burrow.store.acme import AcmeRows
 from burrow.store.cluster import STOP_SESSION, ClusterRegistry
 from burrow.store.notify import CHANGED, RESYNC, ROUTES, command_payload
 from burrow.store.ratelimit import Throttle
@@ -25,17 +26,20 @@ from burrow.store.store import Store
 
 from . import muxado_protocol as mux
 from . import traffic, wire
+from .acme import AcmeSettings, AcmeWorker
 from .agent import AgentConnection
 from .certs import ServerCertificate
 from .cluster_writes import ClusterWrites
 from .control import AgentControl, EdgeSettings
 from .handoff import Handoff
 from .https import HttpsCertificates, HttpsListener
+from .jwt_check import JwksFetcher, Network
 from .muxado_streams import MuxConnection, MuxStream
 from .proxy_inbound import HeaderReader, ProxyProtocolGate, trusted_peer
 from .public import PublicListeners, _peer
 from .relay import RelayInbound, Relaying, RelayRoutes, _RelayedTransport
 from .revocation import RevocationPolicy, RevocationWatcher
+from .ssh import SshGateway
 
 BACKLOG = 1024
 
@@ -75,11 +79,19 @@ class EdgeConfig:
     reconcile_seconds: float = 2.0
     # Peers whose X-Forwarded-For the API believes (--trusted-proxies).
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    # Non-public addresses the jwt-validation key fetches may reach (--jwks-allow-cidrs).
+    jwks_allow_cidrs: tuple[Network, ...] = ()
     # The listeners (agent, http, https, tls, tcp) where those peers send a PROXY header first.
     proxy_protocol: frozenset[str] = frozenset()
     # Listening sockets bound before the edge starts (``burrow serve --workers``' parent binds
     # them once for every worker); without them the edge binds its addresses itself.
     sockets: BoundSockets | None = None
+    # ACME for reserved domains with a certificate_management_policy (--acme-email, acme.py).
+    acme: AcmeSettings | None = None
+    # The SSH tunnel gateway (--ssh-addr, edge/ssh.py), off without an address; its host key
+    # (OpenSSH private key format) comes from the data directory.
+    ssh_addr: tuple[str, int] | None = None
+    ssh_host_key: bytes | None = None
 
 
 @dataclass
@@ -257,6 +269,7 @@ class Edge:
         self.public = PublicListeners(
             self.registry, self._open_proxy, config.label_routes, config.limits, relaying, self.handoff
         )
+        self.public.jwks = JwksFetcher(config.jwks_allow_cidrs)
         self.https: HttpsCertificates | None = None
         self._https_listener: HttpsListener | None = None
         if tls.https is not None:
@@ -280,6 +293,20 @@ class Edge:
                 )
                 if "https" in config.proxy_protocol:
                     self._https_listener.proxies = config.trusted_proxies
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.acme: AcmeWorker | None = None
+        if config.acme is not None and self.https is not None:
+            self.acme = self._acme(config.acme, self.https, tls.https.data_dir if tls.https else Path("."))
+        self.ssh: SshGateway | None = None
+        if config.ssh_addr is not None and config.ssh_host_key is not None:
+            self.ssh = SshGateway(
+                self.control,
+                config.agent_limits,
+                config.ssh_host_key,
+                self._ssh_registered,
+                self._ssh_unregistered,
+                has_https=self._https_listener is not None,
+            )
         self._servers: list[asyncio.Server] = []
         self._agent_tasks: set[asyncio.Task[None]] = set()
         self._revocations_due = asyncio.Event()  # a notification says: recheck now
@@ -297,6 +324,25 @@ class Edge:
         self._cluster_task: asyncio.Task[None] | None = None
         self._feed_callback: Callable[[str], None] | None = None
 
+    def _acme(self, settings: AcmeSettings, https: HttpsCertificates, data_dir: Path) -> AcmeWorker:
+        """ACME's worker thread; challenges answered from the database, on any node."""
+        rows = AcmeRows(self.store.engine, self.store.secret)
+
+        async def http_challenge(host: str, token: str) -> str | None:
+            return await asyncio.to_thread(rows.http_challenge, host, token)
+
+        async def alpn_challenge(name: str) -> tuple[str, bytes] | None:
+            return await asyncio.to_thread(rows.alpn_challenge, name)
+
+        self.public.acme_http = http_challenge
+        https.acme_alpn = alpn_challenge
+
+        def publish(served: dict[str, ServerCertificate]) -> None:  # in the worker's thread
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(https.set_managed, served)
+
+        return AcmeWorker(rows, settings, self.node_id, data_dir, publish)
+
     @property
     def revocations(self) -> int:
         """Sessions ended because their credential or owner was revoked."""
@@ -309,6 +355,9 @@ class Edge:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.cluster.register)
+        self._loop = asyncio.get_running_loop()
+        if self.acme is not None:
+            self.acme.start()
         self._follow_notifications()
         bound = self.config.sockets
         loop = asyncio.get_running_loop()
@@ -370,6 +419,8 @@ class Edge:
                 (settings.tcp_host, tcp_port),
                 bound.tcp[tcp_port] if bound else None,
             )
+        if self.ssh is not None and self.config.ssh_addr is not None:
+            await self.ssh.start(*self.config.ssh_addr)
         if self.handoff is not None:
             accept = None
             if https is not None:
@@ -387,11 +438,15 @@ class Edge:
         finish; then tell the agents to go away and close what is left."""
         for server in self._servers:
             server.close()
+        if self.acme is not None:
+            await asyncio.to_thread(self.acme.stop)
         if self.handoff is not None:
             self.handoff.stop()
         if self._https_listener is not None:
             await self._https_listener.stop()
         await self.public.drain(grace)
+        if self.ssh is not None:
+            await self.ssh.stop()
         if self._watcher is not None:
             self._watcher.cancel()
         if self._cluster_task is not None:
@@ -476,6 +531,15 @@ class Edge:
         if previous and previous in self.agents and previous != authenticated.session.id:
             old = self.agents.pop(previous)
             await old.connection.close(mux.ErrorCode.NONE, "replaced by a reconnected session")
+
+    def _ssh_registered(self, agent: AgentConnection) -> None:
+        """An SSH session (edge/ssh.py) is one of the edge's sessions from now on."""
+        if agent.session_id is not None:
+            self.agents[agent.session_id] = agent
+
+    def _ssh_unregistered(self, agent: AgentConnection) -> None:
+        if agent.session_id is not None and self.agents.get(agent.session_id) is agent:
+            del self.agents[agent.session_id]
 
     async def _open_proxy(self, tunnel: Tunnel, client_addr: str, proto: str) -> MuxStream | None:
         agent = self.agents.get(tunnel.session_id)

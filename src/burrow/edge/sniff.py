@@ -59,3 +59,42 @@ def _server_name(hello: bytes) -> str | None:
             return None
         position += length
     return None
+
+
+def _extension(hello: bytes, wanted: int) -> bytes | None:
+    """The body of one ClientHello extension (a whole record's handshake message)."""
+    if hello[0] != 0x01:
+        return None
+    position = 4 + 2 + 32
+    position += 1 + hello[position]
+    position += 2 + int.from_bytes(hello[position : position + 2], "big")
+    position += 1 + hello[position]
+    if position + 2 > len(hello):
+        return None
+    extensions_end = position + 2 + int.from_bytes(hello[position : position + 2], "big")
+    position += 2
+    while position + 4 <= min(extensions_end, len(hello)):
+        kind = int.from_bytes(hello[position : position + 2], "big")
+        length = int.from_bytes(hello[position + 2 : position + 4], "big")
+        position += 4
+        if kind == wanted:
+            return hello[position : position + length]
+        position += length
+    return None
+
+
+def tls_alpn_protocols(data: bytes) -> list[bytes]:
+    """The ALPN protocols a complete ClientHello (as :func:`tls_server_name` read it) offers."""
+    try:
+        record_length = int.from_bytes(data[3:5], "big")
+        body = _extension(data[5 : 5 + record_length], 16)  # application_layer_protocol_negotiation
+        if body is None:
+            return []
+        protocols, cursor = [], 2
+        while cursor < len(body):
+            size = body[cursor]
+            protocols.append(body[cursor + 1 : cursor + 1 + size])
+            cursor += 1 + size
+        return protocols
+    except IndexError:
+        return []

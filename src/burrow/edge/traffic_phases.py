@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from burrow.domain.circuit import CircuitBreaker
-from burrow.domain.endpoint import CIRCUIT_OPEN, IPAddress
+from burrow.domain.endpoint import BASIC_AUTH_REQUIRED, CIRCUIT_OPEN, IP_RESTRICTED, IPAddress
 from burrow.domain.traffic_policy import Policy
 from burrow.domain.traffic_policy.actions import (
     REQUEST,
@@ -36,6 +36,7 @@ from burrow.domain.traffic_policy.actions import (
     CustomResponse,
     Deny,
     ForwardInternal,
+    JwtValidation,
     Log,
     RateLimit,
     Redirect,
@@ -50,6 +51,7 @@ from burrow.domain.tunnels import Tunnel
 
 from .http1 import CHUNKED, LENGTH, RequestHead
 from .http1.fields import TOKEN
+from .jwt_check import refusal as jwt_refusal
 from .pages import refusal_page
 from .peers import Peers
 
@@ -155,8 +157,11 @@ def on_http_request(
     prior: RequestPlan | None = None,
 ) -> RequestPlan:
     """``prior``: the plan of the endpoint that forwarded here (forward-internal), which
-    this one continues (its rewrite and header edits stay)."""
+    this one continues: its rewrite and header edits stay, and so do the checks it left for
+    later (webhook signatures, once the body is whole) and the breakers to tell the outcome."""
     plan = RequestPlan(prior.target, prior.edits) if prior is not None else RequestPlan(head.target)
+    if prior is not None:
+        plan.verify, plan.breakers = list(prior.verify), list(prior.breakers)
     url = str(env["req.url"])
     for action in policy.run(REQUEST, env):
         if isinstance(action, CloseConnection):
@@ -169,11 +174,12 @@ def on_http_request(
                 plan.answer = answer(redirect)
         elif isinstance(action, RestrictIps):
             if not action.allows(client_ip):
-                plan.answer = answer(Response(403, (), "The client's address is not allowed.\n"))
+                refused = Response(403, (), "The client's address is not allowed.\n")
+                plan.answer = refusal_page(IP_RESTRICTED) if action.error_page else answer(refused)
         elif isinstance(action, BasicAuthAction):
             challenge = action.challenge(authorization)
             if challenge is not None:
-                plan.answer = answer(challenge)
+                plan.answer = refusal_page(BASIC_AUTH_REQUIRED) if action.error_page else answer(challenge)
         elif isinstance(action, UrlRewrite):
             url = action.rewrite(url)
             plan.target = _target(url, plan.target)
@@ -190,6 +196,10 @@ def on_http_request(
                 plan.answer = answer(Response(429, (("retry-after", retry),), "Too many requests.\n"))
         elif isinstance(action, VerifyWebhook):
             plan.verify.append(action)
+        elif isinstance(action, JwtValidation):
+            failure = action.check(head.headers, time.time())
+            if failure is not None:
+                plan.answer = jwt_refusal(failure)
         elif isinstance(action, CircuitBreakerAction):
             if action.breaker.allows(time.monotonic()):
                 plan.breakers.append(action.breaker)

@@ -84,3 +84,33 @@ def hold_serve_lock(data_dir: Path) -> IO[bytes]:
         handle.close()
         raise AlreadyServing(str(data_dir)) from None
     return handle
+
+
+SSH_HOST_KEY = "ssh_host_ed25519_key"
+
+
+def ssh_host_key(data_dir: Path) -> bytes:
+    """The SSH gateway's host key (OpenSSH private key format), made on first use and kept
+    in the data directory (0600), so that clients' known_hosts entries stay valid across
+    restarts. Made under the setup lock: concurrent servers on one directory share one key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    path = data_dir / SSH_HOST_KEY
+    prepare(data_dir)
+    with private_files(), setup_lock(data_dir):
+        if not path.exists():
+            key = ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            )
+            partial = path.with_suffix(".partial")
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(key)
+                file.flush()
+                os.fsync(file.fileno())
+            partial.replace(path)
+        tighten(path, PRIVATE_FILE)
+        return path.read_bytes()

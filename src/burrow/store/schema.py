@@ -7,6 +7,7 @@ store keeps it consistent. Timestamps are stored as naive UTC.
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -85,6 +86,25 @@ credentials = Table(
     Index("ix_credentials_owner_id", "owner_id"),
 )
 
+# SSH public keys (migration 0011): one credential per key across accounts, found by its
+# SHA-256 fingerprint when an SSH client authenticates.
+ssh_credentials = Table(
+    "ssh_credentials",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("owner_id", ID, nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("metadata", Text(), nullable=False),
+    Column("public_key", Text(), nullable=False),  # "<type> <base64>"
+    Column("fingerprint", String(64), nullable=False),  # "SHA256:..." of the key blob
+    Column("acl", Text(), nullable=False),  # a JSON list of rule strings
+    Column("created_at", DateTime(), nullable=False),
+    Index("ix_ssh_credentials_fingerprint", "fingerprint", unique=True),
+    Index("ix_ssh_credentials_account_id", "account_id", "id"),
+    Index("ix_ssh_credentials_owner_id", "owner_id"),
+)
+
 # Append-only: the store has no update or delete of it (and on PostgreSQL a trigger refuses them).
 audit_events = Table(
     "audit_events",
@@ -115,6 +135,11 @@ reserved_domains = Table(
     Column("domain", String(253), nullable=False),
     Column("cname_target", String(253), nullable=True),
     Column("created_at", DateTime(), nullable=False),
+    # ACME (migration 0010): ngrok's policy as given, the status the ACME worker writes, and
+    # the /tls_certificates row of the certificate it issued.
+    Column("certificate_management_policy", JSON(none_as_null=True), nullable=True),
+    Column("certificate_management_status", JSON(none_as_null=True), nullable=True),
+    Column("managed_certificate_id", ID, nullable=True),
     Index("ix_reserved_domains_domain", "domain", unique=True),
     Index("ix_reserved_domains_account_id", "account_id", "id"),
 )
@@ -251,4 +276,36 @@ cluster_identity = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text(), nullable=False),
+)
+
+# ACME (migration 0010): one row per managed name, its certificate (the key sealed under the
+# secret, bound to the name), the order lock a node holds while ordering, and the backoff.
+acme_certificates = Table(
+    "acme_certificates",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("key_type", String(8), nullable=False),
+    Column("certificate_pem", Text(), nullable=True),
+    Column("private_key_sealed", Text(), nullable=True),
+    Column("not_after", DateTime(), nullable=True),
+    Column("renews_at", DateTime(), nullable=True),
+    Column("issued_at", DateTime(), nullable=True),
+    Column("failures", Integer(), nullable=False, server_default="0"),
+    Column("job_started_at", DateTime(), nullable=True),
+    Column("job_error_code", String(64), nullable=True),
+    Column("job_msg", Text(), nullable=True),
+    Column("job_retries_at", DateTime(), nullable=True),
+    Column("locked_by", String(40), nullable=True),
+    Column("locked_until", DateTime(), nullable=True),
+)
+# Challenges being validated: an HTTP-01 key authorization by (name, token), a TLS-ALPN-01
+# certificate and sealed key by name; whichever node the CA reaches answers.
+acme_challenges = Table(
+    "acme_challenges",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(253), primary_key=True),
+    Column("token", String(255), primary_key=True),
+    Column("content", Text(), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
 )

@@ -42,6 +42,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from burrow.domain import certificates, errors, ids, tokens
+from burrow.domain.deadline import Deadline
 from burrow.domain.fields import ValueKind
 from burrow.domain.models import (
     Actor,
@@ -52,6 +53,7 @@ from burrow.domain.models import (
     Principal,
     ReservedAddr,
     ReservedDomain,
+    SshCredential,
     TlsCertificate,
     User,
 )
@@ -60,7 +62,9 @@ from burrow.store.fastpath import PointRead, PointReader
 from burrow.store.filter_sql import Column
 from burrow.store.notify import CHANGED, RESYNC, ChangeFeed, notify
 
-T = TypeVar("T", ApiKey, Credential, BotUser, AuditEvent, ReservedDomain, ReservedAddr, TlsCertificate)
+T = TypeVar(
+    "T", ApiKey, Credential, SshCredential, BotUser, AuditEvent, ReservedDomain, ReservedAddr, TlsCertificate
+)
 V = TypeVar("V")
 
 
@@ -103,6 +107,21 @@ def _credential(row: Mapping[str, Any]) -> Credential:
     )
 
 
+def _ssh_credential(row: Mapping[str, Any]) -> SshCredential:
+    acl = row["acl"]
+    return SshCredential(
+        row["id"],
+        row["account_id"],
+        row["owner_id"],
+        row["description"],
+        row["metadata"],
+        row["public_key"],
+        row["fingerprint"],
+        tuple(json.loads(acl)) if isinstance(acl, str) else tuple(acl),
+        row["created_at"],
+    )
+
+
 def _bot_user(row: Mapping[str, Any]) -> BotUser:
     return BotUser(row["id"], row["account_id"], row["name"], row["active"], row["created_at"])
 
@@ -112,7 +131,8 @@ def _audit_event(row: Mapping[str, Any]) -> AuditEvent:
 
 
 def _reserved_domain(row: Mapping[str, Any]) -> ReservedDomain:
-    return ReservedDomain(**{name: row[name] for name in ReservedDomain.__slots__})
+    # A row just inserted holds only the columns given (the ACME ones are null until set).
+    return ReservedDomain(**{name: row[name] for name in ReservedDomain.__slots__ if name in row})
 
 
 def _reserved_addr(row: Mapping[str, Any]) -> ReservedAddr:
@@ -134,6 +154,7 @@ def _tls_certificate(row: Mapping[str, Any]) -> TlsCertificate:
 
 API_KEYS = Kind("api_key", schema.api_keys, ids.API_KEY, _api_key)
 CREDENTIALS = Kind("credential", schema.credentials, ids.CREDENTIAL, _credential)
+SSH_CREDENTIALS = Kind("ssh_credential", schema.ssh_credentials, ids.SSH_CREDENTIAL, _ssh_credential)
 BOT_USERS = Kind("bot_user", schema.bot_users, ids.BOT_USER, _bot_user)
 # Read like the others; written only by Store.record, never updated or deleted.
 AUDIT_EVENTS = Kind("audit_event", schema.audit_events, ids.AUDIT_EVENT, _audit_event)
@@ -143,6 +164,7 @@ TLS_CERTIFICATES = Kind("tls_certificate", schema.tls_certificates, ids.TLS_CERT
 _ALL_KINDS = (
     API_KEYS,
     CREDENTIALS,
+    SSH_CREDENTIALS,
     BOT_USERS,
     AUDIT_EVENTS,
     RESERVED_DOMAINS,
@@ -164,7 +186,7 @@ def _key_binding(fields: certificates.CertificateFields) -> str:
 
 
 class Taken(Exception):
-    """A unique name (a reserved domain or address) is already held."""
+    """A unique value (a reserved domain or address, an SSH key) is already held."""
 
 
 @dataclass(frozen=True)
@@ -185,28 +207,29 @@ def _rows(query: Select[Any], connection: Connection) -> list[Any]:
     return [row._mapping for row in connection.execute(query)]
 
 
-def _before(connection: Connection, deadline: float, run: Callable[[Connection], R]) -> R:
+def _before(connection: Connection, deadline: Deadline, run: Callable[[Connection], R]) -> R:
     """``run(connection)``, its statements interrupted at ``deadline``: by SQLite's progress
-    handler (checked every few thousand virtual-machine steps) or PostgreSQL's statement
-    timeout. A query abandoned that way is over the filter budget (ERR_NGROK_90250)."""
-    left = deadline - time.monotonic()
+    handler (checked every few thousand virtual-machine steps; at once, too, when the
+    deadline is abandoned) or PostgreSQL's statement timeout. A query abandoned that way is
+    over the filter budget (ERR_NGROK_90250)."""
+    left = deadline.left()
     if left <= 0:
         raise errors.FILTER_OVER_BUDGET(rows=FILTER_ROWS, seconds=FILTER_SECONDS)
     raw = connection.connection.dbapi_connection
     sqlite = connection.dialect.name == "sqlite"
     try:
         if sqlite:
-            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # type: ignore[union-attr]
+            raw.set_progress_handler(lambda: int(deadline.passed()), 10_000)  # type: ignore[union-attr]
         else:
             connection.execute(
                 text("SELECT set_config('statement_timeout', :ms, true)"),
-                {"ms": str(max(1, int(left * 1000)))},
+                {"ms": str(max(1, int(min(left, 3600.0) * 1000)))},
             )
         return run(connection)
     except (OperationalError, errors.BurrowError) as problem:
         # Interrupted, the driver says so (and database.py calls it unavailable): past the
         # deadline, it was us.
-        if time.monotonic() < deadline:
+        if not deadline.passed():
             raise
         raise errors.FILTER_OVER_BUDGET(rows=FILTER_ROWS, seconds=FILTER_SECONDS) from problem
     finally:
@@ -243,12 +266,19 @@ class Store:
         if self.feed is not None:
             self.feed.subscribe(self._notified)
         owner_joins = {}
-        for name, table in (("api_key", schema.api_keys), ("credential", schema.credentials)):
+        owned_tables = (
+            ("api_key", schema.api_keys),
+            ("credential", schema.credentials),
+            ("ssh_credential", schema.ssh_credentials),
+        )
+        for name, table in owned_tables:
             users, bots = schema.users, schema.bot_users
+            # An SSH credential has no token: its record's digest is the key's fingerprint.
+            digest_column = table.c.fingerprint if name == "ssh_credential" else table.c.token_digest
             owner_joins[name] = PointRead(
                 engine,
                 select(
-                    table.c.token_digest,
+                    digest_column,
                     table.c.account_id,
                     table.c.owner_id,
                     users.c.role,
@@ -429,8 +459,16 @@ class Store:
 
     # Authentication -----------------------------------------------------------------
 
+    def ssh_credential_id(self, fingerprint: str) -> str | None:
+        """The SSH credential registered for the key of ``fingerprint`` ("SHA256:..."), by id."""
+        table = schema.ssh_credentials
+        with self.engine.connect() as connection:
+            found = connection.execute(select(table.c.id).where(table.c.fingerprint == fingerprint)).first()
+        return None if found is None else str(found.id)
+
     def auth_record(self, kind_name: str, resource_id: str) -> AuthRecord | None:
-        """The digest and owner standing of an API key or credential, by id."""
+        """The digest (an SSH credential's: its fingerprint) and owner standing of an API
+        key, credential or SSH credential, by id."""
         row = self._reader.fetch_one(self._auth_reads[kind_name], {"id": resource_id})
         if row is None:
             return None
@@ -562,11 +600,11 @@ class Store:
         before_id: str | None,
         batch: int = 100,
         where: ColumnElement[bool] | None = None,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> Iterator[T]:
         """The account's resources, newest first, older than ``before_id``, lazily; only
-        those satisfying ``where`` when it is given. Past ``deadline`` (``time.monotonic()``)
-        a query still running is interrupted and ERR_NGROK_90250 raised."""
+        those satisfying ``where`` when it is given. Past ``deadline`` (or once it is
+        abandoned) a query still running is interrupted and ERR_NGROK_90250 raised."""
         table = kind.table
         columns = _PUBLIC_COLUMNS[kind.name]
         cursor = before_id
@@ -602,7 +640,7 @@ class Store:
                 self._record(connection, actor, account_id, "create", kind.name, item.id)
                 return item, token
         except IntegrityError as problem:
-            if kind in (RESERVED_DOMAINS, RESERVED_ADDRS):
+            if kind in (RESERVED_DOMAINS, RESERVED_ADDRS, SSH_CREDENTIALS):
                 raise Taken() from problem
             raise
 
@@ -759,7 +797,7 @@ class Store:
             if result.rowcount and kind is BOT_USERS:
                 # What a bot owned goes with it, so none of its tokens outlive it; each is
                 # recorded as deleted by the same actor, as if deleted one by one.
-                for owned in (API_KEYS, CREDENTIALS, RESERVED_DOMAINS, RESERVED_ADDRS):
+                for owned in (API_KEYS, CREDENTIALS, SSH_CREDENTIALS, RESERVED_DOMAINS, RESERVED_ADDRS):
                     table = owned.table
                     gone = connection.execute(
                         delete(table)

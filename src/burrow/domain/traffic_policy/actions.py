@@ -19,6 +19,9 @@ from ..circuit import CircuitBreaker
 from ..ip_restriction import IPAddress, IPRestriction
 from ..webhooks import PROVIDERS, WebhookVerifier
 from .expressions import CelType, Env, Template, compile_template
+from .jwt import ConfigError as JwtConfigError
+from .jwt import Failure as JwtFailure
+from .jwt import JwtSettings, compile_jwt
 from .regex import Match, Regex, compile_regex
 
 TCP: Final = "on_tcp_connect"
@@ -149,30 +152,17 @@ class ConfigReader:
             raise Invalid(f"{self.path}.{unknown[0]}", "unknown field")
 
 
-def _resolve_value(value: Any, env: Env) -> Any:
-    """``value`` with its templates resolved; ``value`` itself when none of them changes."""
+def _value_resolver(value: Any) -> Callable[[Env], Any] | None:
+    """A function giving ``value`` with its templates resolved, or None when it has none
+    (built once per action, so that a request walks only the fields that change)."""
     if isinstance(value, Template):
-        return value.resolve(env)
+        return value.resolve if value.dynamic else None
     if isinstance(value, tuple):
-        changed = False
-        items = []
-        for item in value:
-            new = _resolve_value(item, env)
-            changed = changed or new is not item
-            items.append(new)
-        return tuple(items) if changed else value
-    return value
-
-
-def is_dynamic(value: object) -> bool:
-    """Whether ``value`` (an action, or one of its fields) holds a template to resolve."""
-    if isinstance(value, Template):
-        return value.dynamic
-    if isinstance(value, tuple):
-        return any(is_dynamic(item) for item in value)
-    if isinstance(value, Action):
-        return any(is_dynamic(getattr(value, name)) for name in _init_fields(type(value)))
-    return False
+        items = [(item, _value_resolver(item)) for item in value]
+        if not any(resolver for _, resolver in items):
+            return None
+        return lambda env: tuple(resolver(env) if resolver else item for item, resolver in items)
+    return None
 
 
 _INIT_FIELDS: dict[type, tuple[str, ...]] = {}
@@ -193,16 +183,29 @@ class Action:
 
     def resolve(self, env: Env) -> Action:
         """A copy with every template resolved against ``env`` (itself if it has none)."""
-        resolved = None
-        for name in _init_fields(type(self)):
-            value = getattr(self, name)
-            new = _resolve_value(value, env)
-            if new is not value:
-                if resolved is None:  # a shallow copy, made without __init__ (this runs per request)
-                    resolved = object.__new__(type(self))
-                    resolved.__dict__.update(self.__dict__)
-                resolved.__dict__[name] = new  # frozen: set on the fresh copy only
-        return resolved or self
+        resolver = self.resolver()
+        return self if resolver is None else resolver(env)
+
+    def resolver(self) -> Callable[[Env], Action] | None:
+        """:meth:`resolve` compiled: a function of the variables, None when nothing changes."""
+        fields = [
+            (name, resolver)
+            for name in _init_fields(type(self))
+            if (resolver := _value_resolver(getattr(self, name))) is not None
+        ]
+        if not fields:
+            return None
+        kind, state = type(self), self.__dict__
+
+        def resolve(env: Env) -> Action:
+            resolved = object.__new__(kind)  # a shallow copy, made without __init__ (per request)
+            copied = resolved.__dict__
+            copied.update(state)
+            for name, resolver in fields:
+                copied[name] = resolver(env)  # frozen: set on the fresh copy only
+            return resolved
+
+        return resolve
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,7 @@ class RestrictIps(Action):
     kind: ClassVar[str] = "restrict-ips"
     phases: ClassVar[frozenset[str]] = frozenset({TCP, REQUEST})
     restriction: IPRestriction
+    error_page: bool = False  # refused with ngrok's error page (the IPRestriction option)
 
     def allows(self, client: IPAddress) -> bool:
         return self.restriction.allows(client)
@@ -327,6 +331,7 @@ class BasicAuthAction(Action):
     auth: BasicAuth
     realm: str = "ngrok"
     enforce: bool = True
+    error_page: bool = False  # refused with ngrok's error page (the BasicAuth option)
 
     def challenge(self, authorization: bytes | None) -> Response | None:
         """None when the credentials are good (or not enforced), else the 401 to send."""
@@ -369,13 +374,16 @@ class VerifyWebhook(Action):
 
 @dataclass(frozen=True)
 class JwtValidation(Action):
-    """Checked for shape only: the edge fetches the JWKS and validates tokens."""
+    """Tokens checked against the issuer's keys (jwt.py); the edge fetches the key sets of
+    ``settings.keyring.urls`` into the keyring (edge/jwt_check.py)."""
 
     kind: ClassVar[str] = "jwt-validation"
     phases: ClassVar[frozenset[str]] = frozenset({REQUEST})
-    issuer: tuple[str, ...]
-    audience: tuple[str, ...]
-    jwks_url: str
+    settings: JwtSettings
+
+    def check(self, headers: Sequence[tuple[bytes, bytes]], now: float) -> JwtFailure | None:
+        """None when the request's tokens are good, else why they are not."""
+        return self.settings.check(headers, now)
 
 
 @dataclass(frozen=True)
@@ -523,6 +531,15 @@ class SlidingWindow:
         return allowed
 
 
+def _jwt_validation(reader: ConfigReader) -> JwtValidation:
+    config = reader._config
+    reader._read.update(config)  # compile_jwt refuses unknown fields itself
+    try:
+        return JwtValidation(compile_jwt(config, reader.path))
+    except JwtConfigError as error:
+        raise Invalid(error.path, error.reason) from None
+
+
 def _verify_webhook(reader: ConfigReader) -> VerifyWebhook:
     provider = reader.string("provider", choices=tuple(sorted(PROVIDERS)))
     secret = reader.string("secret")
@@ -546,9 +563,7 @@ BUILDERS: Final[dict[str, Callable[[ConfigReader], Action]]] = {
         r.strings("algorithms") or ("gzip", "deflate", "br", "compress")
     ),
     "verify-webhook": _verify_webhook,
-    "jwt-validation": lambda r: JwtValidation(
-        r.strings("issuer"), r.strings("audience"), r.string("jwks_url")
-    ),
+    "jwt-validation": lambda r: _jwt_validation(r),
     "forward-internal": lambda r: ForwardInternal(
         r.template("url"), r.string("on_error", "halt", ("halt", "continue"))
     ),

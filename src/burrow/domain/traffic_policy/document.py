@@ -10,7 +10,7 @@ into exponential size: the "billion laughs").
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 import yaml
 
@@ -71,6 +71,23 @@ def redacted(text: str) -> str:
     return json.dumps(data) if _redact(data) else text
 
 
+_PRIVATE_JWK: Final = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")  # private or symmetric key material
+
+
+def _redact_jwks(config: dict[str, Any]) -> bool:
+    """A jwt-validation's inline JWKS keeps public keys only: private parts given by mistake
+    (and ``oct`` secrets, which Burrow ignores) are blanked."""
+    keys: Any = config
+    for name in ("jws", "keys", "sources", "inline_jwks", "keys"):
+        keys = keys.get(name) if isinstance(keys, dict) else None
+    found = False
+    for key in keys if isinstance(keys, list) else ():
+        for name in _PRIVATE_JWK:
+            if isinstance(key, dict) and name in key:
+                key[name], found = REDACTED, True
+    return found
+
+
 def _redact(data: object) -> bool:
     """Blank the secrets of every action in ``data`` (in place); whether there were any."""
     found = False
@@ -87,6 +104,8 @@ def _redact(data: object) -> bool:
         elif isinstance(config, dict) and data.get("type") == "verify-webhook" and "secret" in config:
             config["secret"] = REDACTED
             found = True
+        elif isinstance(config, dict) and data.get("type") == "jwt-validation":
+            found = _redact_jwks(config) or found
         else:
             for value in data.values():
                 found = _redact(value) or found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
@@ -21,7 +21,6 @@ from .actions import (
     Deny,
     Invalid,
     SetVars,
-    is_dynamic,
 )
 from .document import load_document
 from .expressions import (
@@ -81,11 +80,11 @@ class Rule:
     name: str
     expressions: tuple[Expression, ...]
     actions: tuple[Action, ...]
-    # Per action: whether it has templates to resolve on each run (the others run as they are).
-    dynamic: tuple[bool, ...] = field(init=False, compare=False, repr=False)
+    # Per action: its templates' resolver, compiled once (None: it runs as it is).
+    resolvers: tuple[Callable[[Env], Action] | None, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dynamic", tuple(is_dynamic(action) for action in self.actions))
+        object.__setattr__(self, "resolvers", tuple(action.resolver() for action in self.actions))
 
 
 @dataclass(frozen=True)
@@ -108,9 +107,9 @@ class Policy:
         for rule in self.phases.get(phase, ()):
             if not all(_holds(expression, env) for expression in rule.expressions):
                 continue
-            for action, dynamic in zip(rule.actions, rule.dynamic, strict=True):
+            for action, resolver in zip(rule.actions, rule.resolvers, strict=True):
                 try:
-                    resolved = action.resolve(env) if dynamic else action
+                    resolved = action if resolver is None else resolver(env)
                 except EvaluationError:
                     continue  # an interpolation that cannot be made: the action is skipped
                 if isinstance(resolved, SetVars):

@@ -112,6 +112,15 @@ class ResponseParser:
         rest, self._buffer = self._buffer, b""
         return rest
 
+    def take_whole_body(self) -> bytes | None:
+        """The hot path of small answers: right after a head whose Content-Length body is
+        exactly what is buffered, that body, and the response is complete (no events for
+        it); None otherwise, and nothing changes."""
+        if self._state == _BODY and len(self._buffer) == self._remaining:
+            data, self._buffer, self._remaining, self._state = self._buffer, b"", 0, _IDLE
+            return data
+        return None
+
     def next_event(self) -> ResponseEvent | None:
         state = self._state
         try:

@@ -1,0 +1,138 @@
+"""ACME's pure parts: the ALPN protocols of a real ClientHello, the TLS-ALPN-01 certificate,
+renewal at two thirds, and ``burrow serve``'s ACME settings checked (secrets never echoed)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from hypothesis import given
+from hypothesis import strategies as st
+
+from burrow.cli.node import CommandError
+from burrow.cli.serving import acme_settings
+from burrow.cli.settings import SETTINGS
+from burrow.edge.acme import ACME_IDENTIFIER_OID, LETS_ENCRYPT, alpn_certificate, renews_at
+from burrow.edge.sniff import tls_alpn_protocols
+
+
+def hello(protocols: list[str]) -> bytes:
+    context = ssl.create_default_context()
+    if protocols:
+        context.set_alpn_protocols(protocols)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="a.example.com")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_alpn_protocols_of_a_real_client_hello() -> None:
+    assert tls_alpn_protocols(hello(["acme-tls/1"])) == [b"acme-tls/1"]
+    assert tls_alpn_protocols(hello(["h2", "http/1.1"])) == [b"h2", b"http/1.1"]
+    assert tls_alpn_protocols(hello([])) == []
+    assert tls_alpn_protocols(b"") == [] and tls_alpn_protocols(b"GET / HTTP/1.1\r\n") == []
+
+
+@given(st.binary(max_size=400))
+def test_alpn_parsing_never_raises(data: bytes) -> None:
+    assert isinstance(tls_alpn_protocols(data), list)
+
+
+def test_the_tls_alpn_certificate_carries_the_key_authorization_digest() -> None:
+    cert_pem, key_pem = alpn_certificate("a.example.com", "token.thumbprint")
+    certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    extension = certificate.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
+    assert extension.critical
+    assert extension.value.value == b"\x04\x20" + hashlib.sha256(b"token.thumbprint").digest()
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["a.example.com"]
+    assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_renewal_is_at_two_thirds_of_the_lifetime() -> None:
+    cert_pem, _ = alpn_certificate("x.example.com", "k")
+    certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    expected = (start + (end - start) * 2 / 3).replace(tzinfo=None, microsecond=0)
+    assert renews_at(certificate) == expected
+    assert start.replace(tzinfo=None) < renews_at(certificate) < end.replace(tzinfo=None)
+    assert end - start > datetime.timedelta(hours=20)
+
+
+def values(**given: Any) -> dict[str, Any]:
+    defaults = {s.param: s.default for s in SETTINGS}
+    return {**defaults, **given}
+
+
+def test_acme_is_off_without_an_email_and_lets_encrypt_with_one() -> None:
+    assert acme_settings(values(), "burrow.test") is None
+    on = acme_settings(values(acme_email="ops@example.com"), "burrow.test")
+    assert on is not None and on.directory == LETS_ENCRYPT and on.challenge == "http-01"
+    assert on.dns is None and on.extra == ()
+
+
+SECRET = "c2VjcmV0LXRzaWcta2V5LWJ5dGVzLWZvci10ZXN0cw=="
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"acme_directory": "https://ca.example/dir"}, "need --acme-email"),
+        ({"acme_email": "nobody"}, "not an email address"),
+        ({"acme_email": "a@b.c", "acme_directory": "http://ca.example/dir"}, "not an https:// URL"),
+        ({"acme_email": "a@b.c", "acme_challenge": "dns-01"}, "http-01 or tls-alpn-01"),
+        ({"acme_email": "a@b.c", "acme_check_seconds": 0.0}, "must be positive"),
+        ({"acme_email": "a@b.c", "dns_update_server": "127.0.0.1:53"}, "needs --dns-tsig-key"),
+        ({"acme_email": "a@b.c", "dns_tsig_key": f"k:hmac-sha256:{SECRET}"}, "need --dns-update-server"),
+        (
+            {
+                "acme_email": "a@b.c",
+                "dns_update_server": "127.0.0.1:53",
+                "dns_tsig_key": f"k:hmac-md4:{SECRET}",
+            },
+            "NAME:ALGORITHM:SECRET",
+        ),
+        (
+            {"acme_email": "a@b.c", "dns_update_server": "127.0.0.1:53", "dns_tsig_key": "k:hmac-sha256:%%%"},
+            "not base64",
+        ),
+        (
+            {
+                "acme_email": "a@b.c",
+                "dns_update_server": "127.0.0.1:53",
+                "dns_tsig_key": f"k:hmac-sha256:{SECRET}",
+                "dns_update_zone": "other.test",
+            },
+            "does not hold --domain",
+        ),
+    ],
+)
+def test_bad_acme_settings_are_refused_without_echoing_secrets(given: dict[str, Any], message: str) -> None:
+    with pytest.raises(CommandError) as refused:
+        acme_settings(values(**given), "burrow.test")
+    assert message in str(refused.value)
+    assert SECRET not in str(refused.value)
+
+
+def test_dns01_settings_add_the_wildcard(tmp_path: Path) -> None:
+    key_file = tmp_path / "tsig.key"
+    key_file.write_text(f"burrow-update:hmac-sha256:{SECRET}\n")
+    on = acme_settings(
+        values(acme_email="a@b.c", dns_update_server="127.0.0.1:5353", dns_tsig_key=str(key_file)),
+        "burrow.test",
+    )
+    assert on is not None and on.dns is not None
+    assert (on.dns.host, on.dns.port, on.dns.zone, on.dns.key_name) == (
+        "127.0.0.1",
+        5353,
+        "burrow.test",
+        "burrow-update",
+    )
+    assert [(m.name, m.challenge) for m in on.extra] == [("*.burrow.test", "dns-01")]
