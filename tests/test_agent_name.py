@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 
 from burrow.cli.node import CommandError, make_edge
-from burrow.cli.serving import edge_config, name_agents
+from burrow.cli.serving import advertised_agent_port, edge_config, name_agents
 from burrow.domain import errors
 from burrow.domain.reserved import ReservationPolicy
 from burrow.edge.server import EdgeConfig
@@ -34,6 +34,15 @@ def test_the_name_is_derived_from_the_domain_or_given() -> None:
     local = config("burrow.localhost", "127.0.0.1:4443")
     name_agents(local, None)
     assert (local.agent_name, local.server_addr) == ("connect.burrow.localhost", "127.0.0.1:4443")
+
+
+def test_behind_a_balancer_agents_are_told_its_port() -> None:
+    named = config()
+    name_agents(named, None, advertised_agent_port("http=80,agent=443"))
+    assert named.server_addr == "connect.tunnels.example.com:443"
+    assert advertised_agent_port("http=80") is None
+    with pytest.raises(CommandError, match="agent=PORT"):
+        advertised_agent_port("agent=0")
 
 
 @pytest.mark.parametrize("bad", ["not a name", "-x.example.com", "tunnels.example.com", "example.com", ""])

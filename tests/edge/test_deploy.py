@@ -4,11 +4,14 @@ a new data directory serving the old API key and agent authtoken."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +25,7 @@ from cryptography import x509
 from burrow.domain import names
 from burrow.edge.certs import ensure_server_certificate
 from tests.edge.conftest import Agent
-from tests.harness import ROOT, BurrowServer, burrow, edge_args, free_port
+from tests.harness import ROOT, BurrowServer, burrow, edge_args, free_port, snapshot
 
 pytestmark = pytest.mark.e2e
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"  # Debian's systemd package (make test installs it)
@@ -216,3 +219,19 @@ def test_an_sdk_agent_connects_by_the_servers_name_and_verifies_it(
         assert "ERR_NGROK_326" in refused_name.error("web"), refused_name.ready
     finally:
         server.stop()
+
+
+def test_an_older_burrow_serve_refuses_a_newer_schema_with_a_clear_error(tmp_path: Path) -> None:
+    server = BurrowServer(tmp_path / "data")  # burrow init: the schema at this Burrow's newest
+    with contextlib.closing(sqlite3.connect(server.data_dir / "burrow.db")) as connection, connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    before = snapshot(server.data_dir / "burrow.db")
+    refused = burrow(
+        "serve", "--data-dir", str(server.data_dir), "--api-addr", f"127.0.0.1:{free_port()}", *edge_args(),
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr  # the unit's RestartPreventExitStatus
+    [line] = [json.loads(text) for text in refused.stderr.splitlines() if "9999_future" in text]
+    assert line["level"] == "error" and "a newer Burrow migrated it" in line["message"]
+    assert "Traceback" not in refused.stderr
+    assert snapshot(server.data_dir / "burrow.db") == before  # no migration, no first-run account

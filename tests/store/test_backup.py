@@ -3,6 +3,7 @@ restored data directory; a schema from a newer Burrow is refused, changing nothi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from burrow.domain import tokens
 from burrow.edge.certs import ensure_server_certificate
 from burrow.store import backup, database
 from burrow.store.store import Store
+from tests.harness import snapshot
 
 
 def filled(data_dir: Path, database_url: str | None = None) -> tuple[str, str, str]:
@@ -151,19 +153,19 @@ def test_backup_refuses_to_replace_a_file_and_restore_refuses_what_is_no_backup(
 
 
 def stamp_future(data_dir: Path) -> None:
-    with sqlite3.connect(data_dir / "burrow.db") as connection:
+    with contextlib.closing(sqlite3.connect(data_dir / "burrow.db")) as connection, connection:
         connection.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
 
 
 def test_a_schema_from_a_newer_burrow_is_refused_clearly_and_left_alone(tmp_path: Path) -> None:
     filled(tmp_path)
     stamp_future(tmp_path)
-    before = (tmp_path / "burrow.db").read_bytes()
+    before = snapshot(tmp_path / "burrow.db")
     with pytest.raises(
         database.SchemaTooNew, match="'9999_from_the_future', which this Burrow does not know"
     ):
         Store.open(tmp_path)
-    assert (tmp_path / "burrow.db").read_bytes() == before
+    assert snapshot(tmp_path / "burrow.db") == before
     # The command line says so in one line, exiting 2 (serve runs the same Store.open).
     result = CliRunner().invoke(app, ["admin", "accounts", "list", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2

@@ -69,6 +69,7 @@ def serve(values: dict[str, Any]) -> None:
         require_reservation=v["require_reservation"],
     )
     config.settings = advertise(config.settings, v["advertised_ports"])
+    agent_port = advertised_agent_port(v["advertised_ports"])
     config.settings = dataclasses.replace(
         config.settings, server_hosts=own_hosts(host, v["public_url"], v["domain"])
     )
@@ -78,7 +79,7 @@ def serve(values: dict[str, Any]) -> None:
     except ValueError as problem:
         raise CommandError(f"--jwks-allow-cidrs: {problem}") from None
     config.proxy_protocol = proxy_listeners(v["proxy_protocol"], config, v["workers"])
-    name_agents(config, v["agent_name"])
+    name_agents(config, v["agent_name"], agent_port)
     listening = 3 + (len(config.settings.tcp_ports) if v["edge"] else 0)
     api_limits, agent_limits, limits = fit_to_file_limit(api_limits, agent_limits, limits, listening)
     config.agent_limits = agent_limits
@@ -315,23 +316,38 @@ def edge_config(
     )
 
 
+def _advertised(text: str) -> list[tuple[str, int]]:
+    pairs = []
+    for item in text.split(","):
+        name, sep, port = item.strip().partition("=")
+        known = name in ADVERTISED or name == "agent"
+        if not known or not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise CommandError(f"--advertised-ports {text!r} is not http=PORT,https=PORT,tls=PORT,agent=PORT")
+        pairs.append((name, int(port)))
+    return pairs
+
+
+def advertised_agent_port(text: str | None) -> int | None:
+    """The port of ``agent=PORT`` in ``--advertised-ports``: the server_addr agents are told."""
+    return next((port for name, port in _advertised(text) if name == "agent"), None) if text else None
+
+
 def advertise(settings: EdgeSettings, text: str | None) -> EdgeSettings:
     """``settings`` with the URL ports of ``--advertised-ports`` (``http=80,https=443,tls=443``)."""
     if not text:
         return settings
     ports: dict[str, int | None] = {}
-    for item in text.split(","):
-        name, sep, port = item.strip().partition("=")
-        if name not in ADVERTISED or not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise CommandError(f"--advertised-ports {text!r} is not http=PORT,https=PORT,tls=PORT")
-        ports[f"{name}_url_port"] = None if int(port) == ADVERTISED[name] else int(port)
+    for name, port in _advertised(text):
+        if name in ADVERTISED:
+            ports[f"{name}_url_port"] = None if port == ADVERTISED[name] else port
     return dataclasses.replace(settings, **ports)  # type: ignore[arg-type]
 
 
-def name_agents(config: EdgeConfig, given: str | None) -> None:
+def name_agents(config: EdgeConfig, given: str | None, advertised_port: int | None = None) -> None:
     """The agent listener's name (``--agent-name``, else ``connect.DOMAIN``) and the
-    ``server_addr`` agents are told: NAME:PORT, except for a derived name under ``localhost``
-    (which not every resolver answers), where the listener's own address is what works.
+    ``server_addr`` agents are told: NAME:PORT (the port of ``--advertised-ports agent=PORT``,
+    else the listener's), except for a derived name under ``localhost`` (which not every
+    resolver answers), where the listener's own address is what works.
 
     No tenant binds the name: it is the server's, like the API's host."""
     domain = config.settings.domain
@@ -348,7 +364,7 @@ def name_agents(config: EdgeConfig, given: str | None) -> None:
     host, port = config.agent_addr
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if name is not None and (given is not None or not reserved.is_under(name, "localhost")):
-        shown = f"{name}:{port}"
+        shown = f"{name}:{advertised_port or port}"
     config.agent_name = name
     config.server_addr = shown
     if name is not None and names.hostname(name) is not None and name != "localhost":

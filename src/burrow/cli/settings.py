@@ -99,7 +99,7 @@ SETTINGS: list[Setting] = [
         "advertised-ports",
         str,
         None,
-        "http=80,https=443,tls=443: the ports tunnel URLs show when the listeners sit behind others.",
+        "http=80,https=443,tls=443,agent=443: the ports URLs and server_addr show behind other ports.",
         "the listeners' ports",
     ),
     Setting("log-level", str, "info", "debug, info, warning or error."),
