@@ -7,6 +7,8 @@ import configparser
 import re
 from pathlib import Path
 
+import yaml
+
 from burrow.cli import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +58,16 @@ def test_the_tests_the_guide_names_exist() -> None:
     for path, test in named:
         source = (ROOT / path).read_text()
         assert not test or f"def {test}(" in source, f"{path}::{test}"
+
+
+def test_the_example_alerts_parse_and_name_real_metrics() -> None:
+    """The guide's Prometheus rules: valid YAML, and every metric an expression names exists
+    (counters with their _total, histograms with their _bucket)."""
+    (block,) = re.findall(r"^```yaml\n(.*?)^```$", GUIDE, re.MULTILINE | re.DOTALL)
+    rules = yaml.safe_load(block)["groups"][0]["rules"]
+    assert len(rules) >= 5
+    defined = defined_metrics()
+    for rule in rules:
+        for name in re.findall(r"\bburrow_[a-z_]+", rule["expr"]):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+            assert name in defined or base in defined, (rule["alert"], name)
