@@ -193,6 +193,7 @@ def test_random_http_tunnel_reaches_the_local_service_and_is_listed(
             endpoints = http.get("/endpoints").json()["endpoints"]
         assert [s["credential"]["id"] for s in sessions] == [credential_id]
         assert sessions[0]["agent_version"].startswith("SSH-2.0-OpenSSH")
+        assert sessions[0]["transport"] == "ssh"  # ngrok's value for its SSH gateway's sessions
         assert [t["public_url"] for t in listed] == [url]
         assert [e["url"] for e in endpoints] == [url]
         assert listed[0]["tunnel_session"]["id"] == sessions[0]["id"]
