@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tests.edge.test_cluster import cluster  # noqa: F401 - the fixture
 from tests.harness import BurrowServer, free_port, local_http_service
 
 pytestmark = pytest.mark.e2e
@@ -192,6 +193,7 @@ def test_random_http_tunnel_reaches_the_local_service_and_is_listed(
             endpoints = http.get("/endpoints").json()["endpoints"]
         assert [s["credential"]["id"] for s in sessions] == [credential_id]
         assert sessions[0]["agent_version"].startswith("SSH-2.0-OpenSSH")
+        assert sessions[0]["transport"] == "ssh"  # ngrok's value for its SSH gateway's sessions
         assert [t["public_url"] for t in listed] == [url]
         assert [e["url"] for e in endpoints] == [url]
         assert listed[0]["tunnel_session"]["id"] == sessions[0]["id"]
@@ -490,3 +492,29 @@ def test_a_session_without_a_command_ends(
     assert "no command: give http, tcp or tls" in silent.output
     with server.client() as http:
         assert http.get("/tunnel_sessions").json()["tunnel_sessions"] == []
+
+
+def test_a_cluster_treats_an_ssh_session_as_an_agent_session(
+    cluster: Callable[..., list[BurrowServer]],  # noqa: F811 - the fixture
+    tunnels: list[SshTunnel],
+    tmp_path: Path,
+) -> None:
+    ssh_port = free_port()
+    a, b = cluster(2, relay=True, extra=[["--ssh-addr", f"127.0.0.1:{ssh_port}"], []])
+    key = make_key(tmp_path)
+    credential_id = register(a, key)
+    with local_http_service(lambda request: "served from the ssh client of node0") as port:
+        tunnel = SshTunnel(a, ssh_port, key, f"far.burrow.localhost:80:localhost:{port}", "http")
+        tunnels.append(tunnel)
+        url = tunnel.url()
+        # The other node lists the session and relays public traffic to the node holding it.
+        with b.client() as http:
+            (session,) = http.get("/tunnel_sessions").json()["tunnel_sessions"]
+        assert session["credential"]["id"] == credential_id
+        assert get_through(b, url).text == "served from the ssh client of node0"
+        # Deleting the key through the other node ends the session within a second.
+        with b.client() as http:
+            assert http.delete(f"/ssh_credentials/{credential_id}").status_code == 204
+        deleted_at = time.monotonic()
+        tunnel.wait(5)
+        assert time.monotonic() - deleted_at < 1.0 and "revoked" in tunnel.output

@@ -311,6 +311,11 @@ def _ip(session: AgentSession, view: View) -> str:
     return session.client_addr.rpartition(":")[0].strip("[]")
 
 
+def _transport(session: AgentSession, view: View) -> str:
+    """ngrok's two: an agent's session, or one started through the SSH gateway."""
+    return "ssh" if session.credential_id.startswith(f"{ids.SSH_CREDENTIAL}_") else "ngrok/v2"
+
+
 def _proto(tunnel: Tunnel, view: View) -> str:
     return "" if tunnel.proto == "labeled" else tunnel.proto
 
@@ -331,7 +336,7 @@ TUNNEL_SESSIONS = Resource(
         attribute("os"),
         constant("region", ValueKind.STRING, REGION),
         attribute("started_at", ValueKind.TIMESTAMP),
-        constant("transport", ValueKind.STRING, "ngrok/v2"),
+        Shown("transport", ValueKind.STRING, _transport),
     ),
     operations=frozenset({Operation.LIST, Operation.GET, Operation.STOP}),
     owner_of=_owner_id,

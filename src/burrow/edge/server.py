@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from burrow.domain import ids
 from burrow.domain.forwarded import TrustedProxies
@@ -39,7 +39,9 @@ from .proxy_inbound import HeaderReader, ProxyProtocolGate, trusted_peer
 from .public import PublicListeners, _peer
 from .relay import RelayInbound, Relaying, RelayRoutes, _RelayedTransport
 from .revocation import RevocationPolicy, RevocationWatcher
-from .ssh import SshGateway
+
+if TYPE_CHECKING:
+    from .ssh import SshGateway
 
 BACKLOG = 1024
 
@@ -299,6 +301,10 @@ class Edge:
             self.acme = self._acme(config.acme, self.https, tls.https.data_dir if tls.https else Path("."))
         self.ssh: SshGateway | None = None
         if config.ssh_addr is not None and config.ssh_host_key is not None:
+            # Imported only when on: importing asyncssh looks for optional C libraries
+            # (ctypes runs ldconfig), which a server without the gateway need not do.
+            from .ssh import SshGateway
+
             self.ssh = SshGateway(
                 self.control,
                 config.agent_limits,
