@@ -15,6 +15,8 @@ CHROMIUM := /usr/bin/chromium
 # server the DNS-01 tests update by RFC 2136 (Debian's knot).
 PEBBLE := /usr/bin/pebble
 KNOT := /usr/sbin/knotd
+# What the ACME tests verify Burrow's certificates with, against pebble's root.
+CURL := /usr/bin/curl
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 # The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
@@ -65,6 +67,9 @@ $(PEBBLE):
 $(KNOT):
 	apt-get update -qq && apt-get install -y -qq knot
 
+$(CURL):
+	apt-get update -qq && apt-get install -y -qq curl
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -75,7 +80,7 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
 		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) \
-		$(PEBBLE) $(KNOT) lint
+		$(PEBBLE) $(KNOT) $(CURL) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a
