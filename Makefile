@@ -20,6 +20,8 @@ PEBBLE := /usr/bin/pebble
 KNOT := /usr/sbin/knotd
 # Debian's OpenSSH client, the SSH tunnel gateway's tests' client (tests/ssh).
 SSH_CLIENT := /usr/bin/ssh
+# What the ACME tests verify Burrow's certificates with, against pebble's root.
+CURL := /usr/bin/curl
 # The official Node REST client, @ngrok/ngrok-api 0.11 (it sends the id in PATCH bodies).
 NGROK_API_NODE_DIR := .venvs/ngrok-api-node
 # The npm agent SDK, @ngrok/ngrok 1.7 (Traffic Policy, pooling), beside the PyPI one.
@@ -76,6 +78,9 @@ $(KNOT):
 $(SSH_CLIENT):
 	apt-get update -qq && apt-get install -y -qq openssh-client
 
+$(CURL):
+	apt-get update -qq && apt-get install -y -qq curl
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/burrow serve $(ARGS)
 
@@ -86,7 +91,7 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed $(NGROK_API_ENV)/.installed $(NGROK_API_NODE_DIR)/.installed \
 		$(NGROK_SDK_ENV)/.installed $(NGROK_NODE_SDK_DIR)/.installed $(NGROK_BIN_DIR)/.installed $(CHROMIUM) \
-		$(SYSTEMD_ANALYZE) $(PEBBLE) $(KNOT) $(SSH_CLIENT) lint
+		$(SYSTEMD_ANALYZE) $(PEBBLE) $(KNOT) $(SSH_CLIENT) $(CURL) lint
 	$(VENV)/bin/pytest -q
 
 # The in-process tier on SQLite and everything else that needs nothing but Burrow (under a

@@ -3,6 +3,7 @@ renewal at two thirds, and ``burrow serve``'s ACME settings checked (secrets nev
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import hashlib
@@ -18,8 +19,12 @@ from hypothesis import strategies as st
 from burrow.cli.node import CommandError
 from burrow.cli.serving import acme_settings
 from burrow.cli.settings import SETTINGS
+from burrow.domain.tunnels import AgentSession, Registry, Tunnel
 from burrow.edge.acme import ACME_IDENTIFIER_OID, LETS_ENCRYPT, alpn_certificate, renews_at
+from burrow.edge.muxado_streams import MuxConnection, MuxStream
+from burrow.edge.public import PublicListeners
 from burrow.edge.sniff import tls_alpn_protocols
+from tests.edge.test_proxy_hooks import _agent_serves, _exchange
 
 
 def hello(protocols: list[str]) -> bytes:
@@ -136,3 +141,83 @@ def test_dns01_settings_add_the_wildcard(tmp_path: Path) -> None:
         "burrow-update",
     )
     assert [(m.name, m.challenge) for m in on.extra] == [("*.burrow.test", "dns-01")]
+
+
+async def _http01_edge(lookups: list[tuple[str, str]]) -> tuple[Any, ...]:
+    """The real public HTTP listener with an in-process agent for ``hooks.example``, whose
+    ACME lookup knows one token (``good``) and fails for ``broken``."""
+    loop = asyncio.get_running_loop()
+    seen: list[bytes] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_agent(connection: MuxConnection) -> None:
+        async def accept() -> None:
+            while (stream := await connection.accept_stream()) is not None:
+                tasks.add(loop.create_task(_agent_serves(stream, seen)))
+
+        tasks.add(loop.create_task(accept()))
+
+    agent_server = await loop.create_server(
+        lambda: MuxConnection(client_side=True, on_connected=on_agent), "127.0.0.1", 0
+    )
+    _, edge_side = await loop.create_connection(
+        lambda: MuxConnection(client_side=False), "127.0.0.1", agent_server.sockets[0].getsockname()[1]
+    )
+    registry = Registry()
+    registry.add_session(
+        AgentSession("ts_1", "ac_1", "cr_1", "us_1", "", "", "", "", "", datetime.datetime.now(datetime.UTC))
+    )
+    registry.add_tunnel(
+        Tunnel(
+            "tn_1", "ts_1", "http", "", "", "", datetime.datetime.now(datetime.UTC), hostname="hooks.example"
+        )  # type: ignore[arg-type]
+    )
+
+    async def open_proxy(tunnel: Tunnel, client: str, proto: str) -> MuxStream | None:
+        return edge_side.open_stream()
+
+    async def lookup(host: str, token: str) -> str | None:
+        lookups.append((host, token))
+        if token == "broken":
+            raise OSError("the database is away")
+        return "good.thumbprint" if (host, token) == ("hooks.example", "good") else None
+
+    listeners = PublicListeners(registry, open_proxy, {})
+    listeners.acme_http = lookup
+    server = await loop.create_server(listeners.http_protocol, "127.0.0.1", 0)
+    return server, listeners, edge_side, agent_server, seen
+
+
+def test_http01_answers_pending_tokens_and_routes_every_other_request() -> None:
+    async def run() -> None:
+        lookups: list[tuple[str, str]] = []
+        server, listeners, edge_side, agent_server, seen = await _http01_edge(lookups)
+        port = server.sockets[0].getsockname()[1]
+
+        def get(path: str, host: str = "hooks.example") -> bytes:
+            return b"GET %b HTTP/1.1\r\nHost: %b\r\n\r\n" % (path.encode(), host.encode())
+
+        try:
+            answer = await _exchange(port, get("/.well-known/acme-challenge/good"))
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\ngood.thumbprint")
+            assert seen == []  # the agent never saw it
+            for path in ("/.well-known/acme-challenge/unknown", "/.well-known/acme-challenge/broken", "/x"):
+                answer = await _exchange(port, get(path))
+                assert answer.startswith(b"HTTP/1.1 200 ") and b"answer answer" in answer, answer[:200]
+            assert [s.split(b"\r\n", 1)[0] for s in seen] == [
+                b"GET /.well-known/acme-challenge/unknown HTTP/1.1",
+                b"GET /.well-known/acme-challenge/broken HTTP/1.1",
+                b"GET /x HTTP/1.1",
+            ]
+            # A name nobody serves: the token is looked up, then the usual 404.
+            answer = await _exchange(port, get("/.well-known/acme-challenge/good", "else.example"))
+            assert answer.startswith(b"HTTP/1.1 404 ")
+            assert ("else.example", "good") in lookups and ("hooks.example", "unknown") in lookups
+            assert not any(token == "" for _, token in lookups)
+        finally:
+            server.close()
+            await listeners.close_all()
+            await edge_side.close()
+            agent_server.close()
+
+    asyncio.run(run())

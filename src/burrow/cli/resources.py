@@ -632,13 +632,24 @@ def reserved_domains_create(
     domain: Annotated[str, typer.Argument(help="Hostname; a single label is a subdomain of the server's.")],
     description: DescriptionOption = None,
     metadata: MetadataOption = None,
+    managed_certificate: Annotated[
+        str | None,
+        typer.Option(
+            help="ecdsa or rsa: the server orders the domain's certificate by ACME (docs/certificates.md)."
+        ),
+    ] = None,
     api_key: ApiKeyOption = None,
     api_url: ApiUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reserve a domain for this account."""
+    policy = None
+    if managed_certificate is not None:
+        policy = {"authority": "letsencrypt", "private_key_type": managed_certificate}
     with client(api_key, api_url) as c:
-        show_one(run(lambda: c.reserved_domains.create(domain, description or "", metadata or "")), as_json)
+        show_one(
+            run(lambda: c.reserved_domains.create(domain, description or "", metadata or "", policy)), as_json
+        )
 
 
 @reserved_addrs_app.command("create")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -353,8 +353,16 @@ class ReservedDomainsClient:
         self._c = client
         self._r = calls.RESERVED_DOMAINS.bound(self)
 
-    def create(self, domain: str, description: str = "", metadata: str = "") -> ReservedDomain:
-        body = {"domain": domain, "description": description, "metadata": metadata}
+    def create(
+        self,
+        domain: str,
+        description: str = "",
+        metadata: str = "",
+        certificate_management_policy: Mapping[str, str] | None = None,
+    ) -> ReservedDomain:
+        body: dict[str, Any] = {"domain": domain, "description": description, "metadata": metadata}
+        if certificate_management_policy is not None:
+            body["certificate_management_policy"] = dict(certificate_management_policy)
         return self._c._send(self._r.create(body))
 
     def get(self, id: str) -> ReservedDomain:
@@ -711,8 +719,16 @@ class AsyncReservedDomainsClient:
         self._c = client
         self._r = calls.RESERVED_DOMAINS.bound(self)
 
-    async def create(self, domain: str, description: str = "", metadata: str = "") -> ReservedDomain:
-        body = {"domain": domain, "description": description, "metadata": metadata}
+    async def create(
+        self,
+        domain: str,
+        description: str = "",
+        metadata: str = "",
+        certificate_management_policy: Mapping[str, str] | None = None,
+    ) -> ReservedDomain:
+        body: dict[str, Any] = {"domain": domain, "description": description, "metadata": metadata}
+        if certificate_management_policy is not None:
+            body["certificate_management_policy"] = dict(certificate_management_policy)
         return await self._c._send(self._r.create(body))
 
     async def get(self, id: str) -> ReservedDomain:

@@ -40,6 +40,7 @@ ORDER_ERROR = "ERR_NGROK_90480"  # the CA refused or failed the order: msg says 
 LOCK_SECONDS = 300.0  # an order holds its name's lock this long at most
 MAX_BACKOFF = datetime.timedelta(days=1)
 REFRESH_SECONDS = 2.0  # how often a node loads the certificates the database holds
+STALE_FILE_SECONDS = 3600.0
 ACME_DIR = "acme"  # <data-dir>/acme/: the issued certificates as files, for ssl to load
 
 
@@ -247,6 +248,18 @@ class AcmeWorker:
             served[name] = ServerCertificate(cert_path, key_path, None)
         self._published = {name: issued for name, (_, _, issued) in held.items()}
         self.publish(served)
+        self._tidy({path for pair in served.values() for path in (pair.cert_path, pair.key_path)})
+
+    def _tidy(self, current: set[Path]) -> None:
+        """Remove the files of certificates replaced over an hour ago (another worker sharing
+        the data directory may still load the ones replaced just now)."""
+        cutoff = time.time() - STALE_FILE_SECONDS
+        for path in self.directory.iterdir():
+            try:
+                if path not in current and path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass  # another worker removed it first
 
     def _due(self, managed: Managed) -> bool:
         state = self.rows.state(managed.name)

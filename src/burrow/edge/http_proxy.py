@@ -339,17 +339,8 @@ class HttpProxyConnection(ClientProtocol):
         request.answer = unroutable(request, self.scheme, self.sni)
         if request.answer is not None:
             return
-        if (
-            self.listeners.acme_http is not None
-            and self.scheme == "http"
-            and request.target.startswith(ACME_PATH)
-        ):
-            request.routing = True  # reading stays paused while the database is asked
-            self._stream_task = self._loop.create_task(acme_or_route(self, request, first))
+        if acme_pending(self, request, first):  # an ACME HTTP-01 request: the database answers
             return
-        self._route(request, first)
-
-    def _route(self, request: ProxyRequest, first: bytearray | None) -> None:
         tunnel = self.listeners.web_tunnel(self.scheme, request.host)
         if tunnel is None:
             routes = self.listeners.relay_routes
@@ -610,15 +601,30 @@ class HttpProxyConnection(ClientProtocol):
         log_request(request, self.listeners.traffic[self.scheme], self.scheme, self.peers.client_text)
 
 
+def acme_pending(connection: HttpProxyConnection, request: ProxyRequest, first: bytearray | None) -> bool:
+    """Whether ``request`` waits for the database to say if it is a pending ACME HTTP-01
+    challenge (any node answers the CA); routed as any other request if it is not."""
+    listeners = connection.listeners
+    if listeners.acme_http is None or connection.scheme != "http" or request.acme_checked:
+        return False
+    if not request.target.startswith(ACME_PATH):
+        return False
+    request.routing = request.acme_checked = True  # reading stays paused meanwhile
+    connection._stream_task = connection._loop.create_task(acme_or_route(connection, request, first))
+    return True
+
+
 async def acme_or_route(
     connection: HttpProxyConnection, request: ProxyRequest, first: bytearray | None
 ) -> None:
-    """An ACME HTTP-01 request answered from the database, else routed as any other."""
     lookup = connection.listeners.acme_http
     answer = await acme_answer(lookup, request.host, request.target) if lookup is not None else None
-    if not connection._lost:
-        request.routing = False
-        if answer is None:
-            connection._route(request, first)
-        request.answer = answer or request.answer
-        connection._pump()
+    if connection._lost:
+        return
+    request.routing = False
+    if answer is None:
+        connection._relay_raw = first  # as it was: the connection's first request may go elsewhere
+        connection._prepare(request)
+    else:
+        request.answer = answer
+    connection._pump()

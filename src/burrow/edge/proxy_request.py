@@ -18,6 +18,7 @@ from .traffic_phases import Env, RequestPlan
 class ProxyRequest:
     __slots__ = (
         "accepts_gzip",
+        "acme_checked",
         "answer",
         "body",
         "bytes_in",
@@ -56,6 +57,7 @@ class ProxyRequest:
         self.plan: RequestPlan | None = None  # what the endpoint's Traffic Policy decided
         self.policy_env: Env = {}  # the policy's variables, for its response phase
         self.routing = False  # waiting for the relay route lookup
+        self.acme_checked = False  # looked up as an ACME HTTP-01 challenge already (http_proxy.py)
         self.method = b""
         self.version = "1.1"
         self.host = ""
