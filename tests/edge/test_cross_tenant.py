@@ -278,7 +278,7 @@ def test_a_faulty_answer_is_a_502_and_the_connection_closes(
     ("reply", "code", "says"),
     [
         (Reply((), end="fin"), b"ERR_NGROK_8012", b"could not reach its local service"),
-        (Reply((), end="reset"), b"ERR_NGROK_3004", b"invalid or incomplete answer"),  # the agent failed
+        (Reply((), end="reset"), b"ERR_NGROK_8012", b"could not reach its local service"),
         (Reply((OK[:10],), end="fin"), b"ERR_NGROK_3004", b"invalid or incomplete answer"),
         (Reply((OK + b"Content-Length: 0\r\n",), end="reset"), b"ERR_NGROK_3004", b"incomplete"),
     ],
@@ -289,7 +289,7 @@ def test_an_agent_ending_the_stream_before_its_answer_is_a_502_saying_which(
 ) -> None:
     """An agent closing the stream without a byte of an answer is what the SDKs do when
     their local service refuses the connection: the client is told so (ngrok's 8012), not
-    cut off; a reset, or an answer that stops within its head, is a failed answer (3004)."""
+    cut off; an answer that stops within its head is the service's fault (3004)."""
     tenants = scripted(Case("ended", reply))
     client = RawClient(tenants.server.http_addr)
     try:

@@ -489,7 +489,7 @@ class HttpProxyConnection(ClientProtocol):
         if request is None:
             return  # between requests: the next one opens a new stream
         out: list[bytes] = []
-        silent = not reset and self._relay.awaiting_head  # closed before a byte: read before the EOF fails it
+        silent = self._relay.awaiting_head  # not one byte of an answer: read before the EOF fails it
         if not reset and self._relay.receive_eof(out) is not None:
             self._finish_response(out)
             if out:
