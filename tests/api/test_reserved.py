@@ -136,3 +136,24 @@ def test_deleting_a_bot_user_frees_its_reservations(app_server: AppServer) -> No
         assert admin.delete(f"/bot_users/{bot['id']}").status_code == 204
         assert admin.get("/reserved_domains").json()["reserved_domains"] == []
         assert admin.post("/reserved_domains", json={"domain": "bot.example.com"}).status_code == 201
+
+
+def test_the_server_s_own_names_are_reserved_by_no_tenant(make_server: Callable[..., BurrowServer]) -> None:
+    server = make_server("--public-url", "https://api.example.com")
+    refused = [
+        "api.example.com",
+        "a.api.example.com",
+        "127.0.0.1",
+        "127.1",
+        "x.localhost",  # a single label is a subdomain of --domain: "localhost" is fine
+        "burrow.localhost",
+    ]
+    with server.client() as http:
+        for name in refused:
+            answer = http.post("/reserved_domains", json={"domain": name})
+            assert answer.status_code == 400, (name, answer.text)
+            assert answer.json()["error_code"] == "ERR_NGROK_326" and "never an endpoint's" in answer.text, (
+                name
+            )
+        assert http.get("/reserved_domains").json()["reserved_domains"] == []
+        assert http.post("/reserved_domains", json={"domain": "www.example.com"}).status_code == 201

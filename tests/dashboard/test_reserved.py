@@ -56,6 +56,15 @@ def test_a_domain_reserved_from_the_page_keeps_other_accounts_out_until_deleted(
     expect(row).to_contain_text("admin@example.com")  # owners are shown by email
     expect(row).not_to_contain_text("CNAME")
 
+    # Edited from the page: the API stores what was saved.
+    page.get_by_role("link", name="Edit reserved domain shop.burrow.localhost").click()
+    page.get_by_label("Description").fill("the shop")
+    page.get_by_label("Metadata").fill('{"team": "shop"}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("row").filter(has_text=reserved["id"])).to_contain_text("the shop")
+    [edited] = listed(server, "reserved_domains")
+    assert edited["description"] == "the shop" and edited["metadata"] == '{"team": "shop"}'
+
     # The API's refusals, shown as the API words them; the form keeps what was typed.
     for typed, code in (
         ("SHOP.burrow.localhost", "ERR_NGROK_413"),
@@ -112,6 +121,17 @@ def test_an_address_is_reserved_and_deleted_from_the_page(server: BurrowServer, 
     expect(row).to_contain_text(reserved["addr"])
     expect(row).to_contain_text("postgres")
     expect(row).to_contain_text("db=main")
+
+    # Its description and metadata are edited from the page, as the API stores them.
+    page.get_by_role("link", name=f"Edit reserved address {reserved['addr']}").click()
+    expect(page.get_by_label("Description")).to_have_value("postgres")
+    page.get_by_label("Description").fill("postgres primary")
+    page.get_by_label("Metadata").fill("db=primary")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("main > .flash")).to_contain_text(f"{reserved['id']} saved")
+    expect(page.get_by_role("row").filter(has_text=reserved["id"])).to_contain_text("postgres primary")
+    [edited] = listed(server, "reserved_addrs")
+    assert edited["description"] == "postgres primary" and edited["metadata"] == "db=primary"
 
     # No port is left: the API's error, on the page, with the form as it was typed.
     page.get_by_label("Description").fill("a second one")

@@ -181,7 +181,9 @@ def create_app(
     names = names or NameSpace()
     store.listen()  # PostgreSQL: other nodes' writes clear the read cache (store/notify.py)
     live: LiveEdge = edge or NoEdge()
-    creators = Reservations(store, names.domain, names.tcp_host, names.tcp_ports, live.registry).creators()
+    creators = Reservations(
+        store, names.domain, names.tcp_host, names.tcp_ports, live.registry, names.server_hosts
+    ).creators()
     creators[resources.TLS_CERTIFICATES.name] = Certificates(store).create
     creators[resources.SSH_CREDENTIALS.name] = SshCredentials(store).create
     handlers: dict[Resource, dict[Operation, Handler]] = {

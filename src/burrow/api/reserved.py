@@ -19,9 +19,16 @@ Creator = Callable[[Principal, dict[str, Any], Actor | None], Any]
 
 class Reservations:
     def __init__(
-        self, store: Store, base_domain: str, tcp_host: str, tcp_ports: range, registry: Registry
+        self,
+        store: Store,
+        base_domain: str,
+        tcp_host: str,
+        tcp_ports: range,
+        registry: Registry,
+        server_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
+        self.server_hosts = server_hosts  # the API's own hosts: no tenant reserves them
         self.registry = registry  # what is bound now: a name another account uses is not reservable
         self.base_domain = base_domain
         self.tcp_host = tcp_host
@@ -31,7 +38,7 @@ class Reservations:
         return f"{self.tcp_ports.start}-{self.tcp_ports.stop - 1}"
 
     def create_domain(self, principal: Principal, values: dict[str, Any], actor: Actor | None) -> Any:
-        domain = normalize_domain(values["domain"], self.base_domain)
+        domain = normalize_domain(values["domain"], self.base_domain, self.server_hosts)
         values["domain"] = domain
         # A custom domain's CNAME points at a name under --domain, which the operator's DNS
         # sends to the edge; the public listeners route by the original Host either way.

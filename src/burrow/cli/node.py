@@ -321,7 +321,7 @@ def throttle(
 def name_space(config: EdgeConfig) -> NameSpace:
     """The names the edge hands out, as the API needs them for reservations."""
     settings = config.settings
-    return NameSpace(settings.domain, settings.tcp_host, settings.tcp_ports)
+    return NameSpace(settings.domain, settings.tcp_host, settings.tcp_ports, settings.server_hosts)
 
 
 def make_edge(

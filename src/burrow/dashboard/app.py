@@ -475,6 +475,8 @@ def create_dashboard(
         "/credentials": ("credentials", "credential", ("description", "metadata", "acl")),
         "/api-keys": ("api_keys", "API key", ("description", "metadata")),
         "/bot-users": ("bot_users", "bot user", ("name",)),
+        "/reserved-domains": ("reserved_domains", "reserved domain", ("description", "metadata")),
+        "/reserved-addrs": ("reserved_addrs", "reserved address", ("description", "metadata")),
     }
 
     def edit_page(path: str) -> Handler:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from burrow.domain import errors, names
 
 
-def normalize_domain(text: str, base_domain: str | None) -> str:
+def normalize_domain(text: str, base_domain: str | None, server_hosts: frozenset[str] = frozenset()) -> str:
     """The lowercase hostname to reserve; a single label means a subdomain of ``base_domain``."""
     name = text.strip().rstrip(".")  # lower-cased by the grammar: str.lower() maps "\u212a" to "k"
     if "." not in name and base_domain:
@@ -23,7 +23,7 @@ def normalize_domain(text: str, base_domain: str | None) -> str:
     normal = names.hostname(name)
     if normal is None or "." not in normal:
         raise errors.INVALID_DOMAIN(name=text)
-    if is_servers(normal, base_domain or ""):
+    if is_servers(normal, base_domain or "", server_hosts):
         raise errors.SERVERS_NAME(name=text)
     return normal
 
@@ -58,6 +58,7 @@ class NameSpace:
     domain: str = "burrow.localhost"
     tcp_host: str = "127.0.0.1"
     tcp_ports: range = range(20000, 20100)
+    server_hosts: frozenset[str] = frozenset()  # the API's own hosts: reserved by no tenant
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,24 @@ class ClientProtocol(asyncio.Protocol):
             await self._flow.drained()
             if self._lost:
                 raise ConnectionResetError("the public connection is closed")
+
+
+def hang_up(transport: asyncio.Transport, scheme: str) -> None:
+    """Close once what is written has gone out; on HTTPS, without waiting for the client's
+    close_notify. A TLS close otherwise waits for it up to 30 s, reading and decrypting
+    all the client still sends (a 96 MiB head would cost its whole 96 MiB) and holding
+    the connection's slot; a client refused or timed out is owed neither."""
+    transport.close()  # TLS: our answer and close_notify are handed to the socket
+    if scheme == "https":
+        transport.abort()
+
+
+def end_tunnel(transport: asyncio.Transport, reset: bool, client_ended: bool) -> None:
+    """The agent ended its side of an upgraded connection: cut it if it reset, else pass
+    the half-close on (and close if the client had ended its side too)."""
+    if reset:
+        transport.abort()
+    elif transport.can_write_eof():
+        transport.write_eof()
+        if client_ended:
+            transport.close()

@@ -29,7 +29,7 @@ from burrow.domain.limits import Admission, PublicLimits
 from burrow.domain.tunnels import Tunnel
 
 from . import traffic
-from .flow import ClientProtocol, Upstream
+from .flow import ClientProtocol, Upstream, end_tunnel, hang_up
 from .forward_head import body_piece, forwarded_start, kept_fields
 from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
 from .jwt_check import JwksFetcher
@@ -526,12 +526,7 @@ class HttpProxyConnection(ClientProtocol):
             return
         request = self._current
         if self._relay.tunneling:
-            if reset:
-                self.transport.abort()
-            elif self.transport.can_write_eof():
-                self.transport.write_eof()
-                if self._client_ended:
-                    self.transport.close()
+            end_tunnel(self.transport, reset, self._client_ended)
             return
         if request is None:
             return  # between requests: the next one opens a new stream
@@ -542,9 +537,7 @@ class HttpProxyConnection(ClientProtocol):
             if out:
                 self.transport.write(b"".join(out))
             return
-        if request.status == 0:  # the answer's head is not on the wire: it can still be a 502
-            # Nothing at all: the agent could not dial its service (the SDKs close the
-            # stream); part of a head: its service answered wrong.
+        if request.status == 0:  # no head on the wire yet: a 502 (nothing at all: the SDKs' refused dial)
             self._bad_gateway(SERVICE_UNREACHABLE if silent else BAD_GATEWAY)
         else:
             self.transport.abort()  # mid-response: the client must see it cut
@@ -576,13 +569,7 @@ class HttpProxyConnection(ClientProtocol):
             self._hang_up()
 
     def _hang_up(self) -> None:
-        """Close once what is written has gone out; on HTTPS, without waiting for the client's
-        close_notify. A TLS close otherwise waits for it up to 30 s, reading and decrypting
-        all the client still sends (a 96 MiB head would cost its whole 96 MiB) and holding
-        the connection's slot; a client refused or timed out is owed neither."""
-        self.transport.close()  # TLS: our answer and close_notify are handed to the socket
-        if self.scheme == "https":
-            self.transport.abort()
+        hang_up(self.transport, self.scheme)
 
     # Timers ---------------------------------------------------------------------------
 
