@@ -39,6 +39,7 @@ from .proxy_inbound import HeaderReader, ProxyProtocolGate, trusted_peer
 from .public import PublicListeners, _peer
 from .relay import RelayInbound, Relaying, RelayRoutes, _RelayedTransport
 from .revocation import RevocationPolicy, RevocationWatcher
+from .uploaded import UploadedCertificates
 
 if TYPE_CHECKING:
     from .ssh import SshGateway
@@ -296,6 +297,10 @@ class Edge:
                 if "https" in config.proxy_protocol:
                     self._https_listener.proxies = config.trusted_proxies
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.uploaded: UploadedCertificates | None = None
+        self._uploaded_task: asyncio.Task[None] | None = None
+        if self.https is not None and tls.https is not None:
+            self.uploaded = UploadedCertificates(store, tls.https.data_dir, self.https.set_uploaded)
         self.acme: AcmeWorker | None = None
         if config.acme is not None and self.https is not None:
             self.acme = self._acme(config.acme, self.https, tls.https.data_dir if tls.https else Path("."))
@@ -364,6 +369,8 @@ class Edge:
         self._loop = asyncio.get_running_loop()
         if self.acme is not None:
             self.acme.start()
+        if self.uploaded is not None:
+            self._uploaded_task = asyncio.create_task(self.uploaded.run())
         self._follow_notifications()
         bound = self.config.sockets
         loop = asyncio.get_running_loop()
@@ -446,6 +453,10 @@ class Edge:
             server.close()
         if self.acme is not None:
             await asyncio.to_thread(self.acme.stop)
+        if self._uploaded_task is not None:
+            self._uploaded_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._uploaded_task
         if self.handoff is not None:
             self.handoff.stop()
         if self._https_listener is not None:
