@@ -28,7 +28,7 @@ from . import muxado_protocol as mux
 from . import traffic, wire
 from .acme import AcmeSettings, AcmeWorker
 from .agent import AgentConnection
-from .certs import ServerCertificate
+from .certs import ServerCertificate, server_context
 from .cluster_writes import ClusterWrites
 from .control import AgentControl, EdgeSettings
 from .handoff import Handoff
@@ -302,6 +302,7 @@ class Edge:
         if self.https is not None and tls.https is not None:
             self.uploaded = UploadedCertificates(store, tls.https.data_dir, self.https.set_uploaded)
         self.acme: AcmeWorker | None = None
+        self._agent_acme: ServerCertificate | None = None  # the agent listener's, from ACME
         if config.acme is not None and self.https is not None:
             self.acme = self._acme(config.acme, self.https, tls.https.data_dir if tls.https else Path("."))
         self.ssh: SshGateway | None = None
@@ -350,9 +351,23 @@ class Edge:
 
         def publish(served: dict[str, ServerCertificate]) -> None:  # in the worker's thread
             if self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(https.set_managed, served)
+                self._loop.call_soon_threadsafe(self._acme_served, https, served)
 
         return AcmeWorker(rows, settings, self.node_id, data_dir, publish)
+
+    def _acme_served(self, https: HttpsCertificates, served: dict[str, ServerCertificate]) -> None:
+        """What ACME issued, on the event loop: the HTTPS listener's names, and the agent
+        listener's own name (DNS-01), whose context new agent connections start TLS with."""
+        https.set_managed(served)
+        agent = served.get(self.config.agent_name or "")
+        if agent is not None and agent != self._agent_acme:
+            try:
+                self.tls = server_context(agent)
+            except (OSError, ValueError, ssl.SSLError):
+                log.warning("could not load the agent listener's ACME certificate", exc_info=True)
+                return
+            self._agent_acme = agent
+            log.info("agent listener certificate loaded", extra={"fields": {"name": self.config.agent_name}})
 
     @property
     def revocations(self) -> int:
