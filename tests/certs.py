@@ -1,4 +1,5 @@
-"""Certificates made for tests with ``cryptography``: self-signed, of a chosen key type and validity."""
+"""Certificates made for tests with ``cryptography``: self-signed or signed by a test CA
+(:func:`make_ca`), of a chosen key type and validity."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def make_certificate(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     organization: str = "Burrow Tests",
+    issuer: SigningCa | None = None,
 ) -> Made:
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
         ec.generate_private_key(ec.SECP256R1())
@@ -50,7 +52,7 @@ def make_certificate(
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer.certificate.subject if issuer else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before or now - timedelta(minutes=5))
@@ -61,6 +63,37 @@ def make_certificate(
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(issuer.key if issuer else key, hashes.SHA256())
     )
     return Made(certificate.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
+
+
+@dataclass(frozen=True)
+class SigningCa:
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    def pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def make_ca(name: str = "Burrow Tests CA") -> SigningCa:
+    """A CA for tests: what it signs verifies against :meth:`SigningCa.pem` alone."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return SigningCa(certificate, key)

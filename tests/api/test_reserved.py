@@ -36,7 +36,7 @@ def test_reserved_domains_lifecycle_and_shape(app_server: AppServer) -> None:
     [
         ({}, "ERR_NGROK_90416"),
         ({"domain": "bad_name.example.com"}, "ERR_NGROK_326"),
-        ({"domain": "a.example.com", "certificate_id": "cert_1"}, "ERR_NGROK_90216"),
+        ({"domain": "a.example.com", "certificate_id": "cert_1"}, "ERR_NGROK_90448"),
         ({"domain": "a.example.com", "resolves_to": [{"value": "x"}]}, "ERR_NGROK_90216"),
         ({"domain": "a.example.com", "region": "eu"}, "ERR_NGROK_90216"),
     ],

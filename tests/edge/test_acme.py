@@ -395,3 +395,48 @@ def test_two_nodes_on_postgresql_serve_one_certificate_from_one_order(
     finally:
         for node in nodes:
             node.stop()
+
+
+def agent_serial(server: BurrowServer, name: str, root: Path) -> int:
+    """The serial of the agent listener's certificate for ``name``, verified against ``root`` only."""
+    host, port = server.agent_addr.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(root))
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_dns01_for_the_agent_listeners_name_reloaded_on_renewal(
+    make_server: Callable[..., BurrowServer], tmp_path: Path, ports: tuple[int, int]
+) -> None:
+    """The agent listener's name (connect.DOMAIN, derived from --domain) is ordered by DNS-01
+    through knot; the listener serves it, verified against pebble's root, and serves the
+    renewed certificate (pebble's last 30 s, renewed at 20 s) to new connections without a
+    restart."""
+    zone = "burrow.test"
+    name = f"connect.{zone}"
+    with start_knot(tmp_path / "knot", zone) as knot:
+        run = PebbleRun(
+            tmp_path / "pebble", free_port(), free_port(), dns_server=knot.address, validity_seconds=30
+        )
+        with start_pebble(run) as ca:
+            server = acme_server(
+                make_server, ca, ports, "--domain", zone, "--dns-update-server", knot.address,
+                "--dns-tsig-key", knot.tsig,
+            )  # fmt: skip
+            server.wait_log(lambda e: e.get("message") == "agent listener certificate loaded", timeout=90)
+            first = agent_serial(server, name, ca.root())
+            issued_names = [
+                e["name"] for e in server.log_entries() if e.get("message") == "certificate issued"
+            ]
+            assert name in issued_names and f"*.{zone}" in issued_names, issued_names
+            deadline = time.monotonic() + 60
+            while (second := agent_serial(server, name, ca.root())) == first:
+                assert time.monotonic() < deadline, "the renewed certificate is not served"
+                time.sleep(0.5)
+            assert second != first
+            # One listener all along: the edge started listening once.
+            assert sum(e.get("message") == "edge listening" for e in server.log_entries()) == 1
+            assert knot.tsig.rsplit(":", 1)[1] not in server.log()

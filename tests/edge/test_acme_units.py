@@ -143,6 +143,30 @@ def test_dns01_settings_add_the_wildcard(tmp_path: Path) -> None:
     assert [(m.name, m.challenge) for m in on.extra] == [("*.burrow.test", "dns-01")]
 
 
+@pytest.mark.parametrize(
+    ("agent_name", "ordered"),
+    [
+        ("connect.burrow.test", True),  # in the update zone: ordered by DNS-01 too
+        ("agents.other.example", False),  # outside it: no DNS-01 for it, the local CA's
+        ("127.0.0.1", False),  # not a DNS name
+        (None, False),  # --tls-cert given: the operator's certificate
+    ],
+)
+def test_dns01_settings_add_the_agent_name_in_the_zone(
+    tmp_path: Path, agent_name: str | None, ordered: bool
+) -> None:
+    key_file = tmp_path / "tsig.key"
+    key_file.write_text(f"burrow-update:hmac-sha256:{SECRET}\n")
+    given = values(acme_email="a@b.c", dns_update_server="127.0.0.1:5353", dns_tsig_key=str(key_file))
+    on = acme_settings(given, "burrow.test", agent_name)
+    assert on is not None
+    wanted = [("*.burrow.test", "dns-01")] + ([(agent_name, "dns-01")] if ordered else [])
+    assert [(m.name, m.challenge) for m in on.extra] == wanted
+    # Without DNS-01 settings, nothing is ordered for it (HTTP-01 cannot reach the agent listener).
+    plain = acme_settings(values(acme_email="a@b.c"), "burrow.test", agent_name)
+    assert plain is not None and plain.extra == ()
+
+
 async def _http01_edge(lookups: list[tuple[str, str]]) -> tuple[Any, ...]:
     """The real public HTTP listener with an in-process agent for ``hooks.example``, whose
     ACME lookup knows one token (``good``) and fails for ``broken``."""

@@ -638,6 +638,10 @@ def reserved_domains_create(
             help="ecdsa or rsa: the server orders the domain's certificate by ACME (docs/certificates.md)."
         ),
     ] = None,
+    certificate_id: Annotated[
+        str | None,
+        typer.Option(help="An uploaded certificate (tls-certificates create) served for the domain."),
+    ] = None,
     api_key: ApiKeyOption = None,
     api_url: ApiUrlOption = None,
     as_json: JsonOption = False,
@@ -648,7 +652,12 @@ def reserved_domains_create(
         policy = {"authority": "letsencrypt", "private_key_type": managed_certificate}
     with client(api_key, api_url) as c:
         show_one(
-            run(lambda: c.reserved_domains.create(domain, description or "", metadata or "", policy)), as_json
+            run(
+                lambda: c.reserved_domains.create(
+                    domain, description or "", metadata or "", policy, certificate_id
+                )
+            ),
+            as_json,
         )
 
 

@@ -101,7 +101,9 @@ def serve(values: dict[str, Any]) -> None:
         config.ssh_addr = split_addr(v["ssh_addr"])
     if v["node_name"]:
         config.node_name = v["node_name"]
-    config.acme = acme_settings(v, config.settings.domain)
+    # ACME for the agent listener's name too (DNS-01), unless the operator gave its certificate.
+    agent_name = config.agent_name if v["tls_cert"] is None else None
+    config.acme = acme_settings(v, config.settings.domain, agent_name)
     check_distinct_listeners((host, port), metrics_addr, config if v["edge"] else None)
     if (v["tls_cert"] is None) != (v["tls_key"] is None):
         raise CommandError("--tls-cert and --tls-key go together")
@@ -158,8 +160,10 @@ def dns_update(v: dict[str, Any], domain: str) -> DnsUpdate | None:
     return DnsUpdate(host, port, zone, name, algorithm.lower(), secret)
 
 
-def acme_settings(v: dict[str, Any], domain: str) -> AcmeSettings | None:
-    """ACME's settings, checked: on with ``--acme-email`` (docs/certificates.md)."""
+def acme_settings(v: dict[str, Any], domain: str, agent_name: str | None = None) -> AcmeSettings | None:
+    """ACME's settings, checked: on with ``--acme-email`` (docs/certificates.md). With DNS-01
+    (``--dns-update-server``), the wildcard of ``domain`` and ``agent_name``, when it is a DNS
+    name in the update zone, are ordered by DNS-01 too."""
     email = v["acme_email"]
     dns = dns_update(v, domain)
     if not email:
@@ -185,9 +189,25 @@ def acme_settings(v: dict[str, Any], domain: str) -> AcmeSettings | None:
         ca_bundle=bundle,
         check_seconds=v["acme_check_seconds"],
         retry_seconds=v["acme_retry_seconds"],
-        extra=(Managed(f"*.{domain}", "ecdsa", challenge=DNS_01),) if dns is not None else (),
+        extra=_dns01_names(dns, domain, agent_name),
         dns=dns,
     )
+
+
+def _dns01_names(dns: DnsUpdate | None, domain: str, agent_name: str | None) -> tuple[Managed, ...]:
+    """The server's own names ordered by DNS-01: the wildcard of --domain, and the agent
+    listener's name when the update zone holds it (a name under the wildcard is covered
+    by it only on the HTTPS listener: the agent listener gets a certificate of its own)."""
+    if dns is None:
+        return ()
+    wanted = [Managed(f"*.{domain}", "ecdsa", challenge=DNS_01)]
+    if (
+        agent_name is not None
+        and names.hostname(agent_name) == agent_name
+        and (agent_name == dns.zone or agent_name.endswith("." + dns.zone))
+    ):
+        wanted.append(Managed(agent_name, "ecdsa", challenge=DNS_01))
+    return tuple(wanted)
 
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})

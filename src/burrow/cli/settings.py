@@ -161,7 +161,8 @@ SETTINGS: list[Setting] = [
         "dns-update-server",
         str,
         None,
-        "HOST:PORT taking RFC 2136 updates: with ACME, *.DOMAIN's certificate by DNS-01.",
+        "HOST:PORT taking RFC 2136 updates: with ACME, *.DOMAIN's and the agent name's "
+        "certificates by DNS-01.",
         "off",
     ),
     Setting("dns-update-zone", str, None, "The zone those updates change.", "--domain"),

@@ -359,10 +359,13 @@ class ReservedDomainsClient:
         description: str = "",
         metadata: str = "",
         certificate_management_policy: Mapping[str, str] | None = None,
+        certificate_id: str | None = None,
     ) -> ReservedDomain:
         body: dict[str, Any] = {"domain": domain, "description": description, "metadata": metadata}
         if certificate_management_policy is not None:
             body["certificate_management_policy"] = dict(certificate_management_policy)
+        if certificate_id is not None:
+            body["certificate_id"] = certificate_id
         return self._c._send(self._r.create(body))
 
     def get(self, id: str) -> ReservedDomain:
@@ -373,8 +376,16 @@ class ReservedDomainsClient:
     ) -> Listing[ReservedDomain]:
         return self._c._list(self._r, before_id, limit, filter)
 
-    def update(self, id: str, description: str | None = None, metadata: str | None = None) -> ReservedDomain:
-        return self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+    def update(
+        self,
+        id: str,
+        description: str | None = None,
+        metadata: str | None = None,
+        certificate_id: str | None = None,
+    ) -> ReservedDomain:
+        """``certificate_id`` "" stops serving an uploaded certificate for the domain."""
+        body = {"description": description, "metadata": metadata, "certificate_id": certificate_id}
+        return self._c._send(self._r.update(id, body))
 
     def delete(self, id: str) -> None:
         self._c._send(self._r.delete(id))
@@ -725,10 +736,13 @@ class AsyncReservedDomainsClient:
         description: str = "",
         metadata: str = "",
         certificate_management_policy: Mapping[str, str] | None = None,
+        certificate_id: str | None = None,
     ) -> ReservedDomain:
         body: dict[str, Any] = {"domain": domain, "description": description, "metadata": metadata}
         if certificate_management_policy is not None:
             body["certificate_management_policy"] = dict(certificate_management_policy)
+        if certificate_id is not None:
+            body["certificate_id"] = certificate_id
         return await self._c._send(self._r.create(body))
 
     async def get(self, id: str) -> ReservedDomain:
@@ -740,9 +754,14 @@ class AsyncReservedDomainsClient:
         return await self._c._list(self._r, before_id, limit, filter)
 
     async def update(
-        self, id: str, description: str | None = None, metadata: str | None = None
+        self,
+        id: str,
+        description: str | None = None,
+        metadata: str | None = None,
+        certificate_id: str | None = None,
     ) -> ReservedDomain:
-        return await self._c._send(self._r.update(id, {"description": description, "metadata": metadata}))
+        body = {"description": description, "metadata": metadata, "certificate_id": certificate_id}
+        return await self._c._send(self._r.update(id, body))
 
     async def delete(self, id: str) -> None:
         await self._c._send(self._r.delete(id))

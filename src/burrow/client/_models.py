@@ -174,7 +174,7 @@ class ReservedDomain(_Bound):
     domain: str
     region: str
     cname_target: str | None  # for a domain outside the server's --domain
-    # Always null or empty on Burrow (no per-domain certificates, no DNS); kept for ngrok's shape.
+    # The certificate served (certificate_id's or ACME's); resolves_to and the CNAME target always empty.
     certificate: Ref | None = None
     certificate_management_policy: Mapping[str, Any] | None = None
     certificate_management_status: Mapping[str, Any] | None = None

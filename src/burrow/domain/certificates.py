@@ -167,3 +167,19 @@ def check_upload(certificate_pem: str, private_key_pem: str, now: datetime | Non
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return CheckedUpload(pem, key_pem, read_fields(pem))
+
+
+def name_covered(pattern: str, name: str) -> bool:
+    """Whether a SAN DNS name (``*.example.com`` covering one label) covers ``name`` (lowercase)."""
+    pattern = pattern.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = name.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == name
+
+
+def check_covers(fields: CertificateFields, certificate_id: str, domain: str) -> None:
+    """Raise ngrok's 400 unless the certificate's SAN DNS names cover ``domain``."""
+    if not any(name_covered(pattern, domain) for pattern in fields.dns_names):
+        names = ", ".join(fields.dns_names) or "none"
+        raise errors.CERTIFICATE_NOT_COVERING(certificate_id=certificate_id, domain=domain, names=names)

@@ -386,6 +386,29 @@ CERTIFICATE_IS_PERMANENT = ErrorKind(
 CERTIFICATE_REQUIRED = ErrorKind(
     "ERR_NGROK_90446", 400, "A TLS certificate needs both certificate_pem and private_key_pem."
 )
+# A reserved domain's certificate_id (an uploaded certificate served for the domain).
+CERTIFICATE_UNKNOWN = ErrorKind(
+    "ERR_NGROK_90448",
+    400,
+    "The certificate_id {certificate_id!r} is not a TLS certificate of this account (/tls_certificates).",
+)
+CERTIFICATE_NOT_COVERING = ErrorKind(
+    "ERR_NGROK_90449",
+    400,
+    "The TLS certificate {certificate_id!r} does not cover {domain!r}: its subject alternative names "
+    "are {names}.",
+)
+CERTIFICATE_ID_WITH_POLICY = ErrorKind(
+    "ERR_NGROK_90450",
+    400,
+    "A reserved domain takes either a certificate_id or a certificate_management_policy, not both: {reason}.",
+)
+CERTIFICATE_IN_USE = ErrorKind(
+    "ERR_NGROK_90451",
+    400,
+    "The TLS certificate is in use by the reserved domain {domain!r}: set its certificate_id to another "
+    "certificate (or empty) first.",
+)
 SSH_PUBLIC_KEY_INVALID = ErrorKind("ERR_NGROK_90460", 400, "The public_key could not be parsed: {reason}.")
 SSH_PUBLIC_KEY_REQUIRED = ErrorKind("ERR_NGROK_90461", 400, "An SSH credential needs a public_key.")
 SSH_PUBLIC_KEY_TAKEN = ErrorKind(

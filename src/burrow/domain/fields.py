@@ -112,9 +112,9 @@ REGION = Field(
 CERTIFICATE_ID = Field(
     "certificate_id",
     ValueKind.STRING,
-    "not supported: must be empty",
-    accepts_only=("",),
-    unsupported_reason="Burrow does not serve uploaded certificates for reserved domains",
+    "id of an uploaded /tls_certificates certificate of the account, whose names cover the domain, "
+    "served for it; empty for none. Not with certificate_management_policy",
+    64,
 )
 ACME_AUTHORITIES = ("letsencrypt",)
 ACME_KEY_TYPES = ("ecdsa", "rsa")

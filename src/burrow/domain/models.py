@@ -124,6 +124,8 @@ class ReservedDomain:
     certificate_management_policy: dict[str, str] | None = None
     certificate_management_status: dict[str, Any] | None = None
     managed_certificate_id: str | None = None
+    # An uploaded /tls_certificates row chosen for the domain (never with a policy).
+    certificate_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -387,8 +387,11 @@ AUDIT_EVENTS = Resource(
 
 
 def _managed_certificate(item: Any, view: View) -> dict[str, str] | None:
-    certificate_id = item.managed_certificate_id
-    if not certificate_id or not item.certificate_management_policy:
+    # The uploaded certificate chosen by certificate_id, else the one ACME issued.
+    certificate_id = item.certificate_id
+    if not certificate_id and item.certificate_management_policy:
+        certificate_id = item.managed_certificate_id
+    if not certificate_id:
         return None
     return {"id": certificate_id, "uri": f"{view.base}/tls_certificates/{certificate_id}"}
 
@@ -416,7 +419,7 @@ RESERVED_DOMAINS = Resource(
         attribute("domain"),
         constant("region", ValueKind.STRING, REGION),
         Shown("cname_target", ValueKind.STRING, lambda item, view: item.cname_target, nullable=True),
-        # The certificate ACME issued (a /tls_certificates row), the policy, its status.
+        # The certificate served (certificate_id's, or the one ACME issued), the policy, its status.
         Shown("certificate", ValueKind.REF, _managed_certificate, nullable=True),
         Shown(
             "certificate_management_policy",

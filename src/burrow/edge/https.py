@@ -1,11 +1,13 @@
 """Certificates of the public HTTPS listener, chosen per TLS server name (SNI).
 
-For a name, in order: an extra certificate whose SAN covers it (``--https-extra-cert``), the
-operator's certificate if its SAN covers it (``--https-cert``, typically ``*.<domain>``), or
-else, for a name some HTTPS endpoint (or label route) serves, a certificate the local CA
-issues on the fly (``<data-dir>/issued/``), so local use works without setup. Names nobody
-serves get no certificate: the handshake is refused. An endpoint asking for mutual TLS gets a
-context of its own that requires a client certificate chaining to its CA.
+For a name, in order: the uploaded certificate its reserved domain chose (``certificate_id``,
+uploaded.py), the certificate ACME issued for it, an extra certificate whose SAN covers it
+(``--https-extra-cert``), the operator's certificate if its SAN covers it (``--https-cert``,
+typically ``*.<domain>``), or else, for a name some HTTPS endpoint (or label route) serves,
+a certificate the local CA issues on the fly (``<data-dir>/issued/``), so local use works
+without setup. Names nobody serves get no certificate: the handshake is refused. An endpoint
+asking for mutual TLS gets a context of its own that requires a client certificate chaining
+to its CA.
 
 The listener reads the server name from the ClientHello before TLS starts (peeking, so
 the bytes stay for the handshake), then starts TLS with that name's context: OpenSSL
@@ -78,6 +80,13 @@ class HttpsCertificates:
         # challenge certificate for a name, read from the database.
         self._managed: list[tuple[str, ServerCertificate]] = []
         self.acme_alpn: Callable[[str], Awaitable[tuple[str, bytes] | None]] | None = None
+        # Reserved domains' uploaded certificates (certificate_id, uploaded.py), by domain.
+        self._uploaded: dict[str, ServerCertificate] = {}
+
+    def set_uploaded(self, served: dict[str, ServerCertificate]) -> None:
+        """The uploaded certificates reserved domains chose (on the event loop's thread)."""
+        self._uploaded = dict(served)
+        self._contexts.clear()
 
     def set_managed(self, served: dict[str, ServerCertificate]) -> None:
         """The certificates ACME issued (on the event loop's thread): served from now on."""
@@ -113,7 +122,9 @@ class HttpsCertificates:
         context = self._contexts.get(key)
         if context is not None:
             return context
-        certificate = next((c for pattern, c in self._managed if pattern == name), None)
+        certificate = self._uploaded.get(name)
+        if certificate is None:
+            certificate = next((c for pattern, c in self._managed if pattern == name), None)
         if certificate is None:
             given = [*self._given, *self._managed]
             certificate = next((c for pattern, c in given if _covers(pattern, name)), None)

@@ -28,7 +28,7 @@ from . import muxado_protocol as mux
 from . import traffic, wire
 from .acme import AcmeSettings, AcmeWorker
 from .agent import AgentConnection
-from .certs import ServerCertificate
+from .certs import ServerCertificate, server_context
 from .cluster_writes import ClusterWrites
 from .control import AgentControl, EdgeSettings
 from .handoff import Handoff
@@ -39,6 +39,7 @@ from .proxy_inbound import HeaderReader, ProxyProtocolGate, trusted_peer
 from .public import PublicListeners, _peer
 from .relay import RelayInbound, Relaying, RelayRoutes, _RelayedTransport
 from .revocation import RevocationPolicy, RevocationWatcher
+from .uploaded import UploadedCertificates
 
 if TYPE_CHECKING:
     from .ssh import SshGateway
@@ -296,7 +297,12 @@ class Edge:
                 if "https" in config.proxy_protocol:
                     self._https_listener.proxies = config.trusted_proxies
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.uploaded: UploadedCertificates | None = None
+        self._uploaded_task: asyncio.Task[None] | None = None
+        if self.https is not None and tls.https is not None:
+            self.uploaded = UploadedCertificates(store, tls.https.data_dir, self.https.set_uploaded)
         self.acme: AcmeWorker | None = None
+        self._agent_acme: ServerCertificate | None = None  # the agent listener's, from ACME
         if config.acme is not None and self.https is not None:
             self.acme = self._acme(config.acme, self.https, tls.https.data_dir if tls.https else Path("."))
         self.ssh: SshGateway | None = None
@@ -345,9 +351,23 @@ class Edge:
 
         def publish(served: dict[str, ServerCertificate]) -> None:  # in the worker's thread
             if self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(https.set_managed, served)
+                self._loop.call_soon_threadsafe(self._acme_served, https, served)
 
         return AcmeWorker(rows, settings, self.node_id, data_dir, publish)
+
+    def _acme_served(self, https: HttpsCertificates, served: dict[str, ServerCertificate]) -> None:
+        """What ACME issued, on the event loop: the HTTPS listener's names, and the agent
+        listener's own name (DNS-01), whose context new agent connections start TLS with."""
+        https.set_managed(served)
+        agent = served.get(self.config.agent_name or "")
+        if agent is not None and agent != self._agent_acme:
+            try:
+                self.tls = server_context(agent)
+            except (OSError, ValueError, ssl.SSLError):
+                log.warning("could not load the agent listener's ACME certificate", exc_info=True)
+                return
+            self._agent_acme = agent
+            log.info("agent listener certificate loaded", extra={"fields": {"name": self.config.agent_name}})
 
     @property
     def revocations(self) -> int:
@@ -364,6 +384,8 @@ class Edge:
         self._loop = asyncio.get_running_loop()
         if self.acme is not None:
             self.acme.start()
+        if self.uploaded is not None:
+            self._uploaded_task = asyncio.create_task(self.uploaded.run())
         self._follow_notifications()
         bound = self.config.sockets
         loop = asyncio.get_running_loop()
@@ -446,6 +468,10 @@ class Edge:
             server.close()
         if self.acme is not None:
             await asyncio.to_thread(self.acme.stop)
+        if self._uploaded_task is not None:
+            self._uploaded_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._uploaded_task
         if self.handoff is not None:
             self.handoff.stop()
         if self._https_listener is not None:

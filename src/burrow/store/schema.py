@@ -140,8 +140,12 @@ reserved_domains = Table(
     Column("certificate_management_policy", JSON(none_as_null=True), nullable=True),
     Column("certificate_management_status", JSON(none_as_null=True), nullable=True),
     Column("managed_certificate_id", ID, nullable=True),
+    # An uploaded /tls_certificates row of the same account served for the domain (0012);
+    # never set together with certificate_management_policy.
+    Column("certificate_id", ID, nullable=True),
     Index("ix_reserved_domains_domain", "domain", unique=True),
     Index("ix_reserved_domains_account_id", "account_id", "id"),
+    Index("ix_reserved_domains_certificate_id", "certificate_id"),
 )
 
 # Uploaded certificates: the chain as checked, its private key encrypted under the secret

@@ -636,6 +636,8 @@ class Store:
         """
         try:
             with self._writing() as connection:
+                if kind is RESERVED_DOMAINS:
+                    values = self._certificate_choice(connection, account_id, values, None)
                 item, token = self._insert(connection, kind, account_id, values)
                 self._record(connection, actor, account_id, "create", kind.name, item.id)
                 return item, token
@@ -773,6 +775,15 @@ class Store:
             stored["acl"] = json.dumps(list(stored["acl"]))
         table = kind.table
         with self._writing() as connection:
+            if kind is RESERVED_DOMAINS:
+                current = connection.execute(
+                    select(*_PUBLIC_COLUMNS[kind.name]).where(
+                        table.c.id == resource_id, table.c.account_id == account_id
+                    )
+                ).first()
+                if current is None:
+                    return None
+                stored = self._certificate_choice(connection, account_id, stored, dict(current._mapping))
             result = connection.execute(
                 update(table)
                 .where(and_(table.c.id == resource_id, table.c.account_id == account_id))
@@ -786,9 +797,76 @@ class Store:
             ).one()
         return kind.from_row(row._mapping)
 
+    def _certificate_choice(
+        self,
+        connection: Connection,
+        account_id: str,
+        values: Mapping[str, Any],
+        current: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """A reserved domain's write with its ``certificate_id`` checked in the write's own
+        transaction (so the certificate cannot be deleted in between): a certificate of the
+        same account whose names cover the domain, never beside a management policy. An
+        empty id is stored as none."""
+        stored = dict(values)
+        if "certificate_id" in stored and not stored["certificate_id"]:
+            stored["certificate_id"] = None
+        chosen = stored.get("certificate_id", current["certificate_id"] if current else None)
+        policy_given = "certificate_management_policy" in stored
+        policy = stored.get("certificate_management_policy") if policy_given else None
+        if not policy_given and current is not None:
+            policy = current["certificate_management_policy"]
+        if chosen and policy:
+            if "certificate_id" in stored and policy_given:
+                reason = "both were given"
+            elif policy_given:
+                reason = 'the domain serves an uploaded certificate: send certificate_id "" with the policy'
+            else:
+                reason = "the domain has a certificate_management_policy: send {} for it with the id"
+            raise errors.CERTIFICATE_ID_WITH_POLICY(reason=reason)
+        if stored.get("certificate_id"):
+            certificate_id = stored["certificate_id"]
+            table = schema.tls_certificates
+            # Locked (on PostgreSQL) until the write commits: a delete of it waits, then sees the use.
+            row = connection.execute(
+                select(table.c.certificate_pem)
+                .where(table.c.account_id == account_id, table.c.id == certificate_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise errors.CERTIFICATE_UNKNOWN(certificate_id=certificate_id)
+            domain = current["domain"] if current is not None else stored["domain"]
+            certificates.check_covers(certificates.read_fields(row.certificate_pem), certificate_id, domain)
+        return stored
+
+    def certificate_users(self) -> dict[str, tuple[str, str]]:
+        """Reserved domains serving an uploaded certificate: domain -> (account id, certificate id)."""
+        table = schema.reserved_domains
+        query = select(table.c.domain, table.c.account_id, table.c.certificate_id).where(
+            table.c.certificate_id.is_not(None)
+        )
+        with self.engine.connect() as connection:
+            return {row.domain: (row.account_id, row.certificate_id) for row in connection.execute(query)}
+
     def delete(self, kind: Kind[Any], account_id: str, resource_id: str, actor: Actor | None = None) -> bool:
         table = kind.table
         with self._writing() as connection:
+            if kind is TLS_CERTIFICATES:
+                # The row locked first, as a reserved domain choosing it does: one waits for the other.
+                connection.execute(
+                    select(table.c.id)
+                    .where(table.c.id == resource_id, table.c.account_id == account_id)
+                    .with_for_update()
+                )
+                domains = schema.reserved_domains
+                user = connection.execute(
+                    select(domains.c.domain)
+                    .where(domains.c.account_id == account_id, domains.c.certificate_id == resource_id)
+                    .order_by(domains.c.domain)
+                    .limit(1)
+                ).first()
+                if user is not None:
+                    raise errors.CERTIFICATE_IN_USE(domain=user.domain)
             result = connection.execute(
                 delete(table).where(table.c.id == resource_id, table.c.account_id == account_id)
             )
