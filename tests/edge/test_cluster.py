@@ -5,6 +5,7 @@ any node reaches all of them, a dead node's names come free when its lease runs 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import ssl
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 
 from burrow.edge.certs import ensure_name_certificate, ensure_server_certificate
 from tests.edge.conftest import Agent
@@ -414,3 +416,172 @@ def test_a_pool_spans_nodes_and_outlives_a_member(cluster: Callable[..., list[Bu
     finally:
         on_a.close()
         on_b.close()
+
+
+def test_forward_internal_reaches_an_internal_endpoint_held_by_another_node(
+    cluster: Callable[..., list[BurrowServer]], start_agent: Callable[..., Agent]
+) -> None:
+    """A's public endpoint forwards to its account's internal endpoint bound on B: the request
+    goes over the relay, B runs the internal endpoint's policy and answers. Another account's
+    policy naming the same URL does not reach it; with B's agent gone, 404, or, with on_error
+    continue, the forwarding endpoint's own upstream. The internal endpoint is bound as
+    ngrok-go binds one (the SDKs cannot); the on_error continue endpoint is the PyPI SDK's."""
+    from tests.edge.malicious_agent import MaliciousAgent
+    from tests.edge.test_control import go_bind
+    from tests.edge.test_url_endpoints import answering
+
+    a, b = cluster(2, relay=True)
+    token = credential(a)["token"]
+    stranger_key = a.new_account("stranger@example.com")
+    with a.client(stranger_key) as http:
+        stranger = http.post("/credentials", json={"acl": []}).json()["token"]
+
+    def policy(on_error: str) -> str:
+        return json.dumps(
+            {
+                "on_http_request": [
+                    {
+                        "actions": [
+                            {"type": "add-headers", "config": {"headers": {"x-from-front": "yes"}}},
+                            {
+                                "type": "forward-internal",
+                                "config": {"url": "https://api.internal", "on_error": on_error},
+                            },
+                        ]
+                    }
+                ],
+                "on_http_response": [
+                    {"actions": [{"type": "add-headers", "config": {"headers": {"x-front": "yes"}}}]}
+                ],
+            }
+        )
+
+    def forwarding(url: str) -> dict[str, Any]:
+        bind = go_bind("http", url)
+        bind["Opts"]["TrafficPolicy"] = policy("halt")
+        return bind
+
+    internal = go_bind("https", "https://api.internal", Bindings=["internal"])
+    internal["Opts"]["TrafficPolicy"] = json.dumps(
+        {
+            "on_http_response": [
+                {"actions": [{"type": "add-headers", "config": {"headers": {"x-internal": "yes"}}}]}
+            ]
+        }
+    )
+
+    def agent(node: BurrowServer, secret: str, bind: dict[str, Any], body: bytes) -> MaliciousAgent:
+        started = MaliciousAgent(node.agent_addr, node.ca_path, secret, "", bind=bind).start()
+        started.script = answering(body)
+        return started
+
+    def post(host: str) -> httpx.Response:
+        return httpx.post(
+            f"http://{a.http_addr}/x?q=1", headers={"Host": host}, content=b"the body", timeout=30
+        )
+
+    api = agent(b, token, internal, b"internal-on-b")
+    front = agent(a, token, forwarding("http://front.burrow.localhost"), b"front-on-a")
+    sdk_endpoint = {"name": "web", "kind": "http", "domain": "fallback.burrow.localhost"}
+    start_agent(a, token, [{**sdk_endpoint, "options": [["traffic_policy", policy("continue")]]}])
+    theirs = agent(a, stranger, forwarding("http://theirs.burrow.localhost"), b"theirs-on-a")
+    try:
+        assert api.bound["Error"] == "" and front.bound["Error"] == ""
+        # Twice on one client connection: each request goes over the relay to B's agent.
+        with httpx.Client(base_url=f"http://{a.http_addr}", timeout=30) as http:
+            for _ in range(2):
+                reached = http.post("/x?q=1", headers={"Host": "front.burrow.localhost"}, content=b"the body")
+                assert reached.status_code == 200 and reached.text == "internal-on-b", reached.text
+                # The internal endpoint's response phase ran (on B), the forwarding one's did not.
+                assert reached.headers.get("x-internal") == "yes" and "x-front" not in reached.headers
+        assert front.requests() == []
+        forwarded = api.requests()[0]
+        head, _, body = forwarded.partition(b"\r\n\r\n")
+        assert head.startswith(b"POST /x?q=1 HTTP/1.1\r\n") and body == b"the body"
+        fields = head.lower().split(b"\r\n")
+        assert b"x-from-front: yes" in fields  # the forwarding policy's edits went along
+        assert fields.count(b"x-forwarded-for: 127.0.0.1") == 1  # the client, once
+        assert b"host: front.burrow.localhost" in fields
+        assert post("fallback.burrow.localhost").text == "internal-on-b"
+        # Another account's policy naming the same URL does not reach it.
+        refused = post("theirs.burrow.localhost")
+        assert refused.status_code == 404 and "api.internal" in refused.text
+        assert theirs.requests() == [] and len(api.requests()) == 3
+        # The internal endpoint is not public, on either node.
+        assert public_get(b, "api.internal").status_code == 404
+        assert public_get(a, "api.internal").status_code == 404
+        api.close()
+        within(10, lambda: post("front.burrow.localhost").status_code == 404, "the forward to stop")
+        assert "api.internal" in post("front.burrow.localhost").text and front.requests() == []
+        # on_error: continue goes on to the forwarding endpoint's own upstream.
+        answer = post("fallback.burrow.localhost").json()
+        assert answer["received"] == len(b"the body")  # the SDK's service took the POST
+        assert len(api.requests()) == 3
+    finally:
+        for started in (api, front, theirs):
+            started.close()
+
+
+def test_a_relayed_forward_internal_reaches_only_its_account_s_internal_endpoint(
+    cluster: Callable[..., list[BurrowServer]],
+) -> None:
+    """The relay's ``internal`` door on B, spoken to directly with a node's relay certificate:
+    it routes to the named account's internal endpoint, never to a public name of that
+    account nor to the internal endpoint of another account's name."""
+    from tests.edge.malicious_agent import MaliciousAgent
+    from tests.edge.test_control import go_bind
+    from tests.edge.test_url_endpoints import answering
+
+    a, b = cluster(2, relay=True)
+    token = credential(a)["token"]
+    bound = []
+    for bind, body in (
+        (go_bind("https", "https://api.internal", Bindings=["internal"]), b"internal"),
+        (go_bind("http", "http://pub.burrow.localhost"), b"public"),
+    ):
+        started = MaliciousAgent(b.agent_addr, b.ca_path, token, "", bind=bind).start()
+        started.script = answering(body)
+        bound.append(started)
+    try:
+        engine = sqlalchemy.create_engine(os.environ["BURROW_DATABASE_URL"])  # the cluster's registry
+        with engine.connect() as connection:
+            query = "SELECT name FROM cluster_bindings WHERE kind = 'internal'"
+            (name,) = connection.execute(sqlalchemy.text(query)).scalars()
+        engine.dispose()
+        account = name.split("/")[0]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.load_verify_locations(a.data_dir / "ca.pem")
+        context.load_cert_chain(a.data_dir / "relay.pem", a.data_dir / "relay-key.pem")
+
+        def internal(account_id: str, host: str, scheme: str = "http") -> bytes:
+            header = {"listener": "internal", "account": account_id, "host": host, "scheme": scheme}
+            header |= {"hops": 1, "client": ["192.0.2.7", 4242]}
+            relay_host, port = b.relay_addr.rsplit(":", 1)  # type: ignore[attr-defined]
+            raw = socket.create_connection((relay_host, int(port)), timeout=10)
+            with raw, context.wrap_socket(raw) as tls:
+                tls.sendall(json.dumps(header).encode() + b"\nGET / HTTP/1.1\r\nHost: front.example\r\n\r\n")
+                answer = b""
+                while b"\r\n\r\n" not in answer or not answer.endswith((b"internal", b"public", b"</html>")):
+                    try:
+                        chunk = tls.recv(65536)
+                    except (OSError, ssl.SSLError):  # aborted: as closed
+                        chunk = b""
+                    if not chunk:
+                        break
+                    answer += chunk
+                return answer
+
+        reached = internal(account, "api.internal")
+        assert reached.startswith(b"HTTP/1.1 200") and reached.endswith(b"internal"), reached
+        assert b"x-forwarded-for: 192.0.2.7" in bound[0].requests()[0].lower()
+        # From an https endpoint's policy: the internal endpoint is told the client's scheme.
+        assert internal(account, "api.internal", "https").startswith(b"HTTP/1.1 200")
+        assert b"x-forwarded-proto: https" in bound[0].requests()[1].lower()
+        assert internal(account, "api.internal", "ftp") == b""  # no such scheme: the relay closes
+        assert internal(account, "pub.burrow.localhost").startswith(b"HTTP/1.1 404")  # a public name
+        assert internal("acct_someone_else", "api.internal").startswith(b"HTTP/1.1 404")
+        assert len(bound[0].requests()) == 2 and bound[1].requests() == []
+    finally:
+        for started in bound:
+            started.close()

@@ -65,6 +65,32 @@ def forwarded_head(request: ProxyRequest, client_address: bytes, scheme: bytes) 
     return data + b"\r\n"
 
 
+def internal_relay_start(request: ProxyRequest, scheme: bytes) -> bytes:
+    """What starts a forward-internal request relayed to the node holding the internal
+    endpoint: the head as this endpoint's policy left it, without this edge's
+    ``X-Forwarded-*`` (the other node adds them, with the client's address it is given),
+    and the body received so far."""
+    head = request.head
+    assert head is not None
+    fields = request_fields(head, b"", scheme, drop_expect=request.whole_body > 0)[:-3]
+    earlier = head.noted.get(b"x-forwarded-for")
+    if earlier:
+        fields.append((b"X-Forwarded-For", b", ".join(value.strip(b" \t") for value in earlier)))
+    target = head.target
+    if request.plan is not None:
+        fields, target = edited(fields, request.plan.edits), request.plan.target
+    if request.whole_body:
+        data = request_head(head, fields, LENGTH, len(request.body), target)
+    else:
+        data = request_head(head, fields, head.framing, head.length, target)
+    if request.body:
+        data += body_piece(request, bytes(request.body))
+        request.body.clear()
+    if request.complete and request.chunked:
+        data += b"0\r\n\r\n"
+    return data
+
+
 def accepts_gzip(values: list[bytes]) -> bool:
     """Whether an ``Accept-Encoding`` allows gzip (``gzip`` or ``*`` with a q above 0)."""
     for value in values:

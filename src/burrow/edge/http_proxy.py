@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from burrow.domain.limits import Admission, PublicLimits
 from burrow.domain.tunnels import Tunnel
 
-from . import traffic
+from . import elsewhere, traffic
 from .flow import ClientProtocol, Upstream, end_tunnel, hang_up
 from .forward_head import body_piece, forwarded_start, kept_fields
 from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
@@ -45,8 +44,8 @@ from .pages import (
 from .peers import Peers
 from .phase_clock import ABORT, BODY_PHASE, BUSY_PHASE, HANG_UP, HEAD_PHASE, IDLE_PHASE, PhaseClock
 from .proxy_request import ProxyRequest, log_request, pauses_reading, record_outcome
-from .relay import RelayOut, RelayRoutes
-from .request_checks import apply_policy, check_body, unroutable
+from .relay import RelayOut, RelayRoutes, RelayStream
+from .request_checks import check_body, unroutable
 from .response_relay import UPGRADED, ResponseRelay
 from .traffic_phases import CLOSE
 
@@ -95,6 +94,13 @@ class HttpListeners(RelayOut, Protocol):
 
     def internal_tunnel(self, account_id: str, host: str) -> Tunnel | None: ...
 
+    @property
+    def internal_elsewhere(self) -> bool:
+        """Whether internal endpoints may be held by other nodes (a relay is configured)."""
+        ...
+
+    async def open_internal(self, relay_addr: str, header: dict[str, Any]) -> RelayStream | None: ...
+
 
 class HttpProxyConnection(ClientProtocol):
     """One public HTTP(S) client connection, proxied request by request."""
@@ -106,10 +112,13 @@ class HttpProxyConnection(ClientProtocol):
         sni: str | None = None,
         relayed: bool = False,
         client: tuple[str, int] | None = None,
+        internal: tuple[str, str, int] | None = None,
     ) -> None:
         super().__init__()
         self.listeners = listeners
         self.relayed = relayed  # came from another node: never relayed again
+        self._internal = internal  # relayed forward-internal: (account, host, hops) (elsewhere.py)
+        self._lookups: set[asyncio.Task[None]] = set()  # forward-internal routes being looked up
         self._given_client = client  # the client's address, when the transport's peer is not it
         # The bytes of the connection until its first request is routed, in case it goes to
         # another node (only where a relay is configured: plain HTTP).
@@ -185,11 +194,10 @@ class HttpProxyConnection(ClientProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.peers = Peers.of(transport, self._given_client)
-        # HTTPS connections were counted by their listener before the handshake.
-        if (
-            self.scheme != "https"
-            and self.listeners.admission.admit(self.client_address, self.scheme) is not None
-        ):
+        # HTTPS connections were counted by their listener before the handshake (a relayed
+        # forward-internal has none).
+        counted = self.scheme != "https" or self._internal is not None
+        if counted and self.listeners.admission.admit(self.client_address, self.scheme) is not None:
             self.transport.write(CONNECTION_REFUSED)
             self.transport.close()
             return
@@ -270,24 +278,9 @@ class HttpProxyConnection(ClientProtocol):
             record_outcome(current.status, current.plan)
             self._log(current)
         self._drop_stream(reset=current is not None)
+        for task in list(self._lookups):
+            task.cancel()
         self._flow.resume()
-
-    async def _route_elsewhere(self, request: ProxyRequest, routes: RelayRoutes, first: bytearray) -> None:
-        """The first request names no local tunnel: hand the connection to the node holding
-        its Host, if one does (its listener keeps the time from then on); else answer 404."""
-        found = await routes.lookup("host", request.host)
-        if self._lost:
-            return
-        if found is None:
-            request.routing, request.answer = False, self.listeners.not_found(self.scheme, request.host)
-            self._pump()
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        header = {"listener": "http", "client": list(self.peers.client)}
-        ended = functools.partial(self.connection_lost, None)
-        await self.listeners.relay_out(self.transport, bytes(first), header, found, ended)
 
     # Requests, as the core parses them -----------------------------------------------
 
@@ -336,6 +329,9 @@ class HttpProxyConnection(ClientProtocol):
     def _prepare(self, request: ProxyRequest) -> None:
         """Route the request and check it; sets ``answer`` when it is answered here."""
         first, self._relay_raw = self._relay_raw, None  # only a connection's first request may go elsewhere
+        if self._internal is not None:
+            elsewhere.prepare_internal(self, request, *self._internal)
+            return
         request.answer = unroutable(request, self.scheme, self.sni)
         if request.answer is not None:
             return
@@ -348,22 +344,17 @@ class HttpProxyConnection(ClientProtocol):
                 request.answer = NOT_THIS_NODE
             elif first is not None and routes is not None:
                 request.routing = True  # reading stays paused while the route is looked up
-                self._stream_task = self._loop.create_task(self._route_elsewhere(request, routes, first))
+                self._stream_task = self._loop.create_task(elsewhere.route(self, request, routes, first))
             else:
                 request.answer = self.listeners.not_found(self.scheme, request.host)
             return
-        request.tunnel = tunnel
-        internal = self.listeners.internal_tunnel
-        if tunnel.policy.traffic is None:  # no jwt-validation keys to wait for
-            apply_policy(request, tunnel.policy, self.peers, self.scheme, internal)
-        else:
-            apply = functools.partial(apply_policy, request, tunnel.policy, self.peers, self.scheme, internal)
-            self.listeners.jwks.judge(request, tunnel, apply, self._judged)
+        elsewhere.judge(self, request, tunnel, 0)
 
     def _judged(self, request: ProxyRequest) -> None:  # judged once its JWT keys were fetched
         if not self._lost:
             if request.complete:
                 check_body(request)
+            elsewhere.look_up_internal(self, request)
             self._pump()
 
     # Moving requests along -------------------------------------------------------------
@@ -383,7 +374,9 @@ class HttpProxyConnection(ClientProtocol):
                 return  # once the whole body is here
             self._waiting.popleft()
             self._current = request
-            if self._stream is not None and self._stream_tunnel is request.tunnel and self._relay.reusable:
+            if request.relay_to is not None:  # to the node holding its internal endpoint
+                elsewhere.start_internal(self, request, request.relay_to)
+            elif self._stream is not None and self._stream_tunnel is request.tunnel and self._relay.reusable:
                 self._start(request)
             else:
                 self._drop_stream(reset=False)
@@ -508,7 +501,7 @@ class HttpProxyConnection(ClientProtocol):
                 out.clear()
             self.transport.close()
             return
-        if not self._relay.reusable:
+        if not self._relay.reusable or self._stream_tunnel is None:  # a relay connection: one request
             self._drop_stream(reset=False)
         if not self._waiting and self._parsing is None:
             self._clock.enter(IDLE_PHASE, self._loop.time())

@@ -28,6 +28,7 @@ class ProxyRequest:
         "head",
         "headers",
         "host",
+        "internal_elsewhere",
         "keep_alive",
         "kept",
         "method",
@@ -35,6 +36,7 @@ class ProxyRequest:
         "plain",
         "plan",
         "policy_env",
+        "relay_to",
         "routing",
         "start",
         "started",
@@ -62,6 +64,9 @@ class ProxyRequest:
         self.version = "1.1"
         self.host = ""
         self.tunnel: Tunnel | None = None
+        # forward-internal to an endpoint not on this node: (host, on_error continue, hops)
+        self.internal_elsewhere: tuple[str, bool, int] | None = None
+        self.relay_to: str | None = None  # the node holding that internal endpoint (its relay address)
         self.answer: bytes | None = None  # answered here instead of forwarded
         self.body = bytearray()  # received before the request could be forwarded
         self.complete = False

@@ -376,6 +376,22 @@ class PublicListeners:
         """The account's internal endpoint ``host`` on this node (forward-internal's target)."""
         return self.registry.internal_tunnel(account_id, host)
 
+    @property
+    def internal_elsewhere(self) -> bool:
+        """Whether a forward-internal may go to another node (this one relays)."""
+        return self.relay_routes is not None and self.relay_context is not None
+
+    async def open_internal(self, relay_addr: str, header: dict[str, Any]) -> relay.RelayStream | None:
+        """A relay connection to the node holding an internal endpoint (one request's)."""
+        if self.relay_context is None:
+            return None
+        return await relay.open_relay_stream(relay_addr, header, self.relay_context)
+
+    def internal_protocol(self, account_id: str, host: str, scheme: str, hops: int) -> HttpProxyConnection:
+        """The protocol for a forward-internal another node relays: to ``account_id``'s
+        internal endpoint ``host`` on this node only."""
+        return HttpProxyConnection(self, scheme, relayed=True, internal=(account_id, host, hops))
+
     def http_protocol(self) -> HttpProxyConnection:
         return HttpProxyConnection(self, "http")
 

@@ -10,6 +10,12 @@ client address, so the endpoint's policies apply there. A relayed connection is 
 relayed again: on B, a keep-alive request for a name B does not hold gets 421 and close.
 HTTPS is relayed still encrypted; B hands it to its own HTTPS listener through a local
 socket pair (:class:`LocalHandoff`), which terminates TLS with B's certificate.
+
+A ``forward-internal`` to an internal endpoint B holds goes as one relay connection per
+request (:class:`RelayStream`): the header ``{"listener": "internal", "account": ...,
+"host": ..., "scheme": ..., "hops": ..., "client": ...}``, then the request as A's policy
+left it. B routes it only to that account's internal endpoint (never a public name), runs
+that endpoint's policy and answers; it never relays it further.
 """
 
 from __future__ import annotations
@@ -230,6 +236,11 @@ _UNREACHABLE = page(
 )
 
 
+INTERNAL_UNREACHABLE = page(
+    502, "Bad Gateway", "ERR_NGROK_90502", "The edge node holding this internal endpoint cannot be reached."
+)
+
+
 class _RelayedTransport:
     """The relay connection, presented to a public protocol as the client's own."""
 
@@ -252,6 +263,8 @@ class _RelayedTransport:
 
 class PublicProtocols(Protocol):
     def relayed_protocol(self, listener: str, port: int, sni: str | None) -> asyncio.Protocol | None: ...
+
+    def internal_protocol(self, account_id: str, host: str, scheme: str, hops: int) -> asyncio.Protocol: ...
 
 
 class RelayInbound(asyncio.Protocol):
@@ -296,6 +309,13 @@ class RelayInbound(asyncio.Protocol):
                 protocol: asyncio.Protocol | None = (
                     LocalHandoff(self.https) if self.https is not None else None
                 )
+            elif listener == "internal":  # a forward-internal: only to this account's internal endpoint
+                scheme = str(header["scheme"])
+                if scheme not in ("http", "https"):
+                    raise ValueError(scheme)
+                protocol = self.listeners.internal_protocol(
+                    str(header["account"]), str(header["host"]), scheme, int(header["hops"])
+                )
             else:
                 protocol = self.listeners.relayed_protocol(
                     listener, int(header.get("port", 0)), header.get("sni")
@@ -315,3 +335,139 @@ class RelayInbound(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+class RelayStream(asyncio.Protocol):
+    """A relay connection carrying one forward-internal request to the node holding the
+    internal endpoint, presented to the HTTP proxy as a proxy stream to an agent (what
+    :class:`~burrow.edge.flow.Upstream` and ``forward_to`` use of a ``MuxStream``): the
+    request goes out as written, the other node's answer comes back to the writer."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.connection = self  # Upstream asks the stream's connection whether writing is paused
+        self.writing_paused = False
+        self.on_writable: Callable[[], None] | None = None
+        self.holder: Any = None
+        self._writable: list[Callable[[], None]] = []
+        self._early = bytearray()
+        self._eof = False
+        self._lost = False
+        self._sink: Any = None
+        self._done: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is None:
+            self._early += data
+            return
+        try:
+            sink.write(data)
+        except Exception as error:
+            self._end(ConnectionResetError(str(error)))
+            return
+        if sink.transport.get_write_buffer_size() and self.transport is not None:
+            self.transport.pause_reading()  # until the client takes it
+            asyncio.get_running_loop().create_task(self._drain(sink))
+
+    async def _drain(self, sink: Any) -> None:
+        try:
+            await sink.drain()
+        except Exception as error:
+            self._end(ConnectionResetError(str(error)))
+            return
+        if self.transport is not None and not self._lost:
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._end(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._end(None if self._eof else ConnectionResetError("the relay connection was lost"))
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        callbacks, self._writable = self._writable, []
+        for callback in callbacks:
+            callback()
+
+    def _end(self, error: Exception | None) -> None:
+        done = self._done
+        if done is not None and not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+    # What the proxy uses of a stream
+    def call_when_writable(self, callback: Callable[[], None]) -> None:
+        if self.writing_paused:
+            self._writable.append(callback)
+        else:
+            asyncio.get_running_loop().call_soon(callback)
+
+    def send_nowait(self, data: bytes | memoryview) -> int:
+        if self._lost or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the relay connection is closed")
+        self.transport.write(bytes(data))
+        return len(data)
+
+    def end_nowait(self) -> None:
+        pass  # TLS cannot half-close: the request's own framing says where it ends
+
+    async def forward_to(self, writer: Any) -> None:
+        """Write the other node's answer to ``writer`` until it closes the connection."""
+        self._done = asyncio.get_running_loop().create_future()
+        if self._early:
+            writer.write(bytes(self._early))
+            self._early.clear()
+        if self._lost:
+            self._end(None if self._eof else ConnectionResetError("the relay connection was lost"))
+        self._sink = writer
+        try:
+            await self._done
+        finally:
+            self._sink = None
+
+    def reset(self, code: Any = None) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_relay_stream(
+    relay_addr: str, header: dict[str, Any], context: ssl.SSLContext, connect_timeout: float = 5.0
+) -> RelayStream | None:
+    """A relay connection to ``relay_addr`` with ``header`` sent, or None if it cannot be had."""
+    host, _, port = relay_addr.rpartition(":")
+    stream = RelayStream()
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().create_connection(
+                lambda: stream, host.strip("[]"), int(port), ssl=context, server_hostname=host
+            ),
+            connect_timeout,
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as error:
+        log.warning("relay connection failed", extra={"fields": {"node": relay_addr, "error": str(error)}})
+        return None
+    assert stream.transport is not None
+    if not relay_peer_ok(stream.transport.get_extra_info("peercert")):
+        stream.transport.abort()
+        return None
+    stream.transport.write(json.dumps(header).encode() + b"\n")
+    return stream

@@ -51,12 +51,15 @@ def apply_policy(
     scheme: str,
     internal: InternalLookup | None = None,
     hops: int = 0,
+    elsewhere: bool = False,
 ) -> None:
     """The endpoint's checks (``request.answer`` set when one refuses), its Traffic Policy
     (the connection's phase, then the request's) and what they ask of the forwarding (a
     whole body first, compression, header edits). A forward-internal moves the request to
     an internal endpoint of the same account (``internal`` finds it), whose own options and
-    policy then run in turn."""
+    policy then run in turn. ``elsewhere``: the cluster may hold internal endpoints on
+    other nodes; one not found here is then noted in ``request.internal_elsewhere`` (its
+    host, whether it falls back to this endpoint) for the proxy to look up and relay to."""
     if policy.plain:
         request.chunked = request.head is not None and request.head.framing == CHUNKED
         return
@@ -84,9 +87,11 @@ def apply_policy(
             found = internal(tunnel.account_id, host) if internal is not None and host else None
             if found is not None and hops < MAX_INTERNAL_HOPS:
                 request.tunnel = found
-                apply_policy(request, found.policy, peers, scheme, internal, hops + 1)
+                apply_policy(request, found.policy, peers, scheme, internal, hops + 1, elsewhere)
                 return
-            if forwarded.on_error != "continue":
+            if found is None and elsewhere and host and hops < MAX_INTERNAL_HOPS:
+                request.internal_elsewhere = (host, forwarded.on_error == "continue", hops)
+            elif forwarded.on_error != "continue":
                 request.answer = not_found_page(host or forwarded.url.text)
                 return
     # Webhook verification (an option or a policy's verify-webhook) needs the body whole.
