@@ -105,6 +105,7 @@ class Listeners:
         if JwksFetcher is not None:
             self.jwks = JwksFetcher()
         self.acme_http = None  # no ACME challenges on this listener
+        self.internal_elsewhere = False  # one node: no internal endpoint is elsewhere
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         return self.tunnel if host == HOST else None
