@@ -90,13 +90,17 @@ class Responder:
 class Listeners:
     """Routing for one name to one tunnel; its stream opened on the edge's connection."""
 
-    def __init__(self, edge: MuxConnection, tunnel: Tunnel) -> None:
+    def __init__(self, edge: MuxConnection, tunnel: Tunnel, with_jwks: bool = False) -> None:
         self.limits = PublicLimits()
         self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_client)
         self.traffic = {listener: traffic.TrafficCounts() for listener in traffic.LISTENERS}
         self.relay_routes = None
         self._connections: set[Any] = set()
         self.edge, self.tunnel = edge, tunnel
+        if with_jwks:  # the policy arm's endpoint has a Traffic Policy: its JWT keys are asked for
+            from burrow.edge.jwt_check import JwksFetcher  # (not in older checkouts)
+
+            self.jwks = JwksFetcher()
 
     def web_tunnel(self, scheme: str, host: str) -> Tunnel | None:
         return self.tunnel if host == HOST else None
@@ -159,7 +163,7 @@ async def run(requests: int, rounds: int, with_policy: bool) -> None:
     connections = []
     for _, tunnel in arms:
         client = MemoryTransport()
-        proxy = HttpProxyConnection(Listeners(edge, tunnel), "http")
+        proxy = HttpProxyConnection(Listeners(edge, tunnel, with_policy), "http")
         proxy.connection_made(client)  # type: ignore[arg-type]
         connections.append((proxy, client))
         for _ in range(200):  # warm up
