@@ -29,7 +29,7 @@ from burrow.domain.tunnels import Tunnel
 
 from . import traffic
 from .flow import ClientProtocol, Upstream
-from .forward_head import body_piece, forwarded_start, kept_fields
+from .forward_head import body_piece, forwarded_start
 from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
 from .jwt_check import JwksFetcher
 from .muxado_streams import MuxStream
@@ -182,10 +182,17 @@ class HttpProxyConnection(ClientProtocol):
         requests.receive(data)
         try:
             while (event := requests.next_event()) is not None:
-                if isinstance(event, BodyData):
+                if type(event) is RequestHead:
+                    more = requests.end_bodiless()
+                    if more is None:
+                        self._request_head_parsed(event)
+                    else:  # the usual request: no body, complete with its head
+                        self._whole_request(event)
+                        if not more or self._lost or self.transport.is_closing():
+                            return
+                        continue
+                elif type(event) is BodyData:
                     self._request_body(event.data)
-                elif isinstance(event, RequestHead):
-                    self._request_head_parsed(event)
                 else:
                     request = self._parsing
                     self._request_complete()
@@ -262,9 +269,26 @@ class HttpProxyConnection(ClientProtocol):
 
     # Requests, as the core parses them -----------------------------------------------
 
+    def _whole_request(self, head: RequestHead) -> None:
+        """A request without a body, complete with its head (what _request_head_parsed
+        and _request_complete do for it, in one step)."""
+        request = ProxyRequest(head)
+        request.complete = True
+        self._prepare(request)
+        if (
+            request.whole_body
+            and request.answer is None
+            and request.version == "1.1"
+            and head.expect_continue
+        ):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as _request_head_parsed does
+        check_body(request)
+        self._waiting.append(request)
+        self._clock.phase = BUSY_PHASE
+        self._pump()
+
     def _request_head_parsed(self, head: RequestHead) -> None:
         request = self._parsing = ProxyRequest(head)
-        request.kept = kept_fields(head.headers)
         self._prepare(request)
         if (
             request.whole_body

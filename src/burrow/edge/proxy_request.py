@@ -28,7 +28,6 @@ class ProxyRequest:
         "headers",
         "host",
         "keep_alive",
-        "kept",
         "method",
         "noted",
         "plain",
@@ -51,7 +50,6 @@ class ProxyRequest:
         self.target = b""
         self.headers: Headers = []
         self.noted: dict[bytes, list[bytes]] = {}  # raw values of the fields http1.fields.NOTED names
-        self.kept = bytearray()  # the other fields, as forwarded (unless a policy rewrites them)
         self.plain = True  # the endpoint has no options: no hook changes anything
         self.plan: RequestPlan | None = None  # what the endpoint's Traffic Policy decided
         self.policy_env: Env = {}  # the policy's variables, for its response phase
