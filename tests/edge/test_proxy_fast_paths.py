@@ -22,6 +22,7 @@ from burrow.edge.http1 import (
     ResponseHead,
     ResponseParser,
 )
+from burrow.edge.http1.serialize import response_fields, response_head
 from burrow.edge.proxy_request import ProxyRequest
 from burrow.edge.request_checks import host_name, unroutable
 
@@ -160,3 +161,19 @@ def test_the_host_cache_stays_bounded() -> None:
     long = b"a" * (request_checks.MAX_CACHED_HOST + 1)
     request = ProxyRequest(_head(b"GET / HTTP/1.1\r\nHost: %b\r\n\r\n" % long))
     assert unroutable(request, "http", None) is None and long not in request_checks._HOST_NAMES
+
+
+@pytest.mark.parametrize(
+    "spelling", [b"Content-Length", b"content-length", b"CONTENT-LENGTH", b"content-LENGTH"]
+)
+def test_a_response_is_reserialised_with_one_content_length(spelling: bytes) -> None:
+    parser = ResponseParser()
+    parser.expect(b"GET")
+    parser.receive(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n%b: 2\r\nX-Len: 1\r\n\r\nhi" % spelling)
+    response = parser.next_event()
+    assert isinstance(response, ResponseHead)
+    fields = response_fields(response)
+    assert fields == [(b"Content-Type", b"text/plain"), (b"X-Len", b"1")]
+    head, _, close = response_head(response, fields, False, False)
+    assert head == b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Len: 1\r\nContent-Length: 2\r\n\r\n"
+    assert not close

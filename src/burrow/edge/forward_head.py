@@ -47,8 +47,11 @@ def forwarded_head(request: ProxyRequest, client_address: bytes, scheme: bytes) 
         return request_head(head, fields, head.framing, head.length, target)
     # The common case: the fields kept while parsing, spliced with ours.
     noted = request.noted
-    earlier = noted.get(b"x-forwarded-for")
-    forwarded_for = b", ".join([*earlier, client_address]) if earlier else client_address
+    forwarded_for = (
+        b", ".join([*noted[b"x-forwarded-for"], client_address])
+        if b"x-forwarded-for" in noted
+        else client_address
+    )
     data = _PLAIN_REQUEST_HEAD % (
         request.method,
         request.target,

@@ -177,7 +177,7 @@ class HttpProxyConnection(ClientProtocol):
         if self._relay_raw is not None:
             self._relay_raw += data
         if clock.phase == IDLE_PHASE:
-            clock.enter(HEAD_PHASE, clock.last_activity)
+            clock.phase, clock.since = HEAD_PHASE, clock.last_activity
         requests = self._requests
         requests.receive(data)
         try:
@@ -282,7 +282,8 @@ class HttpProxyConnection(ClientProtocol):
             and head.expect_continue
         ):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as _request_head_parsed does
-        check_body(request)
+        if request.whole_body:
+            check_body(request)
         self._waiting.append(request)
         self._clock.phase = BUSY_PHASE
         self._pump()
@@ -485,7 +486,7 @@ class HttpProxyConnection(ClientProtocol):
         elif ended is not None:
             self._finish_response(out)
         if out:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            self.transport.write(b"".join(out))  # (one piece: joined without a copy)
             out.clear()
 
     def _finish_response(self, out: list[bytes]) -> None:
@@ -494,7 +495,7 @@ class HttpProxyConnection(ClientProtocol):
         self._current = None
         if not request.plain:
             record_outcome(request.status, request.plan)
-        self._log(request)
+        log_request(request, self.listeners.traffic[self.scheme], self.scheme, self.peers.client_text)
         if not request.keep_alive:
             if out:
                 self.transport.write(b"".join(out))
@@ -504,7 +505,8 @@ class HttpProxyConnection(ClientProtocol):
         if not self._relay.reusable:
             self._drop_stream(reset=False)
         if not self._waiting and self._parsing is None:
-            self._clock.enter(IDLE_PHASE, self._loop.time())
+            clock = self._clock
+            clock.phase, clock.since = IDLE_PHASE, self._loop.time()
         self._pump()
 
     def _agent_ended(self, stream: MuxStream, reset: bool) -> None:

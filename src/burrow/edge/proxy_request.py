@@ -3,6 +3,7 @@ proxy decided about it, what it has sent, and the traffic-log line written at it
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -99,7 +100,7 @@ def log_request(request: ProxyRequest, counts: traffic.TrafficCounts, listener: 
     counts.requests += 1
     counts.bytes_in += request.bytes_in
     counts.bytes_out += request.bytes_out
-    if traffic.enabled():
+    if traffic.traffic_log.isEnabledFor(logging.INFO):  # (traffic.enabled(), one call less)
         tunnel = request.tunnel
         target = request.target
         query = target.find(b"?")

@@ -74,6 +74,9 @@ _UNNOTED_SPELLINGS = frozenset(
 )
 assert not {name.lower() for name in _UNNOTED_SPELLINGS} & NOTED
 assert all(spelling.lower() == name for spelling, name in _NOTED_SPELLINGS.items())
+# Common spellings of Content-Length, and of other names: told apart without lower().
+CONTENT_LENGTH_SPELLINGS = frozenset(s for s, name in _NOTED_SPELLINGS.items() if name == b"content-length")
+NOT_CONTENT_LENGTH = _UNNOTED_SPELLINGS | (_NOTED_SPELLINGS.keys() - CONTENT_LENGTH_SPELLINGS)
 
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE, TUNNEL = range(5)  # how a message's body is framed
 MAX_LENGTH_DIGITS = 18  # a Content-Length that fits in 63 bits

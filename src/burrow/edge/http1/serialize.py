@@ -14,7 +14,17 @@ import zlib
 from typing import Any
 
 from .events import RequestHead, ResponseHead
-from .fields import CHUNKED, HOP_BY_HOP, LENGTH, NO_BODY, NOTED, Headers, end_to_end
+from .fields import (
+    CHUNKED,
+    CONTENT_LENGTH_SPELLINGS,
+    HOP_BY_HOP,
+    LENGTH,
+    NO_BODY,
+    NOT_CONTENT_LENGTH,
+    NOTED,
+    Headers,
+    end_to_end,
+)
 
 # The request fields the proxy writes itself, dropped from what the client sent.
 _OWN_REQUEST_FIELDS = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"})
@@ -82,7 +92,8 @@ def response_fields(response: ResponseHead) -> Headers:
         return [
             field
             for field in response.headers
-            if len(field[0]) != 14 or field[0].lower() != b"content-length"
+            if field[0] not in CONTENT_LENGTH_SPELLINGS
+            and (field[0] in NOT_CONTENT_LENGTH or field[0].lower() != b"content-length")
         ]
     return end_to_end(response.headers, response.named, _UPGRADE if response.status == 101 else _NOTHING)
 
