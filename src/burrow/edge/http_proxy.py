@@ -29,8 +29,8 @@ from burrow.domain.tunnels import Tunnel
 
 from . import traffic
 from .flow import ClientProtocol, Upstream
-from .forward_head import body_piece, forwarded_start
-from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
+from .forward_head import body_piece, forwarded_head, forwarded_start
+from .http1 import CHUNKED, NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
 from .jwt_check import JwksFetcher
 from .muxado_streams import MuxStream
 from .pages import (
@@ -274,7 +274,7 @@ class HttpProxyConnection(ClientProtocol):
         and _request_complete do for it, in one step)."""
         request = ProxyRequest(head)
         request.complete = True
-        self._prepare(request)
+        self._prepare(request, head)
         if (
             request.whole_body
             and request.answer is None
@@ -290,7 +290,7 @@ class HttpProxyConnection(ClientProtocol):
 
     def _request_head_parsed(self, head: RequestHead) -> None:
         request = self._parsing = ProxyRequest(head)
-        self._prepare(request)
+        self._prepare(request, head)
         if (
             request.whole_body
             and request.answer is None
@@ -329,7 +329,7 @@ class HttpProxyConnection(ClientProtocol):
 
     # Deciding what to do with a request ----------------------------------------------
 
-    def _prepare(self, request: ProxyRequest) -> None:
+    def _prepare(self, request: ProxyRequest, head: RequestHead) -> None:
         """Route the request and check it; sets ``answer`` when it is answered here."""
         first, self._relay_raw = self._relay_raw, None  # only a connection's first request may go elsewhere
         request.answer = unroutable(request, self.scheme, self.sni)
@@ -347,8 +347,12 @@ class HttpProxyConnection(ClientProtocol):
                 request.answer = not_found_page(request.host)
             return
         request.tunnel = tunnel
+        policy = tunnel.policy
+        if policy.plain:  # no options: all apply_policy would do
+            request.chunked = head.framing == CHUNKED
+            return
         internal = self.listeners.internal_tunnel
-        if tunnel.policy.traffic is None:  # no jwt-validation keys to wait for
+        if policy.traffic is None:  # no jwt-validation keys to wait for
             apply_policy(request, tunnel.policy, self.peers, self.scheme, internal)
         else:
             apply = functools.partial(apply_policy, request, tunnel.policy, self.peers, self.scheme, internal)
@@ -383,7 +387,8 @@ class HttpProxyConnection(ClientProtocol):
                 self._drop_stream(reset=False)
                 self._opening = True
                 self._stream_task = self._loop.create_task(self._open(request))
-        self._update_reading()
+        if self._waiting or self._holding or self._opening or self._up.blocked:
+            self._update_reading()  # (else reading goes on: nothing to hold it for)
 
     def _answer_here(self, request: ProxyRequest) -> None:
         assert request.answer is not None
@@ -401,7 +406,10 @@ class HttpProxyConnection(ClientProtocol):
     def _start(self, request: ProxyRequest) -> None:
         request.started = True
         self._relay.expect(request)
-        self._up.send(forwarded_start(request, self.peers.client_bytes, self._scheme_bytes))
+        if request.body or request.chunked:
+            self._up.send(forwarded_start(request, self.peers.client_bytes, self._scheme_bytes))
+        else:  # the head alone (what forwarded_start sends then)
+            self._up.send(forwarded_head(request, self.peers.client_bytes, self._scheme_bytes))
 
     async def _open(self, request: ProxyRequest) -> None:
         tunnel = request.tunnel

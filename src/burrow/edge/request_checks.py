@@ -34,10 +34,10 @@ def host_name(raw: bytes) -> str:
 def unroutable(request: ProxyRequest, scheme: str, sni: str | None) -> bytes | None:
     """The answer to a request that names no routable Host, else None (``request.host``
     is then its Host's name: lower case, no port, no final dot)."""
-    hosts = request.noted.get(b"host")
-    if hosts is None or hosts[1:] or not hosts[0]:  # (the parser's values come without OWS)
+    noted = request.noted
+    if b"host" not in noted or noted[b"host"][1:] or not noted[b"host"][0]:  # (values come without OWS)
         return bad_request("A request needs exactly one Host header.")
-    raw = hosts[0]
+    raw = noted[b"host"][0]
     if raw in _HOST_NAMES:
         request.host = _HOST_NAMES[raw]
     else:
