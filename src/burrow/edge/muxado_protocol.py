@@ -55,9 +55,10 @@ class ErrorCode(IntEnum):
 
 
 def encode_frame(kind: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0) -> bytes:
-    if len(payload) > MAX_PAYLOAD:
+    size = len(payload)
+    if size > MAX_PAYLOAD:
         raise ValueError("payload too long for one frame")
-    return HEADER.pack((len(payload) << 8) | (int(kind) << 4) | flags, stream_id & 0x7FFFFFFF) + payload
+    return HEADER.pack((size << 8) | (int(kind) << 4) | flags, stream_id & 0x7FFFFFFF) + payload
 
 
 # Events: what the peer did, as h2 names it ---------------------------------------------
@@ -270,7 +271,7 @@ class Connection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Process received bytes; the events they carry, in order."""
-        if self.closed:
+        if self._closed:
             return []
         events: list[Event | _PendingData] = []
         try:
@@ -362,7 +363,7 @@ class Connection:
                 if credit is not None and length <= credit.window:  # ReceiveCredit.take, inlined
                     credit.window -= length
                     last = events[-1] if events else None
-                    if isinstance(last, _PendingData) and last.stream_id == stream_id:
+                    if type(last) is _PendingData and last.stream_id == stream_id:
                         last.parts.append(view[start:end])
                     else:
                         events.append(_PendingData(stream_id, [view[start:end]]))
@@ -438,12 +439,14 @@ class Connection:
     # Sending --------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
         out = b"".join(self._out)
         self._out.clear()
         return out
 
     def open_stream(self) -> int:
-        if self.closed or self.remote_going_away:
+        if self._closed or self.remote_going_away:
             raise LocalProtocolError(ErrorCode.SESSION_CLOSED, "the connection is closing")
         stream_id = self._next_local_id
         self._next_local_id += 2
@@ -460,14 +463,18 @@ class Connection:
         ``end_stream`` applies only if all of ``data`` was taken.
         """
         stream = self._streams.get(stream_id)
-        if stream is None or stream.local_ended or self.closed:
+        if stream is None or stream.local_ended or self._closed:
             raise LocalProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} is closed")
-        taken = min(len(data), stream.send_window)
-        view = memoryview(data)[:taken]
-        for start in range(0, taken, self.send_chunk):
-            self._data_frame(stream_id, stream, bytes(view[start : start + self.send_chunk]), 0)
+        size = len(data)
+        taken = size if size <= stream.send_window else stream.send_window
+        if taken == size and 0 < size <= self.send_chunk and type(data) is bytes:
+            self._data_frame(stream_id, stream, data, 0)  # the usual small write: one frame, no copy
+        else:
+            view = memoryview(data)[:taken]
+            for start in range(0, taken, self.send_chunk):
+                self._data_frame(stream_id, stream, bytes(view[start : start + self.send_chunk]), 0)
         stream.send_window -= taken
-        if end_stream and taken == len(data):
+        if end_stream and taken == size:
             self.end_stream(stream_id)
         elif stream.pending_syn and taken == 0 and not data:
             self._data_frame(stream_id, stream, b"", 0)
@@ -482,28 +489,29 @@ class Connection:
     def end_stream(self, stream_id: int) -> None:
         """Half-close: we send no more on this stream."""
         stream = self._streams.get(stream_id)
-        if stream is None or stream.local_ended or self.closed:
+        if stream is None or stream.local_ended or self._closed:
             return
         self._data_frame(stream_id, stream, b"", FIN)
         stream.local_ended = True
         self._forget_if_done(stream_id, stream)
 
     def reset_stream(self, stream_id: int, code: ErrorCode = ErrorCode.CANCELLED) -> None:
-        if self._streams.pop(stream_id, None) is not None and not self.closed:
+        if self._streams.pop(stream_id, None) is not None and not self._closed:
             self._out.append(encode_frame(FrameType.RST, stream_id, int(code).to_bytes(4, "big")))
 
-    def acknowledge_received_data(self, stream_id: int, consumed: int) -> None:
+    def acknowledge_received_data(self, stream_id: int, consumed: int) -> bool:
         """The application consumed ``consumed`` bytes: return window credit as
-        :class:`ReceiveCredit` decides."""
+        :class:`ReceiveCredit` decides. Whether a frame was queued (to send)."""
         stream = self._streams.get(stream_id)
         if stream is None or consumed <= 0 or self._closed or stream.remote_ended:
-            return
+            return False
         credit = stream.credit.consume(consumed)
         if credit:
             self._out.append(encode_frame(FrameType.WNDINC, stream_id, credit.to_bytes(4, "big")))
+        return bool(credit)
 
     def go_away(self, code: ErrorCode = ErrorCode.NONE, message: str = "") -> None:
-        if self.closed:
+        if self._closed:
             return
         payload = struct.pack(">II", self._last_remote_id, int(code)) + message.encode()[:1024]
         self._out.append(encode_frame(FrameType.GOAWAY, 0, payload))

@@ -250,11 +250,8 @@ class MuxStream:
         connection = self.connection
         if connection.closed:
             raise ConnectionResetError("the muxado connection is closed")
-        window = connection.protocol.send_window(self.stream_id)
         try:
-            taken = connection.protocol.send_data(
-                self.stream_id, data[:window] if window < len(data) else data
-            )
+            taken = connection.protocol.send_data(self.stream_id, data)  # as much as the window allows
         except mux.LocalProtocolError as error:
             raise ConnectionResetError(str(error)) from None
         connection._flush()
@@ -427,8 +424,7 @@ class MuxConnection(asyncio.Protocol):
     # Internals ----------------------------------------------------------------------
 
     def _consumed(self, stream_id: int, size: int) -> None:
-        if size:
-            self.protocol.acknowledge_received_data(stream_id, size)
+        if size and self.protocol.acknowledge_received_data(stream_id, size):
             self._flush()
 
     def _flush(self) -> None:
