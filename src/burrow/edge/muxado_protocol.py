@@ -245,7 +245,7 @@ class Connection:
         self.send_chunk = send_chunk
         self.expect_stream_first = False  # the peer's first frame must open a stream (DATA, SYN)
         self.remote_going_away = False  # the peer sent GOAWAY
-        self._closed = False  # we sent GOAWAY
+        self.closed = False  # we sent GOAWAY (asked to, or because the peer broke the protocol)
         self._streams: dict[int, _Stream] = {}
         self._next_local_id = 1 if client_side else 2
         self._last_remote_id = 0  # none yet
@@ -253,11 +253,6 @@ class Connection:
         self._held = b""
         self._out: list[bytes] = []
         self._first_header = bytearray()
-
-    @property
-    def closed(self) -> bool:
-        """We sent GOAWAY (asked to, or because the peer broke the protocol)."""
-        return self._closed
 
     @property
     def open_stream_count(self) -> int:
@@ -271,7 +266,7 @@ class Connection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Process received bytes; the events they carry, in order."""
-        if self._closed:
+        if self.closed:
             return []
         events: list[Event | _PendingData] = []
         try:
@@ -294,9 +289,10 @@ class Connection:
             self.go_away(error.code, str(error))
             self._in.clear()
             events.append(ProtocolViolation(error.code, str(error)))
-        return [
-            DataReceived(e.stream_id, b"".join(e.parts)) if isinstance(e, _PendingData) else e for e in events
-        ]
+        for index, event in enumerate(events):  # (in place: usually one or two events)
+            if type(event) is _PendingData:
+                events[index] = DataReceived(event.stream_id, b"".join(event.parts))
+        return events  # type: ignore[return-value]  # every _PendingData was replaced
 
     def _check_first_frame(self, data: bytes) -> None:
         self._first_header += data[: HEADER.size - len(self._first_header)]
@@ -446,7 +442,7 @@ class Connection:
         return out
 
     def open_stream(self) -> int:
-        if self._closed or self.remote_going_away:
+        if self.closed or self.remote_going_away:
             raise LocalProtocolError(ErrorCode.SESSION_CLOSED, "the connection is closing")
         stream_id = self._next_local_id
         self._next_local_id += 2
@@ -463,7 +459,7 @@ class Connection:
         ``end_stream`` applies only if all of ``data`` was taken.
         """
         stream = self._streams.get(stream_id)
-        if stream is None or stream.local_ended or self._closed:
+        if stream is None or stream.local_ended or self.closed:
             raise LocalProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} is closed")
         size = len(data)
         taken = size if size <= stream.send_window else stream.send_window
@@ -489,21 +485,21 @@ class Connection:
     def end_stream(self, stream_id: int) -> None:
         """Half-close: we send no more on this stream."""
         stream = self._streams.get(stream_id)
-        if stream is None or stream.local_ended or self._closed:
+        if stream is None or stream.local_ended or self.closed:
             return
         self._data_frame(stream_id, stream, b"", FIN)
         stream.local_ended = True
         self._forget_if_done(stream_id, stream)
 
     def reset_stream(self, stream_id: int, code: ErrorCode = ErrorCode.CANCELLED) -> None:
-        if self._streams.pop(stream_id, None) is not None and not self._closed:
+        if self._streams.pop(stream_id, None) is not None and not self.closed:
             self._out.append(encode_frame(FrameType.RST, stream_id, int(code).to_bytes(4, "big")))
 
     def acknowledge_received_data(self, stream_id: int, consumed: int) -> bool:
         """The application consumed ``consumed`` bytes: return window credit as
         :class:`ReceiveCredit` decides. Whether a frame was queued (to send)."""
         stream = self._streams.get(stream_id)
-        if stream is None or consumed <= 0 or self._closed or stream.remote_ended:
+        if stream is None or consumed <= 0 or self.closed or stream.remote_ended:
             return False
         credit = stream.credit.consume(consumed)
         if credit:
@@ -511,11 +507,11 @@ class Connection:
         return bool(credit)
 
     def go_away(self, code: ErrorCode = ErrorCode.NONE, message: str = "") -> None:
-        if self._closed:
+        if self.closed:
             return
         payload = struct.pack(">II", self._last_remote_id, int(code)) + message.encode()[:1024]
         self._out.append(encode_frame(FrameType.GOAWAY, 0, payload))
-        self._closed = True
+        self.closed = True
 
     def _forget_if_done(self, stream_id: int, stream: _Stream) -> None:
         if stream.local_ended and stream.remote_ended:

@@ -98,11 +98,6 @@ def response_fields(response: ResponseHead) -> Headers:
     return end_to_end(response.headers, response.named, _UPGRADE if response.status == 101 else _NOTHING)
 
 
-def field_lines(fields: Headers) -> bytes:
-    """``name: value`` CRLF for each field (from parsed, validated names and values)."""
-    return b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
-
-
 class Identity:
     """The body as it is: Content-Length and close-delimited bodies, or a chunked body's
     data for an HTTP/1.0 client (which then reads until the close)."""
@@ -171,7 +166,8 @@ def response_head(
         close = True
     if close:
         fields.append((b"Connection", b"close"))
-    head = b"HTTP/1.1 %d %b\r\n%b\r\n" % (response.status, response.reason, field_lines(fields))
+    lines = b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
+    head = b"HTTP/1.1 %d %b\r\n%b\r\n" % (response.status, response.reason, lines)
     return head, encoder, close
 
 
