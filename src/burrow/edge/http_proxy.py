@@ -30,7 +30,7 @@ from burrow.domain.tunnels import Tunnel
 from . import traffic
 from .flow import ClientProtocol, Upstream
 from .forward_head import body_piece, forwarded_head, forwarded_start
-from .http1 import CHUNKED, NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
+from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
 from .jwt_check import JwksFetcher
 from .muxado_streams import MuxStream
 from .pages import (
@@ -45,7 +45,7 @@ from .peers import Peers
 from .phase_clock import ABORT, BODY_PHASE, BUSY_PHASE, HANG_UP, HEAD_PHASE, IDLE_PHASE, PhaseClock
 from .proxy_request import ProxyRequest, log_request, pauses_reading, record_outcome
 from .relay import RelayOut, RelayRoutes
-from .request_checks import apply_policy, check_body, unroutable
+from .request_checks import apply_policy, check_body, continues_here, unroutable
 from .response_relay import UPGRADED, ResponseRelay
 from .traffic_phases import CLOSE
 
@@ -183,14 +183,10 @@ class HttpProxyConnection(ClientProtocol):
         try:
             while (event := requests.next_event()) is not None:
                 if type(event) is RequestHead:
-                    more = requests.end_bodiless()
-                    if more is None:
-                        self._request_head_parsed(event)
-                    else:  # the usual request: no body, complete with its head
-                        self._whole_request(event)
-                        if not more or self._lost or self.transport.is_closing():
-                            return
-                        continue
+                    more = requests.end_bodiless()  # None: a body (or an upgrade) follows
+                    self._request_head_parsed(event, whole=more is not None)
+                    if more is False:
+                        return  # the usual request: complete with its head, nothing after it
                 elif type(event) is BodyData:
                     self._request_body(event.data)
                 else:
@@ -269,37 +265,21 @@ class HttpProxyConnection(ClientProtocol):
 
     # Requests, as the core parses them -----------------------------------------------
 
-    def _whole_request(self, head: RequestHead) -> None:
-        """A request without a body, complete with its head (what _request_head_parsed
-        and _request_complete do for it, in one step)."""
+    def _request_head_parsed(self, head: RequestHead, whole: bool) -> None:
+        """``whole``: a request without a body, complete with its head (then this does what
+        _request_complete does too, in the same step)."""
         request = ProxyRequest(head)
-        request.complete = True
+        request.complete = whole
+        if not whole:
+            self._parsing = request
         self._prepare(request, head)
-        if (
-            request.whole_body
-            and request.answer is None
-            and request.version == "1.1"
-            and head.expect_continue
-        ):
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as _request_head_parsed does
-        if request.whole_body:
+        if request.whole_body and continues_here(request, head):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the edge reads this body itself
+        if whole and request.whole_body:
             check_body(request)
         self._waiting.append(request)
-        self._clock.phase = BUSY_PHASE
-        self._pump()
-
-    def _request_head_parsed(self, head: RequestHead) -> None:
-        request = self._parsing = ProxyRequest(head)
-        self._prepare(request, head)
-        if (
-            request.whole_body
-            and request.answer is None
-            and request.version == "1.1"
-            and head.expect_continue
-        ):
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the edge reads this body itself
-        self._waiting.append(request)
-        self._clock.phase = BODY_PHASE if request.answer is None and head.framing != NO_BODY else BUSY_PHASE
+        body_phase = not whole and request.answer is None and head.framing != NO_BODY
+        self._clock.phase = BODY_PHASE if body_phase else BUSY_PHASE
         self._pump()
 
     def _request_body(self, body: bytes) -> None:
@@ -347,12 +327,8 @@ class HttpProxyConnection(ClientProtocol):
                 request.answer = not_found_page(request.host)
             return
         request.tunnel = tunnel
-        policy = tunnel.policy
-        if policy.plain:  # no options: all apply_policy would do
-            request.chunked = head.framing == CHUNKED
-            return
         internal = self.listeners.internal_tunnel
-        if policy.traffic is None:  # no jwt-validation keys to wait for
+        if tunnel.policy.traffic is None:  # no jwt-validation keys to wait for
             apply_policy(request, tunnel.policy, self.peers, self.scheme, internal)
         else:
             apply = functools.partial(apply_policy, request, tunnel.policy, self.peers, self.scheme, internal)
@@ -387,8 +363,7 @@ class HttpProxyConnection(ClientProtocol):
                 self._drop_stream(reset=False)
                 self._opening = True
                 self._stream_task = self._loop.create_task(self._open(request))
-        if self._waiting or self._holding or self._opening or self._up.blocked:
-            self._update_reading()  # (else reading goes on: nothing to hold it for)
+        self._update_reading()
 
     def _answer_here(self, request: ProxyRequest) -> None:
         assert request.answer is not None
@@ -406,10 +381,8 @@ class HttpProxyConnection(ClientProtocol):
     def _start(self, request: ProxyRequest) -> None:
         request.started = True
         self._relay.expect(request)
-        if request.body or request.chunked:
-            self._up.send(forwarded_start(request, self.peers.client_bytes, self._scheme_bytes))
-        else:  # the head alone (what forwarded_start sends then)
-            self._up.send(forwarded_head(request, self.peers.client_bytes, self._scheme_bytes))
+        start = forwarded_start if request.body or request.chunked else forwarded_head  # (the head alone)
+        self._up.send(start(request, self.peers.client_bytes, self._scheme_bytes))
 
     async def _open(self, request: ProxyRequest) -> None:
         tunnel = request.tunnel
@@ -479,14 +452,10 @@ class HttpProxyConnection(ClientProtocol):
             return
         if self.transport.is_closing():
             return
-        out, request = self._out, self._current
-        head_sent = request is not None and request.status != 0
+        out = self._out
         try:
             ended = relay.receive(data, out, self._client_ended and not self._waiting)
-        except RemoteProtocolError:
-            out.clear()  # nothing of a faulty answer reaches the client
-            if request is not None and not head_sent:
-                request.status = 0  # its head is not on the wire: it can still be a 502
+        except RemoteProtocolError:  # (nothing of the faulty answer is in ``out``)
             self._bad_gateway()
             return
         if ended is UPGRADED:
@@ -513,8 +482,7 @@ class HttpProxyConnection(ClientProtocol):
         if not self._relay.reusable:
             self._drop_stream(reset=False)
         if not self._waiting and self._parsing is None:
-            clock = self._clock
-            clock.phase, clock.since = IDLE_PHASE, self._loop.time()
+            self._clock.phase, self._clock.since = IDLE_PHASE, self._loop.time()
         self._pump()
 
     def _agent_ended(self, stream: MuxStream, reset: bool) -> None:

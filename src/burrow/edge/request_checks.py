@@ -12,7 +12,7 @@ from burrow.domain.endpoint import WEBHOOK_REFUSED, EndpointPolicy
 from burrow.domain.tunnels import Tunnel
 
 from .forward_head import accepts_gzip
-from .http1 import CHUNKED
+from .http1 import CHUNKED, RequestHead
 from .pages import CONNECT_NOT_SERVED, NOT_THE_SERVER_NAME, bad_request, not_found_page, refusal_page
 from .peers import Peers
 from .proxy_request import ProxyRequest
@@ -112,6 +112,17 @@ def apply_policy(
     request.whole_body = policy.buffer_body_up_to or (webhooks.MAX_BODY if verifying else 0)
     # A body the edge must have whole goes on with its length.
     request.chunked = request.head is not None and request.head.framing == CHUNKED and not request.whole_body
+
+
+def continues_here(request: ProxyRequest, head: RequestHead) -> bool:
+    """Whether the edge answers the client's ``Expect: 100-continue`` itself: it reads the
+    body whole (``whole_body``) before forwarding, for a request it has not answered."""
+    return (
+        bool(request.whole_body)
+        and request.answer is None
+        and request.version == "1.1"
+        and head.expect_continue
+    )
 
 
 def check_body(request: ProxyRequest) -> None:
