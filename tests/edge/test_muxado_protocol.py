@@ -77,16 +77,35 @@ def test_flow_control_caps_sending_and_returns_credit_in_batches() -> None:
     events = pump(client, server)
     assert sum(len(e.data) for e in events if isinstance(e, mux.DataReceived)) == mux.WINDOW
     # The peer has used its whole window: credit goes back at once, however small.
-    server.acknowledge_received_data(stream_id, 100)
+    assert server.acknowledge_received_data(stream_id, 100) is True  # (a frame is queued)
     assert frames(server.data_to_send()) == [(2, 0, 1, (100).to_bytes(4, "big"))]
     # With window left, small credit waits for a batch of a sixteenth of the window.
-    server.acknowledge_received_data(stream_id, 1000)
+    assert server.acknowledge_received_data(stream_id, 1000) is False
     assert server.data_to_send() == b""
-    server.acknowledge_received_data(stream_id, mux.WINDOW // 16 - 1000)
+    assert server.acknowledge_received_data(stream_id, mux.WINDOW // 16 - 1000) is True
     assert frames(server.data_to_send()) == [(2, 0, 1, (mux.WINDOW // 16).to_bytes(4, "big"))]
-    server.acknowledge_received_data(stream_id, 0)
+    assert server.acknowledge_received_data(stream_id, 0) is False
     client.receive_data(encode_frame(FrameType.WNDINC, stream_id, (5).to_bytes(4, "big")))
     assert client.send_window(stream_id) == 5
+
+
+@pytest.mark.parametrize("size", [1, 100, 64 * 1024, 64 * 1024 + 1, mux.WINDOW + 10])
+@pytest.mark.parametrize("kind", [bytes, memoryview, bytearray])
+def test_sent_data_makes_the_same_frames_from_any_buffer(size: int, kind: type) -> None:
+    """Small bytes take a one-frame path; every buffer and size frames alike, within the window."""
+    data = bytes(range(256)) * (size // 256 + 1)
+    data = data[:size]
+    client, server = pair()
+    stream_id = client.open_stream()
+    assert client.send_data(stream_id, kind(data)) == min(size, mux.WINDOW)
+    wire = client.data_to_send()
+    sent = frames(wire)
+    assert all(len(payload) <= client.send_chunk for _, _, _, payload in sent)
+    assert b"".join(payload for _, _, _, payload in sent) == data[: mux.WINDOW]
+    assert [flags for _, flags, _, _ in sent] == [mux.SYN] + [0] * (len(sent) - 1)
+    assert client.send_window(stream_id) == mux.WINDOW - min(size, mux.WINDOW)
+    received = server.receive_data(wire)
+    assert b"".join(e.data for e in received if isinstance(e, mux.DataReceived)) == data[: mux.WINDOW]
 
 
 def test_window_updates_are_events() -> None:

@@ -67,10 +67,12 @@ class Upstream:
         self._end = False
         self._changed = changed
         self._failed = failed
+        # Bytes wait for credit, or for the agent connection to drain (kept as a plain
+        # attribute, read on every request: see _unblocked for when it changes back).
+        self.blocked = False
 
-    @property
-    def blocked(self) -> bool:
-        return bool(self._pending) or self._waiting
+    def _unblocked(self) -> None:
+        self.blocked = bool(self._pending) or self._waiting
 
     def attach(self, stream: MuxStream) -> None:
         self.stream, self.ended, self._end = stream, False, False
@@ -81,6 +83,7 @@ class Upstream:
         self.stream = None
         self._pending.clear()
         self._end = False
+        self._unblocked()
 
     def send(self, data: bytes) -> None:
         stream = self.stream
@@ -96,6 +99,7 @@ class Upstream:
             return
         if taken < len(data):
             self._pending += memoryview(data)[taken:]
+            self.blocked = True
             self._changed()  # until the agent returns credit: resume()
         elif stream.connection.writing_paused:
             self._wait_for_connection()
@@ -114,6 +118,7 @@ class Upstream:
             del self._pending[:taken]
             if self._pending:
                 return
+            self._unblocked()
         if self._end:
             self._finish()
         elif stream.connection.writing_paused:
@@ -140,11 +145,12 @@ class Upstream:
         stream = self.stream
         if self._waiting or stream is None:
             return
-        self._waiting = True
+        self._waiting = self.blocked = True
         self._changed()
 
         def ready() -> None:
             self._waiting = False
+            self._unblocked()
             self.resume()
 
         stream.connection.call_when_writable(ready)

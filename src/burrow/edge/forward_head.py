@@ -1,12 +1,14 @@
 """The request head the agent gets (pure): the client's fields without the hop-by-hop ones,
 with ``X-Forwarded-*``, the endpoint's header rules, and the proxy's own framing.
 
-An endpoint without options (``request.plain``) takes a fast path: the fields kept while
-the head was parsed (:func:`kept_fields`), spliced with ours in one format."""
+An endpoint without options (``request.plain``) takes a fast path: the client's field
+lines but those the proxy drops (:func:`kept_fields`; all of them, joined in one call, when
+the parser noted none of those), spliced with ours in one format."""
 
 from __future__ import annotations
 
-from .http1 import CHUNKED, HOP_BY_HOP, LENGTH
+from .http1 import CHUNKED, HOP_BY_HOP, LENGTH, Headers
+from .http1.fields import NOTED
 from .http1.serialize import request_fields, request_head
 from .proxy_request import ProxyRequest
 from .traffic_phases import edited
@@ -20,13 +22,14 @@ _PLAIN_REQUEST_HEAD = (
 )
 
 
-def kept_fields(headers: list[tuple[bytes, bytes]]) -> bytearray:
+assert _DROPPED <= NOTED  # so a request whose noted fields hold none of them keeps every field
+
+
+def kept_fields(headers: Headers, noted: dict[bytes, list[bytes]]) -> bytes:
     """The field lines forwarded as they are on the fast path."""
-    kept = bytearray()
-    for name, value in headers:
-        if name.lower() not in _DROPPED:
-            kept += b"%b: %b\r\n" % (name, value)
-    return kept
+    if _DROPPED.isdisjoint(noted):  # the usual request: every field goes on
+        return b"\r\n".join(map(b": ".join, headers)) + b"\r\n" if headers else b""
+    return b"".join([b"%b: %b\r\n" % field for field in headers if field[0].lower() not in _DROPPED])
 
 
 def forwarded_head(request: ProxyRequest, client_address: bytes, scheme: bytes) -> bytes:
@@ -44,13 +47,16 @@ def forwarded_head(request: ProxyRequest, client_address: bytes, scheme: bytes) 
         return request_head(head, fields, head.framing, head.length, target)
     # The common case: the fields kept while parsing, spliced with ours.
     noted = request.noted
-    earlier = noted.get(b"x-forwarded-for")
-    forwarded_for = b", ".join([*earlier, client_address]) if earlier else client_address
+    forwarded_for = (
+        b", ".join([*noted[b"x-forwarded-for"], client_address])
+        if b"x-forwarded-for" in noted
+        else client_address
+    )
     data = _PLAIN_REQUEST_HEAD % (
         request.method,
         request.target,
         head.version,
-        request.kept,
+        kept_fields(request.headers, noted),
         forwarded_for,
         head.host,
         scheme,

@@ -29,7 +29,7 @@ from burrow.domain.tunnels import Tunnel
 
 from . import elsewhere, traffic
 from .flow import ClientProtocol, Upstream, end_tunnel, hang_up
-from .forward_head import body_piece, forwarded_start, kept_fields
+from .forward_head import body_piece, forwarded_head, forwarded_start
 from .http1 import NO_BODY, BodyData, RemoteProtocolError, RequestHead, RequestParser
 from .jwt_check import JwksFetcher
 from .muxado_streams import MuxStream
@@ -45,7 +45,7 @@ from .peers import Peers
 from .phase_clock import ABORT, BODY_PHASE, BUSY_PHASE, HANG_UP, HEAD_PHASE, IDLE_PHASE, PhaseClock
 from .proxy_request import ProxyRequest, log_request, pauses_reading, record_outcome
 from .relay import RelayOut, RelayRoutes, RelayStream
-from .request_checks import check_body, unroutable
+from .request_checks import check_body, continues_here, unroutable
 from .response_relay import UPGRADED, ResponseRelay
 from .traffic_phases import CLOSE
 
@@ -214,15 +214,18 @@ class HttpProxyConnection(ClientProtocol):
         if self._relay_raw is not None:
             self._relay_raw += data
         if clock.phase == IDLE_PHASE:
-            clock.enter(HEAD_PHASE, clock.last_activity)
+            clock.phase, clock.since = HEAD_PHASE, clock.last_activity
         requests = self._requests
         requests.receive(data)
         try:
             while (event := requests.next_event()) is not None:
-                if isinstance(event, BodyData):
+                if type(event) is RequestHead:
+                    more = requests.end_bodiless()  # None: a body (or an upgrade) follows
+                    self._request_head_parsed(event, whole=more is not None)
+                    if more is False:
+                        return  # the usual request: complete with its head, nothing after it
+                elif type(event) is BodyData:
                     self._request_body(event.data)
-                elif isinstance(event, RequestHead):
-                    self._request_head_parsed(event)
                 else:
                     request = self._parsing
                     self._request_complete()
@@ -284,19 +287,21 @@ class HttpProxyConnection(ClientProtocol):
 
     # Requests, as the core parses them -----------------------------------------------
 
-    def _request_head_parsed(self, head: RequestHead) -> None:
-        request = self._parsing = ProxyRequest(head)
-        request.kept = kept_fields(head.headers)
+    def _request_head_parsed(self, head: RequestHead, whole: bool) -> None:
+        """``whole``: a request without a body, complete with its head (then this does what
+        _request_complete does too, in the same step)."""
+        request = ProxyRequest(head)
+        request.complete = whole
+        if not whole:
+            self._parsing = request
         self._prepare(request)
-        if (
-            request.whole_body
-            and request.answer is None
-            and request.version == "1.1"
-            and head.expect_continue
-        ):
+        if request.whole_body and continues_here(request, head):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the edge reads this body itself
+        if whole and request.whole_body:
+            check_body(request)
         self._waiting.append(request)
-        self._clock.phase = BODY_PHASE if request.answer is None and head.framing != NO_BODY else BUSY_PHASE
+        body_phase = not whole and request.answer is None and head.framing != NO_BODY
+        self._clock.phase = BODY_PHASE if body_phase else BUSY_PHASE
         self._pump()
 
     def _request_body(self, body: bytes) -> None:
@@ -400,7 +405,8 @@ class HttpProxyConnection(ClientProtocol):
     def _start(self, request: ProxyRequest) -> None:
         request.started = True
         self._relay.expect(request)
-        self._up.send(forwarded_start(request, self.peers.client_bytes, self._scheme_bytes))
+        start = forwarded_start if request.body or request.chunked else forwarded_head  # (the head alone)
+        self._up.send(start(request, self.peers.client_bytes, self._scheme_bytes))
 
     async def _open(self, request: ProxyRequest) -> None:
         tunnel = request.tunnel
@@ -470,14 +476,10 @@ class HttpProxyConnection(ClientProtocol):
             return
         if self.transport.is_closing():
             return
-        out, request = self._out, self._current
-        head_sent = request is not None and request.status != 0
+        out = self._out
         try:
             ended = relay.receive(data, out, self._client_ended and not self._waiting)
-        except RemoteProtocolError:
-            out.clear()  # nothing of a faulty answer reaches the client
-            if request is not None and not head_sent:
-                request.status = 0  # its head is not on the wire: it can still be a 502
+        except RemoteProtocolError:  # (nothing of the faulty answer is in ``out``)
             self._bad_gateway()
             return
         if ended is UPGRADED:
@@ -485,7 +487,7 @@ class HttpProxyConnection(ClientProtocol):
         elif ended is not None:
             self._finish_response(out)
         if out:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            self.transport.write(b"".join(out))  # (one piece: joined without a copy)
             out.clear()
 
     def _finish_response(self, out: list[bytes]) -> None:
@@ -494,7 +496,7 @@ class HttpProxyConnection(ClientProtocol):
         self._current = None
         if not request.plain:
             record_outcome(request.status, request.plan)
-        self._log(request)
+        log_request(request, self.listeners.traffic[self.scheme], self.scheme, self.peers.client_text)
         if not request.keep_alive:
             if out:
                 self.transport.write(b"".join(out))
@@ -504,7 +506,7 @@ class HttpProxyConnection(ClientProtocol):
         if not self._relay.reusable or self._stream_tunnel is None:  # a relay connection: one request
             self._drop_stream(reset=False)
         if not self._waiting and self._parsing is None:
-            self._clock.enter(IDLE_PHASE, self._loop.time())
+            self._clock.phase, self._clock.since = IDLE_PHASE, self._loop.time()
         self._pump()
 
     def _agent_ended(self, stream: MuxStream, reset: bool) -> None:

@@ -55,9 +55,10 @@ class ErrorCode(IntEnum):
 
 
 def encode_frame(kind: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0) -> bytes:
-    if len(payload) > MAX_PAYLOAD:
+    size = len(payload)
+    if size > MAX_PAYLOAD:
         raise ValueError("payload too long for one frame")
-    return HEADER.pack((len(payload) << 8) | (int(kind) << 4) | flags, stream_id & 0x7FFFFFFF) + payload
+    return HEADER.pack((size << 8) | (int(kind) << 4) | flags, stream_id & 0x7FFFFFFF) + payload
 
 
 # Events: what the peer did, as h2 names it ---------------------------------------------
@@ -244,7 +245,7 @@ class Connection:
         self.send_chunk = send_chunk
         self.expect_stream_first = False  # the peer's first frame must open a stream (DATA, SYN)
         self.remote_going_away = False  # the peer sent GOAWAY
-        self._closed = False  # we sent GOAWAY
+        self.closed = False  # we sent GOAWAY (asked to, or because the peer broke the protocol)
         self._streams: dict[int, _Stream] = {}
         self._next_local_id = 1 if client_side else 2
         self._last_remote_id = 0  # none yet
@@ -252,11 +253,6 @@ class Connection:
         self._held = b""
         self._out: list[bytes] = []
         self._first_header = bytearray()
-
-    @property
-    def closed(self) -> bool:
-        """We sent GOAWAY (asked to, or because the peer broke the protocol)."""
-        return self._closed
 
     @property
     def open_stream_count(self) -> int:
@@ -293,9 +289,10 @@ class Connection:
             self.go_away(error.code, str(error))
             self._in.clear()
             events.append(ProtocolViolation(error.code, str(error)))
-        return [
-            DataReceived(e.stream_id, b"".join(e.parts)) if isinstance(e, _PendingData) else e for e in events
-        ]
+        for index, event in enumerate(events):  # (in place: usually one or two events)
+            if type(event) is _PendingData:
+                events[index] = DataReceived(event.stream_id, b"".join(event.parts))
+        return events  # type: ignore[return-value]  # every _PendingData was replaced
 
     def _check_first_frame(self, data: bytes) -> None:
         self._first_header += data[: HEADER.size - len(self._first_header)]
@@ -362,7 +359,7 @@ class Connection:
                 if credit is not None and length <= credit.window:  # ReceiveCredit.take, inlined
                     credit.window -= length
                     last = events[-1] if events else None
-                    if isinstance(last, _PendingData) and last.stream_id == stream_id:
+                    if type(last) is _PendingData and last.stream_id == stream_id:
                         last.parts.append(view[start:end])
                     else:
                         events.append(_PendingData(stream_id, [view[start:end]]))
@@ -438,6 +435,8 @@ class Connection:
     # Sending --------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
         out = b"".join(self._out)
         self._out.clear()
         return out
@@ -462,12 +461,16 @@ class Connection:
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_ended or self.closed:
             raise LocalProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} is closed")
-        taken = min(len(data), stream.send_window)
-        view = memoryview(data)[:taken]
-        for start in range(0, taken, self.send_chunk):
-            self._data_frame(stream_id, stream, bytes(view[start : start + self.send_chunk]), 0)
+        size = len(data)
+        taken = size if size <= stream.send_window else stream.send_window
+        if taken == size and 0 < size <= self.send_chunk and type(data) is bytes:
+            self._data_frame(stream_id, stream, data, 0)  # the usual small write: one frame, no copy
+        else:
+            view = memoryview(data)[:taken]
+            for start in range(0, taken, self.send_chunk):
+                self._data_frame(stream_id, stream, bytes(view[start : start + self.send_chunk]), 0)
         stream.send_window -= taken
-        if end_stream and taken == len(data):
+        if end_stream and taken == size:
             self.end_stream(stream_id)
         elif stream.pending_syn and taken == 0 and not data:
             self._data_frame(stream_id, stream, b"", 0)
@@ -492,22 +495,23 @@ class Connection:
         if self._streams.pop(stream_id, None) is not None and not self.closed:
             self._out.append(encode_frame(FrameType.RST, stream_id, int(code).to_bytes(4, "big")))
 
-    def acknowledge_received_data(self, stream_id: int, consumed: int) -> None:
+    def acknowledge_received_data(self, stream_id: int, consumed: int) -> bool:
         """The application consumed ``consumed`` bytes: return window credit as
-        :class:`ReceiveCredit` decides."""
+        :class:`ReceiveCredit` decides. Whether a frame was queued (to send)."""
         stream = self._streams.get(stream_id)
-        if stream is None or consumed <= 0 or self._closed or stream.remote_ended:
-            return
+        if stream is None or consumed <= 0 or self.closed or stream.remote_ended:
+            return False
         credit = stream.credit.consume(consumed)
         if credit:
             self._out.append(encode_frame(FrameType.WNDINC, stream_id, credit.to_bytes(4, "big")))
+        return bool(credit)
 
     def go_away(self, code: ErrorCode = ErrorCode.NONE, message: str = "") -> None:
         if self.closed:
             return
         payload = struct.pack(">II", self._last_remote_id, int(code)) + message.encode()[:1024]
         self._out.append(encode_frame(FrameType.GOAWAY, 0, payload))
-        self._closed = True
+        self.closed = True
 
     def _forget_if_done(self, stream_id: int, stream: _Stream) -> None:
         if stream.local_ended and stream.remote_ended:

@@ -110,12 +110,25 @@ class MuxStream:
     # Reading ------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        if self._sink is not None:
-            self._forward(data)
+        sink = self._sink
+        if sink is None:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            self._readable.set()
             return
-        self._chunks.append(data)
-        self._buffered += len(data)
-        self._readable.set()
+        # forward_to(): straight to the writer.
+        try:
+            sink.write(data)
+        except Exception as error:  # the public side is gone: stop the stream
+            if self._sink_done is not None and not self._sink_done.done():
+                self._sink_done.set_exception(ConnectionResetError(str(error)))
+            return
+        consumed, start_drain = self._sink_credit.written(
+            len(data), bool(sink.transport.get_write_buffer_size())
+        )
+        self.connection._consumed(self.stream_id, consumed)
+        if start_drain:
+            asyncio.get_running_loop().create_task(self._drain_sink(sink))
 
     def _feed_eof(self) -> None:
         self._eof = True
@@ -150,21 +163,6 @@ class MuxStream:
             await self._sink_done
         finally:
             self._sink = None
-
-    def _forward(self, data: bytes) -> None:
-        assert self._sink is not None
-        try:
-            self._sink.write(data)
-        except Exception as error:  # the public side is gone: stop the stream
-            if self._sink_done is not None and not self._sink_done.done():
-                self._sink_done.set_exception(ConnectionResetError(str(error)))
-            return
-        consumed, start_drain = self._sink_credit.written(
-            len(data), bool(self._sink.transport.get_write_buffer_size())
-        )
-        self.connection._consumed(self.stream_id, consumed)
-        if start_drain:
-            asyncio.get_running_loop().create_task(self._drain_sink(self._sink))
 
     async def _drain_sink(self, writer: Writer) -> None:
         try:
@@ -250,11 +248,8 @@ class MuxStream:
         connection = self.connection
         if connection.closed:
             raise ConnectionResetError("the muxado connection is closed")
-        window = connection.protocol.send_window(self.stream_id)
         try:
-            taken = connection.protocol.send_data(
-                self.stream_id, data[:window] if window < len(data) else data
-            )
+            taken = connection.protocol.send_data(self.stream_id, data)  # as much as the window allows
         except mux.LocalProtocolError as error:
             raise ConnectionResetError(str(error)) from None
         connection._flush()
@@ -427,8 +422,7 @@ class MuxConnection(asyncio.Protocol):
     # Internals ----------------------------------------------------------------------
 
     def _consumed(self, stream_id: int, size: int) -> None:
-        if size:
-            self.protocol.acknowledge_received_data(stream_id, size)
+        if size and self.protocol.acknowledge_received_data(stream_id, size):
             self._flush()
 
     def _flush(self) -> None:

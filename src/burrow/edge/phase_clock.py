@@ -22,9 +22,6 @@ class PhaseClock:
         self.last_activity = now  # the client's last bytes
         self.tick_every = max(0.05, min(limits.head_timeout, limits.body_timeout, limits.idle_timeout) / 4)
 
-    def enter(self, phase: int, now: float) -> None:
-        self.phase, self.since = phase, now
-
     def check(self, now: float, holding: bool) -> int:
         """HANG_UP after a head or idle timeout, ABORT after the body timeout (not while
         ``holding`` the client back: its silence is then ours), else WAIT."""

@@ -3,6 +3,7 @@ proxy decided about it, what it has sent, and the traffic-log line written at it
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -30,7 +31,6 @@ class ProxyRequest:
         "host",
         "internal_elsewhere",
         "keep_alive",
-        "kept",
         "method",
         "noted",
         "plain",
@@ -54,7 +54,6 @@ class ProxyRequest:
         self.target = b""
         self.headers: Headers = []
         self.noted: dict[bytes, list[bytes]] = {}  # raw values of the fields http1.fields.NOTED names
-        self.kept = bytearray()  # the other fields, as forwarded (unless a policy rewrites them)
         self.plain = True  # the endpoint has no options: no hook changes anything
         self.plan: RequestPlan | None = None  # what the endpoint's Traffic Policy decided
         self.policy_env: Env = {}  # the policy's variables, for its response phase
@@ -108,7 +107,7 @@ def log_request(request: ProxyRequest, counts: traffic.TrafficCounts, listener: 
     counts.requests += 1
     counts.bytes_in += request.bytes_in
     counts.bytes_out += request.bytes_out
-    if traffic.enabled():
+    if traffic.traffic_log.isEnabledFor(logging.INFO):  # (traffic.enabled(), one call less)
         tunnel = request.tunnel
         target = request.target
         query = target.find(b"?")

@@ -12,22 +12,40 @@ from burrow.domain.endpoint import WEBHOOK_REFUSED, EndpointPolicy
 from burrow.domain.tunnels import Tunnel
 
 from .forward_head import accepts_gzip
-from .http1 import CHUNKED
+from .http1 import CHUNKED, RequestHead
 from .pages import CONNECT_NOT_SERVED, NOT_THE_SERVER_NAME, bad_request, not_found_page, refusal_page
 from .peers import Peers
 from .proxy_request import ProxyRequest
 from .traffic_phases import CLOSE, compresses, connection_env, on_http_request, on_tcp_connect, request_env
 
+# The names of recent Host values: a connection's requests name the same Host again and again.
+_HOST_NAMES: dict[bytes, str] = {}
+MAX_HOST_NAMES = 1024
+MAX_CACHED_HOST = 300  # a DNS name (253) with a port; longer values are not kept
+
+
+def host_name(raw: bytes) -> str:
+    """A Host value's name: lower case, without the port and a final dot."""
+    host = raw.decode("latin-1").lower()
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
+    return name.rstrip(".")
+
 
 def unroutable(request: ProxyRequest, scheme: str, sni: str | None) -> bytes | None:
     """The answer to a request that names no routable Host, else None (``request.host``
     is then its Host's name: lower case, no port, no final dot)."""
-    hosts = request.noted.get(b"host", [])
-    if len(hosts) != 1 or not hosts[0].strip():
+    noted = request.noted
+    if b"host" not in noted or noted[b"host"][1:] or not noted[b"host"][0]:  # (values come without OWS)
         return bad_request("A request needs exactly one Host header.")
-    host = hosts[0].strip().decode("latin-1").lower()
-    name = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
-    request.host = name.rstrip(".")
+    raw = noted[b"host"][0]
+    if raw in _HOST_NAMES:
+        request.host = _HOST_NAMES[raw]
+    else:
+        request.host = host_name(raw)
+        if len(raw) <= MAX_CACHED_HOST:
+            if len(_HOST_NAMES) >= MAX_HOST_NAMES:
+                _HOST_NAMES.clear()  # a cache, not a table: forget rather than grow
+            _HOST_NAMES[raw] = request.host
     target = request.target
     if target[:1] != b"/" and target != b"*":
         authority = target.split(b"://", 1)[-1].split(b"/", 1)[0].decode("latin-1").lower()
@@ -99,6 +117,17 @@ def apply_policy(
     request.whole_body = policy.buffer_body_up_to or (webhooks.MAX_BODY if verifying else 0)
     # A body the edge must have whole goes on with its length.
     request.chunked = request.head is not None and request.head.framing == CHUNKED and not request.whole_body
+
+
+def continues_here(request: ProxyRequest, head: RequestHead) -> bool:
+    """Whether the edge answers the client's ``Expect: 100-continue`` itself: it reads the
+    body whole (``whole_body``) before forwarding, for a request it has not answered."""
+    return (
+        bool(request.whole_body)
+        and request.answer is None
+        and request.version == "1.1"
+        and head.expect_continue
+    )
 
 
 def check_body(request: ProxyRequest) -> None:

@@ -51,7 +51,20 @@ class ResponseRelay:
     def receive(self, data: bytes, out: list[bytes], last: bool) -> ProxyRequest | object | None:
         """Parse ``data``, appending the client's bytes to ``out``: the request whose answer
         ended, UPGRADED, or None. ``last``: the client has ended its side and no request
-        waits."""
+        waits. On a fault, ``out`` is emptied (nothing of a faulty answer reaches the
+        client) and, if the head had not gone out, the request's status is reset to 0 (it
+        can still be answered 502); then ``RemoteProtocolError`` is raised."""
+        request = self.request
+        head_sent = request is not None and request.status != 0
+        try:
+            return self._receive(data, out, last)
+        except RemoteProtocolError:
+            out.clear()
+            if request is not None and not head_sent:
+                request.status = 0
+            raise
+
+    def _receive(self, data: bytes, out: list[bytes], last: bool) -> ProxyRequest | object | None:
         parser = self._parser
         parser.receive(data)
         request = self.request

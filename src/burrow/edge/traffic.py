@@ -21,7 +21,7 @@ FLUSH_DELAY = 0.2
 _lines: list[bytes] = []
 _flush_scheduled = False
 _second = -1
-_second_text = ""
+_second_text = b""
 
 
 def enabled() -> bool:
@@ -30,15 +30,15 @@ def enabled() -> bool:
 
 # Every log line starts with these keys (cli/logs.py); the time is spliced in before them.
 _NO_TIME = b'{"time":null,'
+_NO_TIME_LENGTH = len(_NO_TIME)
 _HEAD = b'","level":"info","logger":"burrow.traffic","message":"traffic",'
 
 
-def _time_text(now: float) -> bytes:
+def _new_second(second: int) -> None:
+    """The start of each line's time, formatted once a second."""
     global _second, _second_text
-    second = int(now)
-    if second != _second:  # formatted once a second
-        _second, _second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f'{{"time":"{_second_text}.{int(now % 1 * 1000):03d}Z'.encode()
+    _second = second
+    _second_text = time.strftime('{"time":"%Y-%m-%dT%H:%M:%S', time.gmtime(second)).encode()
 
 
 def record(**fields: Any) -> None:
@@ -53,9 +53,13 @@ def record_line(line: dict[str, Any]) -> None:
     global _flush_scheduled
     line["time"] = None
     body = orjson.dumps(line)
-    if not body.startswith(_NO_TIME):  # "time" was not the first key
+    if body[:_NO_TIME_LENGTH] != _NO_TIME:  # "time" was not the first key
         body = orjson.dumps({"time": None, **line})
-    _lines.append(_time_text(time.time()) + _HEAD + body[len(_NO_TIME) :])
+    now = time.time()
+    if int(now) != _second:
+        _new_second(int(now))
+    milliseconds = int(now % 1 * 1000)
+    _lines.append(b"%b.%03dZ%b%b" % (_second_text, milliseconds, _HEAD, body[_NO_TIME_LENGTH:]))
     if not _flush_scheduled:
         try:
             asyncio.get_running_loop().call_later(FLUSH_DELAY, flush)

@@ -43,13 +43,11 @@ class RequestHead:
         self.framing = framing  # fields.NO_BODY, LENGTH or CHUNKED
         self.length = length  # of a LENGTH body
         self.named = named  # the Connection field's options, lower-case
-        hosts = noted.get(b"host")
-        self.host = hosts[0].strip(b" \t") if hosts else b""
+        self.host = noted[b"host"][0] if b"host" in noted else b""  # (values come without OWS)
         self.keep_alive = version == b"1.1" and b"close" not in named
         self.upgrade = b"upgrade" in named and b"upgrade" in noted
-        expect = noted.get(b"expect")
-        self.expect_continue = expect is not None and any(
-            value.strip(b" \t").lower() == b"100-continue" for value in expect
+        self.expect_continue = b"expect" in noted and any(
+            value.lower() == b"100-continue" for value in noted[b"expect"]
         )
 
 

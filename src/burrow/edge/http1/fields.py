@@ -27,10 +27,62 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 # Fields the parsers note by lower-case name while splitting (the rest are only kept).
-NOTED = HOP_BY_HOP | {b"content-length", b"host", b"expect", b"x-forwarded-for", b"accept-encoding"}
+NOTED = HOP_BY_HOP | {
+    b"content-length",
+    b"host",
+    b"expect",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"accept-encoding",
+}
+NO_TOKENS: frozenset[bytes] = frozenset()
+
+
+def _spellings(names: frozenset[bytes] | tuple[bytes, ...]) -> dict[bytes, bytes]:
+    """Common spellings (lower case, Title-Case, TE's upper case) of lower-case names."""
+    spelled = {name: name for name in names}
+    spelled |= {b"-".join(part.capitalize() for part in name.split(b"-")): name for name in names}
+    spelled |= {name.upper(): name for name in names if len(name) <= 2}
+    return spelled
+
+
+# The hot path of splitting: names as commonly spelled need no lower() to be noted or
+# passed over. Any other spelling is lowered (field names are case-insensitive).
+_NOTED_SPELLINGS = _spellings(NOTED)
+_UNNOTED_SPELLINGS = frozenset(
+    _spellings(
+        (
+            b"accept",
+            b"accept-language",
+            b"authorization",
+            b"cache-control",
+            b"content-type",
+            b"cookie",
+            b"date",
+            b"etag",
+            b"last-modified",
+            b"location",
+            b"origin",
+            b"referer",
+            b"server",
+            b"set-cookie",
+            b"user-agent",
+            b"vary",
+        )
+    )
+)
+assert not {name.lower() for name in _UNNOTED_SPELLINGS} & NOTED
+assert all(spelling.lower() == name for spelling, name in _NOTED_SPELLINGS.items())
+# Common spellings of Content-Length, and of other names: told apart without lower().
+CONTENT_LENGTH_SPELLINGS = frozenset(s for s, name in _NOTED_SPELLINGS.items() if name == b"content-length")
+NOT_CONTENT_LENGTH = _UNNOTED_SPELLINGS | (_NOTED_SPELLINGS.keys() - CONTENT_LENGTH_SPELLINGS)
 
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE, TUNNEL = range(5)  # how a message's body is framed
 MAX_LENGTH_DIGITS = 18  # a Content-Length that fits in 63 bits
+# A Content-Length value (OWS around it allowed): 1*DIGIT, no leading zero but in "0",
+# at most MAX_LENGTH_DIGITS digits.
+_LENGTH_VALUE = re.compile(rb"[ \t]*+(0|[1-9][0-9]{0,%d})[ \t]*+" % (MAX_LENGTH_DIGITS - 1))
 
 
 def split_fields(block: bytes, noted: dict[bytes, list[bytes]]) -> Headers:
@@ -38,16 +90,21 @@ def split_fields(block: bytes, noted: dict[bytes, list[bytes]]) -> Headers:
     fields named in :data:`NOTED` also go to ``noted`` by lower-case name."""
     headers: Headers = _FIELD.findall(block)
     for name, value in headers:
-        lower = name.lower()
+        if name in _UNNOTED_SPELLINGS:
+            continue
+        lower = _NOTED_SPELLINGS[name] if name in _NOTED_SPELLINGS else name.lower()
         if lower in NOTED:
-            noted.setdefault(lower, []).append(value)
+            if lower in noted:
+                noted[lower].append(value)
+            else:
+                noted[lower] = [value]
     return headers
 
 
 def tokens(values: list[bytes] | None) -> frozenset[bytes]:
     """The lower-case elements of comma-separated list fields (``Connection``)."""
     if not values:
-        return frozenset()
+        return NO_TOKENS
     return frozenset(
         item.strip(_OWS).lower() for value in values for item in value.split(b",") if item.strip(_OWS)
     )
@@ -58,10 +115,10 @@ def content_length(values: list[bytes]) -> int:
     and multi-digit values with leading zeros are refused: parsers differ on each."""
     if len(values) != 1:
         raise RemoteProtocolError("more than one Content-Length")
-    value = values[0].strip(_OWS)
-    if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS or (len(value) > 1 and value[:1] == b"0"):
+    match = _LENGTH_VALUE.fullmatch(values[0])
+    if match is None:
         raise RemoteProtocolError("bad Content-Length")
-    return int(value)
+    return int(match[1])
 
 
 def tab_in_coding(block: bytes) -> bool:
@@ -86,15 +143,13 @@ def transfer_coding(values: list[bytes], http10: bool) -> None:
 def body_framing(noted: dict[bytes, list[bytes]], http10: bool) -> tuple[int, int]:
     """(framing, length) from Transfer-Encoding and Content-Length (RFC 9112 section 6);
     NO_BODY when neither is there (the caller decides what that means for a response)."""
-    lengths = noted.get(b"content-length")
-    coding = noted.get(b"transfer-encoding")
-    if coding is not None:
-        if lengths is not None:
+    if b"transfer-encoding" in noted:
+        if b"content-length" in noted:
             raise RemoteProtocolError("both Transfer-Encoding and Content-Length")
-        transfer_coding(coding, http10)
+        transfer_coding(noted[b"transfer-encoding"], http10)
         return CHUNKED, 0
-    if lengths is not None:
-        return LENGTH, content_length(lengths)
+    if b"content-length" in noted:
+        return LENGTH, content_length(noted[b"content-length"])
     return NO_BODY, 0
 
 

@@ -18,6 +18,8 @@ from .fields import (
     CHUNKED,
     FIELD_LINES,
     LENGTH,
+    NO_BODY,
+    NO_TOKENS,
     TOKEN,
     bare_line_break,
     body_framing,
@@ -84,6 +86,17 @@ class RequestParser:
         self._state = _HEAD_START
         self.head = None
 
+    def end_bodiless(self) -> bool | None:
+        """The hot path of small requests: right after a head with no body (and no upgrade),
+        the request is complete and the next may be parsed, as after :data:`MESSAGE_END`
+        and :meth:`start_next` (neither of which then comes). Returns whether more bytes
+        are buffered (the next request's); None otherwise, and nothing changes."""
+        if self._state != _END or self.head is None or self.head.upgrade:
+            return None
+        self._state = _HEAD_START
+        self.head = None
+        return bool(self._buffer)
+
     def next_event(self) -> RequestEvent | None:
         """The next event, or None: more bytes are needed, or the request is complete and
         the next waits for :meth:`start_next`."""
@@ -136,12 +149,15 @@ class RequestParser:
         headers = split_fields(block, noted)
         if b"transfer-encoding" in noted and tab_in_coding(block):
             raise RemoteProtocolError("a tab in Transfer-Encoding", 501)
-        if len(noted.get(b"host", ())) > 1:
+        if b"host" in noted and noted[b"host"][1:]:
             raise RemoteProtocolError("more than one Host")
-        framing, length = body_framing(noted, version == b"1.0")
-        if (framing == CHUNKED or length) and method in _NO_BODY_METHODS:
-            raise RemoteProtocolError(f"a {method.decode()} request with a body")
-        named = tokens(noted.get(b"connection"))
+        if b"transfer-encoding" in noted or b"content-length" in noted:
+            framing, length = body_framing(noted, version == b"1.0")
+            if (framing == CHUNKED or length) and method in _NO_BODY_METHODS:
+                raise RemoteProtocolError(f"a {method.decode()} request with a body")
+        else:
+            framing, length = NO_BODY, 0
+        named = tokens(noted[b"connection"]) if b"connection" in noted else NO_TOKENS
         head = self.head = RequestHead(method, target, version, headers, noted, framing, length, named)
         self._buffer = buffer[end + 4 :]
         if framing == LENGTH and length:

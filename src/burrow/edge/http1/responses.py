@@ -19,6 +19,7 @@ from .fields import (
     FIELD_LINES,
     LENGTH,
     NO_BODY,
+    NO_TOKENS,
     TUNNEL,
     UNTIL_CLOSE,
     bare_line_break,
@@ -175,7 +176,7 @@ class ResponseParser:
             raise RemoteProtocolError("a tab in Transfer-Encoding", 501)
         http10 = minor == b"0"
         version = b"1.0" if http10 else b"1.1"
-        named = tokens(noted.get(b"connection"))
+        named = tokens(noted[b"connection"]) if b"connection" in noted else NO_TOKENS
         self._buffer = buffer[end + 4 :]
         if status < 200:
             if status == 101:

@@ -14,7 +14,17 @@ import zlib
 from typing import Any
 
 from .events import RequestHead, ResponseHead
-from .fields import CHUNKED, HOP_BY_HOP, LENGTH, NO_BODY, NOTED, Headers, end_to_end
+from .fields import (
+    CHUNKED,
+    CONTENT_LENGTH_SPELLINGS,
+    HOP_BY_HOP,
+    LENGTH,
+    NO_BODY,
+    NOT_CONTENT_LENGTH,
+    NOTED,
+    Headers,
+    end_to_end,
+)
 
 # The request fields the proxy writes itself, dropped from what the client sent.
 _OWN_REQUEST_FIELDS = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"})
@@ -82,14 +92,10 @@ def response_fields(response: ResponseHead) -> Headers:
         return [
             field
             for field in response.headers
-            if len(field[0]) != 14 or field[0].lower() != b"content-length"
+            if field[0] not in CONTENT_LENGTH_SPELLINGS
+            and (field[0] in NOT_CONTENT_LENGTH or field[0].lower() != b"content-length")
         ]
     return end_to_end(response.headers, response.named, _UPGRADE if response.status == 101 else _NOTHING)
-
-
-def field_lines(fields: Headers) -> bytes:
-    """``name: value`` CRLF for each field (from parsed, validated names and values)."""
-    return b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
 
 
 class Identity:
@@ -160,7 +166,8 @@ def response_head(
         close = True
     if close:
         fields.append((b"Connection", b"close"))
-    head = b"HTTP/1.1 %d %b\r\n%b\r\n" % (response.status, response.reason, field_lines(fields))
+    lines = b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
+    head = b"HTTP/1.1 %d %b\r\n%b\r\n" % (response.status, response.reason, lines)
     return head, encoder, close
 
 
